@@ -1,0 +1,27 @@
+"""segprune: make Keras 3 segmentation networks smaller and faster by pruning them."""
+
+import os
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # TensorFlow's start-up chatter hides our own output
+
+from segprune._io import save_model  # noqa: E402
+from segprune.cost import CostReport, flops  # noqa: E402
+from segprune.data import load_data  # noqa: E402
+from segprune.metrics import Evaluation, evaluate  # noqa: E402
+from segprune.models import load_model  # noqa: E402
+from segprune.training import TrainConfig, TrainResult, train  # noqa: E402
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "CostReport",
+    "Evaluation",
+    "TrainConfig",
+    "TrainResult",
+    "evaluate",
+    "flops",
+    "load_data",
+    "load_model",
+    "save_model",
+    "train",
+]

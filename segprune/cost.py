@@ -1,0 +1,169 @@
+"""Multiply-accumulates (MACs) and parameters per layer, for a given input size."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import keras
+
+from segprune.graph._keras_internals import LayerCall, is_graph_model, trace_layer_calls
+
+_POOLING = (
+    keras.layers.MaxPooling2D,
+    keras.layers.AveragePooling2D,
+)
+_GLOBAL_POOLING = (keras.layers.GlobalAveragePooling2D, keras.layers.GlobalMaxPooling2D)
+_MERGES = (
+    keras.layers.Add,
+    keras.layers.Subtract,
+    keras.layers.Multiply,
+    keras.layers.Average,
+    keras.layers.Maximum,
+    keras.layers.Minimum,
+)
+
+
+@dataclass(frozen=True)
+class LayerCost:
+    """Cost of one layer call.
+
+    Attributes:
+        name: The layer's name, prefixed by nested model names (`encoder/block_1_expand`).
+        class_name: The layer class.
+        output_shape: Its output shape (batch 1).
+        macs: Multiply-accumulates of convolutions and dense layers (0 for other layers).
+        other_ops: Element-wise work counted apart from MACs: BatchNormalization (2 per element), pooling
+            (window size per output), merges (one per output element per extra input).
+        params: Parameters of the layer (counted at its first call only).
+    """
+
+    name: str
+    class_name: str
+    output_shape: tuple[int | None, ...]
+    macs: int
+    other_ops: int
+    params: int
+
+
+@dataclass(frozen=True)
+class CostReport:
+    """Per-layer and total cost of a model at one input shape (batch 1)."""
+
+    input_shape: tuple[int, ...]
+    layers: tuple[LayerCost, ...]
+
+    @property
+    def macs(self) -> int:
+        return sum(layer.macs for layer in self.layers)
+
+    @property
+    def other_ops(self) -> int:
+        return sum(layer.other_ops for layer in self.layers)
+
+    @property
+    def params(self) -> int:
+        return sum(layer.params for layer in self.layers)
+
+    def to_dict(self) -> dict:
+        return {
+            "input_shape": list(self.input_shape),
+            "macs": self.macs,
+            "other_ops": self.other_ops,
+            "params": self.params,
+            "layers": [layer.__dict__ | {"output_shape": list(layer.output_shape)} for layer in self.layers],
+        }
+
+
+def flops(model: keras.Model, input_shape: tuple[int, ...]) -> CostReport:
+    """Counts multiply-accumulates and parameters of every layer for one input of `input_shape`.
+
+    Layers of nested models (a `keras.applications` encoder) are counted one by one. A transposed
+    convolution costs H_in * W_in * k_h * k_w * C_in * C_out: each input pixel is scattered once.
+
+    Args:
+        model: A functional or Sequential model.
+        input_shape: (height, width) or (height, width, channels), without the batch dimension.
+
+    Returns:
+        A `CostReport`; `.macs` and `.params` are the totals.
+
+    Example:
+        >>> report = flops(segprune.models.unet(), (128, 128))
+        >>> report.macs > 0
+        True
+    """
+    if not is_graph_model(model):
+        raise ValueError(
+            f"flops() needs a functional or Sequential model; {type(model).__name__} is subclassed."
+        )
+    expected = tuple(model.inputs[0].shape[1:])
+    shape = tuple(int(v) for v in input_shape)
+    if len(shape) == len(expected) - 1:
+        shape = (*shape, int(expected[-1]))
+    if len(shape) != len(expected) or any(e is not None and e != s for e, s in zip(expected, shape)):
+        raise ValueError(f"input_shape {tuple(input_shape)} does not fit the model's input {expected}.")
+    calls = trace_layer_calls(model, (1, *shape))
+    counted: set[int] = set()
+    layers = []
+    for call in calls:
+        first_call = id(call.layer) not in counted
+        counted.add(id(call.layer))
+        layers.append(
+            LayerCost(
+                name=call.qualified_name,
+                class_name=type(call.layer).__name__,
+                output_shape=call.output_shapes[0] if call.output_shapes else (),
+                macs=layer_macs(call),
+                other_ops=layer_other_ops(call),
+                params=call.layer.count_params() if first_call and call.layer.built else 0,
+            )
+        )
+    return CostReport(input_shape=shape, layers=tuple(layers))
+
+
+def layer_macs(call: LayerCall) -> int:
+    """MACs of one call of a convolution or dense layer; 0 for every other layer."""
+    layer = call.layer
+    if not call.input_shapes or not call.output_shapes:
+        return 0
+    input_shape, output_shape = call.input_shapes[0], call.output_shapes[0]
+    if isinstance(layer, keras.layers.Conv2DTranspose):
+        in_channels = input_shape[-1]
+        kernel = math.prod(layer.kernel_size)
+        return _spatial(input_shape) * kernel * in_channels * layer.filters
+    if isinstance(layer, keras.layers.DepthwiseConv2D):
+        kernel = math.prod(layer.kernel_size)
+        return _spatial(output_shape) * output_shape[-1] * kernel
+    if isinstance(layer, keras.layers.SeparableConv2D):
+        in_channels = input_shape[-1]
+        depthwise = _spatial(output_shape) * in_channels * layer.depth_multiplier * math.prod(layer.kernel_size)
+        pointwise = _spatial(output_shape) * in_channels * layer.depth_multiplier * layer.filters
+        return depthwise + pointwise
+    if isinstance(layer, keras.layers.Conv2D):
+        kernel = math.prod(layer.kernel_size)
+        return _spatial(output_shape) * output_shape[-1] * kernel * (input_shape[-1] // layer.groups)
+    if isinstance(layer, keras.layers.Dense):
+        return math.prod(input_shape[1:]) * layer.units
+    return 0
+
+
+def layer_other_ops(call: LayerCall) -> int:
+    """Element-wise work of BatchNormalization, pooling and merge layers."""
+    layer = call.layer
+    if not call.output_shapes:
+        return 0
+    output_elements = math.prod(call.output_shapes[0][1:])
+    if isinstance(layer, keras.layers.BatchNormalization):
+        return 2 * output_elements
+    if isinstance(layer, _POOLING):
+        return output_elements * math.prod(layer.pool_size)
+    if isinstance(layer, _GLOBAL_POOLING):
+        return math.prod(call.input_shapes[0][1:])
+    if isinstance(layer, _MERGES):
+        return output_elements * (len(call.input_shapes) - 1)
+    return 0
+
+
+def _spatial(shape: tuple[int | None, ...]) -> int:
+    return math.prod(shape[1:-1])

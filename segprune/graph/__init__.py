@@ -1,0 +1,1 @@
+"""The channel graph of a Keras functional model (grows with the structured-pruning work)."""

@@ -1,0 +1,143 @@
+"""Dice, IoU and pixel accuracy, accumulated over a whole split through one confusion matrix."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+import keras
+import numpy as np
+
+from segprune.data.dataset import SegmentationDataset
+from segprune.inference import DEFAULT_PAD_MULTIPLE, predict_classes
+from segprune.models.outputs import output_kind
+
+
+class ConfusionMatrix:
+    """Counts of (true class, predicted class) pixels; pixels at the ignore index are skipped.
+
+    Example:
+        >>> matrix = ConfusionMatrix(num_classes=2)
+        >>> matrix.update(np.array([[0, 1]]), np.array([[0, 1]]))
+        >>> matrix.dice()
+        1.0
+    """
+
+    def __init__(self, num_classes: int, ignore_index: int | None = None) -> None:
+        self.num_classes = num_classes
+        self.ignore_index = ignore_index
+        self.counts = np.zeros((num_classes, num_classes), dtype=np.int64)
+
+    def update(self, truth: np.ndarray, predicted: np.ndarray) -> None:
+        if truth.shape != predicted.shape:
+            raise ValueError(f"Mask shapes differ: truth {truth.shape}, prediction {predicted.shape}.")
+        truth = truth.ravel().astype(np.int64)
+        predicted = predicted.ravel().astype(np.int64)
+        keep = truth != self.ignore_index if self.ignore_index is not None else np.ones_like(truth, dtype=bool)
+        truth, predicted = truth[keep], predicted[keep]
+        if truth.size and (truth.min() < 0 or truth.max() >= self.num_classes):
+            raise ValueError(f"A true mask holds class {int(truth.max())}, outside 0..{self.num_classes - 1}.")
+        self.counts += np.bincount(
+            truth * self.num_classes + predicted, minlength=self.num_classes**2
+        ).reshape(self.num_classes, self.num_classes)
+
+    def _per_class(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        true_positive = np.diag(self.counts).astype(np.float64)
+        false_positive = self.counts.sum(axis=0) - true_positive
+        false_negative = self.counts.sum(axis=1) - true_positive
+        return true_positive, false_positive, false_negative
+
+    def dice_per_class(self) -> np.ndarray:
+        """2TP / (2TP + FP + FN) per class; NaN for a class absent from both truth and prediction."""
+        tp, fp, fn = self._per_class()
+        with np.errstate(invalid="ignore", divide="ignore"):
+            return np.where(2 * tp + fp + fn > 0, 2 * tp / (2 * tp + fp + fn), np.nan)
+
+    def iou_per_class(self) -> np.ndarray:
+        """TP / (TP + FP + FN) per class; NaN for a class absent from both truth and prediction."""
+        tp, fp, fn = self._per_class()
+        with np.errstate(invalid="ignore", divide="ignore"):
+            return np.where(tp + fp + fn > 0, tp / (tp + fp + fn), np.nan)
+
+    def dice(self) -> float:
+        """Mean Dice over the foreground classes (1..C-1) present in truth or prediction."""
+        return _nanmean(self.dice_per_class()[1:])
+
+    def iou(self) -> float:
+        """Mean IoU over all classes, background included, present in truth or prediction."""
+        return _nanmean(self.iou_per_class())
+
+    def pixel_accuracy(self) -> float:
+        total = self.counts.sum()
+        return float(np.trace(self.counts) / total) if total else float("nan")
+
+
+def _nanmean(values: np.ndarray) -> float:
+    values = values[~np.isnan(values)]
+    return float(values.mean()) if values.size else float("nan")
+
+
+@dataclass(frozen=True)
+class Evaluation:
+    """Scores of one model on one split.
+
+    Attributes:
+        dice: Mean Dice over foreground classes.
+        iou: Mean IoU over all classes.
+        iou_per_class: IoU of each class, background first (NaN where a class never occurs).
+        dice_per_class: Dice of each class, background first.
+        pixel_accuracy: Share of (non-ignored) pixels classified right.
+        num_images: Images evaluated.
+        num_pixels: Pixels counted (ignored ones excluded).
+    """
+
+    dice: float
+    iou: float
+    iou_per_class: tuple[float, ...]
+    dice_per_class: tuple[float, ...]
+    pixel_accuracy: float
+    num_images: int
+    num_pixels: int
+
+    def to_dict(self) -> dict:
+        return {key: (list(value) if isinstance(value, tuple) else value) for key, value in asdict(self).items()}
+
+
+def evaluate(
+    model: keras.Model,
+    data: SegmentationDataset,
+    split: str = "test",
+    pad_multiple: int = DEFAULT_PAD_MULTIPLE,
+    batch_size: int = 8,
+) -> Evaluation:
+    """Scores `model` on every image of `split` at full resolution, counting all pixels together.
+
+    Dice, IoU and accuracy come from one confusion matrix over the whole split, not from per-batch
+    averages. The model may output probabilities or logits (read from its last activation).
+
+    Example:
+        >>> result = evaluate(model, segprune.data.load_data("synthetic"), split="test")
+        >>> 0.0 <= result.dice <= 1.0
+        True
+    """
+    kind = output_kind(model)
+    if kind.num_classes != data.num_classes:
+        raise ValueError(
+            f"Model {model.name!r} predicts {kind.num_classes} classes ({kind.channels} output channels) but "
+            f"dataset {data.name!r} has {data.num_classes}. Build the model with num_classes={data.num_classes}."
+        )
+    matrix = ConfusionMatrix(data.num_classes, data.ignore_index)
+    ids = data.ids(split)
+    for start in range(0, len(ids), batch_size):
+        pairs = [data.load(sample_id) for sample_id in ids[start : start + batch_size]]
+        predictions = predict_classes(model, [image for image, _ in pairs], pad_multiple, batch_size)
+        for (_, mask), predicted in zip(pairs, predictions):
+            matrix.update(mask, predicted)
+    return Evaluation(
+        dice=matrix.dice(),
+        iou=matrix.iou(),
+        iou_per_class=tuple(float(v) for v in matrix.iou_per_class()),
+        dice_per_class=tuple(float(v) for v in matrix.dice_per_class()),
+        pixel_accuracy=matrix.pixel_accuracy(),
+        num_images=len(ids),
+        num_pixels=int(matrix.counts.sum()),
+    )

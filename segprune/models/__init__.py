@@ -1,0 +1,34 @@
+"""Segmentation architectures, a user's own model files, and the output convention they share."""
+
+from segprune.models.fcn import fcn
+from segprune.models.loading import ModelFileError, load_model, require_graph_model
+from segprune.models.mobilenet_unet import mobilenet_unet
+from segprune.models.outputs import OutputKind, output_kind
+from segprune.models.unet import unet
+
+ARCHITECTURES = {"unet": unet, "fcn": fcn, "mobilenet-unet": mobilenet_unet}
+
+
+def build_model(architecture: str, num_classes: int, input_channels: int, **options):
+    """Builds a named architecture (`"unet"`, `"fcn"` or `"mobilenet-unet"`).
+
+    Example:
+        >>> model = build_model("unet", num_classes=2, input_channels=1, base_filters=8)
+    """
+    if architecture not in ARCHITECTURES:
+        raise ValueError(f"Unknown architecture {architecture!r}; choose one of {sorted(ARCHITECTURES)}.")
+    return ARCHITECTURES[architecture](num_classes=num_classes, input_channels=input_channels, **options)
+
+
+__all__ = [
+    "ARCHITECTURES",
+    "ModelFileError",
+    "OutputKind",
+    "build_model",
+    "fcn",
+    "load_model",
+    "mobilenet_unet",
+    "output_kind",
+    "require_graph_model",
+    "unet",
+]

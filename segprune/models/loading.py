@@ -1,0 +1,174 @@
+"""Loading a user's own model: Keras 3 `.keras` files and legacy `.h5` files, Keras 2 ones included."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import tempfile
+import zipfile
+from pathlib import Path
+
+import h5py
+import keras
+
+from segprune.graph._keras_internals import is_graph_model
+
+SUPPORTED_SUFFIXES = (".keras", ".h5", ".hdf5")
+_GRAPH_CLASS_NAMES = ("Functional", "Sequential", "Model")
+
+# Keras 2 wrote arguments that Keras 3 constructors reject. Each entry: (layer classes, argument, the value
+# Keras 2 always wrote); a file with any other value needs a feature Keras 3 lacks and is refused.
+_KERAS2_ONLY_ARGUMENTS = (
+    (("Conv1DTranspose", "Conv2DTranspose", "Conv3DTranspose"), "groups", 1),
+    (("DepthwiseConv1D", "DepthwiseConv2D"), "groups", 1),
+)
+
+
+class ModelFileError(ValueError):
+    """A model file segprune cannot use, with what to do about it."""
+
+
+def load_model(path: str | Path) -> keras.Model:
+    """Loads a functional or Sequential segmentation model from `.keras` or `.h5` and makes it trainable.
+
+    `.h5` files written by Keras 2 / tf.keras (`model.save("unet.h5")`) are accepted: arguments that only
+    Keras 2 wrote are dropped from a temporary copy first, so the user's file is never modified. The
+    optimizer state and compile settings are not loaded; segprune compiles what it trains.
+
+    Args:
+        path: A `.keras`, `.h5` or `.hdf5` file.
+
+    Returns:
+        The model, with every layer (nested models included) set trainable.
+
+    Raises:
+        FileNotFoundError: Nothing exists at `path`.
+        ModelFileError: The file is a SavedModel directory, corrupt, holds only weights, holds a
+            subclassed model, or has an unsupported suffix.
+
+    Example:
+        >>> model = segprune.load_model("unet.h5")
+    """
+    path = Path(path)
+    if path.is_dir():
+        raise ModelFileError(_directory_message(path))
+    if not path.exists():
+        raise FileNotFoundError(f"No model file at {str(path)!r}. Check the path; segprune reads .keras and .h5 files.")
+    suffix = path.suffix.lower()
+    if suffix == ".keras":
+        model = _load_keras_file(path)
+    elif suffix in (".h5", ".hdf5"):
+        model = _load_h5_file(path)
+    else:
+        raise ModelFileError(
+            f"Cannot load {str(path)!r}: unsupported suffix {path.suffix!r}. Supported: "
+            f"{', '.join(SUPPORTED_SUFFIXES)}. Save the model with model.save('model.keras')."
+        )
+    require_graph_model(model, source=str(path))
+    set_trainable(model)
+    return model
+
+
+def require_graph_model(model: keras.Model, source: str = "the model") -> None:
+    """Raises a clear error unless `model` is a functional or Sequential model (whose graph can be read)."""
+    if not is_graph_model(model):
+        raise ModelFileError(
+            f"{source} is a subclassed model ({type(model).__name__}); segprune needs the layer graph of a "
+            "functional or Sequential model. Rebuild it with keras.Input(...) and keras.Model(inputs, outputs), "
+            "then copy the weights across with set_weights()."
+        )
+
+
+def set_trainable(model: keras.Model) -> None:
+    model.trainable = True
+    for layer in model.layers:
+        if is_graph_model(layer):
+            set_trainable(layer)
+        layer.trainable = True
+
+
+def _directory_message(path: Path) -> str:
+    if (path / "saved_model.pb").exists():
+        return (
+            f"{str(path)!r} is a TensorFlow SavedModel directory, which holds a traced graph and no Keras "
+            "layers, so it cannot be pruned. Load the model in the code that made it and save it with "
+            "model.save('model.keras') (Keras 3) or model.save('model.h5') (Keras 2 / tf.keras)."
+        )
+    return f"{str(path)!r} is a directory; pass a .keras or .h5 model file."
+
+
+def _load_keras_file(path: Path) -> keras.Model:
+    if not zipfile.is_zipfile(path):
+        raise ModelFileError(
+            f"{str(path)!r} is not a valid .keras file (a .keras file is a zip archive); it may be truncated "
+            "or corrupt. Save the model again with model.save('model.keras')."
+        )
+    with zipfile.ZipFile(path) as archive:
+        try:
+            config = json.loads(archive.read("config.json"))
+        except (KeyError, json.JSONDecodeError) as error:
+            raise ModelFileError(f"{str(path)!r} has no readable config.json; the file is corrupt.") from error
+    class_name = config.get("class_name")
+    if class_name not in _GRAPH_CLASS_NAMES:
+        raise ModelFileError(
+            f"{str(path)!r} holds a subclassed model ({class_name}); segprune needs a functional or "
+            "Sequential model. Rebuild it with keras.Input(...) and keras.Model(inputs, outputs)."
+        )
+    return _keras_load(path)
+
+
+def _load_h5_file(path: Path) -> keras.Model:
+    if not h5py.is_hdf5(path):
+        raise ModelFileError(f"{str(path)!r} is not a valid HDF5 file; it may be truncated or corrupt.")
+    with h5py.File(path, "r") as handle:
+        raw_config = handle.attrs.get("model_config")
+    if raw_config is None:
+        raise ModelFileError(
+            f"{str(path)!r} holds weights only (written by save_weights). Build the architecture in code, "
+            "call model.load_weights(path), then save the whole model with model.save('model.keras')."
+        )
+    config = json.loads(raw_config)
+    if config.get("class_name") not in _GRAPH_CLASS_NAMES:
+        raise ModelFileError(
+            f"{str(path)!r} holds a {config.get('class_name')} model; segprune needs a functional or "
+            "Sequential model."
+        )
+    changed = _drop_keras2_only_arguments(config, source=str(path))
+    if not changed:
+        return _keras_load(path)
+    with tempfile.TemporaryDirectory(prefix="segprune-h5-") as folder:
+        copy = Path(folder) / path.name
+        shutil.copyfile(path, copy)
+        with h5py.File(copy, "r+") as handle:
+            handle.attrs["model_config"] = json.dumps(config)
+        return _keras_load(copy, shown_as=path)
+
+
+def _drop_keras2_only_arguments(config: dict, source: str) -> bool:
+    changed = False
+    for layer in config.get("config", {}).get("layers", []):
+        if layer.get("class_name") in _GRAPH_CLASS_NAMES:
+            changed |= _drop_keras2_only_arguments(layer, source)
+            continue
+        layer_config = layer.get("config", {})
+        for class_names, argument, keras2_value in _KERAS2_ONLY_ARGUMENTS:
+            if layer.get("class_name") in class_names and argument in layer_config:
+                value = layer_config.pop(argument)
+                if value != keras2_value:
+                    raise ModelFileError(
+                        f"Layer {layer_config.get('name')!r} ({layer['class_name']}) in {source!r} has "
+                        f"{argument}={value!r}, which Keras 3 does not support."
+                    )
+                changed = True
+    return changed
+
+
+def _keras_load(path: Path, shown_as: Path | None = None) -> keras.Model:
+    try:
+        return keras.saving.load_model(path, compile=False)
+    except Exception as error:  # Keras raises many types here; all mean the same to the user.
+        raise ModelFileError(
+            f"Keras could not rebuild the model in {str(shown_as or path)!r}: {error}. If it uses custom "
+            "layers, import the module that defines them (registered with "
+            "@keras.saving.register_keras_serializable()) before loading."
+        ) from error

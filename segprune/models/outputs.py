@@ -1,0 +1,87 @@
+"""What a segmentation model's output means: probabilities or logits, binary or multi-class."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import keras
+
+from segprune.graph._keras_internals import is_graph_model, producing_layer
+
+# Layers that move or resample values without changing what they mean: the activation is further back.
+_PASS_THROUGH = (
+    keras.layers.Resizing,
+    keras.layers.UpSampling2D,
+    keras.layers.Cropping2D,
+    keras.layers.ZeroPadding2D,
+    keras.layers.Reshape,
+    keras.layers.Identity,
+)
+
+
+@dataclass(frozen=True)
+class OutputKind:
+    """How to read a model's output.
+
+    Attributes:
+        activation: `"sigmoid"`, `"softmax"` or `"linear"` (logits).
+        channels: Output channels; 1 means binary (foreground probability or logit).
+    """
+
+    activation: str
+    channels: int
+
+    @property
+    def num_classes(self) -> int:
+        return 2 if self.channels == 1 else self.channels
+
+    @property
+    def from_logits(self) -> bool:
+        return self.activation == "linear"
+
+
+def output_kind(model: keras.Model) -> OutputKind:
+    """Detects the output convention of a single-output segmentation model from its last activation.
+
+    Example:
+        >>> output_kind(segprune.models.unet(num_classes=2))
+        OutputKind(activation='sigmoid', channels=1)
+    """
+    if len(model.outputs) != 1:
+        raise ValueError(
+            f"Model {model.name!r} has {len(model.outputs)} outputs; segprune expects one output of shape "
+            "(batch, height, width, channels). Build a model that returns only the segmentation map."
+        )
+    output = model.outputs[0]
+    if len(output.shape) != 4:
+        raise ValueError(
+            f"Model {model.name!r} outputs shape {tuple(output.shape)}; a segmentation model must output "
+            "(batch, height, width, channels)."
+        )
+    channels = int(output.shape[-1])
+    activation = _activation_of(producing_layer(output))
+    if activation == "sigmoid" and channels != 1:
+        raise ValueError(
+            f"Model {model.name!r} ends in a sigmoid over {channels} channels (multi-label); segprune "
+            "expects one sigmoid channel for binary masks or a softmax over the classes."
+        )
+    return OutputKind(activation, channels)
+
+
+def _activation_of(layer: keras.layers.Layer) -> str:
+    while True:
+        if is_graph_model(layer):
+            layer = producing_layer(layer.outputs[0])
+        elif isinstance(layer, keras.layers.Softmax):
+            return "softmax"
+        elif isinstance(layer, _PASS_THROUGH):
+            layer = producing_layer(_single_input(layer))
+        else:
+            activation = getattr(layer, "activation", None)
+            name = getattr(activation, "__name__", "linear") if activation is not None else "linear"
+            return name if name in ("sigmoid", "softmax") else "linear"
+
+
+def _single_input(layer: keras.layers.Layer) -> keras.KerasTensor:
+    tensors = keras.tree.flatten(layer.input)
+    return tensors[0]
