@@ -4,6 +4,10 @@ import os
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # TensorFlow's start-up chatter hides our own output
 
+from segprune.graph._keras_internals import allow_dynamic_resize  # noqa: E402
+
+allow_dynamic_resize()
+
 from segprune._io import save_model  # noqa: E402
 from segprune.cost import CostReport, flops  # noqa: E402
 from segprune.data import load_data  # noqa: E402

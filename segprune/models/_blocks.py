@@ -5,12 +5,16 @@ from __future__ import annotations
 import keras
 from keras import layers
 
+# Keras' default 0.99 lags far behind the weights on the few hundred steps small datasets give; 0.9 keeps
+# the moving statistics (used at inference) close to the batch statistics seen in training.
+BN_MOMENTUM = 0.9
+
 
 def conv_bn_relu(x, filters: int, name: str, batch_norm: bool = True, kernel_size: int = 3):
     """Conv2D (no bias when BatchNorm follows), optional BatchNorm, ReLU."""
     x = layers.Conv2D(filters, kernel_size, padding="same", use_bias=not batch_norm, name=f"{name}_conv")(x)
     if batch_norm:
-        x = layers.BatchNormalization(name=f"{name}_bn")(x)
+        x = layers.BatchNormalization(momentum=BN_MOMENTUM, name=f"{name}_bn")(x)
     return layers.ReLU(name=f"{name}_relu")(x)
 
 

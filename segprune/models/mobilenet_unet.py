@@ -7,7 +7,7 @@ from pathlib import Path
 import keras
 from keras import layers
 
-from segprune.models._blocks import check_positive, classifier_head, image_input
+from segprune.models._blocks import BN_MOMENTUM, check_positive, classifier_head, image_input
 
 # Encoder activations used as skips, from stride 2 down to stride 32.
 SKIP_LAYERS = (
@@ -83,7 +83,7 @@ def mobilenet_unet(
     x = skips[-1]
     for step, (filters, skip) in enumerate(zip(decoder_filters, reversed(skips[:-1]))):
         x = layers.Conv2DTranspose(filters, 3, strides=2, padding="same", use_bias=False, name=f"up{step}")(x)
-        x = layers.BatchNormalization(name=f"up{step}_bn")(x)
+        x = layers.BatchNormalization(momentum=BN_MOMENTUM, name=f"up{step}_bn")(x)
         x = layers.ReLU(name=f"up{step}_relu")(x)
         x = layers.Concatenate(name=f"up{step}_concat")([x, skip])
     x = layers.Conv2DTranspose(decoder_filters[-1], 3, strides=2, padding="same", name="up_final")(x)

@@ -1,0 +1,37 @@
+"""Progress and tables on the terminal. Progress goes to stderr so that `--json` output stays clean."""
+
+from __future__ import annotations
+
+from rich.console import Console
+from rich.table import Table
+
+from segprune.training import EpochRecord, TrainResult
+
+progress_console = Console(stderr=True, highlight=False)
+output_console = Console(highlight=False)
+
+
+def print_epoch(record: EpochRecord, result: TrainResult, epochs: int) -> None:
+    """One line per epoch: loss, validation Dice, the best so far, seconds."""
+    marker = " *" if result.best_epoch == record.epoch else ""
+    progress_console.print(
+        f"epoch {record.epoch:>3}/{epochs}  loss {record.loss:.4f}  val Dice {record.val_dice:.4f}"
+        f"  best {result.best_val_dice:.4f} (epoch {result.best_epoch})  {record.seconds:.1f}s{marker}"
+    )
+
+
+def table(title: str, columns: list[str], rows: list[list]) -> Table:
+    rendered = Table(title=title, title_justify="left")
+    for column in columns:
+        rendered.add_column(column, justify="left" if column in ("model", "layer", "class") else "right")
+    for row in rows:
+        rendered.add_row(*(_format(value) for value in row))
+    return rendered
+
+
+def _format(value) -> str:
+    if isinstance(value, float):
+        return f"{value:.4f}"
+    if isinstance(value, int):
+        return f"{value:,}"
+    return str(value)

@@ -1,0 +1,145 @@
+"""The `segprune` command: parses arguments, calls the Python API, prints. No logic of its own."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import sys
+from pathlib import Path
+
+from segprune import _console
+from segprune.data import BatchConfig, DataError, load_data
+from segprune.models import ARCHITECTURES, ModelFileError, build_model, load_model
+
+DATA_HELP = "'synthetic' (the built-in dataset) or a folder with images/ and masks/ (or the Oxford-IIIT Pet layout)"
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = _parser()
+    arguments = parser.parse_args(argv)
+    try:
+        return arguments.handler(arguments)
+    except (DataError, ModelFileError, FileNotFoundError, ValueError) as error:
+        _console.progress_console.print(f"[bold red]error:[/] {error}", markup=True, highlight=False)
+        return 2
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="segprune", description="Prune Keras 3 segmentation models.")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    train = commands.add_parser("train", help="train a segmentation model", description="Train a model and save the best epoch.")
+    train.add_argument("--data", default="synthetic", help=DATA_HELP)
+    train.add_argument("--model", default="unet", choices=sorted(ARCHITECTURES), help="architecture (default unet)")
+    train.add_argument("--epochs", type=int, default=40, help="maximum epochs (default 40)")
+    train.add_argument("--image-size", type=int, default=128, help="training patch size (default 128)")
+    train.add_argument("--batch-size", type=int, default=8, help="images per batch (default 8)")
+    train.add_argument("--learning-rate", type=float, default=1e-3, help="peak Adam learning rate (default 1e-3)")
+    train.add_argument("--patience", type=int, default=15, help="epochs without improvement before stopping (default 15)")
+    train.add_argument("--base-filters", type=int, default=None, help="unet/fcn: filters of the first stage (default 16)")
+    train.add_argument("--seed", type=int, default=0, help="seed of initialisation, batches and augmentation")
+    train.add_argument("--out", required=True, help="where to save the model (.keras); rewritten at each better epoch")
+    train.set_defaults(handler=_train)
+
+    evaluate = commands.add_parser("evaluate", help="score models on a split", description="Dice, IoU and pixel accuracy over a whole split.")
+    evaluate.add_argument("models", nargs="+", metavar="MODEL", help=".keras or .h5 model files")
+    evaluate.add_argument("--data", default="synthetic", help=DATA_HELP)
+    evaluate.add_argument("--split", default="test", choices=("train", "val", "test"))
+    evaluate.add_argument("--json", action="store_true", help="one JSON object per model per line")
+    evaluate.set_defaults(handler=_evaluate)
+
+    demo = commands.add_parser("demo", help="the main job on the built-in data", description="Train a U-Net on the synthetic data and score it.")
+    demo.add_argument("--out", default="runs/demo", help="output folder (default runs/demo)")
+    demo.add_argument("--epochs", type=int, default=None, help="training epochs (default 25)")
+    demo.set_defaults(handler=_demo)
+    return parser
+
+
+def _train(arguments: argparse.Namespace) -> int:
+    import keras
+
+    from segprune.metrics import evaluate
+    from segprune.training import TrainConfig, train
+
+    out = Path(arguments.out)
+    if out.suffix != ".keras":
+        raise ValueError(f"--out must end in .keras, got {str(out)!r}.")
+    keras.utils.set_random_seed(arguments.seed)
+    data = load_data(arguments.data)
+    options = {} if arguments.base_filters is None else {"base_filters": arguments.base_filters}
+    model = build_model(arguments.model, data.num_classes, data.image_channels, **options)
+    config = TrainConfig(
+        learning_rate=arguments.learning_rate,
+        patience=arguments.patience,
+        batches=BatchConfig(batch_size=arguments.batch_size, image_size=arguments.image_size, seed=arguments.seed),
+    )
+    _console.progress_console.print(
+        f"training {model.name} ({model.count_params():,} parameters) on {data.name}: "
+        f"{len(data.ids('train'))} training and {len(data.ids('val'))} validation images"
+    )
+    result = train(model, data, arguments.epochs, config, checkpoint_path=out, on_epoch=_console.print_epoch)
+    ending = "interrupted" if result.interrupted else ("stopped early" if result.stopped_early else "done")
+    _console.progress_console.print(
+        f"{ending} after {len(result.history)} epochs in {result.seconds:.0f}s; best validation Dice "
+        f"{result.best_val_dice:.4f} at epoch {result.best_epoch}; model saved to {out}"
+    )
+    if "test" in data.splits and data.splits["test"]:
+        scores = evaluate(model, data, "test")
+        _console.output_console.print(f"test Dice {scores.dice:.4f}  IoU {scores.iou:.4f}  pixel accuracy {scores.pixel_accuracy:.4f}")
+    return 130 if result.interrupted else 0
+
+
+def _evaluate(arguments: argparse.Namespace) -> int:
+    from segprune.metrics import evaluate
+
+    data = load_data(arguments.data)
+    rows = []
+    for path in arguments.models:
+        model = load_model(path)
+        scores = evaluate(model, data, arguments.split)
+        row = {
+            "model": path,
+            "split": arguments.split,
+            "dice": scores.dice,
+            "iou": scores.iou,
+            "pixel_accuracy": scores.pixel_accuracy,
+            "params": model.count_params(),
+            "iou_per_class": list(scores.iou_per_class),
+            "num_images": scores.num_images,
+        }
+        if arguments.json:
+            print(json.dumps({key: _json_number(value) for key, value in row.items()}), flush=True)
+        rows.append(row)
+    if not arguments.json:
+        columns = ["model", "dice", "iou", "pixel_accuracy", "params"]
+        _console.output_console.print(
+            _console.table(f"{data.name}, split {arguments.split}", columns, [[row[c] for c in columns] for row in rows])
+        )
+    return 0
+
+
+def _json_number(value):
+    if isinstance(value, float) and math.isnan(value):
+        return None
+    if isinstance(value, list):
+        return [_json_number(item) for item in value]
+    return value
+
+
+def _demo(arguments: argparse.Namespace) -> int:
+    from segprune.demo import DEMO_EPOCHS, run_demo
+
+    _console.progress_console.print(f"segprune demo: training a U-Net on the built-in synthetic data, output in {arguments.out}")
+    result = run_demo(arguments.out, epochs=arguments.epochs or DEMO_EPOCHS, on_epoch=_console.print_epoch)
+    scores = result.evaluation
+    _console.output_console.print(
+        f"test Dice {scores.dice:.4f}  mean IoU {scores.iou:.4f}  pixel accuracy {scores.pixel_accuracy:.4f}\n"
+        f"U-Net: {result.params:,} parameters, {result.macs / 1e6:.1f}M MACs at 128x128\n"
+        f"model:   {result.model_path}\nmetrics: {result.metrics_path}"
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

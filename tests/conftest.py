@@ -1,0 +1,66 @@
+"""Shared fixtures: tiny datasets written to disk, the shipped nuclei data, small models."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+os.environ.setdefault("KERAS_BACKEND", "tensorflow")
+
+import keras  # noqa: E402
+import numpy as np  # noqa: E402
+import pytest  # noqa: E402
+from PIL import Image  # noqa: E402
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+NUCLEI = REPO_ROOT.parent / "shared" / "datasets" / "nuclei-dsb2018"
+DATA_DIR = Path(__file__).resolve().parent / "data"
+
+
+@pytest.fixture(autouse=True)
+def _seeded():
+    keras.utils.set_random_seed(0)
+
+
+@pytest.fixture
+def nuclei_path() -> Path:
+    if not (NUCLEI / "images").is_dir():
+        pytest.fail(f"The shipped nuclei dataset is missing at {NUCLEI}; it lives in shared/ beside the repository.")
+    return NUCLEI
+
+
+def write_png(path: Path, array: np.ndarray) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.fromarray(array).save(path)
+    return path
+
+
+def blob_pair(rng: np.random.Generator, size: int = 32, channels: int = 1) -> tuple[np.ndarray, np.ndarray]:
+    """A uint8 image with bright squares and its 0/1 mask."""
+    mask = np.zeros((size, size), dtype=np.uint8)
+    for _ in range(2):
+        top, left = rng.integers(0, size - 8, size=2)
+        mask[top : top + 8, left : left + 8] = 1
+    image = (mask * 180 + rng.integers(0, 60, size=(size, size))).astype(np.uint8)
+    if channels == 3:
+        image = np.stack([image, image // 2, image], axis=-1)
+    return image, mask
+
+
+@pytest.fixture
+def make_folder_dataset(tmp_path):
+    """Writes images/ and masks/ with `count` blob images; returns the root."""
+
+    def make(count: int = 6, size: int = 32, channels: int = 1, split_lines: list[str] | None = None) -> Path:
+        root = tmp_path / "dataset"
+        rng = np.random.default_rng(0)
+        for index in range(count):
+            image, mask = blob_pair(rng, size, channels)
+            write_png(root / "images" / f"tile{index}.png", image)
+            write_png(root / "masks" / f"tile{index}.png", mask)
+        if split_lines is not None:
+            (root / "split.txt").write_text("\n".join(split_lines) + "\n")
+        return root
+
+    return make
