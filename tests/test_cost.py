@@ -1,0 +1,82 @@
+"""MACs and parameters against hand-computed values for each counted layer kind."""
+
+import keras
+import pytest
+
+from segprune import flops
+from segprune.models import unet
+
+
+def _single_layer(layer, input_shape):
+    inputs = keras.Input(input_shape)
+    return keras.Model(inputs, layer(inputs))
+
+
+@pytest.mark.parametrize(
+    "layer,input_shape,expected_macs",
+    [
+        (keras.layers.Conv2D(8, 3, padding="same"), (16, 16, 4), 16 * 16 * 8 * 3 * 3 * 4),
+        (keras.layers.Conv2D(8, 3, strides=2, padding="valid"), (17, 17, 4), 8 * 8 * 8 * 9 * 4),
+        (keras.layers.Conv2D(8, 3, padding="same", groups=2), (16, 16, 4), 16 * 16 * 8 * 9 * 2),
+        (keras.layers.Conv2DTranspose(6, 2, strides=2), (8, 8, 4), 8 * 8 * 2 * 2 * 4 * 6),
+        (keras.layers.DepthwiseConv2D(3, padding="same", depth_multiplier=2), (10, 10, 4), 10 * 10 * 8 * 9),
+        (keras.layers.SeparableConv2D(5, 3, padding="same"), (10, 10, 4), 10 * 10 * 4 * 9 + 10 * 10 * 4 * 5),
+        (keras.layers.Dense(7), (12,), 12 * 7),
+        (keras.layers.Dense(7), (3, 12), 3 * 12 * 7),
+        (keras.layers.MaxPooling2D(), (8, 8, 4), 0),
+    ],
+)
+def test_layer_macs(layer, input_shape, expected_macs):
+    model = _single_layer(layer, input_shape)
+    report = flops(model, input_shape)
+    assert report.macs == expected_macs
+    assert report.params == model.count_params()
+
+
+def test_batchnorm_and_pooling_are_counted_separately():
+    inputs = keras.Input((8, 8, 4))
+    x = keras.layers.BatchNormalization()(inputs)
+    x = keras.layers.MaxPooling2D()(x)
+    report = flops(keras.Model(inputs, x), (8, 8, 4))
+    assert report.macs == 0
+    assert report.other_ops == 2 * 8 * 8 * 4 + 4 * 4 * 4 * 4
+    assert report.params == 16
+
+
+def test_nested_models_are_entered_and_shared_layers_counted_per_call():
+    inner_input = keras.Input((None, None, 3))
+    inner = keras.Model(inner_input, keras.layers.Conv2D(4, 1, name="inner_conv")(inner_input), name="encoder")
+    shared = keras.layers.Conv2D(4, 1, name="shared")
+    inputs = keras.Input((None, None, 3))
+    x = inner(inputs)
+    y = shared(shared(x))
+    model = keras.Model(inputs, y)
+    report = flops(model, (10, 10))
+    names = [layer.name for layer in report.layers]
+    assert "encoder/inner_conv" in names
+    assert names.count("shared") == 2
+    assert report.macs == 100 * 3 * 4 + 2 * 100 * 4 * 4
+    assert report.params == model.count_params()
+
+
+def test_unet_total_by_hand():
+    model = unet(num_classes=2, input_channels=1, base_filters=4, depth=1, batch_norm=False)
+    size = 8
+    expected = (
+        size * size * 4 * 9 * 1  # enc0a
+        + size * size * 4 * 9 * 4  # enc0b
+        + (size // 2) ** 2 * 8 * 9 * 4  # mid_a
+        + (size // 2) ** 2 * 8 * 9 * 8  # mid_b
+        + (size // 2) ** 2 * 4 * 8 * 4  # dec0_up: transpose 2x2 from 8 to 4 channels on the 4x4 input
+        + size * size * 4 * 9 * 8  # dec0a over the concatenation
+        + size * size * 4 * 9 * 4  # dec0b
+        + size * size * 1 * 4  # head
+    )
+    report = flops(model, (size, size))
+    assert report.macs == expected
+    assert report.params == model.count_params()
+
+
+def test_bad_input_shape():
+    with pytest.raises(ValueError, match="does not fit"):
+        flops(unet(input_channels=1), (32, 32, 3))

@@ -1,0 +1,58 @@
+"""Training: it learns, keeps the best epoch, checkpoints atomically, stops early and on Ctrl-C."""
+
+import keras
+import numpy as np
+import pytest
+
+from segprune import TrainConfig, evaluate, train
+from segprune.data import BatchConfig, folder_dataset, synthetic_dataset
+from segprune.models import unet
+
+FAST = TrainConfig(learning_rate=3e-3, batches=BatchConfig(batch_size=4, image_size=32, samples_per_epoch=32))
+
+
+@pytest.fixture(scope="module")
+def tiny_data():
+    return synthetic_dataset(num_train=16, num_val=4, num_test=4, image_size=32, channels=1)
+
+
+def test_training_learns_and_checkpoints_a_plain_model(make_folder_dataset, tmp_path):
+    blobs = folder_dataset(make_folder_dataset(count=12), val_fraction=0.25, test_fraction=0.0)
+    model = unet(num_classes=2, input_channels=1, base_filters=8, depth=2)
+    before = evaluate(model, blobs, "val").dice
+    checkpoint = tmp_path / "best.keras"
+    seen = []
+    result = train(model, blobs, epochs=6, config=FAST, checkpoint_path=checkpoint, on_epoch=lambda r, *_: seen.append(r.epoch))
+    assert seen == [1, 2, 3, 4, 5, 6]
+    assert result.best_val_dice > max(0.6, before + 0.1)
+    assert evaluate(model, blobs, "val").dice == pytest.approx(result.best_val_dice)
+    reloaded = keras.saving.load_model(checkpoint)  # no custom objects needed
+    sample = np.random.rand(1, 32, 32, 1).astype("float32")
+    np.testing.assert_allclose(reloaded.predict(sample, verbose=0), model.predict(sample, verbose=0), atol=1e-5)
+    assert not list(tmp_path.glob(".*tmp*")), "no temporary files are left behind"
+
+
+def test_early_stopping(tiny_data):
+    model = unet(num_classes=4, input_channels=1, base_filters=4, depth=1)
+    config = TrainConfig(learning_rate=1e-9, patience=1, batches=FAST.batches)
+    result = train(model, tiny_data, epochs=20, config=config)
+    assert result.stopped_early
+    assert len(result.history) < 20
+
+
+def test_ctrl_c_keeps_the_best_weights(tiny_data):
+    model = unet(num_classes=4, input_channels=1, base_filters=4, depth=1)
+
+    def interrupt(record, result, epochs):
+        if record.epoch == 2:
+            raise KeyboardInterrupt
+
+    result = train(model, tiny_data, epochs=10, config=FAST, on_epoch=interrupt)
+    assert result.interrupted
+    assert len(result.history) == 2
+    assert evaluate(model, tiny_data, "val").dice == pytest.approx(result.best_val_dice)
+
+
+def test_class_mismatch_is_refused(tiny_data):
+    with pytest.raises(ValueError, match="num_classes=4"):
+        train(unet(num_classes=2, input_channels=1, base_filters=4), tiny_data, epochs=1)
