@@ -40,6 +40,7 @@ def _parser() -> argparse.ArgumentParser:
     train.add_argument("--base-filters", type=int, default=None, help="unet/fcn: filters of the first stage (default 16)")
     train.add_argument("--seed", type=int, default=0, help="seed of initialisation, batches and augmentation")
     train.add_argument("--out", required=True, help="where to save the model (.keras); rewritten at each better epoch")
+    train.add_argument("--resume", action="store_true", help="continue the interrupted run that wrote --out")
     train.set_defaults(handler=_train)
 
     evaluate = commands.add_parser("evaluate", help="score models on a split", description="Dice, IoU and pixel accuracy over a whole split.")
@@ -78,7 +79,11 @@ def _train(arguments: argparse.Namespace) -> int:
         f"training {model.name} ({model.count_params():,} parameters) on {data.name}: "
         f"{len(data.ids('train'))} training and {len(data.ids('val'))} validation images"
     )
-    result = train(model, data, arguments.epochs, config, checkpoint_path=out, on_epoch=_console.print_epoch)
+    result = train(
+        model, data, arguments.epochs, config, checkpoint_path=out, on_epoch=_console.print_epoch, resume=arguments.resume
+    )
+    if result.interrupted:
+        _console.progress_console.print("interrupted: run the same command with --resume to continue")
     ending = "interrupted" if result.interrupted else ("stopped early" if result.stopped_early else "done")
     _console.progress_console.print(
         f"{ending} after {len(result.history)} epochs in {result.seconds:.0f}s; best validation Dice "

@@ -17,6 +17,7 @@ from segprune.inference import input_channels
 from segprune.losses import CrossEntropyDiceLoss
 from segprune.metrics import evaluate
 from segprune.models.outputs import output_kind
+from segprune.training_state import load_state, save_state, state_path, summary_of
 
 
 @dataclass(frozen=True)
@@ -87,12 +88,16 @@ def train(
     config: TrainConfig | None = None,
     checkpoint_path: str | Path | None = None,
     on_epoch: EpochReporter | None = None,
+    resume: bool = False,
 ) -> TrainResult:
     """Trains `model` in place on the `train` split and keeps the weights with the best validation Dice.
 
     Each epoch ends by scoring the validation split over all its pixels. A better score replaces the
     checkpoint (written atomically, when `checkpoint_path` is given); `config.patience` epochs without
     improvement stop the run. Ctrl-C stops it too, cleanly: the best weights are restored either way.
+    With a checkpoint path, the full training state (weights, Adam moments, schedule position, history)
+    is also kept beside it until the run finishes, and `resume=True` continues an interrupted run from
+    its last finished epoch.
 
     Args:
         model: A functional segmentation model following segprune's output convention (or logits).
@@ -101,6 +106,8 @@ def train(
         config: Optimiser, loss and batching settings.
         checkpoint_path: A `.keras` path that always holds the best model so far.
         on_epoch: Called after every epoch with (record, result so far, epochs) for progress display.
+        resume: Continue the interrupted run whose state lies beside `checkpoint_path` (a fresh start
+            when there is none). Without it, an existing state file is an error rather than overwritten.
 
     Returns:
         A `TrainResult` with the per-epoch history.
@@ -129,14 +136,42 @@ def train(
         loss=CrossEntropyDiceLoss(kind, data.ignore_index, config.dice_weight),
     )
     tracker = _BestWeights(data, config, checkpoint_path, on_epoch, epochs, batches.num_batches * config.batches.batch_size)
+    initial_epoch = _restore_if_resuming(model, tracker, checkpoint_path, resume)
+    batches.epoch = initial_epoch
     started = time.perf_counter()
     try:
-        model.fit(batches, epochs=epochs, callbacks=[tracker], verbose=0)
+        if initial_epoch < epochs:
+            model.fit(batches, epochs=epochs, initial_epoch=initial_epoch, callbacks=[tracker], verbose=0)
     except KeyboardInterrupt:
         tracker.result.interrupted = True
     tracker.restore_best()
     tracker.result.seconds = time.perf_counter() - started
+    if checkpoint_path is not None and not tracker.result.interrupted:
+        state_path(checkpoint_path).unlink(missing_ok=True)
     return tracker.result
+
+
+def _restore_if_resuming(model: keras.Model, tracker: _BestWeights, checkpoint_path, resume: bool) -> int:
+    """Loads the saved state when resuming; returns the number of epochs already done."""
+    if checkpoint_path is None:
+        if resume:
+            raise ValueError("resume=True needs the checkpoint_path of the interrupted run.")
+        return 0
+    path = state_path(checkpoint_path)
+    if not path.exists():
+        return 0
+    if not resume:
+        raise ValueError(
+            f"An interrupted training run left its state at {str(path)!r}. Resume it (resume=True, or "
+            "--resume on the command line) or delete that file to start over."
+        )
+    best_weights, summary = load_state(path, model)
+    tracker.best_weights = best_weights
+    tracker.result.history = [EpochRecord(**record) for record in summary["history"]]
+    tracker.result.best_epoch = summary["best_epoch"]
+    tracker.result.best_val_dice = summary["best_val_dice"]
+    tracker.result.images_seen = summary["images_seen"]
+    return len(tracker.result.history)
 
 
 class _BestWeights(keras.callbacks.Callback):
@@ -155,6 +190,9 @@ class _BestWeights(keras.callbacks.Callback):
         self.epoch_started = 0.0
 
     def on_epoch_begin(self, epoch, logs=None):
+        # Each epoch's randomness (dropout, Keras' seed generators) depends on (seed, epoch) only, so an
+        # interrupted run that resumes at this epoch continues exactly as an uninterrupted one would.
+        keras.utils.set_random_seed(self.config.batches.seed * 100_003 + epoch)
         self.epoch_started = time.perf_counter()
 
     def on_epoch_end(self, epoch, logs=None):
@@ -172,13 +210,11 @@ class _BestWeights(keras.callbacks.Callback):
         elif self.config.patience is not None and epoch + 1 - result.best_epoch >= self.config.patience:
             result.stopped_early = True
             self.model.stop_training = True
+        if self.checkpoint_path is not None:
+            save_state(state_path(self.checkpoint_path), self.model, self.best_weights, summary_of(result))
         if self.on_epoch is not None:
             self.on_epoch(record, result, self.epochs)
 
     def restore_best(self) -> None:
         if self.best_weights is not None:
             self.model.set_weights(self.best_weights)
-
-
-def history_table(history: Sequence[EpochRecord]) -> list[dict]:
-    return [record.__dict__.copy() for record in history]

@@ -56,3 +56,31 @@ def test_ctrl_c_keeps_the_best_weights(tiny_data):
 def test_class_mismatch_is_refused(tiny_data):
     with pytest.raises(ValueError, match="num_classes=4"):
         train(unet(num_classes=2, input_channels=1, base_filters=4), tiny_data, epochs=1)
+
+
+def test_interrupted_run_resumes_to_the_same_result(tiny_data, tmp_path):
+    def run(checkpoint, stop_after=None, resume=False):
+        keras.utils.set_random_seed(1)
+        model = unet(num_classes=4, input_channels=1, base_filters=4, depth=1)
+
+        def maybe_interrupt(record, result, epochs):
+            if record.epoch == stop_after:
+                raise KeyboardInterrupt
+
+        result = train(model, tiny_data, epochs=4, config=FAST, checkpoint_path=checkpoint, on_epoch=maybe_interrupt, resume=resume)
+        return model, result
+
+    straight_model, straight = run(tmp_path / "straight.keras")
+    assert not (tmp_path / "straight.keras.resume.npz").exists(), "a finished run leaves no state behind"
+
+    checkpoint = tmp_path / "resumed.keras"
+    _, first_part = run(checkpoint, stop_after=2)
+    assert first_part.interrupted and (tmp_path / "resumed.keras.resume.npz").exists()
+    with pytest.raises(ValueError, match="--resume"):
+        run(checkpoint)
+    resumed_model, resumed = run(checkpoint, resume=True)
+
+    assert [r.epoch for r in resumed.history] == [1, 2, 3, 4]
+    np.testing.assert_allclose([r.loss for r in resumed.history], [r.loss for r in straight.history], rtol=1e-4)
+    for resumed_weight, straight_weight in zip(resumed_model.get_weights(), straight_model.get_weights()):
+        np.testing.assert_allclose(resumed_weight, straight_weight, atol=1e-4)
