@@ -9,7 +9,7 @@ moves them changes this file only.
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import keras
 import numpy as np
@@ -22,18 +22,39 @@ class LayerCall:
     Attributes:
         layer: The layer that was called.
         path: Names of the nested models around the layer, outermost first (empty at the top level).
-        input_shapes: Shapes of the tensors the layer received, batch dimension included.
+        input_shapes: Shapes of the tensors the layer received, batch dimension included, in call order.
         output_shapes: Shapes of the tensors it returned.
+        input_ids: Identities of the received tensors (matching earlier calls' `output_ids`).
+        output_ids: Identities of the returned tensors.
     """
 
     layer: keras.layers.Layer
     path: tuple[str, ...]
     input_shapes: tuple[tuple[int | None, ...], ...]
     output_shapes: tuple[tuple[int | None, ...], ...]
+    input_ids: tuple[int, ...] = ()
+    output_ids: tuple[int, ...] = ()
 
     @property
     def qualified_name(self) -> str:
         return "/".join((*self.path, self.layer.name))
+
+
+@dataclass
+class GraphTrace:
+    """Every layer call of a model in execution order, nested models flattened, with tensor identities.
+
+    Attributes:
+        calls: The layer calls (a nested model's layers appear in place of the nested model).
+        input_ids: Identities of the model's input tensors.
+        output_ids: Identities of the model's output tensors.
+        specs: The symbolic tensors themselves, kept alive so that their ids stay unique.
+    """
+
+    calls: tuple[LayerCall, ...]
+    input_ids: tuple[int, ...]
+    output_ids: tuple[int, ...]
+    specs: list = field(default_factory=list, repr=False)
 
 
 def is_graph_model(layer: keras.layers.Layer) -> bool:
@@ -54,24 +75,56 @@ def trace_layer_calls(model: keras.Model, input_shape: tuple[int | None, ...]) -
     Nested functional and Sequential models are entered, so their layers appear individually with the
     nested model's name in `path`; the nested model itself is not listed.
     """
+    return list(trace_graph(model, [input_shape]).calls)
+
+
+def trace_graph(model: keras.Model, input_shapes: list[tuple[int | None, ...]] | None = None) -> GraphTrace:
+    """Runs `model` symbolically and records its flattened graph.
+
+    Each tensor is a fresh symbolic spec, so `id()` identifies it for the life of the trace (the specs are
+    kept alive inside the returned object).
+
+    Args:
+        model: A functional or Sequential model.
+        input_shapes: One shape per model input, batch included; by default the model's own input shapes.
+    """
+    if input_shapes is None:
+        input_shapes = [tuple(x.shape) for x in model.inputs]
+    specs = [keras.KerasTensor(shape, dtype=x.dtype) for shape, x in zip(input_shapes, model.inputs)]
     calls: list[LayerCall] = []
-    spec = keras.KerasTensor(input_shape, dtype=model.inputs[0].dtype if model.inputs else "float32")
-    _run_model(model, spec, (), calls)
-    return calls
+    keep_alive: list = list(specs)
+    outputs = _run_model(model, specs if len(specs) > 1 else specs[0], (), calls, keep_alive)
+    return GraphTrace(
+        calls=tuple(calls),
+        input_ids=tuple(id(x) for x in specs),
+        output_ids=tuple(id(x) for x in keras.tree.flatten(outputs)),
+        specs=keep_alive,
+    )
 
 
-def _shapes(structure) -> tuple[tuple[int | None, ...], ...]:
-    return tuple(tuple(x.shape) for x in keras.tree.flatten(structure) if hasattr(x, "shape"))
+def _tensors(structure) -> list:
+    return [x for x in keras.tree.flatten(structure) if isinstance(x, keras.KerasTensor)]
 
 
-def _recording(path: tuple[str, ...], calls: list[LayerCall]) -> Callable:
+def _recording(path: tuple[str, ...], calls: list[LayerCall], keep_alive: list) -> Callable:
     def operation_fn(operation):
         def run(*args, **kwargs):
             if is_graph_model(operation):
                 model_inputs = args[0] if args else kwargs["inputs"]
-                return _run_model(operation, model_inputs, (*path, operation.name), calls)
+                return _run_model(operation, model_inputs, (*path, operation.name), calls, keep_alive)
             outputs = operation.compute_output_spec(*args, **kwargs)
-            calls.append(LayerCall(operation, path, _shapes((args, kwargs)), _shapes(outputs)))
+            inputs, results = _tensors((args, kwargs)), _tensors(outputs)
+            keep_alive.extend(results)
+            calls.append(
+                LayerCall(
+                    layer=operation,
+                    path=path,
+                    input_shapes=tuple(tuple(x.shape) for x in inputs),
+                    output_shapes=tuple(tuple(x.shape) for x in results),
+                    input_ids=tuple(id(x) for x in inputs),
+                    output_ids=tuple(id(x) for x in results),
+                )
+            )
             return outputs
 
         return run
@@ -79,13 +132,13 @@ def _recording(path: tuple[str, ...], calls: list[LayerCall]) -> Callable:
     return operation_fn
 
 
-def _run_model(model, inputs, path: tuple[str, ...], calls: list[LayerCall]):
+def _run_model(model, inputs, path: tuple[str, ...], calls: list[LayerCall], keep_alive: list):
     if isinstance(model, keras.Sequential):
         outputs = inputs
         for layer in model.layers:
-            outputs = _recording(path, calls)(layer)(outputs)
+            outputs = _recording(path, calls, keep_alive)(layer)(outputs)
         return outputs
-    return model._run_through_graph(inputs, operation_fn=_recording(path, calls))
+    return model._run_through_graph(inputs, operation_fn=_recording(path, calls, keep_alive))
 
 
 def allow_dynamic_resize() -> None:

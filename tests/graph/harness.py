@@ -1,0 +1,105 @@
+"""The shared check for structural pruning: a pruned model must equal the original with those channels zeroed.
+
+`assert_prunes_exactly(model, ...)` removes random channels from several groups, zeroes the same channels'
+contribution in a copy of the original (every consumer's input weights for them), and compares outputs.
+"""
+
+from __future__ import annotations
+
+import keras
+import numpy as np
+
+from segprune.graph.channels import DenseLikeHandler, SeparableHandler, TransposeConvHandler, handler_for
+from segprune.graph.groups import ChannelGraph, build_channel_graph
+from segprune.graph.surgery import remove_channels
+
+
+def randomize_weights(model: keras.Model, seed: int = 0) -> None:
+    """Non-trivial BatchNorm statistics and biases, so that a wrongly sliced vector shows in the output."""
+    rng = np.random.default_rng(seed)
+    for layer in _leaf_layers(model):
+        values = []
+        for variable in layer.weights:
+            value = keras.ops.convert_to_numpy(variable)
+            name = variable.path.rsplit("/", 1)[-1]
+            if name in ("gamma", "moving_variance"):
+                value = rng.uniform(0.5, 1.5, value.shape)
+            elif name in ("beta", "moving_mean", "bias"):
+                value = rng.normal(0.0, 0.1, value.shape)
+            values.append(value.astype(np.float32))
+        layer.set_weights(values)
+
+
+def choose_channels(graph: ChannelGraph, seed: int = 0, share_of_groups: float = 0.5, share_of_channels: float = 0.4) -> list[int]:
+    """Random prunable channels from a random share of the prunable groups."""
+    rng = np.random.default_rng(seed)
+    groups = graph.prunable_groups()
+    picked = rng.choice(len(groups), size=max(1, int(round(share_of_groups * len(groups)))), replace=False)
+    removed = []
+    for index in picked:
+        group = groups[index]
+        candidates = np.flatnonzero(group.prunable)
+        count = min(len(candidates), max(1, int(share_of_channels * group.size)))
+        if count >= group.size:
+            count = group.size - 1
+        removed += [group.classes[i] for i in rng.choice(candidates, size=count, replace=False)]
+    return removed
+
+
+def zeroed_copy(graph: ChannelGraph, removed: list[int]) -> keras.Model:
+    """A copy of the original in which every consumer ignores the removed channels (input weights zeroed)."""
+    model = graph.model
+    copy = type(model).from_config(model.get_config())
+    copy.set_weights(model.get_weights())
+    removed_array = np.array(removed)
+    for call, inputs in zip(graph.trace.calls, graph.call_inputs):
+        handler = handler_for(call.layer)
+        if not isinstance(handler, DenseLikeHandler) or not inputs:
+            continue
+        dropped = np.flatnonzero(np.isin(inputs[0], removed_array))
+        if dropped.size == 0:
+            continue
+        target = copy
+        for nested in call.path:
+            target = target.get_layer(nested)
+        target = target.get_layer(call.layer.name)
+        values = []
+        for variable in target.weights:
+            value = keras.ops.convert_to_numpy(variable).copy()
+            name = variable.path.rsplit("/", 1)[-1]
+            if isinstance(handler, SeparableHandler) and name == "pointwise_kernel":
+                multiplier = call.layer.depth_multiplier
+                expanded = (dropped[:, None] * multiplier + np.arange(multiplier)).ravel()
+                value[:, :, expanded, :] = 0
+            elif isinstance(handler, TransposeConvHandler) and name == "kernel":
+                value[..., dropped] = 0
+            elif not isinstance(handler, (SeparableHandler, TransposeConvHandler)) and name == "kernel":
+                value[..., dropped, :] = 0
+            values.append(value)
+        target.set_weights(values)
+    return copy
+
+
+def assert_prunes_exactly(model: keras.Model, input_shape: tuple[int, ...], seed: int = 0, atol: float = 1e-5) -> keras.Model:
+    """Prunes random channels of `model` and checks outputs against the zeroed original; returns the pruned model."""
+    randomize_weights(model, seed)
+    graph = build_channel_graph(model)
+    removed = choose_channels(graph, seed)
+    assert removed, "the model has no prunable channels"
+    pruned = remove_channels(graph, removed)
+    reference = zeroed_copy(graph, removed)
+    sample = np.random.default_rng(seed).random((2, *input_shape)).astype(np.float32)
+    expected = reference.predict(sample, verbose=0)
+    actual = pruned.predict(sample, verbose=0)
+    assert actual.shape == expected.shape == model.predict(sample, verbose=0).shape
+    np.testing.assert_allclose(actual, expected, atol=atol, rtol=0)
+    assert pruned.count_params() < model.count_params()
+    return pruned
+
+
+def _leaf_layers(model):
+    for layer in model.layers:
+        if hasattr(layer, "layers") and isinstance(layer, keras.Model):
+            yield from _leaf_layers(layer)
+        else:
+            yield layer

@@ -1,0 +1,33 @@
+"""Exact equivalence of structural pruning on real architectures (the heart of segprune)."""
+
+import keras
+import numpy as np
+import pytest
+
+from segprune.cost import flops
+from segprune.models import fcn, mobilenet_unet, unet
+from tests.graph.harness import assert_prunes_exactly
+
+ARCHITECTURES = {
+    "unet-transpose": (lambda: unet(num_classes=3, input_channels=1, base_filters=8), (64, 64, 1)),
+    "unet-bilinear": (lambda: unet(num_classes=2, input_channels=3, base_filters=8, upsampling="bilinear"), (64, 64, 3)),
+    "fcn8s": (lambda: fcn(num_classes=3, input_channels=1, base_filters=8), (64, 64, 1)),
+    "mobilenet-unet": (lambda: mobilenet_unet(num_classes=2, alpha=0.35), (64, 64, 3)),
+    "resnet50": (lambda: keras.applications.ResNet50(weights=None), (224, 224, 3)),
+    "mobilenetv2": (lambda: keras.applications.MobileNetV2(weights=None, alpha=0.5), (224, 224, 3)),
+}
+
+
+@pytest.mark.parametrize("name", list(ARCHITECTURES))
+@pytest.mark.parametrize("seed", [0, 1])
+def test_pruned_equals_zeroed_original(name, seed, tmp_path):
+    build, input_shape = ARCHITECTURES[name]
+    model = build()
+    pruned = assert_prunes_exactly(model, input_shape, seed=seed)
+    assert flops(pruned, input_shape[:2]).macs < flops(model, input_shape[:2]).macs
+
+    path = tmp_path / "pruned.keras"
+    pruned.save(path)
+    reloaded = keras.saving.load_model(path)
+    sample = np.random.default_rng(9).random((1, *input_shape)).astype(np.float32)
+    np.testing.assert_allclose(reloaded.predict(sample, verbose=0), pruned.predict(sample, verbose=0), atol=1e-6)
