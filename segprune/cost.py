@@ -123,28 +123,31 @@ def flops(model: keras.Model, input_shape: tuple[int, ...]) -> CostReport:
 
 
 def layer_macs(call: LayerCall) -> int:
-    """MACs of one call of a convolution or dense layer; 0 for every other layer."""
+    """MACs of one call of a convolution or dense layer; 0 for every other layer.
+
+    Widths are read from the call's shapes, not the layer's config, so a call whose shapes describe a
+    pruned width gives the pruned cost.
+    """
     layer = call.layer
     if not call.input_shapes or not call.output_shapes:
         return 0
     input_shape, output_shape = call.input_shapes[0], call.output_shapes[0]
     if isinstance(layer, keras.layers.Conv2DTranspose):
-        in_channels = input_shape[-1]
         kernel = math.prod(layer.kernel_size)
-        return _spatial(input_shape) * kernel * in_channels * layer.filters
+        return _spatial(input_shape) * kernel * input_shape[-1] * output_shape[-1]
     if isinstance(layer, keras.layers.DepthwiseConv2D):
         kernel = math.prod(layer.kernel_size)
         return _spatial(output_shape) * output_shape[-1] * kernel
     if isinstance(layer, keras.layers.SeparableConv2D):
         in_channels = input_shape[-1]
         depthwise = _spatial(output_shape) * in_channels * layer.depth_multiplier * math.prod(layer.kernel_size)
-        pointwise = _spatial(output_shape) * in_channels * layer.depth_multiplier * layer.filters
+        pointwise = _spatial(output_shape) * in_channels * layer.depth_multiplier * output_shape[-1]
         return depthwise + pointwise
     if isinstance(layer, keras.layers.Conv2D):
         kernel = math.prod(layer.kernel_size)
         return _spatial(output_shape) * output_shape[-1] * kernel * (input_shape[-1] // layer.groups)
     if isinstance(layer, keras.layers.Dense):
-        return math.prod(input_shape[1:]) * layer.units
+        return math.prod(input_shape[1:]) * output_shape[-1]
     return 0
 
 

@@ -102,6 +102,42 @@ def trace_graph(model: keras.Model, input_shapes: list[tuple[int | None, ...]] |
     )
 
 
+def run_with_hook(model: keras.Model, inputs, hook: Callable[[LayerCall, list], None], training: bool = False):
+    """Runs `model` eagerly on real `inputs`, calling `hook(call, outputs)` after every (nested) layer call.
+
+    The `LayerCall` passed has layer and path set (shapes and ids empty). Returns the model's outputs.
+    """
+
+    def wrap(path: tuple[str, ...]):
+        def operation_fn(operation):
+            def run(*args, **kwargs):
+                if is_graph_model(operation):
+                    return _run_eager(operation, args[0] if args else kwargs["inputs"], (*path, operation.name))
+                if "training" in kwargs or _accepts_training(operation):
+                    kwargs["training"] = training
+                outputs = operation(*args, **kwargs)
+                hook(LayerCall(operation, path, (), ()), keras.tree.flatten(outputs))
+                return outputs
+
+            return run
+
+        return operation_fn
+
+    def _run_eager(container, container_inputs, path):
+        if isinstance(container, keras.Sequential):
+            outputs = container_inputs
+            for layer in container.layers:
+                outputs = wrap(path)(layer)(outputs)
+            return outputs
+        return container._run_through_graph(container_inputs, operation_fn=wrap(path))
+
+    return _run_eager(model, inputs, ())
+
+
+def _accepts_training(layer) -> bool:
+    return bool(getattr(layer, "_call_has_training_arg", False))
+
+
 def _tensors(structure) -> list:
     return [x for x in keras.tree.flatten(structure) if isinstance(x, keras.KerasTensor)]
 
@@ -139,6 +175,29 @@ def _run_model(model, inputs, path: tuple[str, ...], calls: list[LayerCall], kee
             outputs = _recording(path, calls, keep_alive)(layer)(outputs)
         return outputs
     return model._run_through_graph(inputs, operation_fn=_recording(path, calls, keep_alive))
+
+
+_ELEMENTWISE_BINARY_OPS = ("Add", "Subtract", "Multiply", "Divide", "TrueDivide", "Maximum", "Minimum", "Power")
+_ELEMENTWISE_UNARY_OPS = (
+    ("numpy", ("Negative", "Absolute", "Abs", "Square", "Sqrt", "Exp", "Log", "Tanh", "Clip")),
+    ("nn", ("Relu", "Relu6", "Sigmoid", "Softplus", "Softsign", "Silu", "LeakyRelu", "HardSigmoid", "HardSilu", "Elu", "Selu", "Gelu", "Celu")),
+)
+
+
+def elementwise_operations() -> tuple[list[type], list[type]]:
+    """Keras op classes that become graph nodes when functional code writes `x + y`, `x * 0.5`, `ops.relu(x)`.
+
+    Returns (binary ops, unary ops). They live in `keras.src.ops`, which is not public API. The
+    `CustomScaleLayer` of `keras.applications.InceptionResNetV2` (`a + b * scale`) counts as binary.
+    """
+    from keras.src.applications.inception_resnet_v2 import CustomScaleLayer
+    from keras.src.ops import nn as nn_ops
+    from keras.src.ops import numpy as numpy_ops
+
+    modules = {"numpy": numpy_ops, "nn": nn_ops}
+    binary = [getattr(numpy_ops, name) for name in _ELEMENTWISE_BINARY_OPS if hasattr(numpy_ops, name)]
+    unary = [getattr(modules[module], name) for module, names in _ELEMENTWISE_UNARY_OPS for name in names if hasattr(modules[module], name)]
+    return [*binary, CustomScaleLayer], unary
 
 
 def allow_dynamic_resize() -> None:

@@ -20,7 +20,7 @@ from typing import Protocol
 import keras
 import numpy as np
 
-from segprune.graph._keras_internals import LayerCall
+from segprune.graph._keras_internals import LayerCall, elementwise_operations
 
 
 class UnsupportedLayerError(TypeError):
@@ -50,15 +50,21 @@ class ChannelHandler:
         return config
 
     def slice_weights(self, call: LayerCall, kept_in: list[np.ndarray], kept_out: list[np.ndarray]) -> list[np.ndarray]:
-        return [keras.ops.convert_to_numpy(w) for w in call.layer.weights]
+        return [keras.ops.convert_to_numpy(w) for w in layer_weights(call.layer)]
+
+
+def layer_weights(operation) -> list:
+    """The variables of a layer; none for a bare operation (`x + y` in functional code)."""
+    return list(getattr(operation, "weights", []))
+
+
+def weight_name(variable) -> str:
+    """A variable's own name within its layer: "kernel", "bias", "gamma", ..."""
+    return variable.path.rsplit("/", 1)[-1]
 
 
 def _weights_by_name(layer: keras.layers.Layer) -> list[tuple[str, np.ndarray]]:
-    return [(_short_name(w), keras.ops.convert_to_numpy(w)) for w in layer.weights]
-
-
-def _short_name(variable) -> str:
-    return variable.path.rsplit("/", 1)[-1]
+    return [(weight_name(w), keras.ops.convert_to_numpy(w)) for w in layer_weights(layer)]
 
 
 class DenseLikeHandler(ChannelHandler):
@@ -164,7 +170,7 @@ class ChannelwiseHandler(ChannelHandler):
     def slice_weights(self, call, kept_in, kept_out):
         channels = call.input_shapes[0][-1]
         sliced = []
-        for variable in call.layer.weights:
+        for variable in layer_weights(call.layer):
             value = keras.ops.convert_to_numpy(variable)
             if value.ndim >= 1 and value.shape[-1] == channels:
                 value = np.take(value, kept_in[0], axis=-1)
@@ -217,16 +223,22 @@ class ReshapeHandler(ChannelwiseHandler):
 
 
 class FlattenHandler(ChannelwiseHandler):
-    """Flatten of a tensor that is already (batch, channels), as after global pooling."""
+    """Flatten of channels-last features: output feature p*C + c is channel c at position p.
+
+    So every output feature carries its channel's class, and a Dense layer after it loses the rows of
+    every position of a removed channel (VGG's classifier). The spatial size must be known.
+    """
 
     def couple(self, call, inputs, builder):
-        if len(call.input_shapes[0]) != 2:
+        spatial = call.input_shapes[0][1:-1]
+        if any(size is None for size in spatial):
             raise UnsupportedLayerError(
-                f"Layer {call.layer.name!r} (Flatten) mixes spatial positions into channels {call.input_shapes[0]} -> "
-                f"{call.output_shapes[0]}; segprune cannot prune through it. Mark the layers before it with "
-                "ignore=[...] or register a handler."
+                f"Layer {call.layer.name!r} (Flatten) flattens a tensor of unknown spatial size {call.input_shapes[0]}; "
+                "segprune can prune through Flatten only at a fixed input size. Build the model with a fixed "
+                "input shape or mark the layers before it with ignore=[...]."
             )
-        return [list(inputs[0])]
+        positions = int(np.prod(spatial)) if spatial else 1
+        return [list(inputs[0]) * positions]
 
 
 class MergeHandler(ChannelHandler):
@@ -236,7 +248,7 @@ class MergeHandler(ChannelHandler):
     """
 
     def couple(self, call, inputs, builder):
-        widths = [len(elements) for elements in inputs]
+        widths = [len(elements) for elements in inputs]  # scalars in `x * 0.5` are not tensors: not listed
         full = max(widths)
         coupled = [elements for elements in inputs if len(elements) == full]
         if any(width not in (1, full) for width in widths):
@@ -313,8 +325,8 @@ def register_handler(layer_class: type, handler: ChannelHandler) -> None:
     Example:
         >>> register_handler(MyChannelwiseActivation, ChannelwiseHandler())
     """
-    if not (isinstance(layer_class, type) and issubclass(layer_class, keras.layers.Layer)):
-        raise TypeError(f"register_handler needs a keras.layers.Layer subclass, got {layer_class!r}.")
+    if not (isinstance(layer_class, type) and issubclass(layer_class, keras.Operation)):
+        raise TypeError(f"register_handler needs a keras layer (or operation) class, got {layer_class!r}.")
     _REGISTRY[layer_class] = handler
 
 
@@ -348,3 +360,8 @@ register_handler(keras.layers.Flatten, FlattenHandler())
 register_handler(keras.layers.Softmax, FixedHandler())
 register_handler(keras.layers.Activation, ActivationHandler())
 register_handler(keras.layers.InputLayer, InputHandler())
+_BINARY_OPERATIONS, _UNARY_OPERATIONS = elementwise_operations()
+for _class in _BINARY_OPERATIONS:
+    register_handler(_class, MergeHandler())
+for _class in _UNARY_OPERATIONS:
+    register_handler(_class, ChannelwiseHandler())

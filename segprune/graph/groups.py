@@ -117,12 +117,16 @@ class _Builder:
         self.fixed.update(elements)
 
 
-def build_channel_graph(model: keras.Model, ignore: Iterable[str] = ()) -> ChannelGraph:
+def build_channel_graph(
+    model: keras.Model, ignore: Iterable[str] = (), input_shape: tuple[int, ...] | None = None
+) -> ChannelGraph:
     """Derives the groups of coupled channels of a functional or Sequential model.
 
     Args:
         model: The model; nested functional models (a `keras.applications` encoder) are entered.
         ignore: Names of layers (plain or `nested/name`) whose input and output channels must stay.
+        input_shape: (height, width) to trace at, so that the calls carry concrete shapes for cost
+            estimates; by default the model's own (possibly dynamic) input shape.
 
     Raises:
         UnsupportedLayerError: A layer's class has no registered handler, or a layer couples channels in a
@@ -136,7 +140,10 @@ def build_channel_graph(model: keras.Model, ignore: Iterable[str] = ()) -> Chann
     require_graph_model(model, source=f"Model {model.name!r}")
     ignore = set(ignore)
     _check_ignore_names(model, ignore)
-    trace = trace_graph(model)
+    shapes = None
+    if input_shape is not None:
+        shapes = [(1, *input_shape[:2], *tuple(x.shape[3:])) for x in model.inputs]
+    trace = trace_graph(model, shapes)
     builder = _Builder()
     tensors: dict[int, list[int]] = {}
     for tensor_id, spec in zip(trace.input_ids, model.inputs):

@@ -8,7 +8,7 @@ from collections.abc import Iterable
 import keras
 import numpy as np
 
-from segprune.graph.channels import handler_for
+from segprune.graph.channels import handler_for, layer_weights
 from segprune.graph.groups import ChannelGraph
 
 
@@ -39,7 +39,7 @@ def remove_channels(graph: ChannelGraph, removed_classes: Iterable[int]) -> kera
         layer_config["config"] = handler_for(call.layer).edit_config(layer_config["config"], kept_in, kept_out)
     rebuilt = type(graph.model).from_config(config)
     for call, (kept_in, kept_out) in kept_by_layer.values():
-        if call.layer.weights:
+        if layer_weights(call.layer):
             target = _find_layer(rebuilt, call.path, call.layer.name)
             target.set_weights(handler_for(call.layer).slice_weights(call, kept_in, kept_out))
     return rebuilt

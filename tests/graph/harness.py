@@ -9,7 +9,7 @@ from __future__ import annotations
 import keras
 import numpy as np
 
-from segprune.graph.channels import DenseLikeHandler, SeparableHandler, TransposeConvHandler, handler_for
+from segprune.graph.channels import DenseLikeHandler, SeparableHandler, TransposeConvHandler, handler_for, weight_name
 from segprune.graph.groups import ChannelGraph, build_channel_graph
 from segprune.graph.surgery import remove_channels
 
@@ -21,7 +21,7 @@ def randomize_weights(model: keras.Model, seed: int = 0) -> None:
         values = []
         for variable in layer.weights:
             value = keras.ops.convert_to_numpy(variable)
-            name = variable.path.rsplit("/", 1)[-1]
+            name = weight_name(variable)
             if name in ("gamma", "moving_variance"):
                 value = rng.uniform(0.5, 1.5, value.shape)
             elif name in ("beta", "moving_mean", "bias"):
@@ -66,7 +66,7 @@ def zeroed_copy(graph: ChannelGraph, removed: list[int]) -> keras.Model:
         values = []
         for variable in target.weights:
             value = keras.ops.convert_to_numpy(variable).copy()
-            name = variable.path.rsplit("/", 1)[-1]
+            name = weight_name(variable)
             if isinstance(handler, SeparableHandler) and name == "pointwise_kernel":
                 multiplier = call.layer.depth_multiplier
                 expanded = (dropped[:, None] * multiplier + np.arange(multiplier)).ravel()

@@ -1,0 +1,1 @@
+"""Structured (channel) pruning: importance criteria, selection strategies and the one-shot API."""

@@ -1,0 +1,75 @@
+"""One-shot channel pruning: score channels once, select, rebuild a smaller model."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+
+import keras
+
+from segprune.data.dataset import SegmentationDataset
+from segprune.graph.groups import ChannelGraph, build_channel_graph
+from segprune.graph.surgery import remove_channels
+from segprune.search.budget import parse_target, resource_after
+from segprune.structured.importance import channel_importance
+from segprune.structured.selection import Strategy, UniformRatio, as_strategy
+
+COST_INPUT_SIZE = (256, 256)  # the image size at which MACs budgets are measured
+
+
+def prune_channels(
+    model: keras.Model,
+    ratio: float | Mapping[str, float] | Strategy = 0.5,
+    importance: str = "l1",
+    round_to: int = 8,
+    ignore: Iterable[str] | None = None,
+    data: SegmentationDataset | None = None,
+    target: str | None = None,
+) -> keras.Model:
+    """Returns a smaller copy of `model` with the least important channels removed; `model` is untouched.
+
+    Args:
+        model: A functional or Sequential model (nested models are pruned too).
+        ratio: Share of channels to remove from every prunable group; a dict of layer name to ratio; or a
+            selection strategy (`UniformRatio`, `LayerRatios`, `GlobalRanking`).
+        importance: `"l1"`, `"l2"`, `"bn-scale"`, `"taylor"`, `"activation"`, `"random"` or `"mutual-info"`.
+        round_to: Every pruned group keeps a multiple of this many channels.
+        ignore: Names of layers whose channels must stay.
+        data: Training data for the data-driven criteria.
+        target: Instead of `ratio`, a budget such as `"flops=0.25"` (a quarter of the dense MACs at
+            256x256) or `"params=0.5"`; the uniform ratio that meets it is searched for.
+
+    Example:
+        >>> smaller = segprune.prune_channels(model, ratio=0.5, importance="l1")
+        >>> smaller.count_params() < model.count_params()
+        True
+    """
+    graph = build_channel_graph(model, ignore or (), input_shape=COST_INPUT_SIZE if target else None)
+    scores = channel_importance(graph, importance, data)
+    strategy = ratio_for_target(graph, scores, target, round_to) if target else as_strategy(ratio)
+    return remove_channels(graph, strategy.select(graph, scores, round_to))
+
+
+def ratio_for_target(graph: ChannelGraph, scores: Mapping[int, float], target: str, round_to: int) -> UniformRatio:
+    """The smallest uniform ratio whose pruned model meets `target` (bisection on the graph's cost model)."""
+    resource, fraction = parse_target(target)
+    budget = fraction * resource_after(graph, [], resource)
+
+    def cost(ratio: float) -> int:
+        return resource_after(graph, UniformRatio(ratio).select(graph, scores, round_to), resource)
+
+    if cost(0.0) <= budget:
+        return UniformRatio(0.0)
+    low, high = 0.0, 0.99
+    if cost(high) > budget:
+        reachable = cost(high) / resource_after(graph, [], resource)
+        raise ValueError(
+            f"Target {target} cannot be met: with round_to={round_to}, pruning every group as far as allowed "
+            f"keeps {reachable:.3f} of the {resource}. Lower round_to or raise the target."
+        )
+    for _ in range(20):
+        middle = (low + high) / 2
+        if cost(middle) <= budget:
+            high = middle
+        else:
+            low = middle
+    return UniformRatio(high)
