@@ -53,3 +53,11 @@ def save_model(model: keras.Model, path: str | Path) -> Path:
     with atomic_path(path) as temporary:
         plain.save(temporary)
     return path
+
+
+def refuse_overwrite(output: str | Path, *inputs: str | Path) -> None:
+    """Raises if `output` is one of `inputs`: segprune never writes over the file it reads."""
+    output_path = Path(output).resolve()
+    for source in inputs:
+        if Path(source).resolve() == output_path:
+            raise ValueError(f"--out {str(output)!r} is the input model; choose another path so the input is kept.")

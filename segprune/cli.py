@@ -10,7 +10,9 @@ from pathlib import Path
 
 from segprune import _console
 from segprune.data import BatchConfig, DataError, load_data
+from segprune.graph.channels import UnsupportedLayerError
 from segprune.models import ARCHITECTURES, ModelFileError, build_model, load_model
+from segprune.structured.importance import CRITERIA
 
 DATA_HELP = "'synthetic' (the built-in dataset) or a folder with images/ and masks/ (or the Oxford-IIIT Pet layout)"
 
@@ -20,7 +22,7 @@ def main(argv: list[str] | None = None) -> int:
     arguments = parser.parse_args(argv)
     try:
         return arguments.handler(arguments)
-    except (DataError, ModelFileError, FileNotFoundError, ValueError) as error:
+    except (DataError, ModelFileError, FileNotFoundError, ValueError, UnsupportedLayerError) as error:
         _console.progress_console.print(f"[bold red]error:[/] {error}", markup=True, highlight=False)
         return 2
 
@@ -49,6 +51,23 @@ def _parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--split", default="test", choices=("train", "val", "test"))
     evaluate.add_argument("--json", action="store_true", help="one JSON object per model per line")
     evaluate.set_defaults(handler=_evaluate)
+
+    prune = commands.add_parser(
+        "prune", help="remove channels: a genuinely smaller model", description="One-shot structured pruning, optionally fine-tuned."
+    )
+    prune.add_argument("model", metavar="MODEL", help=".keras or .h5 model to prune (never modified)")
+    prune.add_argument("--method", default="l1", choices=CRITERIA, help="channel importance criterion (default l1)")
+    amount = prune.add_mutually_exclusive_group(required=True)
+    amount.add_argument("--ratio", type=float, help="share of channels to remove from every prunable group")
+    amount.add_argument("--target", help="budget instead of a ratio: flops=F or params=F (fraction of the dense model)")
+    prune.add_argument("--global-ranking", action="store_true", help="with --ratio: rank channels across all groups")
+    prune.add_argument("--round-to", type=int, default=8, help="keep channel counts at multiples of this (default 8)")
+    prune.add_argument("--ignore", default="", help="comma-separated layer names whose channels must stay")
+    prune.add_argument("--data", default=None, help=DATA_HELP + "; needed by taylor, activation, mutual-info and fine-tuning")
+    prune.add_argument("--finetune-epochs", type=int, default=0, help="fine-tune the pruned model for N epochs (default 0)")
+    prune.add_argument("--image-size", type=int, default=256, help="image size at which MACs are reported (default 256)")
+    prune.add_argument("--out", required=True, help="where to save the pruned model (.keras)")
+    prune.set_defaults(handler=_prune)
 
     demo = commands.add_parser("demo", help="the main job on the built-in data", description="Train a U-Net on the synthetic data and score it.")
     demo.add_argument("--out", default="runs/demo", help="output folder (default runs/demo)")
@@ -93,6 +112,55 @@ def _train(arguments: argparse.Namespace) -> int:
         scores = evaluate(model, data, "test")
         _console.output_console.print(f"test Dice {scores.dice:.4f}  IoU {scores.iou:.4f}  pixel accuracy {scores.pixel_accuracy:.4f}")
     return 130 if result.interrupted else 0
+
+
+def _prune(arguments: argparse.Namespace) -> int:
+    from segprune._io import refuse_overwrite, save_model
+    from segprune.metrics import evaluate
+    from segprune.structured.oneshot import prune_channels
+    from segprune.structured.selection import GlobalRanking
+    from segprune.structured.summary import pruning_summary
+    from segprune.training import train
+
+    out = Path(arguments.out)
+    if out.suffix != ".keras":
+        raise ValueError(f"--out must end in .keras, got {str(out)!r}.")
+    refuse_overwrite(out, arguments.model)
+    if arguments.finetune_epochs and arguments.data is None:
+        raise ValueError("--finetune-epochs needs --data to train on.")
+    model = load_model(arguments.model)
+    data = load_data(arguments.data) if arguments.data else None
+    ratio = GlobalRanking(arguments.ratio) if arguments.global_ranking and arguments.ratio is not None else arguments.ratio
+    pruned = prune_channels(
+        model,
+        ratio=ratio if ratio is not None else 0.0,
+        importance=arguments.method,
+        round_to=arguments.round_to,
+        ignore=[name for name in arguments.ignore.split(",") if name],
+        data=data,
+        target=arguments.target,
+    )
+    summary = pruning_summary(model, pruned, (arguments.image_size, arguments.image_size))
+    rows = [
+        [c.name, c.class_name, f"{c.channels_before} -> {c.channels_after}", f"{c.macs_before / 1e6:.1f} -> {c.macs_after / 1e6:.1f}", f"{c.params_before:,} -> {c.params_after:,}"]
+        for c in summary.changed_layers()
+        if c.macs_before
+    ]
+    _console.output_console.print(_console.table(f"pruned layers ({arguments.method})", ["layer", "class", "channels", "MMACs", "params"], rows))
+    _console.output_console.print(
+        f"MACs at {arguments.image_size}x{arguments.image_size}: {summary.macs_before / 1e6:.1f}M -> {summary.macs_after / 1e6:.1f}M "
+        f"({summary.macs_ratio:.3f}); parameters: {summary.params_before:,} -> {summary.params_after:,} ({summary.params_ratio:.3f})"
+    )
+    if arguments.finetune_epochs:
+        _console.progress_console.print(f"fine-tuning for {arguments.finetune_epochs} epochs")
+        train(pruned, data, arguments.finetune_epochs, checkpoint_path=out, on_epoch=_console.print_epoch)
+    else:
+        save_model(pruned, out)
+    if data is not None and "test" in data.splits and data.splits["test"]:
+        before, after = evaluate(model, data, "test"), evaluate(pruned, data, "test")
+        _console.output_console.print(f"test Dice: dense {before.dice:.4f}, pruned {after.dice:.4f}")
+    _console.output_console.print(f"pruned model: {out}")
+    return 0
 
 
 def _evaluate(arguments: argparse.Namespace) -> int:

@@ -1,1 +1,25 @@
-"""The channel graph of a Keras functional model (grows with the structured-pruning work)."""
+"""The channel graph of a Keras functional model: handlers per layer kind, coupled groups, surgery."""
+
+from segprune.graph.channels import (
+    ChannelHandler,
+    ChannelwiseHandler,
+    FixedHandler,
+    MergeHandler,
+    UnsupportedLayerError,
+    register_handler,
+)
+from segprune.graph.groups import ChannelGraph, Group, build_channel_graph
+from segprune.graph.surgery import remove_channels
+
+__all__ = [
+    "ChannelGraph",
+    "ChannelHandler",
+    "ChannelwiseHandler",
+    "FixedHandler",
+    "Group",
+    "MergeHandler",
+    "UnsupportedLayerError",
+    "build_channel_graph",
+    "register_handler",
+    "remove_channels",
+]
