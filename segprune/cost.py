@@ -8,20 +8,13 @@ from dataclasses import dataclass
 import keras
 
 from segprune.graph._keras_internals import LayerCall, is_graph_model, trace_layer_calls
+from segprune.graph.channels import MERGE_LAYERS
 
 _POOLING = (
     keras.layers.MaxPooling2D,
     keras.layers.AveragePooling2D,
 )
 _GLOBAL_POOLING = (keras.layers.GlobalAveragePooling2D, keras.layers.GlobalMaxPooling2D)
-_MERGES = (
-    keras.layers.Add,
-    keras.layers.Subtract,
-    keras.layers.Multiply,
-    keras.layers.Average,
-    keras.layers.Maximum,
-    keras.layers.Minimum,
-)
 
 
 @dataclass(frozen=True)
@@ -163,7 +156,7 @@ def layer_other_ops(call: LayerCall) -> int:
         return output_elements * math.prod(layer.pool_size)
     if isinstance(layer, _GLOBAL_POOLING):
         return math.prod(call.input_shapes[0][1:])
-    if isinstance(layer, _MERGES):
+    if isinstance(layer, MERGE_LAYERS):
         return output_elements * (len(call.input_shapes) - 1)
     return 0
 

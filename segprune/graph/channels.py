@@ -68,10 +68,15 @@ def _weights_by_name(layer: keras.layers.Layer) -> list[tuple[str, np.ndarray]]:
 
 
 class DenseLikeHandler(ChannelHandler):
-    """Conv2D, Conv1D, Conv3D and Dense: kernel (..., in, out), bias (out,)."""
+    """Conv2D, Conv1D and Dense: kernel (..., in, out), bias (out,).
 
-    def __init__(self, width_key: str) -> None:
+    `input_axis` and `output_axis` say where the kernel keeps its channels (Conv2DTranspose swaps them).
+    """
+
+    def __init__(self, width_key: str, input_axis: int = -2, output_axis: int = -1) -> None:
         self.width_key = width_key
+        self.input_axis = input_axis
+        self.output_axis = output_axis
 
     def couple(self, call, inputs, builder):
         layer = call.layer
@@ -94,7 +99,7 @@ class DenseLikeHandler(ChannelHandler):
         sliced = []
         for name, value in _weights_by_name(call.layer):
             if name == "kernel":
-                value = np.take(np.take(value, kept_in[0], axis=-2), kept_out[0], axis=-1)
+                value = np.take(np.take(value, kept_in[0], axis=self.input_axis), kept_out[0], axis=self.output_axis)
             elif name == "bias":
                 value = value[kept_out[0]]
             sliced.append(value)
@@ -105,17 +110,7 @@ class TransposeConvHandler(DenseLikeHandler):
     """Conv2DTranspose: kernel (kh, kw, out, in), bias (out,)."""
 
     def __init__(self) -> None:
-        super().__init__("filters")
-
-    def slice_weights(self, call, kept_in, kept_out):
-        sliced = []
-        for name, value in _weights_by_name(call.layer):
-            if name == "kernel":
-                value = np.take(np.take(value, kept_out[0], axis=-2), kept_in[0], axis=-1)
-            elif name == "bias":
-                value = value[kept_out[0]]
-            sliced.append(value)
-        return sliced
+        super().__init__("filters", input_axis=-1, output_axis=-2)
 
 
 class DepthwiseHandler(ChannelHandler):
@@ -307,7 +302,7 @@ _CHANNELWISE = (
     keras.layers.Identity,
     keras.layers.Normalization,
 )
-_MERGES = (
+MERGE_LAYERS = (
     keras.layers.Add,
     keras.layers.Subtract,
     keras.layers.Multiply,
@@ -345,7 +340,7 @@ def handler_for(layer: keras.layers.Layer) -> ChannelHandler:
 
 for _class in _CHANNELWISE:
     register_handler(_class, ChannelwiseHandler())
-for _class in _MERGES:
+for _class in MERGE_LAYERS:
     register_handler(_class, MergeHandler())
 register_handler(keras.layers.Conv2D, DenseLikeHandler("filters"))
 register_handler(keras.layers.Conv1D, DenseLikeHandler("filters"))

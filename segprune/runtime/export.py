@@ -53,6 +53,9 @@ def onnx_session(path: str | Path, threads: int = 2):
     options.intra_op_num_threads = threads
     options.inter_op_num_threads = 1
     options.log_severity_level = 3
+    # Idle worker threads spin by default; with several sessions alive (interleaved timing) the spinning
+    # threads of one steal the cores of another, and every latency comes out inflated.
+    options.add_session_config_entry("session.intra_op.allow_spinning", "0")
     return onnxruntime.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
 
 

@@ -19,7 +19,6 @@ from segprune.graph.channels import (
     DenseLikeHandler,
     DepthwiseHandler,
     SeparableHandler,
-    TransposeConvHandler,
     handler_for,
     layer_weights,
     weight_name,
@@ -118,12 +117,9 @@ def _kernel_slices(call: LayerCall, inputs, outputs, weights: dict[str, np.ndarr
         grouped = pointwise.reshape(*pointwise.shape[:2], -1, multiplier, pointwise.shape[-1])
         yield inputs[0], grouped, 2
         yield outputs[0], pointwise, 3
-    elif isinstance(handler, TransposeConvHandler):
-        yield outputs[0], weights["kernel"], -2
-        yield inputs[0], weights["kernel"], -1
     elif isinstance(handler, DenseLikeHandler):
-        yield outputs[0], weights["kernel"], -1
-        yield inputs[0], weights["kernel"], -2
+        yield outputs[0], weights["kernel"], handler.output_axis
+        yield inputs[0], weights["kernel"], handler.input_axis
     elif isinstance(handler, DepthwiseHandler):
         yield inputs[0], weights["kernel"], 2
 

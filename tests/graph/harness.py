@@ -9,7 +9,7 @@ from __future__ import annotations
 import keras
 import numpy as np
 
-from segprune.graph.channels import DenseLikeHandler, SeparableHandler, TransposeConvHandler, handler_for, weight_name
+from segprune.graph.channels import DenseLikeHandler, SeparableHandler, handler_for, weight_name
 from segprune.graph.groups import ChannelGraph, build_channel_graph
 from segprune.graph.surgery import remove_channels
 
@@ -71,10 +71,10 @@ def zeroed_copy(graph: ChannelGraph, removed: list[int]) -> keras.Model:
                 multiplier = call.layer.depth_multiplier
                 expanded = (dropped[:, None] * multiplier + np.arange(multiplier)).ravel()
                 value[:, :, expanded, :] = 0
-            elif isinstance(handler, TransposeConvHandler) and name == "kernel":
-                value[..., dropped] = 0
-            elif not isinstance(handler, (SeparableHandler, TransposeConvHandler)) and name == "kernel":
-                value[..., dropped, :] = 0
+            elif not isinstance(handler, SeparableHandler) and name == "kernel":
+                index = [slice(None)] * value.ndim
+                index[handler.input_axis] = dropped
+                value[tuple(index)] = 0
             values.append(value)
         target.set_weights(values)
     return copy
