@@ -23,7 +23,7 @@ def print_epoch(record: EpochRecord, result: TrainResult, epochs: int) -> None:
 def table(title: str, columns: list[str], rows: list[list]) -> Table:
     rendered = Table(title=title, title_justify="left")
     for column in columns:
-        rendered.add_column(column, justify="left" if column in ("model", "layer", "class") else "right")
+        rendered.add_column(column, justify="left" if column in ("model", "layer", "class", "method", "mapping", "target") else "right")
     for row in rows:
         rendered.add_row(*(_format(value) for value in row))
     return rendered

@@ -9,6 +9,8 @@ import sys
 from pathlib import Path
 
 from segprune import _console
+from segprune.classical import METHODS as CLASSICAL_METHODS
+from segprune.classical.mapping import MAPPINGS
 from segprune.data import BatchConfig, DataError, load_data
 from segprune.graph.channels import UnsupportedLayerError
 from segprune.models import ARCHITECTURES, ModelFileError, build_model, load_model
@@ -68,6 +70,16 @@ def _parser() -> argparse.ArgumentParser:
     prune.add_argument("--image-size", type=int, default=256, help="image size at which MACs are reported (default 256)")
     prune.add_argument("--out", required=True, help="where to save the pruned model (.keras)")
     prune.set_defaults(handler=_prune)
+
+    classical = commands.add_parser(
+        "classical", help="score a classical baseline", description="Canny, Sobel, Otsu, watershed, K-means or DBSCAN, scored like the networks."
+    )
+    classical.add_argument("--method", required=True, choices=CLASSICAL_METHODS)
+    classical.add_argument("--data", default="synthetic", help=DATA_HELP)
+    classical.add_argument("--split", default="test", choices=("train", "val", "test"))
+    classical.add_argument("--mapping", default="bright", choices=MAPPINGS, help="cluster-to-class rule for kmeans/dbscan; oracle peeks at the truth")
+    classical.add_argument("--json", action="store_true", help="one JSON object")
+    classical.set_defaults(handler=_classical)
 
     demo = commands.add_parser("demo", help="the main job on the built-in data", description="Train a U-Net on the synthetic data and score it.")
     demo.add_argument("--out", default="runs/demo", help="output folder (default runs/demo)")
@@ -160,6 +172,21 @@ def _prune(arguments: argparse.Namespace) -> int:
         before, after = evaluate(model, data, "test"), evaluate(pruned, data, "test")
         _console.output_console.print(f"test Dice: dense {before.dice:.4f}, pruned {after.dice:.4f}")
     _console.output_console.print(f"pruned model: {out}")
+    return 0
+
+
+def _classical(arguments: argparse.Namespace) -> int:
+    from segprune.classical import evaluate_classical
+
+    result = evaluate_classical(arguments.method, load_data(arguments.data), arguments.split, mapping=arguments.mapping)
+    row = result.to_dict()
+    if arguments.json:
+        print(json.dumps({key: _json_number(value) for key, value in row.items()}))
+        return 0
+    columns = ["method", "mapping", "dice", "iou", "pixel_accuracy", "ms_per_image"]
+    _console.output_console.print(_console.table(f"classical baseline, split {arguments.split}", columns, [[row[c] for c in columns]]))
+    if result.collapsed_to_binary:
+        _console.output_console.print("note: the dataset has more than two classes; scored as foreground vs background")
     return 0
 
 

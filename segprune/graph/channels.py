@@ -39,6 +39,9 @@ class ChannelBuilder(Protocol):
     def fix(self, elements: Sequence[int]) -> None:
         """Marks elements as never prunable."""
 
+    def require_multiple(self, elements: Sequence[int], multiple: int) -> None:
+        """Demands that the kept count of these elements' group stay a multiple of `multiple`."""
+
 
 class ChannelHandler:
     """Base handler: subclasses override `couple`, and `slice_weights`/`edit_config` where weights exist."""
@@ -171,6 +174,18 @@ class ChannelwiseHandler(ChannelHandler):
                 value = np.take(value, kept_in[0], axis=-1)
             sliced.append(value)
         return sliced
+
+
+class GroupNormalizationHandler(ChannelwiseHandler):
+    """GroupNormalization: channel-wise weights, and the kept count must stay divisible by its groups.
+
+    Removing channels changes the statistics of the groups they were in, so unlike other layers the
+    pruned model is not exactly the zeroed original: fine-tune after pruning.
+    """
+
+    def couple(self, call, inputs, builder):
+        builder.require_multiple(inputs[0], call.layer.groups)
+        return [list(inputs[0])]
 
 
 class ActivationHandler(ChannelwiseHandler):
@@ -354,6 +369,7 @@ register_handler(keras.layers.Reshape, ReshapeHandler())
 register_handler(keras.layers.Flatten, FlattenHandler())
 register_handler(keras.layers.Softmax, FixedHandler())
 register_handler(keras.layers.Activation, ActivationHandler())
+register_handler(keras.layers.GroupNormalization, GroupNormalizationHandler())
 register_handler(keras.layers.InputLayer, InputHandler())
 _BINARY_OPERATIONS, _UNARY_OPERATIONS = elementwise_operations()
 for _class in _BINARY_OPERATIONS:

@@ -8,6 +8,7 @@ producers form a *group*, the unit that importance criteria score and selection 
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 
@@ -28,12 +29,14 @@ class Group:
         classes: Channel-class ids, in the channel order of the group's first producer.
         prunable: Per class, whether it may be removed (model inputs, outputs and ignored layers may not).
         producers: Qualified names of the layers that create these channels.
+        multiple_of: The kept channel count must be a multiple of this (GroupNormalization's groups).
     """
 
     index: int
     classes: list[int]
     prunable: np.ndarray
     producers: list[str]
+    multiple_of: int = 1
 
     @property
     def size(self) -> int:
@@ -84,6 +87,7 @@ class _Builder:
         self.parent: list[int] = []
         self.owner: list[str] = []
         self.fixed: set[int] = set()
+        self.multiples: dict[int, int] = {}
         self._fresh_by_layer: dict[int, list[int]] = {}
 
     def new(self, count: int, owner: str) -> list[int]:
@@ -115,6 +119,10 @@ class _Builder:
 
     def fix(self, elements: Iterable[int]) -> None:
         self.fixed.update(elements)
+
+    def require_multiple(self, elements: Sequence[int], multiple: int) -> None:
+        for element in elements:
+            self.multiples[element] = math.lcm(self.multiples.get(element, 1), multiple)
 
 
 def build_channel_graph(
@@ -190,10 +198,15 @@ def _groups(builder: _Builder) -> tuple[list[Group], dict[int, int]]:
     for root in sorted(members):
         producers = frozenset(builder.owner[e] for e in members[root])
         by_producers.setdefault(producers, []).append(root)
+    multiple_by_root: dict[int, int] = {}
+    for element, multiple in builder.multiples.items():
+        root = builder.find(element)
+        multiple_by_root[root] = math.lcm(multiple_by_root.get(root, 1), multiple)
     groups, group_of_class = [], {}
     for index, (producers, roots) in enumerate(by_producers.items()):
         prunable = np.array([root not in fixed_roots for root in roots])
-        groups.append(Group(index, roots, prunable, sorted(producers)))
+        multiple = math.lcm(*(multiple_by_root.get(root, 1) for root in roots))
+        groups.append(Group(index, roots, prunable, sorted(producers), multiple))
         for root in roots:
             group_of_class[root] = index
     return groups, group_of_class

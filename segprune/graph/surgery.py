@@ -56,8 +56,14 @@ def _validated(graph: ChannelGraph, removed_classes: Iterable[int]) -> set[int]:
             raise ValueError(f"Channel class {class_id} of group {group.index} ({', '.join(group.producers)}) may not be removed.")
         per_group[group.index] = per_group.get(group.index, 0) + 1
     for index, count in per_group.items():
-        if count >= graph.groups[index].size:
-            raise ValueError(f"Removing all {count} channels of group {index} ({', '.join(graph.groups[index].producers)}) would cut the model.")
+        group = graph.groups[index]
+        if count >= group.size:
+            raise ValueError(f"Removing all {count} channels of group {index} ({', '.join(group.producers)}) would cut the model.")
+        if (group.size - count) % group.multiple_of:
+            raise ValueError(
+                f"Group {index} ({', '.join(group.producers)}) must keep a multiple of {group.multiple_of} channels "
+                f"(GroupNormalization); removing {count} of {group.size} leaves {group.size - count}."
+            )
     return removed
 
 

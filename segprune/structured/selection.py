@@ -7,6 +7,7 @@ on multiples of 8 or 16; an odd count can make a pruned model slower than the de
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 from dataclasses import dataclass
 
@@ -33,6 +34,12 @@ def kept_count(size: int, ratio: float, round_to: int, minimum: int = 0) -> int:
     return int(min(size, max(round_to, rounded, minimum)))
 
 
+def _kept_in_group(group: Group, ratio: float, round_to: int) -> int:
+    """`kept_count` with the group's own divisibility constraint folded into the rounding step."""
+    step = math.lcm(round_to, group.multiple_of)
+    return kept_count(group.size, ratio, step)
+
+
 def _remove_lowest(group: Group, scores: Mapping[int, float], keep: int) -> list[int]:
     fixed = group.size - group.num_prunable
     keep = max(keep, fixed, 1)
@@ -54,7 +61,7 @@ class UniformRatio:
     def select(self, graph: ChannelGraph, scores: Mapping[int, float], round_to: int) -> list[int]:
         removed = []
         for group in graph.prunable_groups():
-            removed += _remove_lowest(group, scores, kept_count(group.size, self.ratio, round_to))
+            removed += _remove_lowest(group, scores, _kept_in_group(group, self.ratio, round_to))
         return removed
 
 
@@ -80,7 +87,7 @@ class LayerRatios:
         removed = []
         for index, ratio in by_group.items():
             group = graph.groups[index]
-            removed += _remove_lowest(group, scores, kept_count(group.size, ratio, round_to))
+            removed += _remove_lowest(group, scores, _kept_in_group(group, ratio, round_to))
         return removed
 
 
@@ -110,7 +117,7 @@ class GlobalRanking:
         removed = []
         for index, count in proposed.items():
             group = graph.groups[index]
-            removed += _remove_lowest(group, scores, kept_count(group.size, min(count / group.size, 0.999), round_to))
+            removed += _remove_lowest(group, scores, _kept_in_group(group, min(count / group.size, 0.999), round_to))
         return removed
 
 

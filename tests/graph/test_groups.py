@@ -156,3 +156,22 @@ def test_subclassed_model_is_refused():
 
     with pytest.raises(ValueError, match="subclassed"):
         build_channel_graph(Tiny())
+
+
+def test_group_normalization_keeps_counts_divisible_by_its_groups(tmp_path):
+    from segprune import prune_channels
+    from segprune.graph import remove_channels
+
+    inputs = keras.Input((None, None, 3))
+    x = _conv(16, "a")(inputs)
+    x = keras.layers.GroupNormalization(groups=4, name="norm")(x)
+    model = keras.Model(inputs, _conv(2, "out")(x))
+    graph = build_channel_graph(model)
+    assert graph.group_of_layer("a").multiple_of == 4
+    pruned = prune_channels(model, ratio=0.3, round_to=1)  # 11.2 kept channels become 12
+    assert pruned.get_layer("a").filters == 12
+    assert pruned.predict(np.zeros((1, 8, 8, 3)), verbose=0).shape == (1, 8, 8, 2)
+    with pytest.raises(ValueError, match="multiple of 4"):
+        remove_channels(graph, graph.group_of_layer("a").classes[:3])
+    pruned.save(tmp_path / "pruned.keras")
+    keras.saving.load_model(tmp_path / "pruned.keras")
