@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import sys
+
 from rich.console import Console
 from rich.table import Table
 
 from segprune.training import EpochRecord, TrainResult
 
-progress_console = Console(stderr=True, highlight=False)
-output_console = Console(highlight=False)
+# Without a terminal (pipes, CI logs) rich would wrap tables at 80 columns; logs are read wide.
+progress_console = Console(stderr=True, highlight=False, width=None if sys.stderr.isatty() else 160)
+output_console = Console(highlight=False, width=None if sys.stdout.isatty() else 160)
 
 
 def print_epoch(record: EpochRecord, result: TrainResult, epochs: int) -> None:

@@ -11,9 +11,12 @@ from pathlib import Path
 from segprune import _console
 from segprune.classical import METHODS as CLASSICAL_METHODS
 from segprune.classical.mapping import MAPPINGS
+from segprune._io import refuse_overwrite
 from segprune.data import BatchConfig, DataError, load_data
 from segprune.graph.channels import UnsupportedLayerError
 from segprune.models import ARCHITECTURES, ModelFileError, build_model, load_model
+from segprune.runtime.benchmark import RUNTIMES
+from segprune.runtime.export import FORMATS, ExportMismatchError
 from segprune.structured.importance import CRITERIA
 
 DATA_HELP = "'synthetic' (the built-in dataset) or a folder with images/ and masks/ (or the Oxford-IIIT Pet layout)"
@@ -24,7 +27,7 @@ def main(argv: list[str] | None = None) -> int:
     arguments = parser.parse_args(argv)
     try:
         return arguments.handler(arguments)
-    except (DataError, ModelFileError, FileNotFoundError, ValueError, UnsupportedLayerError) as error:
+    except (DataError, ModelFileError, FileNotFoundError, ValueError, UnsupportedLayerError, ExportMismatchError) as error:
         _console.progress_console.print(f"[bold red]error:[/] {error}", markup=True, highlight=False)
         return 2
 
@@ -81,6 +84,26 @@ def _parser() -> argparse.ArgumentParser:
     classical.add_argument("--json", action="store_true", help="one JSON object")
     classical.set_defaults(handler=_classical)
 
+    benchmark = commands.add_parser(
+        "benchmark", help="time models side by side", description="Latency, throughput, CPU time, MACs and size, interleaved."
+    )
+    benchmark.add_argument("models", nargs="+", metavar="MODEL", help=".keras or .h5 model files")
+    benchmark.add_argument("--runtime", default="onnxruntime", choices=RUNTIMES)
+    benchmark.add_argument("--image-size", type=int, default=256)
+    benchmark.add_argument("--batch", type=int, default=1)
+    benchmark.add_argument("--threads", type=int, default=2, help="intra-op threads (default 2)")
+    benchmark.add_argument("--rounds", type=int, default=30, help="timed rounds after 5 warm-up rounds (default 30)")
+    benchmark.add_argument("--json", action="store_true", help="one JSON object per model per line")
+    benchmark.set_defaults(handler=_benchmark)
+
+    export = commands.add_parser("export", help="export a model, verified", description="Export to ONNX or LiteRT and check it against Keras.")
+    export.add_argument("model", metavar="MODEL", help=".keras or .h5 model file")
+    export.add_argument("--format", default="onnx", choices=sorted(FORMATS))
+    export.add_argument("--data", default=None, help=DATA_HELP + "; its test images are checked too")
+    export.add_argument("--tolerance", type=float, default=1e-4, help="largest allowed difference (default 1e-4)")
+    export.add_argument("--out", required=True, help="the exported file")
+    export.set_defaults(handler=_export)
+
     demo = commands.add_parser("demo", help="the main job on the built-in data", description="Train a U-Net on the synthetic data and score it.")
     demo.add_argument("--out", default="runs/demo", help="output folder (default runs/demo)")
     demo.add_argument("--epochs", type=int, default=None, help="training epochs (default 25)")
@@ -127,7 +150,7 @@ def _train(arguments: argparse.Namespace) -> int:
 
 
 def _prune(arguments: argparse.Namespace) -> int:
-    from segprune._io import refuse_overwrite, save_model
+    from segprune._io import save_model
     from segprune.metrics import evaluate
     from segprune.structured.oneshot import prune_channels
     from segprune.structured.selection import GlobalRanking
@@ -172,6 +195,49 @@ def _prune(arguments: argparse.Namespace) -> int:
         before, after = evaluate(model, data, "test"), evaluate(pruned, data, "test")
         _console.output_console.print(f"test Dice: dense {before.dice:.4f}, pruned {after.dice:.4f}")
     _console.output_console.print(f"pruned model: {out}")
+    return 0
+
+
+def _benchmark(arguments: argparse.Namespace) -> int:
+    from segprune.runtime.benchmark import benchmark_models, limit_keras_threads
+
+    if arguments.runtime == "keras":
+        limit_keras_threads(arguments.threads)
+    results = benchmark_models(arguments.models, arguments.runtime, arguments.image_size, arguments.batch, arguments.threads, arguments.rounds)
+    if arguments.json:
+        for result in results:
+            print(json.dumps(result.to_dict()), flush=True)
+        return 0
+    reference = results[0].latency_ms
+    rows = [
+        [Path(r.model).name, f"{r.latency_ms:.2f}", f"{r.p90_ms:.2f}", f"{reference / r.latency_ms:.2f}x", f"{r.images_per_second:.1f}",
+         f"{r.cpu_ms_per_image:.1f}", f"{r.macs / 1e6:.0f}M", f"{r.params:,}", f"{r.zipped_bytes / 1024:.0f} KiB"]
+        for r in results
+    ]
+    title = f"{arguments.runtime}, {arguments.batch}x{arguments.image_size}x{arguments.image_size}, {arguments.threads} threads, interleaved"
+    columns = ["model", "median ms", "p90 ms", "speed-up", "images/s", "CPU ms/image", "MACs", "params", "zipped"]
+    _console.output_console.print(_console.table(title, columns, rows))
+    return 0
+
+
+def _export(arguments: argparse.Namespace) -> int:
+    from segprune.inference import input_channels
+    from segprune.runtime.export import export_model
+
+    refuse_overwrite(arguments.out, arguments.model)
+    model = load_model(arguments.model)
+    samples = []
+    if arguments.data:
+        from segprune.data import adapt_channels
+        from segprune.inference import pad_to_multiple
+
+        data = load_data(arguments.data)
+        samples = [pad_to_multiple(adapt_channels(image, input_channels(model)), 32) for _, image, _ in data.samples("test")][:4]
+    difference = export_model(model, arguments.out, arguments.format, arguments.tolerance, samples)
+    _console.output_console.print(
+        f"{arguments.format} model written to {arguments.out}; largest difference from Keras {difference:.3g} "
+        f"over {1 + len(samples)} input(s) (tolerance {arguments.tolerance:g})"
+    )
     return 0
 
 

@@ -1,14 +1,27 @@
-"""Latency measured side by side: several models timed in interleaved rounds on the same input."""
+"""Latency measured side by side: several models timed in interleaved rounds on the same input.
+
+Each round runs every model once, in turn, so that machine noise hits them alike and their ratios are
+fair. Besides wall-clock latency, the process CPU time per image is recorded (what a busy server pays),
+and energy where the machine exposes Intel RAPL counters.
+"""
 
 from __future__ import annotations
 
+import io
+import tempfile
 import time
-from dataclasses import dataclass
+import zipfile
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
+import keras
 import numpy as np
 
-from segprune.runtime.export import onnx_session
+from segprune.cost import flops
+from segprune.runtime.export import FORMATS, OnnxRunner, export_model, open_runner
+
+RUNTIMES = ("onnxruntime", "litert", "keras")
+_RAPL = Path("/sys/class/powercap/intel-rapl:0/energy_uj")
 
 
 @dataclass(frozen=True)
@@ -19,6 +32,29 @@ class Latency:
     runs: int
 
 
+@dataclass(frozen=True)
+class BenchmarkResult:
+    """One model on one runtime: latency, throughput, compute and size."""
+
+    model: str
+    runtime: str
+    latency_ms: float
+    p90_ms: float
+    images_per_second: float
+    cpu_ms_per_image: float
+    energy_mj_per_image: float | None
+    macs: int
+    params: int
+    file_bytes: int
+    zipped_bytes: int
+    image_size: int
+    batch: int
+    threads: int
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
 def onnx_latency(
     paths: list[str | Path],
     image_size: int = 256,
@@ -27,33 +63,129 @@ def onnx_latency(
     rounds: int = 30,
     warmup: int = 5,
 ) -> list[Latency]:
-    """Median and 90th-percentile latency of ONNX models on ONNX Runtime (CPU), interleaved.
-
-    Each round runs every model once, in turn, so that machine noise hits them alike and their ratios
-    are fair.
+    """Median and 90th-percentile latency of ONNX files on ONNX Runtime (CPU), interleaved.
 
     Example:
         >>> dense, pruned = onnx_latency(["dense.onnx", "pruned.onnx"])
-        >>> dense.median_ms / pruned.median_ms
-        3.4
     """
-    sessions = [onnx_session(path, threads) for path in paths]
-    feeds = []
-    for session in sessions:
-        spec = session.get_inputs()[0]
-        channels = spec.shape[-1] if isinstance(spec.shape[-1], int) else 3
-        sample = np.random.default_rng(0).random((batch, image_size, image_size, channels)).astype(np.float32)
-        feeds.append({spec.name: sample})
+    runners = [OnnxRunner(path, threads) for path in paths]
+    channels = [r.session.get_inputs()[0].shape[-1] for r in runners]
+    inputs = [_random_batch(batch, image_size, c if isinstance(c, int) else 3) for c in channels]
+    timings, _, _ = _interleave(runners, inputs, rounds, warmup)
+    return [Latency(str(path), float(np.median(t)), float(np.percentile(t, 90)), len(t)) for path, t in zip(paths, timings)]
+
+
+def benchmark_models(
+    paths: list[str | Path],
+    runtime: str = "onnxruntime",
+    image_size: int = 256,
+    batch: int = 1,
+    threads: int = 2,
+    rounds: int = 30,
+) -> list[BenchmarkResult]:
+    """Times Keras model files on a runtime, interleaved; exports them (verified) for ONNX Runtime / LiteRT.
+
+    Example:
+        >>> for row in benchmark_models(["runs/unet.keras", "runs/unet-pruned.keras"]):
+        ...     print(row.model, row.latency_ms)
+    """
+    from segprune.models import load_model
+
+    if runtime not in RUNTIMES:
+        raise ValueError(f"Unknown runtime {runtime!r}; choose one of {list(RUNTIMES)}.")
+    models = [load_model(path) for path in paths]
+    inputs = [_random_batch(batch, image_size, int(model.inputs[0].shape[-1])) for model in models]
+    with tempfile.TemporaryDirectory(prefix="segprune-bench-") as folder:
+        runners = []
+        for index, model in enumerate(models):
+            if runtime == "keras":
+                runners.append(_keras_runner(model))
+            else:
+                fmt = "onnx" if runtime == "onnxruntime" else "litert"
+                exported = Path(folder) / f"model{index}{FORMATS[fmt]}"
+                export_model(model, exported, format=fmt)
+                runners.append(open_runner(exported, threads))
+        timings, cpu_seconds, energy = _interleave(runners, inputs, rounds, warmup=5)
+    results = []
+    for path, model, times, cpu, joules in zip(paths, models, timings, cpu_seconds, energy):
+        median = float(np.median(times))
+        images = rounds * batch
+        results.append(
+            BenchmarkResult(
+                model=str(path),
+                runtime=runtime,
+                latency_ms=median,
+                p90_ms=float(np.percentile(times, 90)),
+                images_per_second=1000.0 * batch / median,
+                cpu_ms_per_image=1000.0 * cpu / images,
+                energy_mj_per_image=None if joules is None else 1000.0 * joules / images,
+                macs=flops(model, (image_size, image_size)).macs,
+                params=model.count_params(),
+                file_bytes=Path(path).stat().st_size,
+                zipped_bytes=zipped_size(Path(path)),
+                image_size=image_size,
+                batch=batch,
+                threads=threads,
+            )
+        )
+    return results
+
+
+def zipped_size(path: Path) -> int:
+    """Bytes of the file after DEFLATE compression (what sparse, zero-filled weights save on disk)."""
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w", compression=zipfile.ZIP_DEFLATED) as archive:
+        archive.write(path, arcname=path.name)
+    return buffer.tell()
+
+
+def limit_keras_threads(threads: int) -> None:
+    """Caps the Keras backend's intra-op threads; must run before the backend executes anything."""
+    if keras.backend.backend() == "tensorflow":
+        import tensorflow as tf
+
+        try:
+            tf.config.threading.set_intra_op_parallelism_threads(threads)
+            tf.config.threading.set_inter_op_parallelism_threads(1)
+        except RuntimeError:  # TensorFlow already started; its threads are fixed for this process
+            pass
+
+
+def _keras_runner(model: keras.Model):
+    return lambda batch: np.asarray(model.predict_on_batch(batch))
+
+
+def _random_batch(batch: int, image_size: int, channels: int) -> np.ndarray:
+    return np.random.default_rng(0).random((batch, image_size, image_size, channels)).astype(np.float32)
+
+
+def _interleave(runners, inputs, rounds: int, warmup: int):
+    """Runs every runner once per round; returns per-runner wall times (ms), CPU seconds, energy (J or None)."""
     for _ in range(warmup):
-        for session, feed in zip(sessions, feeds):
-            session.run(None, feed)
-    timings = [[] for _ in sessions]
+        for runner, x in zip(runners, inputs):
+            runner(x)
+    timings = [[] for _ in runners]
+    cpu = [0.0 for _ in runners]
+    energy: list[float | None] = [0.0 if _rapl_readable() else None for _ in runners]
     for _ in range(rounds):
-        for index, (session, feed) in enumerate(zip(sessions, feeds)):
-            started = time.perf_counter()
-            session.run(None, feed)
-            timings[index].append(1000 * (time.perf_counter() - started))
-    return [
-        Latency(str(path), float(np.median(times)), float(np.percentile(times, 90)), len(times))
-        for path, times in zip(paths, timings)
-    ]
+        for index, (runner, x) in enumerate(zip(runners, inputs)):
+            energy_before = _read_rapl()
+            cpu_before, wall_before = time.process_time(), time.perf_counter()
+            runner(x)
+            timings[index].append(1000.0 * (time.perf_counter() - wall_before))
+            cpu[index] += time.process_time() - cpu_before
+            energy_after = _read_rapl()
+            if energy[index] is not None and energy_before is not None and energy_after is not None:
+                energy[index] += max(0, energy_after - energy_before) / 1e6
+    return timings, cpu, energy
+
+
+def _rapl_readable() -> bool:
+    return _read_rapl() is not None
+
+
+def _read_rapl() -> int | None:
+    try:
+        return int(_RAPL.read_text())
+    except (OSError, ValueError):
+        return None

@@ -6,7 +6,7 @@ import pytest
 from segprune import prune_channels
 from segprune.models import mobilenet_unet, unet
 from segprune.runtime.benchmark import onnx_latency
-from segprune.runtime.export import ExportMismatchError, export_onnx, onnx_session
+from segprune.runtime.export import ExportMismatchError, export_model, export_onnx, onnx_session, open_runner
 
 
 @pytest.mark.parametrize("build", [lambda: unet(num_classes=3, input_channels=1, base_filters=8),
@@ -39,3 +39,51 @@ def test_interleaved_latency(tmp_path):
     dense, pruned = onnx_latency(paths, image_size=64, rounds=5, warmup=1)
     assert dense.runs == pruned.runs == 5
     assert dense.median_ms > 0 and pruned.median_ms > 0 and dense.p90_ms >= dense.median_ms
+
+
+@pytest.mark.parametrize("fmt,suffix", [("onnx", ".onnx"), ("litert", ".tflite")])
+def test_export_formats_match_keras_on_random_and_real_inputs(fmt, suffix, nuclei_path, tmp_path):
+    from segprune import load_data
+
+    model = prune_channels(unet(num_classes=2, input_channels=1, base_filters=8), ratio=0.5)
+    images = [image for _, image, _ in load_data(nuclei_path).samples("test")][:2]
+    path = tmp_path / f"model{suffix}"
+    assert export_model(model, path, fmt, samples=images) <= 1e-4
+    runner = open_runner(path)
+    for image in images:
+        np.testing.assert_allclose(runner(image[None]), model.predict(image[None], verbose=0), atol=1e-4)
+
+
+def test_unknown_format(tmp_path):
+    with pytest.raises(ValueError, match="litert"):
+        export_model(unet(base_filters=4, depth=1), tmp_path / "m.pt", format="torchscript")
+
+
+@pytest.mark.parametrize("runtime", ["onnxruntime", "litert", "keras"])
+def test_benchmark_cli_json_for_every_runtime(runtime, tmp_path, capsys):
+    import json
+
+    from segprune.cli import main
+
+    dense = unet(base_filters=8, depth=2)
+    paths = [tmp_path / "dense.keras", tmp_path / "pruned.keras"]
+    dense.save(paths[0])
+    prune_channels(dense, ratio=0.5).save(paths[1])
+    code = main(["benchmark", *map(str, paths), "--runtime", runtime, "--image-size", "64", "--rounds", "3", "--json"])
+    assert code == 0
+    rows = [json.loads(line) for line in capsys.readouterr().out.strip().splitlines()]
+    assert [row["model"] for row in rows] == [str(p) for p in paths]
+    for row in rows:
+        assert row["runtime"] == runtime and row["latency_ms"] > 0 and row["macs"] > 0 and row["params"] > 0
+        assert row["zipped_bytes"] > 0 and row["cpu_ms_per_image"] >= 0
+    assert rows[1]["macs"] < rows[0]["macs"]
+
+
+def test_export_cli_never_overwrites_its_input(tmp_path, capsys):
+    from segprune.cli import main
+
+    source = tmp_path / "model.keras"
+    unet(base_filters=4, depth=1).save(source)
+    assert main(["export", str(source), "--format", "onnx", "--out", str(source)]) == 2
+    assert main(["export", str(source), "--format", "onnx", "--out", str(tmp_path / "model.onnx")]) == 0
+    assert "largest difference" in capsys.readouterr().out
