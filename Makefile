@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 export TF_CPP_MIN_LOG_LEVEL ?= 2
 export KERAS_BACKEND ?= tensorflow
 
-.PHONY: demo test install clean
+.PHONY: demo test install clean chromium
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -21,8 +21,15 @@ install: $(VENV)/.installed
 demo: install
 	$(BIN)/segprune demo --out runs/demo
 
-test: install
+test: install chromium
 	$(BIN)/python -m pytest -q $(PYTEST_ARGS)
+
+# The report test renders report.html in Debian's headless Chromium; installed here when we may (root).
+chromium:
+	@command -v chromium >/dev/null 2>&1 || { [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1 && \
+	  { DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium >/dev/null 2>&1 || \
+	    { apt-get update -q >/dev/null 2>&1 && DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium >/dev/null 2>&1; }; }; } || \
+	  echo "chromium is not installed and could not be: the report rendering test will be skipped"
 
 clean:
 	rm -rf $(VENV) runs .pytest_cache

@@ -15,6 +15,7 @@ from segprune._io import refuse_overwrite
 from segprune.data import BatchConfig, DataError, load_data
 from segprune.graph.channels import UnsupportedLayerError
 from segprune.models import ARCHITECTURES, ModelFileError, build_model, load_model
+from segprune.report.sweep import SWEEP_METHODS, SweepConfig
 from segprune.runtime.benchmark import RUNTIMES
 from segprune.runtime.export import FORMATS, ExportMismatchError
 from segprune.structured.importance import CRITERIA
@@ -69,6 +70,7 @@ def _parser() -> argparse.ArgumentParser:
     prune.add_argument("--round-to", type=int, default=8, help="keep channel counts at multiples of this (default 8)")
     prune.add_argument("--ignore", default="", help="comma-separated layer names whose channels must stay")
     prune.add_argument("--data", default=None, help=DATA_HELP + "; needed by taylor, activation, mutual-info and fine-tuning")
+    prune.add_argument("--compensate", action="store_true", help="move removed channels' mean contribution into consumer biases")
     prune.add_argument("--finetune-epochs", type=int, default=0, help="fine-tune the pruned model for N epochs (default 0)")
     prune.add_argument("--image-size", type=int, default=256, help="image size at which MACs are reported (default 256)")
     prune.add_argument("--out", required=True, help="where to save the pruned model (.keras)")
@@ -104,7 +106,21 @@ def _parser() -> argparse.ArgumentParser:
     export.add_argument("--out", required=True, help="the exported file")
     export.set_defaults(handler=_export)
 
-    demo = commands.add_parser("demo", help="the main job on the built-in data", description="Train a U-Net on the synthetic data and score it.")
+    sweep = commands.add_parser(
+        "sweep", help="every method at every budget, with a report", description="Prune with each method at each budget, fine-tune, measure, report."
+    )
+    sweep.add_argument("--model", required=True, help="the trained dense model (.keras or .h5)")
+    sweep.add_argument("--data", default="synthetic", help=DATA_HELP)
+    sweep.add_argument("--out", required=True, help="output folder (an interrupted sweep there resumes)")
+    sweep.add_argument("--methods", default=",".join(SweepConfig().methods), help=f"comma-separated, from: {', '.join(SWEEP_METHODS)}")
+    sweep.add_argument("--budgets", default="0.5,0.25,0.125", help="MACs fractions (default 0.5,0.25,0.125)")
+    sweep.add_argument("--tolerance", type=float, default=1.0, help="Dice points from dense for the balance point (default 1.0)")
+    sweep.add_argument("--finetune-epochs", type=int, default=10)
+    sweep.set_defaults(handler=_sweep)
+
+    demo = commands.add_parser(
+        "demo", help="the main job on the built-in data", description="Train a U-Net on the synthetic data, sweep pruning methods, write the report."
+    )
     demo.add_argument("--out", default="runs/demo", help="output folder (default runs/demo)")
     demo.add_argument("--epochs", type=int, default=None, help="training epochs (default 25)")
     demo.set_defaults(handler=_demo)
@@ -174,6 +190,7 @@ def _prune(arguments: argparse.Namespace) -> int:
         ignore=[name for name in arguments.ignore.split(",") if name],
         data=data,
         target=arguments.target,
+        compensate=arguments.compensate,
     )
     summary = pruning_summary(model, pruned, (arguments.image_size, arguments.image_size))
     rows = [
@@ -196,6 +213,33 @@ def _prune(arguments: argparse.Namespace) -> int:
         _console.output_console.print(f"test Dice: dense {before.dice:.4f}, pruned {after.dice:.4f}")
     _console.output_console.print(f"pruned model: {out}")
     return 0
+
+
+def _sweep(arguments: argparse.Namespace) -> int:
+    from segprune.report import build_report, run_sweep
+
+    config = SweepConfig(
+        methods=tuple(name for name in arguments.methods.split(",") if name),
+        budgets=tuple(float(value) for value in arguments.budgets.split(",") if value),
+        finetune_epochs=arguments.finetune_epochs,
+        tolerance=arguments.tolerance,
+    )
+    data = load_data(arguments.data)
+    rows = run_sweep(load_model(arguments.model), data, arguments.out, config, progress=_console.progress_console.print)
+    report, balance = build_report(rows, data, arguments.out, config.tolerance, f"segprune sweep: {Path(arguments.model).name} on {data.name}")
+    _print_balance(balance, config.tolerance)
+    _console.output_console.print(f"report: {report}\nresults: {Path(arguments.out) / 'results.csv'}")
+    return 0
+
+
+def _print_balance(balance: dict | None, tolerance: float) -> None:
+    if balance is None:
+        _console.output_console.print(f"no pruned network stays within {tolerance:g} Dice points of dense")
+        return
+    _console.output_console.print(
+        f"balance point: {balance['method']} at MACs budget {balance['budget']}: Dice {balance['dice']:.4f}, "
+        f"{balance['latency_ms']:.2f} ms, {balance['speedup']:.2f}x faster than dense (tolerance {tolerance:g} Dice points)"
+    )
 
 
 def _benchmark(arguments: argparse.Namespace) -> int:
@@ -294,16 +338,19 @@ def _json_number(value):
 
 
 def _demo(arguments: argparse.Namespace) -> int:
-    from segprune.demo import DEMO_EPOCHS, run_demo
+    from segprune.demo import DEMO_EPOCHS, DEMO_SWEEP, run_demo
 
     _console.progress_console.print(f"segprune demo: training a U-Net on the built-in synthetic data, output in {arguments.out}")
-    result = run_demo(arguments.out, epochs=arguments.epochs or DEMO_EPOCHS, on_epoch=_console.print_epoch)
+    result = run_demo(
+        arguments.out, epochs=arguments.epochs or DEMO_EPOCHS, on_epoch=_console.print_epoch, progress=_console.progress_console.print
+    )
     scores = result.evaluation
     _console.output_console.print(
-        f"test Dice {scores.dice:.4f}  mean IoU {scores.iou:.4f}  pixel accuracy {scores.pixel_accuracy:.4f}\n"
-        f"U-Net: {result.params:,} parameters, {result.macs / 1e6:.1f}M MACs at 128x128\n"
-        f"model:   {result.model_path}\nmetrics: {result.metrics_path}"
+        f"dense U-Net: test Dice {scores.dice:.4f}  mean IoU {scores.iou:.4f}  pixel accuracy {scores.pixel_accuracy:.4f}; "
+        f"{result.params:,} parameters, {result.macs / 1e6:.1f}M MACs at 128x128"
     )
+    _print_balance(result.balance, DEMO_SWEEP.tolerance)
+    _console.output_console.print(f"model:   {result.model_path}\nmetrics: {result.metrics_path}\nreport:  {result.report_path}")
     return 0
 
 

@@ -85,7 +85,7 @@ def channel_importance(
         return _weight_norm_scores(graph, order=1 if criterion == "l1" else 2).result()
     if criterion == "bn-scale":
         return _bn_scale_scores(graph)
-    batches = list(_sample_batches(graph.model, data, num_batches, seed))
+    batches = list(sample_batches(graph.model, data, num_batches, seed))
     if criterion == "taylor":
         return _taylor_scores(graph, batches).result()
     if criterion == "activation":
@@ -144,7 +144,8 @@ def _bn_scale_scores(graph: ChannelGraph) -> Scores:
     return scores
 
 
-def _sample_batches(model: keras.Model, data: SegmentationDataset, num_batches: int, seed: int):
+def sample_batches(model: keras.Model, data: SegmentationDataset, num_batches: int, seed: int):
+    """`num_batches` batches of 4 un-augmented 128x128 training patches, adapted to the model's input."""
     channels = int(model.inputs[0].shape[-1])
     config = BatchConfig(batch_size=4, image_size=128, augment=False, samples_per_epoch=4 * num_batches, seed=seed)
     batches = TrainingBatches(data, "train", channels, config, workers=1)

@@ -10,7 +10,8 @@ from segprune.data.dataset import SegmentationDataset
 from segprune.graph.groups import ChannelGraph, build_channel_graph
 from segprune.graph.surgery import remove_channels
 from segprune.search.budget import parse_target, resource_after
-from segprune.structured.importance import channel_importance
+from segprune.structured.compensation import compensate_removed_channels
+from segprune.structured.importance import channel_importance, sample_batches
 from segprune.structured.selection import Strategy, UniformRatio, as_strategy
 
 COST_INPUT_SIZE = (256, 256)  # the image size at which MACs budgets are measured
@@ -24,6 +25,7 @@ def prune_channels(
     ignore: Iterable[str] | None = None,
     data: SegmentationDataset | None = None,
     target: str | None = None,
+    compensate: bool = False,
 ) -> keras.Model:
     """Returns a smaller copy of `model` with the least important channels removed; `model` is untouched.
 
@@ -37,6 +39,8 @@ def prune_channels(
         data: Training data for the data-driven criteria.
         target: Instead of `ratio`, a budget such as `"flops=0.25"` (a quarter of the dense MACs at
             256x256) or `"params=0.5"`; the uniform ratio that meets it is searched for.
+        compensate: Move each removed channel's mean contribution into its consumers' biases (measured on
+            `data` when given, else estimated from BatchNorm statistics); see `compensation.py`.
 
     Example:
         >>> smaller = segprune.prune_channels(model, ratio=0.5, importance="l1")
@@ -46,7 +50,12 @@ def prune_channels(
     graph = build_channel_graph(model, ignore or (), input_shape=COST_INPUT_SIZE if target else None)
     scores = channel_importance(graph, importance, data)
     strategy = ratio_for_target(graph, scores, target, round_to) if target else as_strategy(ratio)
-    return remove_channels(graph, strategy.select(graph, scores, round_to))
+    removed = strategy.select(graph, scores, round_to)
+    pruned = remove_channels(graph, removed)
+    if compensate:
+        batches = list(sample_batches(model, data, num_batches=4, seed=0)) if data is not None else None
+        compensate_removed_channels(graph, pruned, set(removed), batches)
+    return pruned
 
 
 def ratio_for_target(graph: ChannelGraph, scores: Mapping[int, float], target: str, round_to: int) -> UniformRatio:

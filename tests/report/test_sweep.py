@@ -1,0 +1,76 @@
+"""The sweep: rows for every method and budget, resume, tables, balance point, and a report that renders."""
+
+import json
+import shutil
+import subprocess
+
+import numpy as np
+import pytest
+
+from segprune.data import synthetic_dataset
+from segprune.models import unet
+from segprune.report import SweepConfig, balance_point, build_report, run_sweep
+
+
+@pytest.fixture(scope="module")
+def swept(tmp_path_factory):
+    out = tmp_path_factory.mktemp("sweep")
+    data = synthetic_dataset(num_train=8, num_val=2, num_test=3, image_size=64, channels=1)
+    model = unet(num_classes=4, input_channels=1, base_filters=16, depth=2)
+    config = SweepConfig(methods=("oneshot-l1", "oneshot-random", "classical-otsu"), budgets=(0.5, 0.25), finetune_epochs=1, image_size=64)
+    messages = []
+    rows = run_sweep(model, data, out, config, progress=messages.append)
+    return out, data, model, config, rows, messages
+
+
+def test_rows_tables_and_latency(swept):
+    out, _, _, _, rows, messages = swept
+    assert [(r["method"], r["budget"]) for r in rows] == [
+        ("dense", None), ("oneshot-l1", 0.5), ("oneshot-l1", 0.25), ("oneshot-random", 0.5), ("oneshot-random", 0.25), ("classical-otsu", None)
+    ]
+    assert len(messages) >= 6
+    networks = [r for r in rows if r["model_path"]]
+    assert all(r["latency_ms"] > 0 for r in networks) and networks[0]["speedup"] == pytest.approx(1.0)
+    assert all(r["macs_ratio"] <= r["budget"] for r in networks[1:])
+    assert json.loads((out / "results.json").read_text()) == rows
+    assert (out / "results.csv").read_text().splitlines()[0].startswith("method,budget,dice")
+
+
+def test_resume_skips_finished_candidates(swept):
+    out, data, model, config, rows, _ = swept
+    messages = []
+    again = run_sweep(model, data, out, config, progress=messages.append)
+    assert sum("resumed" in message for message in messages) == len(rows)
+    assert [r["dice"] for r in again] == [r["dice"] for r in rows]
+
+
+def test_balance_point_is_the_fastest_within_tolerance():
+    rows = [
+        {"method": "dense", "budget": None, "dice": 0.90, "latency_ms": 10.0, "model_path": "d"},
+        {"method": "a", "budget": 0.5, "dice": 0.895, "latency_ms": 6.0, "model_path": "a"},
+        {"method": "b", "budget": 0.25, "dice": 0.88, "latency_ms": 3.0, "model_path": "b"},
+        {"method": "classical-otsu", "budget": None, "dice": 0.95, "latency_ms": None, "model_path": None},
+    ]
+    assert balance_point(rows, tolerance=1.0)["method"] == "a"
+    assert balance_point(rows, tolerance=2.5)["method"] == "b"
+
+
+def test_report_renders_in_headless_chromium(swept, tmp_path):
+    out, data, _, config, rows, _ = swept
+    report, _ = build_report(rows, data, out, config.tolerance, "test sweep")
+    page = report.read_text()
+    assert page.count("data:image/png;base64,") == 3
+    assert "Balance point" in page or "No network" in page
+    browser = shutil.which("chromium") or shutil.which("chromium-browser")
+    if browser is None:
+        pytest.skip("Debian's chromium is not installed (make test installs it where it can: apt-get install chromium)")
+    command = [browser, "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+               "--disable-component-update", "--disable-sync", "--no-first-run", f"--user-data-dir={tmp_path / 'profile'}",
+               "--virtual-time-budget=5000", "--dump-dom", report.as_uri()]
+    dom = subprocess.run(command, capture_output=True, text=True, timeout=120).stdout
+    assert 'data-figures="rendered"' in dom and 'data-figure-count="3"' in dom
+    screenshot = tmp_path / "report.png"
+    subprocess.run([*command[:-2], f"--screenshot={screenshot}", "--window-size=1200,2400", report.as_uri()], capture_output=True, timeout=120)
+    assert screenshot.exists() and screenshot.stat().st_size > 10_000
+    pixels = np.asarray(__import__("PIL.Image", fromlist=["Image"]).open(screenshot).convert("L"))
+    assert pixels.std() > 10, "the screenshot is not blank"
