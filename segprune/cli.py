@@ -233,8 +233,8 @@ def _sweep(arguments: argparse.Namespace) -> int:
 
 
 def _print_balance(balance: dict | None, tolerance: float) -> None:
-    if balance is None:
-        _console.output_console.print(f"no pruned network stays within {tolerance:g} Dice points of dense")
+    if balance is None or balance["method"] == "dense":
+        _console.output_console.print(f"balance point: no pruned network stays within {tolerance:g} Dice points of dense")
         return
     _console.output_console.print(
         f"balance point: {balance['method']} at MACs budget {balance['budget']}: Dice {balance['dice']:.4f}, "

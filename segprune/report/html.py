@@ -49,7 +49,9 @@ def write_report(path: str | Path, title: str, rows: list[dict], balance: dict |
         css = ' class="balance"' if row is balance else ""
         cells = "".join(f"<td>{html.escape(render(row.get(key)))}</td>" for key, _, render in _COLUMNS)
         body.append(f"<tr{css}>{cells}</tr>")
-    if balance is not None:
+    if balance is not None and balance["method"] == "dense":
+        verdict = f"<p><b>Balance point</b>: no pruned network stays within {tolerance:g} Dice points of dense; the dense model remains the balance point.</p>"
+    elif balance is not None:
         verdict = (
             f"<p><b>Balance point</b>: <code>{html.escape(balance['method'])}</code> at MACs budget {balance['budget']}, "
             f"Dice {balance['dice']:.4f}, {balance['latency_ms']:.2f} ms ({balance['speedup']:.2f}x the dense model): "
@@ -61,6 +63,10 @@ def write_report(path: str | Path, title: str, rows: list[dict], balance: dict |
         f'<figure><img alt="{html.escape(name)}" src="data:image/png;base64,{base64.b64encode(png).decode()}"><figcaption>{html.escape(name)}</figcaption></figure>'
         for name, png in figures.items()
     )
+    caveat = ""
+    if any(row.get("foreground_only") for row in rows):
+        caveat = (" On this multi-class dataset the classical methods only separate foreground from background, so "
+                  "their Dice is over that binary split, not the per-class mean the networks are scored on.")
     page = f"""<!DOCTYPE html>
 <html lang="en"><head><meta charset="utf-8"><title>{html.escape(title)}</title><style>{_STYLE}</style></head>
 <body>
@@ -68,7 +74,7 @@ def write_report(path: str | Path, title: str, rows: list[dict], balance: dict |
 {verdict}
 <table><thead><tr>{header}</tr></thead><tbody>{''.join(body)}</tbody></table>
 <p>Latency: ONNX Runtime, interleaved rounds, median. Classical rows are timed by their own Python code and
-do not run on ONNX Runtime.</p>
+do not run on ONNX Runtime.{caveat}</p>
 <div class="figures">{pictures}</div>
 <script>{_RENDER_CHECK}</script>
 </body></html>

@@ -121,7 +121,9 @@ def balance_point(rows: list[dict], tolerance: float) -> dict | None:
 def _run_one(model, data, method: str, budget: float | None, config: SweepConfig, out_dir: Path, dense_macs: int) -> dict:
     if method.startswith("classical-"):
         result = evaluate_classical(method.removeprefix("classical-"), data, "test")
-        return _row(method, budget, result.dice, result.iou, result.pixel_accuracy, None, None, None, result.ms_per_image)
+        row = _row(method, budget, result.dice, result.iou, result.pixel_accuracy, None, None, None, result.ms_per_image)
+        row["foreground_only"] = result.collapsed_to_binary
+        return row
     if method == "dense":
         candidate = model
     else:
@@ -150,6 +152,7 @@ def _row(method, budget, dice, iou, pixel_accuracy, macs_ratio, params, model_pa
         "classical_ms_per_image": classical_ms,
         "latency_ms": None,
         "speedup": None,
+        "foreground_only": False,
     }
 
 
