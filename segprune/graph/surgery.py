@@ -40,7 +40,7 @@ def remove_channels(graph: ChannelGraph, removed_classes: Iterable[int]) -> kera
     rebuilt = type(graph.model).from_config(config)
     for call, (kept_in, kept_out) in kept_by_layer.values():
         if layer_weights(call.layer):
-            target = _find_layer(rebuilt, call.path, call.layer.name)
+            target = find_layer(rebuilt, call.path, call.layer.name)
             target.set_weights(handler_for(call.layer).slice_weights(call, kept_in, kept_out))
     return rebuilt
 
@@ -103,7 +103,8 @@ def _layer_entry(model_config: dict, name: str) -> dict:
     raise KeyError(f"Layer {name!r} is not in the model config.")
 
 
-def _find_layer(model: keras.Model, path: tuple[str, ...], name: str) -> keras.layers.Layer:
+def find_layer(model: keras.Model, path: tuple[str, ...], name: str) -> keras.layers.Layer:
+    """The layer `name` inside the nested models `path` of `model`."""
     container = model
     for nested in path:
         container = container.get_layer(nested)

@@ -21,6 +21,7 @@ from scipy.stats import norm
 from segprune.graph._keras_internals import LayerCall, run_with_hook
 from segprune.graph.channels import DenseLikeHandler, SeparableHandler, handler_for
 from segprune.graph.groups import ChannelGraph
+from segprune.graph.surgery import find_layer
 
 
 def compensate_removed_channels(graph: ChannelGraph, pruned: keras.Model, removed: set[int], batches=None) -> int:
@@ -68,24 +69,17 @@ def _apply(pruned: keras.Model, graph: ChannelGraph, index: int, shift: np.ndarr
     """Adds the shift to the pruned consumer's bias, or takes it off the BatchNorm right after it."""
     call = graph.trace.calls[index]
     kept_shift = shift[~np.isin(graph.call_outputs[index][0], removed)]  # the consumer may have lost outputs too
-    layer = _find(pruned, call)
+    layer = find_layer(pruned, call.path, call.layer.name)
     if getattr(layer, "use_bias", False):
         layer.bias.assign(keras.ops.convert_to_numpy(layer.bias) + kept_shift)
         return True
     for consumer in consumers_of.get(call.output_ids[0], []):
         following = graph.trace.calls[consumer]
         if isinstance(following.layer, keras.layers.BatchNormalization):
-            norm_layer = _find(pruned, following)
+            norm_layer = find_layer(pruned, following.path, following.layer.name)
             norm_layer.moving_mean.assign(keras.ops.convert_to_numpy(norm_layer.moving_mean) - kept_shift)
             return True
     return False
-
-
-def _find(model: keras.Model, call: LayerCall):
-    container = model
-    for nested in call.path:
-        container = container.get_layer(nested)
-    return container.get_layer(call.layer.name)
 
 
 def _batchnorm_means(graph: ChannelGraph) -> dict[int, np.ndarray]:

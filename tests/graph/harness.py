@@ -11,7 +11,7 @@ import numpy as np
 
 from segprune.graph.channels import DenseLikeHandler, SeparableHandler, handler_for, weight_name
 from segprune.graph.groups import ChannelGraph, build_channel_graph
-from segprune.graph.surgery import remove_channels
+from segprune.graph.surgery import find_layer, remove_channels
 
 
 def randomize_weights(model: keras.Model, seed: int = 0) -> None:
@@ -59,10 +59,7 @@ def zeroed_copy(graph: ChannelGraph, removed: list[int]) -> keras.Model:
         dropped = np.flatnonzero(np.isin(inputs[0], removed_array))
         if dropped.size == 0:
             continue
-        target = copy
-        for nested in call.path:
-            target = target.get_layer(nested)
-        target = target.get_layer(call.layer.name)
+        target = find_layer(copy, call.path, call.layer.name)
         values = []
         for variable in target.weights:
             value = keras.ops.convert_to_numpy(variable).copy()
