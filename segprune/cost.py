@@ -8,7 +8,7 @@ from dataclasses import dataclass
 import keras
 
 from segprune.graph._keras_internals import LayerCall, is_graph_model, trace_layer_calls
-from segprune.graph.channels import MERGE_LAYERS
+from segprune.graph.channels import MERGE_LAYERS, layer_weights
 
 _POOLING = (
     keras.layers.MaxPooling2D,
@@ -109,7 +109,7 @@ def flops(model: keras.Model, input_shape: tuple[int, ...]) -> CostReport:
                 output_shape=call.output_shapes[0] if call.output_shapes else (),
                 macs=layer_macs(call),
                 other_ops=layer_other_ops(call),
-                params=call.layer.count_params() if first_call and call.layer.built else 0,
+                params=sum(math.prod(w.shape) for w in layer_weights(call.layer)) if first_call else 0,
             )
         )
     return CostReport(input_shape=shape, layers=tuple(layers))

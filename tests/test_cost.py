@@ -80,3 +80,13 @@ def test_unet_total_by_hand():
 def test_bad_input_shape():
     with pytest.raises(ValueError, match="does not fit"):
         flops(unet(input_channels=1), (32, 32, 3))
+
+
+def test_bare_operations_in_the_graph_are_counted_without_parameters():
+    inputs = keras.Input((8, 8, 3))
+    x = keras.layers.Conv2D(4, 1)(inputs)
+    x = keras.layers.ReLU()(x + 3.0) * (1.0 / 6.0)  # MobileNetV3's hard-sigmoid, written with bare ops
+    model = keras.Model(inputs, x)
+    report = flops(model, (8, 8))
+    assert report.macs == 8 * 8 * 4 * 3
+    assert report.params == model.count_params()

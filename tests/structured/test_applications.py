@@ -4,7 +4,7 @@ import keras
 import numpy as np
 import pytest
 
-from segprune import prune_channels
+from segprune import prune_channels, pruning_summary
 
 APPLICATIONS = [
     "ResNet50", "ResNet50V2", "MobileNet", "MobileNetV2", "MobileNetV3Small", "DenseNet121",
@@ -22,6 +22,9 @@ def test_application_prunes_and_round_trips(name, tmp_path):
     output = pruned.predict(sample, verbose=0)
     assert output.shape == model.predict(sample, verbose=0).shape
     assert pruned.count_params() < 0.5 * model.count_params()
+    summary = pruning_summary(model, pruned, (size, size))
+    assert summary.params_before == model.count_params() and summary.params_after == pruned.count_params()
+    assert summary.macs_ratio < 0.6
     path = tmp_path / "pruned.keras"
     pruned.save(path)
     np.testing.assert_allclose(keras.saving.load_model(path).predict(sample, verbose=0), output, atol=1e-5)
