@@ -31,7 +31,7 @@ def remove_channels(graph: ChannelGraph, removed_classes: Iterable[int]) -> kera
         >>> smaller = remove_channels(graph, graph.prunable_groups()[0].classes[:8])
     """
     removed = _validated(graph, removed_classes)
-    kept_by_layer = _kept_positions(graph, removed)
+    kept_by_layer = kept_positions(graph, removed)
     config = copy.deepcopy(graph.model.get_config())
     _drop_build_configs(config)
     for call, (kept_in, kept_out) in kept_by_layer.values():
@@ -67,10 +67,14 @@ def _validated(graph: ChannelGraph, removed_classes: Iterable[int]) -> set[int]:
     return removed
 
 
-def _kept_positions(graph: ChannelGraph, removed: set[int]):
-    """Per layer (first call; shared layers keep the same channels on every call): kept input/output positions."""
+def kept_positions(graph: ChannelGraph, removed: Iterable[int]):
+    """Per layer (first call; shared layers keep the same channels on every call): kept input/output positions.
+
+    Returns:
+        {(path, name): (call, (kept input positions per input, kept output positions per output))}.
+    """
     kept = {}
-    removed_array = np.array(sorted(removed), dtype=np.int64)
+    removed_array = np.array(sorted(set(removed)), dtype=np.int64)
     for call, inputs, outputs in zip(graph.trace.calls, graph.call_inputs, graph.call_outputs):
         key = (call.path, call.layer.name)
         if key in kept:

@@ -10,6 +10,7 @@ import numpy as np
 from segprune.cost import layer_macs
 from segprune.graph.channels import handler_for
 from segprune.graph.groups import ChannelGraph
+from segprune.graph.surgery import kept_positions
 
 RESOURCES = ("flops", "params")
 
@@ -47,16 +48,11 @@ def macs_after(graph: ChannelGraph, removed: Iterable[int]) -> int:
 
 def params_after(graph: ChannelGraph, removed: Iterable[int]) -> int:
     """Parameters of the model without `removed`."""
-    removed_array = np.array(sorted(set(removed)), dtype=np.int64)
-    total, seen = 0, set()
-    for call, inputs, outputs in zip(graph.trace.calls, graph.call_inputs, graph.call_outputs):
-        if id(call.layer) in seen:
-            continue
-        seen.add(id(call.layer))
-        kept_in = [np.flatnonzero(~np.isin(classes, removed_array)) for classes in inputs]
-        kept_out = [np.flatnonzero(~np.isin(classes, removed_array)) for classes in outputs]
-        total += sum(int(w.size) for w in handler_for(call.layer).slice_weights(call, kept_in, kept_out))
-    return total
+    return sum(
+        int(w.size)
+        for call, (kept_in, kept_out) in kept_positions(graph, removed).values()
+        for w in handler_for(call.layer).slice_weights(call, kept_in, kept_out)
+    )
 
 
 def resource_after(graph: ChannelGraph, removed: Iterable[int], resource: str) -> int:

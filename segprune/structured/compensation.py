@@ -33,8 +33,8 @@ def compensate_removed_channels(graph: ChannelGraph, pruned: keras.Model, remove
         removed: The removed channel classes.
         batches: Optional iterable of (images, masks) to measure channel means on.
     """
-    means = _data_means(graph, batches) if batches is not None else _batchnorm_means(graph)
     producer_of = {tensor_id: index for index, call in enumerate(graph.trace.calls) for tensor_id in call.output_ids}
+    means = _data_means(graph, batches) if batches is not None else _batchnorm_means(graph, producer_of)
     consumers_of: dict[int, list[int]] = {}
     for index, call in enumerate(graph.trace.calls):
         for tensor_id in call.input_ids:
@@ -82,10 +82,9 @@ def _apply(pruned: keras.Model, graph: ChannelGraph, index: int, shift: np.ndarr
     return False
 
 
-def _batchnorm_means(graph: ChannelGraph) -> dict[int, np.ndarray]:
+def _batchnorm_means(graph: ChannelGraph, producer_of: dict[int, int]) -> dict[int, np.ndarray]:
     """Per call index: the mean of each output channel, where BatchNorm statistics determine it."""
     means: dict[int, np.ndarray] = {}
-    producer_of = {tensor_id: index for index, call in enumerate(graph.trace.calls) for tensor_id in call.output_ids}
     for index, call in enumerate(graph.trace.calls):
         layer = call.layer
         if isinstance(layer, keras.layers.BatchNormalization) and layer.center:
