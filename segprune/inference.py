@@ -8,13 +8,13 @@ import keras
 import numpy as np
 
 from segprune.data.pipeline import adapt_channels
-from segprune.models.outputs import OutputKind, output_kind
+from segprune.models.outputs import OutputKind, base_model, output_kind
 
 DEFAULT_PAD_MULTIPLE = 32
 
 
 def input_channels(model: keras.Model) -> int:
-    return int(model.inputs[0].shape[-1])
+    return int(base_model(model).inputs[0].shape[-1])
 
 
 def probabilities_to_classes(outputs: np.ndarray, kind: OutputKind) -> np.ndarray:

@@ -89,6 +89,8 @@ def train(
     checkpoint_path: str | Path | None = None,
     on_epoch: EpochReporter | None = None,
     resume: bool = False,
+    callbacks: Sequence[keras.callbacks.Callback] = (),
+    keep_best_from_epoch: int = 1,
 ) -> TrainResult:
     """Trains `model` in place on the `train` split and keeps the weights with the best validation Dice.
 
@@ -108,6 +110,9 @@ def train(
         on_epoch: Called after every epoch with (record, result so far, epochs) for progress display.
         resume: Continue the interrupted run whose state lies beside `checkpoint_path` (a fresh start
             when there is none). Without it, an existing state file is an error rather than overwritten.
+        callbacks: Further Keras callbacks for `fit` (sparse pruning updates its masks through one).
+        keep_best_from_epoch: Epochs before this one are never kept as the best and never stop the run
+            early (a pruning schedule that is still raising sparsity must not be undone by them).
 
     Returns:
         A `TrainResult` with the per-epoch history.
@@ -136,12 +141,13 @@ def train(
         loss=CrossEntropyDiceLoss(kind, data.ignore_index, config.dice_weight),
     )
     tracker = _BestWeights(data, config, checkpoint_path, on_epoch, epochs, batches.num_batches * config.batches.batch_size)
+    tracker.keep_best_from_epoch = keep_best_from_epoch
     initial_epoch = _restore_if_resuming(model, tracker, checkpoint_path, resume)
     batches.epoch = initial_epoch
     started = time.perf_counter()
     try:
         if initial_epoch < epochs:
-            model.fit(batches, epochs=epochs, initial_epoch=initial_epoch, callbacks=[tracker], verbose=0)
+            model.fit(batches, epochs=epochs, initial_epoch=initial_epoch, callbacks=[*callbacks, tracker], verbose=0)
     except KeyboardInterrupt:
         tracker.result.interrupted = True
     tracker.restore_best()
@@ -166,7 +172,7 @@ def _restore_if_resuming(model: keras.Model, tracker: _BestWeights, checkpoint_p
             "--resume on the command line) or delete that file to start over."
         )
     best_weights, summary = load_state(path, model)
-    tracker.best_weights = best_weights
+    tracker.best_weights = best_weights or None
     tracker.result.history = [EpochRecord(**record) for record in summary["history"]]
     tracker.result.best_epoch = summary["best_epoch"]
     tracker.result.best_val_dice = summary["best_val_dice"]
@@ -188,6 +194,7 @@ class _BestWeights(keras.callbacks.Callback):
         self.result = TrainResult()
         self.best_weights: list[np.ndarray] | None = None
         self.epoch_started = 0.0
+        self.keep_best_from_epoch = 1
 
     def on_epoch_begin(self, epoch, logs=None):
         # Each epoch's randomness (dropout, Keras' seed generators) depends on (seed, epoch) only, so an
@@ -202,12 +209,13 @@ class _BestWeights(keras.callbacks.Callback):
         result = self.result
         result.history.append(record)
         result.images_seen += self.images_per_epoch
-        if val_dice > result.best_val_dice or self.best_weights is None:
+        eligible = epoch + 1 >= self.keep_best_from_epoch
+        if eligible and (val_dice > result.best_val_dice or self.best_weights is None):
             result.best_val_dice, result.best_epoch = val_dice, epoch + 1
             self.best_weights = self.model.get_weights()
             if self.checkpoint_path is not None:
                 save_model(self.model, self.checkpoint_path)
-        elif self.config.patience is not None and epoch + 1 - result.best_epoch >= self.config.patience:
+        elif eligible and self.config.patience is not None and epoch + 1 - result.best_epoch >= self.config.patience:
             result.stopped_early = True
             self.model.stop_training = True
         if self.checkpoint_path is not None:

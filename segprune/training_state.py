@@ -27,7 +27,7 @@ def save_state(path: Path, model: keras.Model, best_weights: list[np.ndarray], s
     for prefix, values in (
         ("weight", model.get_weights()),
         ("optimizer", [keras.ops.convert_to_numpy(v) for v in model.optimizer.variables]),
-        ("best", best_weights),
+        ("best", best_weights or []),
     ):
         arrays.update({f"{prefix}_{index:05d}": value for index, value in enumerate(values)})
     arrays["summary"] = np.array(json.dumps(summary))

@@ -64,6 +64,15 @@ def is_graph_model(layer: keras.layers.Layer) -> bool:
     )
 
 
+def leaf_layers(model: keras.Model, path: tuple[str, ...] = ()):
+    """Yields (path, layer) for every layer of `model`, nested functional and Sequential models entered."""
+    for layer in model.layers:
+        if is_graph_model(layer):
+            yield from leaf_layers(layer, (*path, layer.name))
+        else:
+            yield path, layer
+
+
 def producing_layer(tensor: keras.KerasTensor) -> keras.layers.Layer:
     """The layer whose call produced a symbolic tensor of a functional model."""
     return tensor._keras_history.operation

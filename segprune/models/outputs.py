@@ -40,6 +40,11 @@ class OutputKind:
         return self.activation == "linear"
 
 
+def base_model(model: keras.Model) -> keras.Model:
+    """The functional model inside a training wrapper (`SparseModel.base_model`), or `model` itself."""
+    return getattr(model, "base_model", model)
+
+
 def output_kind(model: keras.Model) -> OutputKind:
     """Detects the output convention of a single-output segmentation model from its last activation.
 
@@ -47,6 +52,7 @@ def output_kind(model: keras.Model) -> OutputKind:
         >>> output_kind(segprune.models.unet(num_classes=2))
         OutputKind(activation='sigmoid', channels=1)
     """
+    model = base_model(model)
     if len(model.outputs) != 1:
         raise ValueError(
             f"Model {model.name!r} has {len(model.outputs)} outputs; segprune expects one output of shape "

@@ -1,0 +1,148 @@
+"""Sparsity from regularised fine-tuning: an L1 penalty on kernels, or L0 through hard-concrete gates.
+
+Both end with exact zeros: L1 by zeroing the smallest weights (globally ranked, since the penalty already
+decided which layers can lose most) and L0 by its deterministic gates, topped up by magnitude if the gates
+closed fewer weights than asked for. A short recovery fine-tune with the zeros held by masks follows.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import keras
+
+from segprune.data.dataset import SegmentationDataset
+from segprune.sparse.finetune import SparsifyResult, effective_sparsity, finetune, kernel_sparsity
+from segprune.sparse.magnitude import apply_masks, with_masks
+from segprune.sparse.masks import compute_masks, prunable_kernels
+from segprune.sparse.model import HARD_CONCRETE, GateSpec, Site, SparseModel, find_weight, strip
+from segprune.training import EpochReporter, TrainConfig
+
+NEAR_ZERO = 1e-3  # |w| below this counts as pruned in the L1 trajectory (weights only reach exact zero at the end)
+
+
+def _copy(model: keras.Model) -> keras.Model:
+    working = type(model).from_config(model.get_config())
+    working.set_weights(model.get_weights())
+    return working
+
+
+def _zero_and_recover(
+    model: keras.Model,
+    data: SegmentationDataset,
+    sparsity: float,
+    recovery_epochs: int,
+    config: TrainConfig | None,
+    ignore: Sequence[str],
+    result: SparsifyResult,
+    on_epoch: EpochReporter | None,
+) -> None:
+    """Zeroes the smallest weights of `model` (globally) to `sparsity`, then fine-tunes with the zeros held."""
+    sites = prunable_kernels(model, ignore)
+    masked = with_masks(model, sites)
+    weights = [find_weight(model, s.layer, s.weight) for s in sites]
+    current = kernel_sparsity(model, sites)
+    if current < sparsity:
+        apply_masks(masked, compute_masks(weights, sites, sparsity, ranking="global"))
+    else:
+        apply_masks(masked, [keras.ops.cast(keras.ops.not_equal(w, 0), "float32") for w in weights])
+    if recovery_epochs > 0:
+        run = finetune(masked, data, recovery_epochs, config, lambda: effective_sparsity(masked), result.trajectory, on_epoch)
+        result.training.append(run)
+    result.model = strip(masked)
+    result.sparsity = effective_sparsity(masked)
+
+
+def l1_sparsify(
+    model: keras.Model,
+    data: SegmentationDataset,
+    sparsity: float,
+    epochs: int = 20,
+    strength: float = 1e-4,
+    recovery_epochs: int = 5,
+    config: TrainConfig | None = None,
+    ignore: Sequence[str] = (),
+    on_epoch: EpochReporter | None = None,
+) -> SparsifyResult:
+    """Fine-tunes a copy of `model` with `strength * sum|w|` on its kernels, then zeroes to `sparsity`.
+
+    Args:
+        model: A trained functional model (left untouched).
+        data: Its dataset.
+        sparsity: Exact share of kernel weights set to zero at the end (smallest magnitudes, globally).
+        epochs: Epochs under the penalty.
+        strength: The L1 coefficient per weight.
+        recovery_epochs: Epochs after zeroing, with the zeros held.
+        config, ignore, on_epoch: As in `magnitude_prune`.
+
+    Example:
+        >>> result = l1_sparsify(model, data, sparsity=0.85, epochs=20)
+        >>> [round(step["sparsity"], 2) for step in result.trajectory][:3]
+    """
+    if strength <= 0:
+        raise ValueError(f"The L1 strength must be > 0, got {strength}.")
+    working = _copy(model)
+    sites = prunable_kernels(working, ignore)
+    variables = [find_weight(working, s.layer, s.weight) for s in sites]
+    for variable in variables:
+        variable.regularizer = keras.regularizers.L1(strength)
+    result = SparsifyResult(working, 0.0)
+    try:
+        run = finetune(working, data, epochs, config, lambda: kernel_sparsity(working, sites, NEAR_ZERO), result.trajectory, on_epoch)
+    finally:
+        for variable in variables:
+            variable.regularizer = None
+    result.training.append(run)
+    result.notes.append(f"after the L1 phase {kernel_sparsity(working, sites, NEAR_ZERO):.3f} of the kernels were below {NEAR_ZERO}")
+    _zero_and_recover(working, data, sparsity, recovery_epochs, config, ignore, result, on_epoch)
+    return result
+
+
+def with_weight_gates(model: keras.Model, ignore: Sequence[str] = (), strength: float = 1.0) -> SparseModel:
+    """A `SparseModel` with one hard-concrete gate per kernel weight (all starting open)."""
+    gates, gated = [], []
+    for index, site in enumerate(prunable_kernels(model, ignore)):
+        shape = tuple(find_weight(model, site.layer, site.weight).shape)
+        name = f"l0_{index}_{site.layer}_{site.weight}"
+        gates.append(GateSpec(name, HARD_CONCRETE, shape))
+        gated.append(Site(site.layer, site.weight, name))
+    return SparseModel(model, gates, gated, l0_strength=strength)
+
+
+def l0_sparsify(
+    model: keras.Model,
+    data: SegmentationDataset,
+    sparsity: float,
+    epochs: int = 20,
+    strength: float = 2.0,
+    recovery_epochs: int = 5,
+    config: TrainConfig | None = None,
+    ignore: Sequence[str] = (),
+    on_epoch: EpochReporter | None = None,
+) -> SparsifyResult:
+    """Fine-tunes a copy of `model` with a hard-concrete gate on every kernel weight and an expected-L0 penalty.
+
+    The deterministic gates then give exact zeros. If they closed fewer than `sparsity` of the weights, the
+    smallest gated weights are zeroed as well (the result's notes say how many of each); then a recovery
+    fine-tune runs with the zeros held.
+
+    Args:
+        strength: Weight of the penalty, which is the expected share of open gates (so 1.0 trades one
+            unit of loss for keeping every weight).
+        Others: as in `l1_sparsify`.
+
+    Example:
+        >>> result = l0_sparsify(model, data, sparsity=0.85, epochs=20)
+    """
+    if strength <= 0:
+        raise ValueError(f"The L0 strength must be > 0, got {strength}.")
+    gated = with_weight_gates(_copy(model), ignore, strength)
+    result = SparsifyResult(gated.base_model, 0.0)
+    run = finetune(gated, data, epochs, config, lambda: effective_sparsity(gated), result.trajectory, on_epoch)
+    result.training.append(run)
+    reached = effective_sparsity(gated)
+    result.notes.append(f"the L0 gates closed {reached:.3f} of the kernel weights")
+    if reached < sparsity:
+        result.notes.append(f"topped up to {sparsity:.3f} by zeroing the smallest gated weights")
+    _zero_and_recover(strip(gated), data, sparsity, recovery_epochs, config, ignore, result, on_epoch)
+    return result
