@@ -20,6 +20,9 @@ from segprune.runtime.benchmark import RUNTIMES
 from segprune.runtime.export import FORMATS, ExportMismatchError
 from segprune.structured.importance import CRITERIA
 
+REGULARISED_METHODS = ("l0-channel", "slimming")
+SPARSE_METHODS = ("magnitude", "l1", "l0")
+
 DATA_HELP = "'synthetic' (the built-in dataset) or a folder with images/ and masks/ (or the Oxford-IIIT Pet layout)"
 
 
@@ -62,7 +65,12 @@ def _parser() -> argparse.ArgumentParser:
         "prune", help="remove channels: a genuinely smaller model", description="One-shot structured pruning, optionally fine-tuned."
     )
     prune.add_argument("model", metavar="MODEL", help=".keras or .h5 model to prune (never modified)")
-    prune.add_argument("--method", default="l1", choices=CRITERIA, help="channel importance criterion (default l1)")
+    prune.add_argument(
+        "--method",
+        default="l1",
+        choices=(*CRITERIA, *REGULARISED_METHODS),
+        help="one-shot importance criterion (default l1), or l0-channel / slimming (regularised training, needs --target)",
+    )
     amount = prune.add_mutually_exclusive_group(required=True)
     amount.add_argument("--ratio", type=float, help="share of channels to remove from every prunable group")
     amount.add_argument("--target", help="budget instead of a ratio: flops=F or params=F (fraction of the dense model)")
@@ -73,8 +81,29 @@ def _parser() -> argparse.ArgumentParser:
     prune.add_argument("--compensate", action="store_true", help="move removed channels' mean contribution into consumer biases")
     prune.add_argument("--finetune-epochs", type=int, default=0, help="fine-tune the pruned model for N epochs (default 0)")
     prune.add_argument("--image-size", type=int, default=256, help="image size at which MACs are reported (default 256)")
+    prune.add_argument("--regularise-epochs", type=int, default=15, help="l0-channel / slimming: epochs under the penalty (default 15)")
+    prune.add_argument("--strength", type=float, default=None, help="l0-channel / slimming: penalty weight (defaults 1.0 / 1e-4)")
     prune.add_argument("--out", required=True, help="where to save the pruned model (.keras)")
     prune.set_defaults(handler=_prune)
+
+    sparsify = commands.add_parser(
+        "sparsify", help="sparse (unstructured) pruning while fine-tuning",
+        description="Magnitude pruning on a schedule, or L1 / L0 (hard-concrete) regularisation; saves a plain model with exact zeros.",
+    )
+    sparsify.add_argument("model", metavar="MODEL", help=".keras or .h5 model (never modified)")
+    sparsify.add_argument("--data", required=True, help=DATA_HELP)
+    sparsify.add_argument("--method", default="magnitude", choices=SPARSE_METHODS)
+    sparsify.add_argument("--sparsity", type=float, required=True, help="share of kernel weights to zero, e.g. 0.9")
+    sparsify.add_argument("--schedule", default="polynomial", choices=("polynomial", "constant"), help="magnitude: how sparsity rises")
+    sparsify.add_argument("--ranking", default="layer", choices=("layer", "global"), help="magnitude: per-layer or global threshold")
+    sparsify.add_argument("--pattern", default="unstructured", help="magnitude: unstructured, N:M such as 2:4, or block:RxC")
+    sparsify.add_argument("--epochs", type=int, default=30, help="fine-tuning epochs (default 30)")
+    sparsify.add_argument("--recovery-epochs", type=int, default=10, help="l1 / l0: epochs after zeroing (default 10)")
+    sparsify.add_argument("--strength", type=float, default=None, help="l1 / l0: penalty weight (defaults 1e-4 / 2.0)")
+    sparsify.add_argument("--ignore", default="", help="comma-separated layer names whose kernels stay dense")
+    sparsify.add_argument("--seed", type=int, default=0)
+    sparsify.add_argument("--out", required=True, help="where to save the sparse model (.keras)")
+    sparsify.set_defaults(handler=_sparsify)
 
     classical = commands.add_parser(
         "classical", help="score a classical baseline", description="Canny, Sobel, Otsu, watershed, K-means or DBSCAN, scored like the networks."
@@ -167,10 +196,8 @@ def _train(arguments: argparse.Namespace) -> int:
 
 def _prune(arguments: argparse.Namespace) -> int:
     from segprune._io import save_model
-    from segprune.metrics import evaluate
     from segprune.structured.oneshot import prune_channels
     from segprune.structured.selection import GlobalRanking
-    from segprune.structured.summary import pruning_summary
     from segprune.training import train
 
     out = Path(arguments.out)
@@ -181,17 +208,56 @@ def _prune(arguments: argparse.Namespace) -> int:
         raise ValueError("--finetune-epochs needs --data to train on.")
     model = load_model(arguments.model)
     data = load_data(arguments.data) if arguments.data else None
+    ignore = [name for name in arguments.ignore.split(",") if name]
+    if arguments.method in REGULARISED_METHODS:
+        pruned = _prune_regularised(arguments, model, data, ignore)
+        _report_pruning(arguments, model, pruned, data)
+        save_model(pruned, out)
+        _console.output_console.print(f"pruned model: {out}")
+        return 0
     ratio = GlobalRanking(arguments.ratio) if arguments.global_ranking and arguments.ratio is not None else arguments.ratio
     pruned = prune_channels(
         model,
         ratio=ratio if ratio is not None else 0.0,
         importance=arguments.method,
         round_to=arguments.round_to,
-        ignore=[name for name in arguments.ignore.split(",") if name],
+        ignore=ignore,
         data=data,
         target=arguments.target,
         compensate=arguments.compensate,
     )
+    if arguments.finetune_epochs:
+        _print_summary(arguments, model, pruned)
+        _console.progress_console.print(f"fine-tuning for {arguments.finetune_epochs} epochs")
+        train(pruned, data, arguments.finetune_epochs, checkpoint_path=out, on_epoch=_console.print_epoch)
+        _report_pruning(arguments, model, pruned, data, summary=False)
+    else:
+        _report_pruning(arguments, model, pruned, data)
+        save_model(pruned, out)
+    _console.output_console.print(f"pruned model: {out}")
+    return 0
+
+
+def _prune_regularised(arguments: argparse.Namespace, model, data, ignore: list[str]):
+    from segprune.structured.regularised import l0_channel_prune, slimming_prune
+
+    if data is None or arguments.target is None:
+        raise ValueError(f"--method {arguments.method} trains the model under a penalty: give --data and --target (e.g. flops=0.25).")
+    method = l0_channel_prune if arguments.method == "l0-channel" else slimming_prune
+    options = {} if arguments.strength is None else {"strength": arguments.strength}
+    _console.progress_console.print(f"{arguments.method}: {arguments.regularise_epochs} epochs under the penalty, then surgery to {arguments.target}")
+    result = method(
+        model, data, arguments.target, epochs=arguments.regularise_epochs, finetune_epochs=arguments.finetune_epochs,
+        round_to=arguments.round_to, ignore=ignore, on_epoch=_console.print_epoch, **options,
+    )
+    for note in result.notes:
+        _console.progress_console.print(note)
+    return result.model
+
+
+def _print_summary(arguments: argparse.Namespace, model, pruned) -> None:
+    from segprune.structured.summary import pruning_summary
+
     summary = pruning_summary(model, pruned, (arguments.image_size, arguments.image_size))
     rows = [
         [c.name, c.class_name, f"{c.channels_before} -> {c.channels_after}", f"{c.macs_before / 1e6:.1f} -> {c.macs_after / 1e6:.1f}", f"{c.params_before:,} -> {c.params_after:,}"]
@@ -203,15 +269,64 @@ def _prune(arguments: argparse.Namespace) -> int:
         f"MACs at {arguments.image_size}x{arguments.image_size}: {summary.macs_before / 1e6:.1f}M -> {summary.macs_after / 1e6:.1f}M "
         f"({summary.macs_ratio:.3f}); parameters: {summary.params_before:,} -> {summary.params_after:,} ({summary.params_ratio:.3f})"
     )
-    if arguments.finetune_epochs:
-        _console.progress_console.print(f"fine-tuning for {arguments.finetune_epochs} epochs")
-        train(pruned, data, arguments.finetune_epochs, checkpoint_path=out, on_epoch=_console.print_epoch)
-    else:
-        save_model(pruned, out)
+
+
+def _report_pruning(arguments: argparse.Namespace, model, pruned, data, summary: bool = True) -> None:
+    from segprune.metrics import evaluate
+
+    if summary:
+        _print_summary(arguments, model, pruned)
     if data is not None and "test" in data.splits and data.splits["test"]:
         before, after = evaluate(model, data, "test"), evaluate(pruned, data, "test")
         _console.output_console.print(f"test Dice: dense {before.dice:.4f}, pruned {after.dice:.4f}")
-    _console.output_console.print(f"pruned model: {out}")
+
+
+def _sparsify(arguments: argparse.Namespace) -> int:
+    import keras
+
+    from segprune._io import save_model
+    from segprune.metrics import evaluate
+    from segprune.sparse import l0_sparsify, l1_sparsify, magnitude_prune, sparsity_summary
+    from segprune.training import TrainConfig
+
+    out = Path(arguments.out)
+    if out.suffix != ".keras":
+        raise ValueError(f"--out must end in .keras, got {str(out)!r}.")
+    refuse_overwrite(out, arguments.model)
+    keras.utils.set_random_seed(arguments.seed)
+    model = load_model(arguments.model)
+    data = load_data(arguments.data)
+    ignore = [name for name in arguments.ignore.split(",") if name]
+    config = TrainConfig(patience=None, batches=BatchConfig(seed=arguments.seed))
+    options = {} if arguments.strength is None else {"strength": arguments.strength}
+    _console.progress_console.print(f"{arguments.method}: {arguments.epochs} epochs to sparsity {arguments.sparsity}")
+    if arguments.method == "magnitude":
+        if arguments.strength is not None:
+            raise ValueError("--strength applies to l1 and l0; magnitude pruning has no penalty.")
+        result = magnitude_prune(
+            model, data, arguments.sparsity, arguments.epochs, arguments.schedule, arguments.ranking, arguments.pattern,
+            config, ignore, _console.print_epoch,
+        )
+    else:
+        method = l1_sparsify if arguments.method == "l1" else l0_sparsify
+        result = method(
+            model, data, arguments.sparsity, arguments.epochs, recovery_epochs=arguments.recovery_epochs, config=config,
+            ignore=ignore, on_epoch=_console.print_epoch, **options,
+        )
+    for note in result.notes:
+        _console.progress_console.print(note)
+    save_model(result.model, out)
+    summary = sparsity_summary(result.model, ignore=ignore)
+    rows = [[row.layer, row.weight, f"{row.size:,}", f"{row.sparsity:.3f}"] for row in summary.layers]
+    _console.output_console.print(_console.table(f"kernel sparsity ({arguments.method})", ["layer", "weight", "size", "sparsity"], rows))
+    _console.output_console.print(
+        f"sparsity {summary.sparsity:.4f}; zipped {summary.zipped_bytes / 1e6:.2f} MB; MACs at 256x256 "
+        f"{summary.total_macs / 1e9:.2f}G, {summary.macs_if_zeros_skipped / 1e9:.2f}G if zeros were skipped"
+    )
+    if "test" in data.splits and data.splits["test"]:
+        before, after = evaluate(model, data, "test"), evaluate(result.model, data, "test")
+        _console.output_console.print(f"test Dice: dense {before.dice:.4f}, sparse {after.dice:.4f}")
+    _console.output_console.print(f"sparse model: {out}")
     return 0
 
 

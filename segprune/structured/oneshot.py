@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 
 import keras
 
@@ -58,16 +58,26 @@ def prune_channels(
     return pruned
 
 
-def ratio_for_target(graph: ChannelGraph, scores: Mapping[int, float], target: str, round_to: int) -> UniformRatio:
-    """The smallest uniform ratio whose pruned model meets `target` (bisection on the graph's cost model)."""
+def ratio_for_target(
+    graph: ChannelGraph,
+    scores: Mapping[int, float],
+    target: str,
+    round_to: int,
+    strategy: Callable[[float], Strategy] = UniformRatio,
+) -> Strategy:
+    """The smallest ratio whose pruned model meets `target` (bisection on the graph's cost model).
+
+    `strategy` turns a ratio into a selection strategy: `UniformRatio` by default, or e.g.
+    `lambda r: GlobalRanking(r, normalize=False)`.
+    """
     resource, fraction = parse_target(target)
     budget = fraction * resource_after(graph, [], resource)
 
     def cost(ratio: float) -> int:
-        return resource_after(graph, UniformRatio(ratio).select(graph, scores, round_to), resource)
+        return resource_after(graph, strategy(ratio).select(graph, scores, round_to), resource)
 
     if cost(0.0) <= budget:
-        return UniformRatio(0.0)
+        return strategy(0.0)
     low, high = 0.0, 0.99
     if cost(high) > budget:
         reachable = cost(high) / resource_after(graph, [], resource)
@@ -81,4 +91,4 @@ def ratio_for_target(graph: ChannelGraph, scores: Mapping[int, float], target: s
             high = middle
         else:
             low = middle
-    return UniformRatio(high)
+    return strategy(high)

@@ -96,10 +96,13 @@ class GlobalRanking:
     """Ranks all prunable channels of all groups together and removes the lowest `ratio` of them.
 
     Scores are compared after dividing each group's by its mean, so groups keep their relative order
-    inside and no single group's scale dominates. Each group's kept count is then rounded to `round_to`.
+    inside and no single group's scale dominates; `normalize=False` compares raw scores (network
+    slimming's global threshold on |gamma|, L0 gate probabilities). Each group's kept count is then rounded
+    to `round_to`.
     """
 
     ratio: float
+    normalize: bool = True
 
     def select(self, graph: ChannelGraph, scores: Mapping[int, float], round_to: int) -> list[int]:
         if not 0.0 <= self.ratio < 1.0:
@@ -107,7 +110,7 @@ class GlobalRanking:
         candidates = []
         for group in graph.prunable_groups():
             values = np.array([scores.get(c, 0.0) for c in group.classes])
-            mean = values.mean() if values.mean() > 0 else 1.0
+            mean = values.mean() if self.normalize and values.mean() > 0 else 1.0
             candidates += [(value / mean, group.index, c) for value, c, ok in zip(values, group.classes, group.prunable) if ok]
         candidates.sort()
         budget = int(self.ratio * len(candidates))
