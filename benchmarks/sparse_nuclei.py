@@ -44,6 +44,7 @@ def main() -> None:
     parser.add_argument("--l0-strength", type=float, default=2.0)
     parser.add_argument("--l0-channel-strength", type=float, default=1.0)
     parser.add_argument("--slimming-strength", type=float, default=1e-4)
+    parser.add_argument("--ranking", default="global", choices=("layer", "global"), help="magnitude pruning's ranking")
     parser.add_argument("--json", default=None, help="also write the rows here")
     arguments = parser.parse_args()
 
@@ -72,7 +73,7 @@ def main() -> None:
         if method in ("magnitude", "l1", "l0"):
             sparsity = 0.9 if method == "magnitude" else 0.85
             if method == "magnitude":
-                result = magnitude_prune(dense, data, sparsity, epochs=arguments.epochs, config=config)
+                result = magnitude_prune(dense, data, sparsity, epochs=arguments.epochs, ranking=arguments.ranking, config=config)
             elif method == "l1":
                 result = l1_sparsify(dense, data, sparsity, arguments.epochs, arguments.l1_strength, arguments.recovery_epochs, config)
             else:

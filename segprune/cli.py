@@ -21,6 +21,7 @@ from segprune.runtime.export import FORMATS, ExportMismatchError
 from segprune.structured.importance import CRITERIA
 
 REGULARISED_METHODS = ("l0-channel", "slimming")
+SEARCH_METHODS = ("greedy", "random-search")
 SPARSE_METHODS = ("magnitude", "l1", "l0")
 
 DATA_HELP = "'synthetic' (the built-in dataset) or a folder with images/ and masks/ (or the Oxford-IIIT Pet layout)"
@@ -68,8 +69,9 @@ def _parser() -> argparse.ArgumentParser:
     prune.add_argument(
         "--method",
         default="l1",
-        choices=(*CRITERIA, *REGULARISED_METHODS),
-        help="one-shot importance criterion (default l1), or l0-channel / slimming (regularised training, needs --target)",
+        choices=(*CRITERIA, *REGULARISED_METHODS, *SEARCH_METHODS),
+        help="one-shot importance criterion (default l1); l0-channel / slimming (regularised training); "
+        "greedy / random-search (search to --target, which may also be latency=F)",
     )
     amount = prune.add_mutually_exclusive_group(required=True)
     amount.add_argument("--ratio", type=float, help="share of channels to remove from every prunable group")
@@ -79,10 +81,21 @@ def _parser() -> argparse.ArgumentParser:
     prune.add_argument("--ignore", default="", help="comma-separated layer names whose channels must stay")
     prune.add_argument("--data", default=None, help=DATA_HELP + "; needed by taylor, activation, mutual-info and fine-tuning")
     prune.add_argument("--compensate", action="store_true", help="move removed channels' mean contribution into consumer biases")
-    prune.add_argument("--finetune-epochs", type=int, default=0, help="fine-tune the pruned model for N epochs (default 0)")
+    prune.add_argument(
+        "--finetune-epochs", type=int, default=None,
+        help="fine-tune the pruned model for N epochs (default 0 for one-shot methods, 20 for the others)",
+    )
     prune.add_argument("--image-size", type=int, default=256, help="image size at which MACs are reported (default 256)")
     prune.add_argument("--regularise-epochs", type=int, default=15, help="l0-channel / slimming: epochs under the penalty (default 15)")
     prune.add_argument("--strength", type=float, default=None, help="l0-channel / slimming: penalty weight (defaults 1.0 / 1e-4)")
+    prune.add_argument("--candidates", type=int, default=20, help="random-search: configurations to evaluate (default 20)")
+    prune.add_argument("--accuracy-floor", type=float, default=None, help="random-search: stop once a candidate's validation Dice reaches this")
+    prune.add_argument("--iterations", type=int, default=10, help="greedy: steps from dense to the target (default 10)")
+    prune.add_argument("--candidate-steps", type=int, default=20, help="search: short fine-tune steps per candidate (default 20; 0 scores inherited weights)")
+    prune.add_argument("--threads", type=int, default=2, help="search: ONNX Runtime threads for latency targets and the final timing (default 2)")
+    prune.add_argument("--seed", type=int, default=0, help="search: seed of sampling and fine-tuning")
+    prune.add_argument("--workers", type=int, default=1, help="search: processes evaluating candidates (default 1)")
+    prune.add_argument("--resume", action="store_true", help="search: continue the interrupted search kept beside --out")
     prune.add_argument("--out", required=True, help="where to save the pruned model (.keras)")
     prune.set_defaults(handler=_prune)
 
@@ -204,13 +217,16 @@ def _prune(arguments: argparse.Namespace) -> int:
     if out.suffix != ".keras":
         raise ValueError(f"--out must end in .keras, got {str(out)!r}.")
     refuse_overwrite(out, arguments.model)
+    if arguments.finetune_epochs is None:
+        arguments.finetune_epochs = 0 if arguments.method in CRITERIA else 20
     if arguments.finetune_epochs and arguments.data is None:
         raise ValueError("--finetune-epochs needs --data to train on.")
     model = load_model(arguments.model)
     data = load_data(arguments.data) if arguments.data else None
     ignore = [name for name in arguments.ignore.split(",") if name]
-    if arguments.method in REGULARISED_METHODS:
-        pruned = _prune_regularised(arguments, model, data, ignore)
+    if arguments.method in REGULARISED_METHODS + SEARCH_METHODS:
+        prune_by = _prune_regularised if arguments.method in REGULARISED_METHODS else _prune_search
+        pruned = prune_by(arguments, model, data, ignore)
         _report_pruning(arguments, model, pruned, data)
         save_model(pruned, out)
         _console.output_console.print(f"pruned model: {out}")
@@ -253,6 +269,55 @@ def _prune_regularised(arguments: argparse.Namespace, model, data, ignore: list[
     for note in result.notes:
         _console.progress_console.print(note)
     return result.model
+
+
+def _prune_search(arguments: argparse.Namespace, model, data, ignore: list[str]):
+    import keras
+
+    from segprune.search.evaluation import CandidateSettings
+    from segprune.search.greedy import greedy_search
+    from segprune.search.random_search import random_search
+    from segprune.search.settings import SearchSettings
+
+    if data is None or arguments.target is None:
+        raise ValueError(f"--method {arguments.method} scores candidates on data: give --data and --target (e.g. flops=0.25 or latency=0.3).")
+    if ignore:
+        raise ValueError("--ignore is not supported by the searches yet; use a one-shot method to keep layers whole.")
+    keras.utils.set_random_seed(arguments.seed)
+    folder = Path(arguments.out).with_suffix(".search")
+    settings = SearchSettings(
+        target=arguments.target, image_size=arguments.image_size, threads=arguments.threads, round_to=arguments.round_to,
+        final_epochs=arguments.finetune_epochs, workers=arguments.workers,
+    )
+    candidates = CandidateSettings(finetune_steps=arguments.candidate_steps, importance="l1", seed=arguments.seed)
+    common = dict(resume=arguments.resume, data_source=arguments.data, on_candidate=_print_candidate, on_epoch=_console.print_epoch)
+    _console.progress_console.print(f"{arguments.method} search to {arguments.target}; log and state in {folder}")
+    if arguments.method == "greedy":
+        result = greedy_search(model, data, folder, settings, candidates, iterations=arguments.iterations, **common)
+    else:
+        result = random_search(model, data, folder, settings, candidates, arguments.candidates, arguments.accuracy_floor, **common)
+    for note in result.notes:
+        _console.progress_console.print(note)
+    if result.latency_source:
+        _console.output_console.print(f"latency during the search: {result.latency_source}")
+    measured = result.measured
+    _console.output_console.print(
+        f"{result.candidates} candidates in {result.seconds:.0f}s; estimated {result.resource_fraction:.3f} of the dense "
+        f"{arguments.target.split('=')[0]}; timed on ONNX Runtime ({arguments.threads} threads, 1x{arguments.image_size}x{arguments.image_size}): "
+        f"{measured['dense_ms']:.2f} ms -> {measured['pruned_ms']:.2f} ms ({measured['speedup']:.2f}x)"
+    )
+    if arguments.target.startswith("latency"):
+        wanted = float(arguments.target.split("=")[1])
+        verdict = "meets" if measured["latency_fraction"] <= wanted else "MISSES"
+        _console.output_console.print(f"timed latency fraction {measured['latency_fraction']:.3f} {verdict} the budget {wanted}")
+    return result.model
+
+
+def _print_candidate(record: dict, best: dict) -> None:
+    where = f"step {record['iteration'] + 1} {record['key']}" if "iteration" in record else f"candidate {record['index'] + 1}"
+    _console.progress_console.print(
+        f"{where}: {record['share']:.3f} of dense, val Dice {record['score']:.4f} ({record['seconds']:.1f}s); best {best['score']:.4f}"
+    )
 
 
 def _print_summary(arguments: argparse.Namespace, model, pruned) -> None:

@@ -3,16 +3,22 @@
 from __future__ import annotations
 
 import dataclasses
+import tempfile
 from collections.abc import Iterable
+from pathlib import Path
+
+import keras
 
 import numpy as np
 
 from segprune.cost import layer_macs
-from segprune.graph.channels import handler_for
-from segprune.graph.groups import ChannelGraph
-from segprune.graph.surgery import kept_positions
 
-RESOURCES = ("flops", "params")
+from segprune.graph.channels import handler_for
+from segprune.graph.groups import ChannelGraph, build_channel_graph
+from segprune.graph.surgery import kept_positions
+from segprune.search.space import ChannelSpace, Configuration
+
+RESOURCES = ("flops", "params", "latency")
 
 
 def parse_target(text: str) -> tuple[str, float]:
@@ -46,6 +52,14 @@ def macs_after(graph: ChannelGraph, removed: Iterable[int]) -> int:
     return total
 
 
+def narrowed_shapes(call, inputs: list[np.ndarray], outputs: list[np.ndarray], removed: np.ndarray) -> tuple[tuple, tuple]:
+    """A call's first input and output shapes once `removed` (a sorted array of classes) are gone."""
+    return (
+        tuple(_narrowed(call.input_shapes[0], inputs[0], removed)) if inputs else (),
+        tuple(_narrowed(call.output_shapes[0], outputs[0], removed)) if outputs else (),
+    )
+
+
 def params_after(graph: ChannelGraph, removed: Iterable[int]) -> int:
     """Parameters of the model without `removed`."""
     return sum(
@@ -60,6 +74,8 @@ def resource_after(graph: ChannelGraph, removed: Iterable[int], resource: str) -
         return macs_after(graph, removed)
     if resource == "params":
         return params_after(graph, removed)
+    if resource == "latency":
+        raise ValueError("A latency target needs a measured latency model; use `segprune prune --method greedy|random-search`.")
     raise ValueError(f"Unknown resource {resource!r}; choose one of {list(RESOURCES)}.")
 
 
@@ -67,3 +83,57 @@ def _narrowed(shape: tuple, classes: np.ndarray, removed: np.ndarray) -> tuple:
     if not shape or len(classes) != shape[-1]:
         return shape
     return (*shape[:-1], int(np.count_nonzero(~np.isin(classes, removed))))
+
+
+class Budget:
+    """The dense model's channel space, the resource a target names, and how far a configuration is from it."""
+
+    def __init__(self, model: keras.Model, settings, folder: Path) -> None:
+        self.resource_name, self.fraction = parse_target(settings.target)
+        graph = build_channel_graph(model, input_shape=(settings.image_size, settings.image_size))
+        self.space = ChannelSpace(graph, settings.round_to)
+        self.latency_source = None
+        if self.resource_name == "latency":
+            from segprune.search.latency import LatencyTable
+
+            self.resource = LatencyTable(settings.threads, path=folder / "latency_table.json")
+            self.resource.calibrate(graph, time_models([model], settings)[0])
+            self.latency_source = (
+                f"per-layer ONNX Runtime latency table ({settings.threads} threads, 1x{settings.image_size}x{settings.image_size}), "
+                "calibrated on the timed dense model"
+            )
+        else:
+            self.resource = self.resource_name
+        self.dense_cost = self.space.resource({}, self.resource)
+        self.limit = self.fraction * self.dense_cost
+        floor = self.space.resource({key: widths[0] for key, widths in ((k, self.space.widths(k)) for k in self.space.groups)}, self.resource)
+        if floor > self.limit:
+            raise ValueError(
+                f"Target {settings.target} cannot be met: the narrowest configuration (round_to={settings.round_to}) keeps "
+                f"{floor / self.dense_cost:.3f} of the {self.resource_name}. Lower round_to or raise the target."
+            )
+
+    def cost(self, config: Configuration) -> float:
+        return self.space.resource(config, self.resource)
+
+    def share(self, config: Configuration) -> float:
+        return self.cost(config) / self.dense_cost
+
+
+def time_models(models: list[keras.Model], settings) -> list[float]:
+    """Median ONNX Runtime latency (ms) of each model, interleaved in one run."""
+    from segprune.runtime.benchmark import onnx_latency
+    from segprune.runtime.export import export_onnx
+
+    with tempfile.TemporaryDirectory() as folder:
+        paths = []
+        for index, model in enumerate(models):
+            path = Path(folder) / f"model{index}.onnx"
+            export_onnx(model, path)
+            paths.append(path)
+        return [latency.median_ms for latency in onnx_latency(paths, settings.image_size, threads=settings.threads)]
+
+
+def measure(dense: keras.Model, pruned: keras.Model, settings) -> dict:
+    dense_ms, pruned_ms = time_models([dense, pruned], settings)
+    return {"dense_ms": dense_ms, "pruned_ms": pruned_ms, "speedup": dense_ms / pruned_ms, "latency_fraction": pruned_ms / dense_ms}

@@ -40,7 +40,8 @@ def _kept_in_group(group: Group, ratio: float, round_to: int) -> int:
     return kept_count(group.size, ratio, step)
 
 
-def _remove_lowest(group: Group, scores: Mapping[int, float], keep: int) -> list[int]:
+def lowest_scored(group: Group, scores: Mapping[int, float], keep: int) -> list[int]:
+    """The prunable classes of `group` to remove so that `keep` remain: the lowest-scored ones."""
     fixed = group.size - group.num_prunable
     keep = max(keep, fixed, 1)
     removable = [c for c, prunable in zip(group.classes, group.prunable) if prunable]
@@ -61,7 +62,7 @@ class UniformRatio:
     def select(self, graph: ChannelGraph, scores: Mapping[int, float], round_to: int) -> list[int]:
         removed = []
         for group in graph.prunable_groups():
-            removed += _remove_lowest(group, scores, _kept_in_group(group, self.ratio, round_to))
+            removed += lowest_scored(group, scores, _kept_in_group(group, self.ratio, round_to))
         return removed
 
 
@@ -87,7 +88,7 @@ class LayerRatios:
         removed = []
         for index, ratio in by_group.items():
             group = graph.groups[index]
-            removed += _remove_lowest(group, scores, _kept_in_group(group, ratio, round_to))
+            removed += lowest_scored(group, scores, _kept_in_group(group, ratio, round_to))
         return removed
 
 
@@ -120,7 +121,7 @@ class GlobalRanking:
         removed = []
         for index, count in proposed.items():
             group = graph.groups[index]
-            removed += _remove_lowest(group, scores, _kept_in_group(group, min(count / group.size, 0.999), round_to))
+            removed += lowest_scored(group, scores, _kept_in_group(group, min(count / group.size, 0.999), round_to))
         return removed
 
 

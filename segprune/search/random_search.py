@@ -1,0 +1,144 @@
+"""Random search over channel configurations ("Revisiting Random Channel Pruning", Li et al., CVPR 2022).
+
+Configurations are drawn uniformly over every group's allowed widths and kept only if they spend the
+budget (between `1 - slack` of it and all of it); each inherits the dense model's weights through an
+importance criterion, is briefly fine-tuned and scored. The search stops early once a candidate reaches the
+accuracy floor; the best configuration is then rebuilt and fine-tuned at length. The sequence of
+configurations depends only on the seed, so a resumed search draws the same ones and skips those its log
+already holds.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from dataclasses import asdict
+from pathlib import Path
+
+import keras
+import numpy as np
+
+from segprune._io import save_model
+from segprune.data.dataset import SegmentationDataset
+from segprune.search.budget import Budget, measure
+from segprune.search.evaluation import Candidate, CandidatePool, CandidateSettings, candidate_seed, short_finetune
+from segprune.search.greedy import Progress, _candidate_header
+from segprune.search.log import SearchLog
+from segprune.search.settings import SearchResult, SearchSettings
+from segprune.search.space import Configuration, shrink
+from segprune.training import EpochReporter, TrainConfig, train
+
+MAX_DRAWS = 200_000
+
+
+def sample_configurations(budget: Budget, seed: int, slack: float = 0.15) -> Iterator[Configuration]:
+    """Endless configurations costing between (1 - slack) and 1 times the budget, drawn with rejection."""
+    rng = np.random.default_rng(seed)
+    keys = list(budget.space.groups)
+    widths = {key: budget.space.widths(key) for key in keys}
+    low = (1.0 - slack) * budget.limit
+    while True:
+        for _ in range(MAX_DRAWS):
+            config = {key: int(widths[key][rng.integers(len(widths[key]))]) for key in keys}
+            if low <= budget.cost(config) <= budget.limit:
+                yield config
+                break
+        else:
+            raise ValueError(
+                f"No configuration within {slack:.0%} under the budget was drawn in {MAX_DRAWS} tries; "
+                "the target is too tight for uniform sampling. Raise the target or use --method greedy."
+            )
+
+
+def random_search(
+    model: keras.Model,
+    data: SegmentationDataset,
+    folder: str | Path,
+    settings: SearchSettings | None = None,
+    candidate_settings: CandidateSettings | None = None,
+    num_candidates: int = 20,
+    accuracy_floor: float | None = None,
+    resume: bool = False,
+    data_source: str | None = None,
+    on_candidate: Progress | None = None,
+    on_epoch: EpochReporter | None = None,
+) -> SearchResult:
+    """Samples `num_candidates` configurations that meet `settings.target`, keeps the best, fine-tunes it.
+
+    Args:
+        model: The trained dense model (left untouched).
+        data: Its dataset.
+        folder: Where the log (`search.jsonl`) and latency table go.
+        settings, candidate_settings: As in `greedy_search`.
+        num_candidates: Configurations to evaluate at most.
+        accuracy_floor: Stop as soon as a candidate's validation Dice reaches this.
+        resume, data_source, on_candidate, on_epoch: As in `greedy_search`.
+
+    Example:
+        >>> result = random_search(model, data, "runs/random", SearchSettings(target="flops=0.25"), num_candidates=20)
+    """
+    settings = settings or SearchSettings()
+    candidate_settings = candidate_settings or CandidateSettings()
+    if num_candidates < 1:
+        raise ValueError(f"num_candidates must be >= 1, got {num_candidates}.")
+    started = time.perf_counter()
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    header = {"method": "random-search", "candidates": num_candidates, "accuracy_floor": accuracy_floor,
+              **asdict(settings), **_candidate_header(candidate_settings)}
+    header.pop("workers")
+    log = SearchLog(folder / "search.jsonl", header, resume)
+    budget = Budget(model, settings, folder)
+    dense_path = folder / "dense.keras"
+    if not dense_path.exists():
+        save_model(model, dense_path)
+    dense_config = budget.space.dense()
+    evaluated = {r["index"]: r for r in log.of_type("candidate")}
+    best: dict = {"score": float("-inf"), "index": None}
+    for record in sorted(evaluated.values(), key=lambda r: r["index"]):
+        if record["score"] > best["score"]:
+            best = dict(record)
+
+    def reached_floor() -> bool:
+        return accuracy_floor is not None and best["score"] >= accuracy_floor
+
+    draws = sample_configurations(budget, candidate_settings.seed)
+    configs = [next(draws) for _ in range(num_candidates)]
+    with CandidatePool(data, candidate_settings, settings.workers, data_source) as pool:
+        index = 0
+        while index < num_candidates and not reached_floor():
+            batch = []
+            while index < num_candidates and len(batch) < settings.workers:
+                if index not in evaluated:
+                    batch.append(Candidate(f"candidate{index}", str(dense_path), dense_config, configs[index]))
+                index += 1
+            for candidate, outcome in pool.map(batch):
+                record = {"type": "candidate", "index": int(candidate.name[len("candidate"):]), "config": candidate.config,
+                          "resource": budget.cost(candidate.config), "share": budget.share(candidate.config),
+                          "score": outcome["score"], "seconds": outcome["seconds"]}
+                log.write(record)
+                evaluated[record["index"]] = record
+                if record["score"] > best["score"]:
+                    best = dict(record)
+                if on_candidate is not None:
+                    on_candidate(record, best)
+    # Candidates are decided in index order, so a resumed run picks the same best even if workers finished out of order.
+    ordered = [evaluated[i] for i in sorted(evaluated)]
+    if accuracy_floor is not None:
+        reaching = [r for r in ordered if r["score"] >= accuracy_floor]
+        ordered = ordered[: ordered.index(reaching[0]) + 1] if reaching else ordered
+    chosen = max(ordered, key=lambda r: r["score"])
+    config = {key: int(width) for key, width in chosen["config"].items()}
+    seed = candidate_seed(candidate_settings, f"candidate{chosen['index']}")
+    keras.utils.set_random_seed(seed)
+    pruned = shrink(model, dense_config, config, candidate_settings.importance, data)
+    short_finetune(pruned, data, candidate_settings.finetune_steps, candidate_settings, seed)
+    if settings.final_epochs > 0:
+        train(pruned, data, settings.final_epochs, TrainConfig(patience=None), on_epoch=on_epoch)
+    result = SearchResult(pruned, config, budget.share(config), candidates=len(evaluated), latency_source=budget.latency_source)
+    if reached_floor() or any(r["score"] >= (accuracy_floor or np.inf) for r in ordered):
+        result.notes.append(f"stopped early: candidate {chosen['index']} reached the accuracy floor {accuracy_floor}")
+    result.measured = measure(model, pruned, settings)
+    result.seconds = time.perf_counter() - started
+    log.write({"type": "done", "index": chosen["index"], "config": config, "share": result.resource_fraction, "measured": result.measured})
+    return result

@@ -1,0 +1,55 @@
+"""Settings and results shared by greedy and random search."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import keras
+
+from segprune.search.space import Configuration
+
+
+@dataclass(frozen=True)
+class SearchSettings:
+    """Settings common to greedy and random search.
+
+    Attributes:
+        target: `"flops=F"`, `"params=F"` or `"latency=F"` (fractions of the dense model's).
+        image_size: Square input size at which MACs and latency are measured (batch 1).
+        threads: ONNX Runtime intra-op threads for latency.
+        round_to: Kept widths are multiples of this.
+        final_epochs: Epochs of the long fine-tune of the chosen configuration.
+        workers: Processes evaluating candidates in parallel.
+    """
+
+    target: str = "flops=0.25"
+    image_size: int = 256
+    threads: int = 2
+    round_to: int = 8
+    final_epochs: int = 40
+    workers: int = 1
+
+
+@dataclass
+class SearchResult:
+    """The outcome of a search.
+
+    Attributes:
+        model: The chosen configuration, built and fine-tuned (a plain Keras model).
+        config: Its width per group.
+        resource_fraction: Its estimated share of the dense model's resource (the search's own measure).
+        measured: Dense and pruned ONNX Runtime latency (ms) and the speed-up, timed side by side at the end.
+        candidates: Candidates evaluated (including those read back from the log on resume).
+        seconds: Wall-clock time of the search, fine-tune included.
+        latency_source: How latency was estimated during the search (for latency targets).
+        notes: Anything the search had to decide.
+    """
+
+    model: keras.Model
+    config: Configuration
+    resource_fraction: float
+    measured: dict = field(default_factory=dict)
+    candidates: int = 0
+    seconds: float = 0.0
+    latency_source: str | None = None
+    notes: list[str] = field(default_factory=list)

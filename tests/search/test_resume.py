@@ -1,0 +1,62 @@
+"""A search killed with SIGKILL and resumed ends where an uninterrupted one does."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from segprune.models import unet
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+
+
+def _command(source: Path, data: Path, out: Path, method: str, *extra: str) -> list[str]:
+    return [sys.executable, "-m", "segprune.cli", "prune", str(source), "--method", method, "--target", "flops=0.5",
+            "--data", str(data), "--candidate-steps", "2", "--finetune-epochs", "0", "--image-size", "64",
+            "--seed", "3", *extra, "--out", str(out)]
+
+
+def _done(out: Path) -> dict:
+    records = [json.loads(line) for line in out.with_suffix(".search").joinpath("search.jsonl").read_text().splitlines()]
+    assert records[-1]["type"] == "done"
+    return records[-1]
+
+
+def _candidates(out: Path) -> int:
+    log = out.with_suffix(".search") / "search.jsonl"
+    return log.read_text().count('"type": "candidate"') if log.exists() else 0
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("method,extra,kill_after", [("greedy", ["--iterations", "2"], 4), ("random-search", ["--candidates", "5"], 2)])
+def test_sigkill_then_resume_chooses_what_an_uninterrupted_run_chooses(make_folder_dataset, tmp_path, method, extra, kill_after):
+    data = make_folder_dataset(count=8)
+    source = tmp_path / "unet.keras"
+    unet(num_classes=2, input_channels=1, base_filters=16, depth=1).save(source)
+    environment = {**os.environ, "PYTHONPATH": str(REPO_ROOT)}
+
+    reference = tmp_path / "reference.keras"
+    subprocess.run(_command(source, data, reference, method, *extra), check=True, env=environment, capture_output=True)
+
+    interrupted = tmp_path / "interrupted.keras"
+    process = subprocess.Popen(_command(source, data, interrupted, method, *extra), env=environment,
+                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 300
+    while _candidates(interrupted) < kill_after and process.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert process.poll() is None, "the search finished before it could be killed; give it more candidates"
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+    evaluated_before = _candidates(interrupted)
+    assert not interrupted.exists()
+
+    resumed = subprocess.run(_command(source, data, interrupted, method, *extra, "--resume"), env=environment, capture_output=True, text=True)
+    assert resumed.returncode == 0, resumed.stderr[-2000:]
+    assert _done(interrupted)["config"] == _done(reference)["config"]
+    assert _candidates(interrupted) == _candidates(reference), "finished candidates were not evaluated again"
+    assert evaluated_before >= kill_after and interrupted.exists()

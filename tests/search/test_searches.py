@@ -1,0 +1,75 @@
+"""Greedy and random search: budgets met, logs written, determinism, parallel workers."""
+
+import json
+
+import pytest
+
+from segprune import flops
+from segprune.data import BatchConfig, load_data, synthetic_dataset
+from segprune.models import unet
+from segprune.search.evaluation import CandidateSettings
+from segprune.search.greedy import greedy_search
+from segprune.search.random_search import random_search
+from segprune.search.settings import SearchSettings
+
+SETTINGS = SearchSettings(target="flops=0.5", image_size=64, final_epochs=0)
+CANDIDATES = CandidateSettings(finetune_steps=2, batches=BatchConfig(batch_size=4, image_size=32))
+
+
+@pytest.fixture(scope="module")
+def data():
+    return synthetic_dataset(num_train=16, num_val=4, num_test=4, image_size=32, channels=1)
+
+
+@pytest.fixture(scope="module")
+def model(data):
+    return unet(num_classes=data.num_classes, input_channels=1, base_filters=16, depth=1)
+
+
+def _log(folder):
+    return [json.loads(line) for line in (folder / "search.jsonl").read_text().splitlines()]
+
+
+def test_greedy_meets_the_budget_step_by_step(data, model, tmp_path):
+    seen = []
+    result = greedy_search(model, data, tmp_path, SETTINGS, CANDIDATES, iterations=2, on_candidate=lambda r, b: seen.append(r))
+    measured = flops(result.model, (64, 64)).macs / flops(model, (64, 64)).macs
+    assert measured == pytest.approx(result.resource_fraction) and measured <= 0.5
+    records = _log(tmp_path)
+    steps = [r for r in records if r["type"] == "step"]
+    assert [s["share"] for s in steps] == sorted((s["share"] for s in steps), reverse=True)
+    assert len(seen) == result.candidates == sum(r["type"] == "candidate" for r in records)
+    assert records[-1]["type"] == "done" and records[-1]["measured"]["speedup"] > 0
+    assert len(list((tmp_path / "iterations").rglob("*.keras"))) == 1, "only the chosen model of the last step is kept"
+
+
+def test_random_search_is_deterministic_meets_the_budget_and_stops_at_the_floor(data, model, tmp_path):
+    first = random_search(model, data, tmp_path / "a", SETTINGS, CANDIDATES, num_candidates=3)
+    second = random_search(model, data, tmp_path / "b", SETTINGS, CANDIDATES, num_candidates=3)
+    assert first.config == second.config
+    assert [r["score"] for r in _log(tmp_path / "a")[1:4]] == [r["score"] for r in _log(tmp_path / "b")[1:4]]
+    for record in _log(tmp_path / "a")[1:4]:
+        assert 0.85 * 0.5 <= record["share"] <= 0.5
+    floor = random_search(model, data, tmp_path / "c", SETTINGS, CANDIDATES, num_candidates=3, accuracy_floor=0.0)
+    assert floor.candidates == 1 and "accuracy floor" in floor.notes[0]
+
+
+def test_an_existing_log_is_never_overwritten(data, model, tmp_path):
+    random_search(model, data, tmp_path, SETTINGS, CANDIDATES, num_candidates=1)
+    with pytest.raises(ValueError, match="--resume"):
+        random_search(model, data, tmp_path, SETTINGS, CANDIDATES, num_candidates=1)
+    with pytest.raises(ValueError, match="other settings"):
+        random_search(model, data, tmp_path, SETTINGS, CANDIDATES, num_candidates=2, resume=True)
+
+
+@pytest.mark.slow
+def test_two_workers_find_what_one_finds(make_folder_dataset, tmp_path):
+    root = make_folder_dataset(count=8)
+    data = load_data(str(root))
+    model = unet(num_classes=2, input_channels=1, base_filters=16, depth=1)
+    one = random_search(model, data, tmp_path / "one", SETTINGS, CANDIDATES, num_candidates=4)
+    two = random_search(model, data, tmp_path / "two", SearchSettings(**{**SETTINGS.__dict__, "workers": 2}), CANDIDATES,
+                        num_candidates=4, data_source=str(root))
+    assert one.config == two.config
+    scores = lambda folder: [r["score"] for r in _log(folder) if r["type"] == "candidate"]  # noqa: E731
+    assert scores(tmp_path / "one") == pytest.approx(scores(tmp_path / "two"), abs=1e-6)
