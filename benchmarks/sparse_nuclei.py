@@ -41,7 +41,7 @@ def main() -> None:
     parser.add_argument("--recovery-epochs", type=int, default=10, help="L1/L0 epochs after zeroing")
     parser.add_argument("--finetune-epochs", type=int, default=30, help="channel methods: epochs after surgery")
     parser.add_argument("--l1-strength", type=float, default=1e-4)
-    parser.add_argument("--l0-strength", type=float, default=2.0)
+    parser.add_argument("--l0-strength", type=float, default=None, help="default: l0_sparsify's")
     parser.add_argument("--l0-channel-strength", type=float, default=1.0)
     parser.add_argument("--slimming-strength", type=float, default=1e-4)
     parser.add_argument("--ranking", default="global", choices=("layer", "global"), help="magnitude pruning's ranking")
@@ -77,7 +77,8 @@ def main() -> None:
             elif method == "l1":
                 result = l1_sparsify(dense, data, sparsity, arguments.epochs, arguments.l1_strength, arguments.recovery_epochs, config)
             else:
-                result = l0_sparsify(dense, data, sparsity, arguments.epochs, arguments.l0_strength, arguments.recovery_epochs, config)
+                strength = {} if arguments.l0_strength is None else {"strength": arguments.l0_strength}
+                result = l0_sparsify(dense, data, sparsity, arguments.epochs, recovery_epochs=arguments.recovery_epochs, config=config, **strength)
             summary = sparsity_summary(result.model)
             rows.append(dict(method=method, target=f"sparsity={sparsity}", sparsity=summary.sparsity,
                              dice=evaluate(result.model, data, "test").dice, zipped_mb=summary.zipped_bytes / 1e6,

@@ -108,7 +108,7 @@ def _parser() -> argparse.ArgumentParser:
     sparsify.add_argument("--method", default="magnitude", choices=SPARSE_METHODS)
     sparsify.add_argument("--sparsity", type=float, required=True, help="share of kernel weights to zero, e.g. 0.9")
     sparsify.add_argument("--schedule", default="polynomial", choices=("polynomial", "constant"), help="magnitude: how sparsity rises")
-    sparsify.add_argument("--ranking", default="layer", choices=("layer", "global"), help="magnitude: per-layer or global threshold")
+    sparsify.add_argument("--ranking", default="global", choices=("layer", "global"), help="magnitude: one global threshold (default) or per layer")
     sparsify.add_argument("--pattern", default="unstructured", help="magnitude: unstructured, N:M such as 2:4, or block:RxC")
     sparsify.add_argument("--epochs", type=int, default=30, help="fine-tuning epochs (default 30)")
     sparsify.add_argument("--recovery-epochs", type=int, default=10, help="l1 / l0: epochs after zeroing (default 10)")

@@ -29,8 +29,12 @@ from segprune.structured.importance import CRITERIA
 from segprune.structured.oneshot import prune_channels
 from segprune.training import TrainConfig, train
 
-STRUCTURED_METHODS = tuple(f"oneshot-{criterion}" for criterion in CRITERIA)
+ONESHOT_METHODS = tuple(f"oneshot-{criterion}" for criterion in CRITERIA)
+TRAINED_METHODS = ("slimming", "l0-channel")  # regularised training, then surgery
+SEARCH_METHODS = ("greedy", "random-search")
+STRUCTURED_METHODS = (*ONESHOT_METHODS, *TRAINED_METHODS, *SEARCH_METHODS)
 SWEEP_METHODS = (*STRUCTURED_METHODS, *(f"classical-{name}" for name in CLASSICAL_METHODS))
+SEARCH_CANDIDATES = 8  # random-search candidates, and greedy steps, inside a sweep
 
 
 @dataclass(frozen=True)
@@ -38,7 +42,9 @@ class SweepConfig:
     """What a sweep runs.
 
     Attributes:
-        methods: Names from `SWEEP_METHODS`.
+        methods: Names from `SWEEP_METHODS`: `oneshot-<criterion>`, `slimming` and `l0-channel` (as many
+            epochs of regularised training as of fine-tuning), `greedy` and `random-search` (small searches:
+            SEARCH_CANDIDATES steps or candidates of 10 fine-tune steps), `classical-<method>`.
         budgets: Fractions of the dense MACs (at 256x256) for the pruning methods.
         finetune_epochs: Fine-tuning after each pruning.
         tolerance: Dice points below dense that still count as "as good" for the balance point.
@@ -89,7 +95,7 @@ def run_sweep(
     done = {(row["method"], row["budget"]): row for row in _read_log(log)}
     dense_macs = flops(model, (config.image_size, config.image_size)).macs
 
-    plan = [("dense", None)] + [(m, b) for m in config.methods if m.startswith("oneshot-") for b in config.budgets]
+    plan = [("dense", None)] + [(m, b) for m in config.methods if m in STRUCTURED_METHODS for b in config.budgets]
     plan += [(m, None) for m in config.methods if m.startswith("classical-")]
     for index, (method, budget) in enumerate(plan, start=1):
         if (method, budget) in done:
@@ -127,16 +133,36 @@ def _run_one(model, data, method: str, budget: float | None, config: SweepConfig
     if method == "dense":
         candidate = model
     else:
-        candidate = prune_channels(
-            model, importance=method.removeprefix("oneshot-"), target=f"flops={budget}", data=data
-        )
-        if config.finetune_epochs:
-            train(candidate, data, config.finetune_epochs, config.train)
+        candidate = _pruned(model, data, method, f"flops={budget}", config, out_dir / "search" / f"{method}-{budget}")
     path = out_dir / "models" / f"{method}-{budget}.keras" if budget else out_dir / "models" / "dense.keras"
     save_model(candidate, path)
     scores = evaluate(candidate, data, "test")
     macs = flops(candidate, (config.image_size, config.image_size)).macs
     return _row(method, budget, scores.dice, scores.iou, scores.pixel_accuracy, macs / dense_macs, candidate.count_params(), str(path), None)
+
+
+def _pruned(model, data, method: str, target: str, config: SweepConfig, folder: Path) -> keras.Model:
+    """`model` pruned to `target` by `method` and fine-tuned for `config.finetune_epochs`."""
+    if method in TRAINED_METHODS:
+        from segprune.structured.regularised import l0_channel_prune, slimming_prune
+
+        prune = slimming_prune if method == "slimming" else l0_channel_prune
+        return prune(model, data, target, epochs=max(1, config.finetune_epochs), finetune_epochs=config.finetune_epochs, config=config.train).model
+    if method in SEARCH_METHODS:
+        from segprune.search.evaluation import CandidateSettings
+        from segprune.search.greedy import greedy_search
+        from segprune.search.random_search import random_search
+        from segprune.search.settings import SearchSettings
+
+        settings = SearchSettings(target=target, image_size=config.image_size, threads=config.threads, final_epochs=config.finetune_epochs)
+        candidates = CandidateSettings(finetune_steps=10)
+        if method == "greedy":
+            return greedy_search(model, data, folder, settings, candidates, iterations=SEARCH_CANDIDATES, resume=True).model
+        return random_search(model, data, folder, settings, candidates, SEARCH_CANDIDATES, resume=True).model
+    candidate = prune_channels(model, importance=method.removeprefix("oneshot-"), target=target, data=data)
+    if config.finetune_epochs:
+        train(candidate, data, config.finetune_epochs, config.train)
+    return candidate
 
 
 def _row(method, budget, dice, iou, pixel_accuracy, macs_ratio, params, model_path, classical_ms) -> dict:

@@ -110,6 +110,7 @@ def greedy_search(
         config, parent, score = last["config"], Path(last["model"]), last["score"]
     evaluated = {(r["iteration"], r["key"]): r for r in log.of_type("candidate")}
     iteration = len(done_steps)
+    chosen_models = {Path(step["model"]).resolve() for step in done_steps}
     with CandidatePool(data, candidate_settings, settings.workers, data_source) as pool:
         while budget.cost(config) > budget.limit:
             current = budget.cost(config)
@@ -123,7 +124,8 @@ def greedy_search(
             config, parent, score = chosen["config"], Path(chosen["model"]), chosen["score"]
             log.write({"type": "step", "iteration": iteration, "key": chosen["key"], "config": config, "model": str(parent),
                        "score": score, "resource": chosen["resource"], "share": chosen["resource"] / budget.dense_cost})
-            _remove_other_iterations(folder, keep=parent)
+            chosen_models.add(Path(parent).resolve())
+            _remove_unchosen(folder, chosen_models)
             iteration += 1
 
     result_model = load_model(parent) if Path(parent) != dense_path else _copy(model)
@@ -161,15 +163,25 @@ def _evaluate(pool, found, iteration, config, parent, folder, budget, evaluated,
     return records
 
 
-def _remove_other_iterations(folder: Path, keep: Path) -> None:
-    """Drops the proposals that were not chosen (each iteration's models can take hundreds of MB)."""
+def _remove_unchosen(folder: Path, chosen: set[Path]) -> None:
+    """Drops the proposals that were not chosen (an iteration's proposals can take hundreds of MB). The chosen
+    ones stay: they are the family of ever smaller models the search passed through (see `family`)."""
     iterations = folder / "iterations"
     for directory in iterations.iterdir() if iterations.exists() else ():
         for path in directory.glob("*.keras"):
-            if path.resolve() != keep.resolve():
+            if path.resolve() not in chosen:
                 path.unlink()
         if not any(directory.iterdir()):
             shutil.rmtree(directory)
+
+
+def family(folder: str | Path) -> list[dict]:
+    """The steps of a greedy search logged in `folder`: each with its `share` of the resource and `model` path.
+
+    NetAdapt's by-product: one search to a small budget yields a model at every larger budget on the way.
+    """
+    path = Path(folder) / "search.jsonl"
+    return [record for record in SearchLog(path, {}, resume=True, check=False).records if record.get("type") == "step"]
 
 
 def _copy(model: keras.Model) -> keras.Model:

@@ -19,13 +19,14 @@ class SearchLog:
         path: The log file.
         header: The search's settings; a resumed log must have been written with the same ones.
         resume: Continue the log at `path`. Without it an existing log is an error, never overwritten.
+        check: Compare the header (off only for reading a finished log).
 
     Example:
         >>> log = SearchLog(Path("runs/search/log.jsonl"), {"method": "greedy", "target": "flops=0.25"}, resume=False)
         >>> log.write({"type": "candidate", "index": 0, "score": 0.91})
     """
 
-    def __init__(self, path: Path, header: dict, resume: bool) -> None:
+    def __init__(self, path: Path, header: dict, resume: bool, check: bool = True) -> None:
         self.path = Path(path)
         self.records: list[dict] = []
         if self.path.exists() and self.path.stat().st_size > 0:
@@ -35,13 +36,14 @@ class SearchLog:
                 )
             self.records = _read(self.path)
             saved = self.records[0] if self.records and self.records[0].get("type") == "header" else None
-            if saved is None or saved["settings"] != header:
+            if check and (saved is None or saved["settings"] != header):
                 raise ValueError(
                     f"The search log at {str(self.path)!r} was written with other settings ({saved and saved['settings']}); "
                     "resume with the same options, or choose another --out."
                 )
             self.records = self.records[1:]
-            _truncate_torn_line(self.path)
+            if check:
+                _truncate_torn_line(self.path)
         else:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             self.write({"type": "header", "settings": header})

@@ -90,7 +90,7 @@ def magnitude_prune(
     sparsity: float,
     epochs: int = 20,
     schedule: str | Schedule = "polynomial",
-    ranking: str = "layer",
+    ranking: str = "global",
     pattern: str | Pattern | None = None,
     config: TrainConfig | None = None,
     ignore: Sequence[str] = (),
@@ -105,7 +105,9 @@ def magnitude_prune(
         epochs: Fine-tuning epochs.
         schedule: `"polynomial"` (ramp over the first 60% of the steps, then hold), `"constant"`, or a
             `PolynomialDecay` / `ConstantSparsity` object with explicit steps.
-        ranking: `"layer"` (every kernel gets `sparsity`) or `"global"` (one magnitude threshold for all).
+        ranking: `"global"` (one magnitude threshold for all kernels; the default, since on the nuclei U-Net
+            it kept Dice within 0.2 points at 90% where per-layer ranking lost 2) or `"layer"` (every kernel
+            gets `sparsity`, as TFMOT does).
         pattern: `"unstructured"`, `"2:4"` style N:M, or `"block:1x4"` style blocks.
         config: Fine-tuning settings (patience is ignored until the final sparsity is reached).
         ignore: Layer names whose kernels stay dense.

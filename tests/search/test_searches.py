@@ -8,7 +8,7 @@ from segprune import flops
 from segprune.data import BatchConfig, load_data, synthetic_dataset
 from segprune.models import unet
 from segprune.search.evaluation import CandidateSettings
-from segprune.search.greedy import greedy_search
+from segprune.search.greedy import family, greedy_search
 from segprune.search.random_search import random_search
 from segprune.search.settings import SearchSettings
 
@@ -40,7 +40,8 @@ def test_greedy_meets_the_budget_step_by_step(data, model, tmp_path):
     assert [s["share"] for s in steps] == sorted((s["share"] for s in steps), reverse=True)
     assert len(seen) == result.candidates == sum(r["type"] == "candidate" for r in records)
     assert records[-1]["type"] == "done" and records[-1]["measured"]["speedup"] > 0
-    assert len(list((tmp_path / "iterations").rglob("*.keras"))) == 1, "only the chosen model of the last step is kept"
+    kept = sorted(str(p) for p in (tmp_path / "iterations").rglob("*.keras"))
+    assert kept == sorted(step["model"] for step in family(tmp_path)), "the chosen model of every step is kept, no other"
 
 
 def test_random_search_is_deterministic_meets_the_budget_and_stops_at_the_floor(data, model, tmp_path):

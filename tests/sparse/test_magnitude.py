@@ -82,9 +82,10 @@ def test_masks_survive_a_save_and_reload_in_the_middle_of_training(data, tmp_pat
 
 @pytest.mark.parametrize("schedule,pattern", [("polynomial", None), ("constant", "2:4")])
 def test_magnitude_prune_returns_a_plain_model_whose_measured_sparsity_is_the_reported_one(data, tmp_path, schedule, pattern):
+    """Per-layer ranking, so that every kernel's own sparsity can be checked."""
     model = unet(num_classes=data.num_classes, input_channels=1, base_filters=8, depth=2)
     before = [w.copy() for w in model.get_weights()]
-    result = magnitude_prune(model, data, 0.75, epochs=3, schedule=schedule, pattern=pattern, config=CONFIG)
+    result = magnitude_prune(model, data, 0.75, epochs=3, schedule=schedule, ranking="layer", pattern=pattern, config=CONFIG)
     summary = sparsity_summary(result.model, input_shape=(64, 64))
     assert summary.sparsity == pytest.approx(result.sparsity, abs=1e-12)
     expected = 0.75 if pattern is None else 0.5
