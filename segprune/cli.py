@@ -112,7 +112,7 @@ def _parser() -> argparse.ArgumentParser:
     sparsify.add_argument("--pattern", default="unstructured", help="magnitude: unstructured, N:M such as 2:4, or block:RxC")
     sparsify.add_argument("--epochs", type=int, default=30, help="fine-tuning epochs (default 30)")
     sparsify.add_argument("--recovery-epochs", type=int, default=10, help="l1 / l0: epochs after zeroing (default 10)")
-    sparsify.add_argument("--strength", type=float, default=None, help="l1 / l0: penalty weight (defaults 1e-4 / 2.0)")
+    sparsify.add_argument("--strength", type=float, default=None, help="l1 / l0: penalty weight (defaults 1e-4 / 60)")
     sparsify.add_argument("--ignore", default="", help="comma-separated layer names whose kernels stay dense")
     sparsify.add_argument("--seed", type=int, default=0)
     sparsify.add_argument("--out", required=True, help="where to save the sparse model (.keras)")

@@ -84,3 +84,10 @@ def test_interrupted_run_resumes_to_the_same_result(tiny_data, tmp_path):
     np.testing.assert_allclose([r.loss for r in resumed.history], [r.loss for r in straight.history], rtol=1e-4)
     for resumed_weight, straight_weight in zip(resumed_model.get_weights(), straight_model.get_weights()):
         np.testing.assert_allclose(resumed_weight, straight_weight, atol=1e-4)
+
+
+def test_epochs_before_keep_best_from_epoch_are_never_kept_or_stop_the_run(tiny_data):
+    model = unet(num_classes=4, input_channels=1, base_filters=8, depth=2)
+    config = TrainConfig(learning_rate=3e-3, patience=1, batches=FAST.batches)
+    result = train(model, tiny_data, epochs=3, config=config, keep_best_from_epoch=3)
+    assert len(result.history) == 3 and result.best_epoch == 3 and not result.stopped_early

@@ -130,7 +130,7 @@ def magnitude_prune(
     if isinstance(schedule, str):
         schedule = make_schedule(schedule, sparsity, epochs * steps)
     end_step = schedule.end_step if schedule.end_step != -1 else schedule.begin_step
-    first_full_epoch = end_step // steps + 1 + (1 if end_step % steps else 0)
+    first_full_epoch = end_step // steps + 1  # the 1-based epoch whose steps include end_step
     updater = MaskUpdater(sparse, schedule, ranking, pattern)
     trajectory: list[dict] = []
     run = finetune(
