@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import tempfile
 import time
 from pathlib import Path
 
@@ -67,7 +66,7 @@ def main() -> None:
         results.append(("one-shot l1", f"flops={budget}", prune_channels(dense, importance="l1", target=f"flops={budget}"), time.perf_counter() - started))
     smallest = min(budgets)
     started = time.perf_counter()
-    greedy = greedy_search(dense, data, folder / f"greedy-flops={smallest}", settings(f"flops={smallest}"), candidates,
+    greedy_search(dense, data, folder / f"greedy-flops={smallest}", settings(f"flops={smallest}"), candidates,
                            iterations=arguments.iterations, resume=True, data_source=arguments.data, on_candidate=_progress)
     greedy_seconds = time.perf_counter() - started
     steps = family(folder / f"greedy-flops={smallest}")

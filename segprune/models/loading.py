@@ -69,6 +69,13 @@ def load_model(path: str | Path) -> keras.Model:
     return model
 
 
+def copy_model(model: keras.Model) -> keras.Model:
+    """A new, uncompiled model with the same architecture and weights; `model` is not touched."""
+    copy = type(model).from_config(model.get_config())
+    copy.set_weights(model.get_weights())
+    return copy
+
+
 def require_graph_model(model: keras.Model, source: str = "the model") -> None:
     """Raises a clear error unless `model` is a functional or Sequential model (whose graph can be read)."""
     if not is_graph_model(model):

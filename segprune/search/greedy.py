@@ -14,18 +14,16 @@ from __future__ import annotations
 import shutil
 import time
 from collections.abc import Callable
-from dataclasses import asdict
 from pathlib import Path
 
 import keras
 
-from segprune._io import save_model
 from segprune.data.dataset import SegmentationDataset
 from segprune.metrics import evaluate
-from segprune.models.loading import load_model
+from segprune.models.loading import copy_model, load_model
 from segprune.search.budget import Budget, measure
 from segprune.search.evaluation import Candidate, CandidatePool, CandidateSettings
-from segprune.search.log import SearchLog
+from segprune.search.log import SearchLog, open_search
 from segprune.search.settings import SearchResult, SearchSettings
 from segprune.search.space import Configuration
 from segprune.training import EpochReporter, TrainConfig, train
@@ -89,15 +87,9 @@ def greedy_search(
         raise ValueError(f"iterations must be >= 1, got {iterations}.")
     started = time.perf_counter()
     folder = Path(folder)
-    folder.mkdir(parents=True, exist_ok=True)
-    header = {"method": "greedy", "iterations": iterations, **asdict(settings), **_candidate_header(candidate_settings)}
-    header.pop("workers")  # how many processes ran it does not change the result
-    log = SearchLog(folder / "search.jsonl", header, resume)
-    budget = Budget(model, settings, folder)
+    method = {"method": "greedy", "iterations": iterations}
+    log, budget, dense_path = open_search(model, folder, method, settings, candidate_settings, resume)
     step = (budget.dense_cost - budget.limit) / iterations
-    dense_path = folder / "dense.keras"
-    if not dense_path.exists():
-        save_model(model, dense_path)
 
     baseline = log.of_type("baseline")
     score = baseline[0]["score"] if baseline else evaluate(model, data, candidate_settings.split).dice
@@ -128,7 +120,7 @@ def greedy_search(
             _remove_unchosen(folder, chosen_models)
             iteration += 1
 
-    result_model = load_model(parent) if Path(parent) != dense_path else _copy(model)
+    result_model = load_model(parent) if Path(parent) != dense_path else copy_model(model)
     result = SearchResult(result_model, config, budget.share(config), latency_source=budget.latency_source)
     result.candidates = len(log.of_type("candidate"))
     if settings.final_epochs > 0:
@@ -182,15 +174,3 @@ def family(folder: str | Path) -> list[dict]:
     """
     path = Path(folder) / "search.jsonl"
     return [record for record in SearchLog(path, {}, resume=True, check=False).records if record.get("type") == "step"]
-
-
-def _copy(model: keras.Model) -> keras.Model:
-    copy = type(model).from_config(model.get_config())
-    copy.set_weights(model.get_weights())
-    return copy
-
-
-def _candidate_header(settings: CandidateSettings) -> dict:
-    values = asdict(settings)
-    values["batches"] = asdict(settings.batches)
-    return values

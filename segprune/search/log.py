@@ -74,3 +74,28 @@ def _truncate_torn_line(path: Path) -> None:
     text = path.read_text()
     if text and not text.endswith("\n"):
         path.write_text(text[: text.rfind("\n") + 1])
+
+
+def open_search(model, folder, method: dict, settings, candidate_settings, resume: bool):
+    """Creates (or reopens, to resume) a search folder: its log, its budget, and the dense model saved in it.
+
+    `method` holds the method's own settings for the log header; the worker count is left out of the
+    header, since it does not change what a search chooses.
+    """
+    from dataclasses import asdict
+
+    from segprune._io import save_model
+    from segprune.search.budget import Budget
+
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    candidates = asdict(candidate_settings)
+    candidates["batches"] = asdict(candidate_settings.batches)
+    header = {**method, **asdict(settings), **candidates}
+    header.pop("workers")
+    log = SearchLog(folder / "search.jsonl", header, resume)
+    budget = Budget(model, settings, folder)
+    dense_path = folder / "dense.keras"
+    if not dense_path.exists():
+        save_model(model, dense_path)
+    return log, budget, dense_path

@@ -12,18 +12,16 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterator
-from dataclasses import asdict
 from pathlib import Path
 
 import keras
 import numpy as np
 
-from segprune._io import save_model
 from segprune.data.dataset import SegmentationDataset
 from segprune.search.budget import Budget, measure
 from segprune.search.evaluation import Candidate, CandidatePool, CandidateSettings, candidate_seed, short_finetune
-from segprune.search.greedy import Progress, _candidate_header
-from segprune.search.log import SearchLog
+from segprune.search.greedy import Progress
+from segprune.search.log import open_search
 from segprune.search.settings import SearchResult, SearchSettings
 from segprune.search.space import Configuration, shrink
 from segprune.training import EpochReporter, TrainConfig, train
@@ -118,16 +116,8 @@ def random_search(
     if num_candidates < 1:
         raise ValueError(f"num_candidates must be >= 1, got {num_candidates}.")
     started = time.perf_counter()
-    folder = Path(folder)
-    folder.mkdir(parents=True, exist_ok=True)
-    header = {"method": "random-search", "candidates": num_candidates, "accuracy_floor": accuracy_floor,
-              **asdict(settings), **_candidate_header(candidate_settings)}
-    header.pop("workers")
-    log = SearchLog(folder / "search.jsonl", header, resume)
-    budget = Budget(model, settings, folder)
-    dense_path = folder / "dense.keras"
-    if not dense_path.exists():
-        save_model(model, dense_path)
+    method = {"method": "random-search", "candidates": num_candidates, "accuracy_floor": accuracy_floor}
+    log, budget, dense_path = open_search(model, folder, method, settings, candidate_settings, resume)
     dense_config = budget.space.dense()
     evaluated = {r["index"]: r for r in log.of_type("candidate")}
     best: dict = {"score": float("-inf"), "index": None}

@@ -15,6 +15,7 @@ import keras
 
 from segprune.graph.groups import ChannelGraph, Group, build_channel_graph
 from segprune.graph.surgery import remove_channels
+from segprune.models.loading import copy_model
 from segprune.structured.importance import channel_importance
 from segprune.structured.selection import lowest_scored
 
@@ -92,9 +93,7 @@ def shrink(model: keras.Model, current: Mapping[str, int], wanted: Mapping[str, 
     by key, so `model` may be an already-pruned, fine-tuned descendant of the dense model.
     """
     if all(wanted.get(key, width) == width for key, width in current.items()):
-        copy = type(model).from_config(model.get_config())
-        copy.set_weights(model.get_weights())
-        return copy
+        return copy_model(model)
     graph = build_channel_graph(model)
     by_key: dict[str, Group] = {}
     for group in graph.prunable_groups():

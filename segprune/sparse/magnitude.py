@@ -11,10 +11,10 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import keras
-import numpy as np
 from keras import ops
 
 from segprune.data.dataset import SegmentationDataset
+from segprune.models.loading import copy_model
 from segprune.sparse.finetune import SparsifyResult, effective_sparsity, finetune, steps_per_epoch
 from segprune.sparse.masks import KernelSite, Pattern, compute_masks, prunable_kernels
 from segprune.sparse.model import MASK, GateSpec, Site, SparseModel, find_weight, strip
@@ -122,8 +122,7 @@ def magnitude_prune(
         0.9
     """
     pattern = pattern if isinstance(pattern, Pattern) else Pattern.parse(pattern)
-    working = type(model).from_config(model.get_config())
-    working.set_weights(model.get_weights())
+    working = copy_model(model)
     sparse = with_masks(working, prunable_kernels(working, ignore))
     config = config or TrainConfig(patience=None)
     steps = steps_per_epoch(working, data, config)

@@ -22,6 +22,7 @@ import numpy as np
 from keras import ops
 
 from segprune.graph._keras_internals import leaf_layers
+from segprune.models.loading import copy_model
 from segprune.sparse import gates as hard_concrete
 
 MASK = "mask"
@@ -239,8 +240,7 @@ def strip(model: keras.Model) -> keras.Model:
         >>> plain.save("unet-sparse.keras")
     """
     base = model.base_model if isinstance(model, SparseModel) else model
-    plain = type(base).from_config(base.get_config())
-    plain.set_weights(base.get_weights())
+    plain = copy_model(base)
     if not isinstance(model, SparseModel):
         return plain
     for variable, value in model.gated_weights(model.gate_values(training=False)):

@@ -12,6 +12,7 @@ from collections.abc import Sequence
 import keras
 
 from segprune.data.dataset import SegmentationDataset
+from segprune.models.loading import copy_model
 from segprune.sparse.finetune import SparsifyResult, effective_sparsity, finetune, kernel_sparsity
 from segprune.sparse.magnitude import apply_masks, with_masks
 from segprune.sparse.masks import compute_masks, prunable_kernels
@@ -19,12 +20,6 @@ from segprune.sparse.model import HARD_CONCRETE, GateSpec, Site, SparseModel, fi
 from segprune.training import EpochReporter, TrainConfig
 
 NEAR_ZERO = 1e-3  # |w| below this counts as pruned in the L1 trajectory (weights only reach exact zero at the end)
-
-
-def _copy(model: keras.Model) -> keras.Model:
-    working = type(model).from_config(model.get_config())
-    working.set_weights(model.get_weights())
-    return working
 
 
 def _zero_and_recover(
@@ -81,7 +76,7 @@ def l1_sparsify(
     """
     if strength <= 0:
         raise ValueError(f"The L1 strength must be > 0, got {strength}.")
-    working = _copy(model)
+    working = copy_model(model)
     sites = prunable_kernels(working, ignore)
     variables = [find_weight(working, s.layer, s.weight) for s in sites]
     for variable in variables:
@@ -137,7 +132,7 @@ def l0_sparsify(
     """
     if strength <= 0:
         raise ValueError(f"The L0 strength must be > 0, got {strength}.")
-    gated = with_weight_gates(_copy(model), ignore, strength)
+    gated = with_weight_gates(copy_model(model), ignore, strength)
     result = SparsifyResult(gated.base_model, 0.0)
     run = finetune(gated, data, epochs, config, lambda: effective_sparsity(gated), result.trajectory, on_epoch)
     result.training.append(run)

@@ -24,6 +24,7 @@ from segprune.data.dataset import SegmentationDataset
 from segprune.graph.channels import DenseLikeHandler, SeparableHandler, handler_for
 from segprune.graph.groups import ChannelGraph, Group, build_channel_graph
 from segprune.graph.surgery import remove_channels
+from segprune.models.loading import copy_model
 from segprune.search.budget import macs_after, parse_target, resource_after
 from segprune.sparse.finetune import finetune
 from segprune.sparse.gates import deterministic
@@ -52,12 +53,6 @@ class ChannelPruneResult:
     trajectory: list[dict] = field(default_factory=list)
     training: list[TrainResult] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
-
-
-def _copy(model: keras.Model) -> keras.Model:
-    working = type(model).from_config(model.get_config())
-    working.set_weights(model.get_weights())
-    return working
 
 
 def _consumers(graph: ChannelGraph, tensor_id: int) -> list[int]:
@@ -190,7 +185,7 @@ def l0_channel_prune(
         True
     """
     resource, _ = parse_target(target)
-    working = _copy(model)
+    working = copy_model(model)
     graph = build_channel_graph(working, ignore, input_shape=COST_INPUT_SIZE)
     gates, sites, group_of_gate, skipped = channel_gates(graph)
     if not gates:
@@ -255,7 +250,7 @@ def slimming_prune(
     if strength <= 0:
         raise ValueError(f"The slimming strength must be > 0, got {strength}.")
     resource, _ = parse_target(target)
-    working = _copy(model)
+    working = copy_model(model)
     gammas = [layer.gamma for layer in _batch_norms(working)]
     if not gammas:
         raise ValueError(f"Model {model.name!r} has no BatchNormalization with a scale; network slimming needs one.")

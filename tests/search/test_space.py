@@ -1,6 +1,5 @@
 """The channel search space, budgets and the per-layer latency table."""
 
-import numpy as np
 import pytest
 
 from segprune.graph.groups import build_channel_graph

@@ -1,7 +1,6 @@
 """Magnitude pruning: masks hold through optimizer steps and a mid-training save/load; the stripped model
 is plain and its measured sparsity is the reported one."""
 
-import json
 import zipfile
 
 import keras

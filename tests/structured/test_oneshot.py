@@ -1,6 +1,5 @@
 """prune_channels end to end: budgets, the summary, the original untouched, the CLI."""
 
-import json
 
 import keras
 import numpy as np

@@ -1,6 +1,5 @@
 """Selection strategies: rounding, never emptying a group, per-layer and global ranking."""
 
-import numpy as np
 import pytest
 
 from segprune.graph import build_channel_graph
