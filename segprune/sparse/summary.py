@@ -11,6 +11,7 @@ import keras
 import numpy as np
 
 from segprune.cost import flops
+from segprune.models.loading import copy_model
 from segprune.sparse.masks import prunable_kernels
 from segprune.sparse.model import find_weight
 
@@ -108,6 +109,6 @@ def sparsity_summary(model: keras.Model, input_shape: tuple[int, int] = (256, 25
     skipped = cost.macs - sum(row.macs for row in rows) + sum(row.macs_if_zeros_skipped for row in rows)
     with tempfile.TemporaryDirectory() as directory:
         path = Path(directory) / "model.keras"
-        model.save(path)
+        (copy_model(model) if model.compiled else model).save(path)  # an optimizer's state is not the model
         file_bytes, zipped = path.stat().st_size, zipped_size(path)
     return SparsitySummary(tuple(rows), file_bytes, zipped, cost.macs, skipped)
