@@ -97,7 +97,7 @@ class Budget:
             from segprune.search.latency import LatencyTable
 
             self.resource = LatencyTable(settings.threads, path=folder / "latency_table.json")
-            self.resource.calibrate(graph, time_models([model], settings)[0])
+            self._calibrate(model, settings)
             self.latency_source = (
                 f"per-layer ONNX Runtime latency table ({settings.threads} threads, 1x{settings.image_size}x{settings.image_size}), "
                 "calibrated on the timed dense model"
@@ -106,11 +106,31 @@ class Budget:
             self.resource = self.resource_name
         self.dense_cost = self.space.resource({}, self.resource)
         self.limit = self.fraction * self.dense_cost
-        floor = self.space.resource({key: widths[0] for key, widths in ((k, self.space.widths(k)) for k in self.space.groups)}, self.resource)
+        floor = self.space.resource(self.narrowest(), self.resource)
         if floor > self.limit:
             raise ValueError(
                 f"Target {settings.target} cannot be met: the narrowest configuration (round_to={settings.round_to}) keeps "
                 f"{floor / self.dense_cost:.3f} of the {self.resource_name}. Lower round_to or raise the target."
+            )
+
+    def narrowest(self) -> Configuration:
+        return {key: self.space.widths(key)[0] for key in self.space.groups}
+
+    def _calibrate(self, model: keras.Model, settings) -> None:
+        """Times the dense and the narrowest model together: the first calibrates the table, the second says
+        whether the target can be met at all on this runtime (a width of 8 may cost what 16 costs)."""
+        table = self.resource
+        if table.rest_ms is None or table.timed_floor is None:
+            from segprune.search.space import shrink
+
+            dense_ms, narrowest_ms = time_models([model, shrink(model, self.space.dense(), self.narrowest())], settings)
+            table.timed_floor = narrowest_ms / dense_ms
+            table.calibrate(self.space.graph, dense_ms)
+        if table.timed_floor > self.fraction:
+            raise ValueError(
+                f"Target {settings.target} cannot be met on this runtime: even the narrowest configuration "
+                f"(every group at its smallest width, round_to={settings.round_to}) times at {table.timed_floor:.3f} of the "
+                "dense model's latency. Raise the target, or lower round_to."
             )
 
     def cost(self, config: Configuration) -> float:

@@ -46,10 +46,12 @@ class LatencyTable:
         self.path = Path(path) if path else None
         self.entries: dict[str, float] = {}
         self.rest_ms: float | None = None
+        self.timed_floor: float | None = None  # the narrowest configuration's timed share of the dense latency
         if self.path and self.path.exists():
             saved = json.loads(self.path.read_text())
             self.entries = saved["entries"]
             self.rest_ms = saved["rest_ms"]
+            self.timed_floor = saved.get("timed_floor")
 
     def cost(self, graph: ChannelGraph, removed: Iterable[int]) -> float:
         if self.rest_ms is None:
@@ -81,7 +83,7 @@ class LatencyTable:
 
     def save(self) -> None:
         if self.path:
-            write_text(self.path, json.dumps({"rest_ms": self.rest_ms, "entries": self.entries}))
+            write_text(self.path, json.dumps({"rest_ms": self.rest_ms, "timed_floor": self.timed_floor, "entries": self.entries}))
 
 
 def _layer_signature(layer) -> list:

@@ -85,10 +85,17 @@ def test_a_latency_search_that_times_over_budget_searches_on(data, model, tmp_pa
 
     monkeypatch.setattr("segprune.search.greedy.measure", fake_measure)
     # A dense time below the layers' sum leaves no untimed remainder: the estimate is the table alone.
-    monkeypatch.setattr("segprune.search.budget.time_models", lambda models, settings: [1e-6] * len(models))
+    monkeypatch.setattr("segprune.search.budget.time_models", lambda models, settings: [1e-6, 1e-7])
     settings = SearchSettings(target="latency=0.7", image_size=64, final_epochs=0)
     result = greedy_search(model, data, tmp_path, settings, CANDIDATES, iterations=2)
     rechecks = [r for r in _log(tmp_path) if r["type"] == "recheck"]
     assert len(rechecks) == 1 and rechecks[0]["timed"] == 0.9
     assert result.resource_fraction <= 0.7 * 0.7 / 0.9 + 1e-9, "the table limit was tightened by the miss"
     assert "timed at 0.900" in result.notes[0] and result.latency_source.startswith("per-layer ONNX Runtime")
+
+
+def test_a_latency_target_below_what_the_narrowest_model_times_is_refused_up_front(data, model, tmp_path, monkeypatch):
+    monkeypatch.setattr("segprune.search.budget.time_models", lambda models, settings: [10.0, 4.0])  # floor 0.4
+    settings = SearchSettings(target="latency=0.3", image_size=64, final_epochs=0)
+    with pytest.raises(ValueError, match="narrowest configuration .* times at 0.400"):
+        greedy_search(model, data, tmp_path, settings, CANDIDATES)
