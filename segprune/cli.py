@@ -217,6 +217,11 @@ def _prune(arguments: argparse.Namespace) -> int:
     if out.suffix != ".keras":
         raise ValueError(f"--out must end in .keras, got {str(out)!r}.")
     refuse_overwrite(out, arguments.model)
+    if arguments.method not in CRITERIA and (arguments.data is None or arguments.target is None):
+        raise ValueError(
+            f"--method {arguments.method} trains or scores the model on data: give --data and --target "
+            "(e.g. flops=0.25, or latency=0.4 for the searches)."
+        )
     if arguments.finetune_epochs is None:
         arguments.finetune_epochs = 0 if arguments.method in CRITERIA else 20
     if arguments.finetune_epochs and arguments.data is None:
@@ -257,8 +262,6 @@ def _prune(arguments: argparse.Namespace) -> int:
 def _prune_regularised(arguments: argparse.Namespace, model, data, ignore: list[str]):
     from segprune.structured.regularised import l0_channel_prune, slimming_prune
 
-    if data is None or arguments.target is None:
-        raise ValueError(f"--method {arguments.method} trains the model under a penalty: give --data and --target (e.g. flops=0.25).")
     method = l0_channel_prune if arguments.method == "l0-channel" else slimming_prune
     options = {} if arguments.strength is None else {"strength": arguments.strength}
     _console.progress_console.print(f"{arguments.method}: {arguments.regularise_epochs} epochs under the penalty, then surgery to {arguments.target}")
@@ -279,8 +282,6 @@ def _prune_search(arguments: argparse.Namespace, model, data, ignore: list[str])
     from segprune.search.random_search import random_search
     from segprune.search.settings import SearchSettings
 
-    if data is None or arguments.target is None:
-        raise ValueError(f"--method {arguments.method} scores candidates on data: give --data and --target (e.g. flops=0.25 or latency=0.3).")
     if ignore:
         raise ValueError("--ignore is not supported by the searches yet; use a one-shot method to keep layers whole.")
     keras.utils.set_random_seed(arguments.seed)

@@ -34,7 +34,7 @@ TRAINED_METHODS = ("slimming", "l0-channel")  # regularised training, then surge
 SEARCH_METHODS = ("greedy", "random-search")
 STRUCTURED_METHODS = (*ONESHOT_METHODS, *TRAINED_METHODS, *SEARCH_METHODS)
 SWEEP_METHODS = (*STRUCTURED_METHODS, *(f"classical-{name}" for name in CLASSICAL_METHODS))
-SEARCH_CANDIDATES = 8  # random-search candidates, and greedy steps, inside a sweep
+
 
 
 @dataclass(frozen=True)
@@ -44,12 +44,13 @@ class SweepConfig:
     Attributes:
         methods: Names from `SWEEP_METHODS`: `oneshot-<criterion>`, `slimming` and `l0-channel` (as many
             epochs of regularised training as of fine-tuning), `greedy` and `random-search` (small searches:
-            SEARCH_CANDIDATES steps or candidates of 10 fine-tune steps), `classical-<method>`.
+            `search_candidates` steps or candidates of 10 fine-tune steps), `classical-<method>`.
         budgets: Fractions of the dense MACs (at 256x256) for the pruning methods.
         finetune_epochs: Fine-tuning after each pruning.
         tolerance: Dice points below dense that still count as "as good" for the balance point.
         image_size: Latency is measured on 1 x image_size x image_size inputs.
         threads: ONNX Runtime threads.
+        search_candidates: Random-search candidates, and greedy steps, per budget.
     """
 
     methods: tuple[str, ...] = ("oneshot-l1", "oneshot-random", "classical-otsu", "classical-kmeans")
@@ -58,6 +59,7 @@ class SweepConfig:
     tolerance: float = 1.0
     image_size: int = 256
     threads: int = 2
+    search_candidates: int = 8
     train: TrainConfig = field(default_factory=TrainConfig)
 
     def __post_init__(self) -> None:
@@ -157,8 +159,8 @@ def _pruned(model, data, method: str, target: str, config: SweepConfig, folder: 
         settings = SearchSettings(target=target, image_size=config.image_size, threads=config.threads, final_epochs=config.finetune_epochs)
         candidates = CandidateSettings(finetune_steps=10)
         if method == "greedy":
-            return greedy_search(model, data, folder, settings, candidates, iterations=SEARCH_CANDIDATES, resume=True).model
-        return random_search(model, data, folder, settings, candidates, SEARCH_CANDIDATES, resume=True).model
+            return greedy_search(model, data, folder, settings, candidates, iterations=config.search_candidates, resume=True).model
+        return random_search(model, data, folder, settings, candidates, config.search_candidates, resume=True).model
     candidate = prune_channels(model, importance=method.removeprefix("oneshot-"), target=target, data=data)
     if config.finetune_epochs:
         train(candidate, data, config.finetune_epochs, config.train)

@@ -112,13 +112,23 @@ def evaluate_candidate(candidate: Candidate, data: SegmentationDataset, settings
 _WORKER_DATA: SegmentationDataset | None = None
 
 
-def deterministic_kernels() -> None:
-    """Makes TensorFlow's kernels reproducible run to run (thread scheduling otherwise changes the order of
-    floating-point sums), so a candidate scores the same in any process and after a resume."""
-    if keras.backend.backend() == "tensorflow":
-        import tensorflow as tf
+def deterministic_kernels(enable: bool = True) -> bool:
+    """Switches TensorFlow's deterministic kernels on (or off), so that a candidate scores the same in any
+    process and after a resume (thread scheduling otherwise changes the order of floating-point sums).
 
-        tf.config.experimental.enable_op_determinism()
+    Returns whether they were on before. TensorFlow only exports the switch-on; the switch-off and the query
+    come from its private config module, read here only.
+    """
+    if keras.backend.backend() != "tensorflow":
+        return False
+    from tensorflow.python.framework import config as tf_config
+
+    was_on = bool(tf_config.is_op_determinism_enabled())
+    if enable:
+        tf_config.enable_op_determinism()
+    else:
+        tf_config.disable_op_determinism()
+    return was_on
 
 
 def _start_worker(data_source: str) -> None:
@@ -151,7 +161,7 @@ class CandidatePool:
         self.settings = settings
         self.workers = workers
         self.executor = None
-        deterministic_kernels()
+        self.restore_determinism = not deterministic_kernels()
         if workers > 1:
             context = multiprocessing.get_context("spawn")  # TensorFlow does not survive fork
             self.executor = ProcessPoolExecutor(workers, mp_context=context, initializer=_start_worker, initargs=(data_source,))
@@ -172,3 +182,5 @@ class CandidatePool:
     def __exit__(self, *exc) -> None:
         if self.executor is not None:
             self.executor.shutdown(cancel_futures=True)
+        if self.restore_determinism:  # the caller's process gets its kernels back as they were
+            deterministic_kernels(False)

@@ -115,6 +115,9 @@ def greedy_search(
                 limit = max(budget.limit, current - step)
                 found = proposals(budget, config, limit)
                 best = {"score": float("-inf"), "key": None}  # the best proposal of this step
+                if not found and notes:  # a re-check asked for more than the narrowest configuration gives
+                    notes.append("every group is at its narrowest width; the timed latency above is the best this search can do")
+                    break
                 if not found:
                     raise ValueError(f"No group can be narrowed further, but {budget.share(config):.3f} of the {budget.resource_name} remain.")
                 records = _evaluate(pool, found, iteration, config, parent, folder, budget, evaluated, log, best, on_candidate)
@@ -125,7 +128,7 @@ def greedy_search(
                 chosen_models.add(Path(parent).resolve())
                 _remove_unchosen(folder, chosen_models)
                 iteration += 1
-            if budget.resource_name != "latency" or Path(parent) == dense_path:
+            if budget.resource_name != "latency" or Path(parent) == dense_path or budget.cost(config) > budget.limit:
                 break
             # The table is an estimate: time the model, and if it misses the budget, tighten the table's
             # limit by the miss and go on (NetAdapt's estimates are checked the same way).
