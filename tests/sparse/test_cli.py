@@ -10,15 +10,15 @@ from segprune.models import unet
 from segprune.sparse import sparsity_summary
 
 
-@pytest.mark.parametrize("method,extra", [("magnitude", ["--pattern", "2:4", "--schedule", "constant"]), ("l0", ["--recovery-epochs", "1"])])
+@pytest.mark.parametrize("method,extra", [("magnitude", ["--pattern", "2:4", "--schedule", "constant", "--epochs", "2"]),
+                                          ("l0", ["--epochs", "1", "--recovery-epochs", "0"])])
 def test_sparsify_writes_a_plain_sparse_model_and_keeps_the_input(make_folder_dataset, tmp_path, capsys, method, extra):
     root = make_folder_dataset(count=8)
     source = tmp_path / "unet.keras"
     unet(num_classes=2, input_channels=1, base_filters=8, depth=2).save(source)
     digest = hashlib.sha256(source.read_bytes()).hexdigest()
     out = tmp_path / "sparse.keras"
-    code = main(["sparsify", str(source), "--data", str(root), "--method", method, "--sparsity", "0.5",
-                 "--epochs", "2", *extra, "--out", str(out)])
+    code = main(["sparsify", str(source), "--data", str(root), "--method", method, "--sparsity", "0.5", *extra, "--out", str(out)])
     assert code == 0
     printed = capsys.readouterr().out
     assert "kernel sparsity" in printed and "test Dice: dense" in printed
