@@ -156,7 +156,8 @@ def _pruned(model, data, method: str, target: str, config: SweepConfig, folder: 
         from segprune.search.random_search import random_search
         from segprune.search.settings import SearchSettings
 
-        settings = SearchSettings(target=target, image_size=config.image_size, threads=config.threads, final_epochs=config.finetune_epochs)
+        settings = SearchSettings(target=target, image_size=config.image_size, threads=config.threads,
+                                  final_epochs=config.finetune_epochs, time_result=False)
         candidates = CandidateSettings(finetune_steps=10)
         if method == "greedy":
             return greedy_search(model, data, folder, settings, candidates, iterations=config.search_candidates, resume=True).model

@@ -145,7 +145,8 @@ def greedy_search(
     result.candidates = len(log.of_type("candidate"))
     if settings.final_epochs > 0:
         train(result_model, data, settings.final_epochs, TrainConfig(patience=None), on_epoch=on_epoch)
-    result.measured = measure(model, result_model, settings)
+    if settings.time_result or budget.resource_name == "latency":
+        result.measured = measure(model, result_model, settings)
     result.seconds = time.perf_counter() - started
     log.write({"type": "done", "config": config, "share": result.resource_fraction, "measured": result.measured})
     return result

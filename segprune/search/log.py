@@ -93,6 +93,7 @@ def open_search(model, folder, method: dict, settings, candidate_settings, resum
     candidates["batches"] = asdict(candidate_settings.batches)
     header = {**method, **asdict(settings), **candidates}
     header.pop("workers")
+    header.pop("time_result")
     log = SearchLog(folder / "search.jsonl", header, resume)
     budget = Budget(model, settings, folder)
     dense_path = folder / "dense.keras"

@@ -164,7 +164,8 @@ def random_search(
     result = SearchResult(pruned, config, budget.share(config), candidates=len(evaluated), latency_source=budget.latency_source)
     if reached_floor() or any(r["score"] >= (accuracy_floor or np.inf) for r in ordered):
         result.notes.append(f"stopped early: candidate {chosen['index']} reached the accuracy floor {accuracy_floor}")
-    result.measured = measure(model, pruned, settings)
+    if settings.time_result or budget.resource_name == "latency":
+        result.measured = measure(model, pruned, settings)
     result.seconds = time.perf_counter() - started
     log.write({"type": "done", "index": chosen["index"], "config": config, "share": result.resource_fraction, "measured": result.measured})
     return result

@@ -20,6 +20,8 @@ class SearchSettings:
         round_to: Kept widths are multiples of this.
         final_epochs: Epochs of the long fine-tune of the chosen configuration.
         workers: Processes evaluating candidates in parallel.
+        time_result: Time the result against the dense model at the end (a sweep, which times every
+            model together afterwards, turns this off). Latency targets are always timed.
     """
 
     target: str = "flops=0.25"
@@ -28,6 +30,7 @@ class SearchSettings:
     round_to: int = 8
     final_epochs: int = 40
     workers: int = 1
+    time_result: bool = True
 
 
 @dataclass
