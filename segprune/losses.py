@@ -1,4 +1,4 @@
-"""Segmentation losses on `keras.ops`: cross-entropy plus soft Dice, skipping an ignore index."""
+"""Segmentation losses on `keras.ops`: cross-entropy plus soft Dice skipping an ignore index, and distillation."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ from keras import ops
 from segprune.models.outputs import OutputKind
 
 _SMOOTH = 1.0
+_EPSILON = 1e-7
 
 
 class CrossEntropyDiceLoss(keras.losses.Loss):
@@ -61,3 +62,77 @@ class CrossEntropyDiceLoss(keras.losses.Loss):
         totals = ops.sum(probabilities * weights, axis=(0, 1, 2)) + ops.sum(one_hot * weights, axis=(0, 1, 2))
         dice_loss = 1.0 - ops.mean((2.0 * intersection + _SMOOTH) / (totals + _SMOOTH))
         return cross_entropy + self.dice_weight * dice_loss
+
+
+def soft_predictions(outputs, kind: OutputKind, temperature: float):
+    """A model's outputs softened by `temperature`: sigmoid or softmax of its logits divided by it.
+
+    Probabilities are turned back into logits first (log-odds for one sigmoid channel, log-probabilities
+    for a softmax), so a temperature of 1 returns the probabilities themselves.
+
+    Example:
+        >>> soft_predictions(teacher(images), output_kind(teacher), temperature=2.0)
+    """
+    outputs = ops.cast(outputs, "float32")
+    if kind.from_logits:
+        logits = outputs
+    else:
+        probabilities = ops.clip(outputs, _EPSILON, 1.0 - _EPSILON)
+        logits = ops.log(probabilities)
+        if kind.channels == 1:
+            logits = logits - ops.log(1.0 - probabilities)
+    if kind.channels == 1:
+        return ops.sigmoid(logits / temperature)
+    return ops.softmax(logits / temperature, axis=-1)
+
+
+class DistillationLoss(keras.losses.Loss):
+    """Ground truth and a teacher's soft masks: `(1 - weight) * task + weight * temperature**2 * KL`.
+
+    `y_true` packs both targets along the last axis: channel 0 the class indices, the rest the teacher's
+    outputs already softened by `soft_predictions` at the same temperature (1 channel for a sigmoid
+    output, one per class for a softmax). The task term is `CrossEntropyDiceLoss`; the distillation term is
+    the per-pixel Kullback-Leibler divergence from the teacher's soft mask to the student's (Bernoulli for
+    one channel, categorical otherwise), averaged over pixels that are not `ignore_index`. The
+    `temperature**2` factor keeps its gradients on the task term's scale (Hinton et al., 2015).
+
+    Example:
+        >>> loss = DistillationLoss(output_kind(student), temperature=2.0, weight=0.5)
+    """
+
+    def __init__(
+        self,
+        kind: OutputKind,
+        ignore_index: int | None = None,
+        dice_weight: float = 1.0,
+        temperature: float = 2.0,
+        weight: float = 0.5,
+        name: str = "distillation",
+    ):
+        super().__init__(name=name)
+        if temperature <= 0:
+            raise ValueError(f"temperature must be > 0, got {temperature}.")
+        if not 0.0 <= weight <= 1.0:
+            raise ValueError(f"weight is the distillation term's share of the loss, in [0, 1]; got {weight}.")
+        self.kind = kind
+        self.ignore_index = ignore_index
+        self.temperature = float(temperature)
+        self.weight = float(weight)
+        self.task = CrossEntropyDiceLoss(kind, ignore_index, dice_weight)
+
+    def call(self, y_true, y_pred):
+        y_true = ops.cast(y_true, "float32")
+        labels = ops.cast(ops.round(y_true[..., 0]), "int32")
+        teacher = ops.clip(y_true[..., 1:], _EPSILON, 1.0 - _EPSILON)
+        student = ops.clip(soft_predictions(y_pred, self.kind, self.temperature), _EPSILON, 1.0 - _EPSILON)
+        divergence = teacher * (ops.log(teacher) - ops.log(student))
+        if self.kind.channels == 1:
+            divergence = divergence + (1.0 - teacher) * (ops.log(1.0 - teacher) - ops.log(1.0 - student))
+        divergence = ops.sum(divergence, axis=-1)
+        if self.ignore_index is None:
+            valid = ops.ones_like(divergence)
+        else:
+            valid = ops.cast(ops.not_equal(labels, self.ignore_index), "float32")
+        divergence = ops.sum(divergence * valid) / ops.maximum(ops.sum(valid), 1.0)
+        task = self.task.call(labels, y_pred)
+        return (1.0 - self.weight) * task + self.weight * self.temperature**2 * divergence

@@ -1,4 +1,4 @@
-"""Training and fine-tuning: CE + Dice loss, Adam with cosine decay, validation Dice, early stopping."""
+"""Training and fine-tuning: CE + Dice loss, Adam with cosine decay, validation Dice, early stopping, distillation."""
 
 from __future__ import annotations
 
@@ -14,9 +14,9 @@ from segprune._io import save_model
 from segprune.data.dataset import SegmentationDataset
 from segprune.data.pipeline import BatchConfig, TrainingBatches
 from segprune.inference import input_channels
-from segprune.losses import CrossEntropyDiceLoss
+from segprune.losses import CrossEntropyDiceLoss, DistillationLoss, soft_predictions
 from segprune.metrics import evaluate
-from segprune.models.outputs import output_kind
+from segprune.models.outputs import OutputKind, output_kind
 from segprune.training_state import load_state, save_state, state_path, summary_of
 
 
@@ -45,6 +45,27 @@ class TrainConfig:
             raise ValueError(f"learning_rate must be > 0, got {self.learning_rate}.")
         if self.patience is not None and self.patience < 1:
             raise ValueError(f"patience must be >= 1 or None, got {self.patience}.")
+
+
+@dataclass(frozen=True)
+class DistillConfig:
+    """Knowledge distillation while fine-tuning: the student also learns the teacher's soft masks.
+
+    Attributes:
+        temperature: Softens both models' outputs before they are compared (1 compares the masks as they
+            are; higher values weigh the teacher's uncertainty at object borders more).
+        weight: Share of the distillation term in the loss, in [0, 1]; the ground-truth term gets the rest
+            (0 is plain training).
+    """
+
+    temperature: float = 2.0
+    weight: float = 0.5
+
+    def __post_init__(self) -> None:
+        if self.temperature <= 0:
+            raise ValueError(f"temperature must be > 0, got {self.temperature}.")
+        if not 0.0 <= self.weight <= 1.0:
+            raise ValueError(f"weight is the distillation term's share of the loss, in [0, 1]; got {self.weight}.")
 
 
 @dataclass
@@ -91,6 +112,8 @@ def train(
     resume: bool = False,
     callbacks: Sequence[keras.callbacks.Callback] = (),
     keep_best_from_epoch: int = 1,
+    teacher: keras.Model | None = None,
+    distill: DistillConfig | None = None,
 ) -> TrainResult:
     """Trains `model` in place on the `train` split and keeps the weights with the best validation Dice.
 
@@ -113,6 +136,10 @@ def train(
         callbacks: Further Keras callbacks for `fit` (sparse pruning updates its masks through one).
         keep_best_from_epoch: Epochs before this one are never kept as the best and never stop the run
             early (a pruning schedule that is still raising sparsity must not be undone by them).
+        teacher: A trained model (typically the dense model a pruned `model` came from) whose soft masks
+            `model` also learns (knowledge distillation). It only predicts, in inference mode, on the
+            same augmented patches; its weights never change.
+        distill: Temperature and weight of distillation (defaults to `DistillConfig()` when a teacher is given).
 
     Returns:
         A `TrainResult` with the per-epoch history.
@@ -122,6 +149,8 @@ def train(
         >>> result = segprune.train(model, segprune.data.load_data("synthetic"), epochs=5)
         >>> result.best_val_dice > 0
         True
+        >>> pruned = segprune.prune_channels(model, importance="l1", target="flops=0.5")
+        >>> segprune.train(pruned, data, epochs=10, teacher=model, distill=DistillConfig(temperature=2.0))
     """
     if epochs < 1:
         raise ValueError(f"epochs must be >= 1, got {epochs}.")
@@ -132,13 +161,21 @@ def train(
             f"Model {model.name!r} predicts {kind.num_classes} classes but dataset {data.name!r} has "
             f"{data.num_classes}. Build the model with num_classes={data.num_classes}."
         )
+    if distill is not None and teacher is None:
+        raise ValueError("distill= needs the teacher= model whose soft masks the student learns (the dense model).")
     batches = TrainingBatches(data, "train", input_channels(model), config.batches)
+    loss: keras.losses.Loss = CrossEntropyDiceLoss(kind, data.ignore_index, config.dice_weight)
+    training_batches: keras.utils.PyDataset = batches
+    if teacher is not None:
+        distill = distill or DistillConfig()
+        training_batches = TeacherTargets(batches, teacher, kind, distill.temperature)
+        loss = DistillationLoss(kind, data.ignore_index, config.dice_weight, distill.temperature, distill.weight)
     schedule = keras.optimizers.schedules.CosineDecay(
         config.learning_rate, decay_steps=epochs * batches.num_batches, alpha=config.final_learning_rate_fraction
     )
     model.compile(
         optimizer=keras.optimizers.Adam(schedule),
-        loss=CrossEntropyDiceLoss(kind, data.ignore_index, config.dice_weight),
+        loss=loss,
     )
     tracker = _BestWeights(data, config, checkpoint_path, on_epoch, epochs, batches.num_batches * config.batches.batch_size)
     tracker.keep_best_from_epoch = keep_best_from_epoch
@@ -147,7 +184,7 @@ def train(
     started = time.perf_counter()
     try:
         if initial_epoch < epochs:
-            model.fit(batches, epochs=epochs, initial_epoch=initial_epoch, callbacks=[*callbacks, tracker], verbose=0)
+            model.fit(training_batches, epochs=epochs, initial_epoch=initial_epoch, callbacks=[*callbacks, tracker], verbose=0)
     except KeyboardInterrupt:
         tracker.result.interrupted = True
     tracker.restore_best()
@@ -155,6 +192,46 @@ def train(
     if checkpoint_path is not None and not tracker.result.interrupted:
         state_path(checkpoint_path).unlink(missing_ok=True)
     return tracker.result
+
+
+class TeacherTargets(keras.utils.PyDataset):
+    """Training batches whose targets also carry a teacher's soft masks, for `DistillationLoss`.
+
+    Yields `(images, targets)` where `targets[..., 0]` is the class-index mask and `targets[..., 1:]` the
+    teacher's outputs on the same (augmented) images, softened by the temperature. The teacher runs in
+    inference mode outside the student's graph, so no gradient ever reaches it.
+    """
+
+    def __init__(self, batches: TrainingBatches, teacher: keras.Model, student_kind: OutputKind, temperature: float):
+        super().__init__(workers=2, use_multiprocessing=False, max_queue_size=8)
+        teacher_kind = output_kind(teacher)
+        if teacher_kind.channels != student_kind.channels:
+            raise ValueError(
+                f"Teacher {teacher.name!r} outputs {teacher_kind.channels} channel(s) but the student outputs "
+                f"{student_kind.channels}; distillation compares the two masks channel by channel, so both must "
+                "follow the same output convention (the pruned model and the dense model it came from do)."
+            )
+        if input_channels(teacher) != batches.input_channels:
+            raise ValueError(
+                f"Teacher {teacher.name!r} takes {input_channels(teacher)} input channel(s) but the student takes "
+                f"{batches.input_channels}; use the dense model the student was pruned from as the teacher."
+            )
+        self.batches = batches
+        self.teacher = teacher
+        self.teacher_kind = teacher_kind
+        self.temperature = temperature
+
+    def __len__(self) -> int:
+        return len(self.batches)
+
+    def on_epoch_end(self) -> None:
+        self.batches.on_epoch_end()
+
+    def __getitem__(self, index: int) -> tuple[np.ndarray, np.ndarray]:
+        images, masks = self.batches[index]
+        outputs = self.teacher(images, training=False)
+        soft = keras.ops.convert_to_numpy(soft_predictions(outputs, self.teacher_kind, self.temperature))
+        return images, np.concatenate([masks[..., None].astype(np.float32), soft.astype(np.float32)], axis=-1)
 
 
 def _restore_if_resuming(model: keras.Model, tracker: _BestWeights, checkpoint_path, resume: bool) -> int:
