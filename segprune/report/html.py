@@ -1,4 +1,4 @@
-"""A self-contained HTML report of a sweep: table, Pareto plots, overlays and the balance point."""
+"""A self-contained HTML report of a sweep: the balance point in one sentence, the table, Pareto plots, overlays."""
 
 from __future__ import annotations
 
@@ -9,10 +9,14 @@ from pathlib import Path
 from segprune._io import write_text
 
 _STYLE = """
-body { font-family: system-ui, sans-serif; margin: 2em; color: #222; }
+body { font-family: system-ui, sans-serif; margin: 2em; color: #222; max-width: 75em; }
+h1 { font-size: 1.4em; margin-bottom: 0.4em; }
+p.headline { font-size: 1.6em; line-height: 1.3; margin: 0.2em 0 0.3em 0; }
+p.detail { color: #555; margin-top: 0; }
 table { border-collapse: collapse; font-size: 0.9em; }
-th, td { padding: 0.3em 0.7em; border-bottom: 1px solid #ddd; text-align: right; }
+th, td { padding: 0.3em 0.7em; border-bottom: 1px solid #ddd; text-align: right; vertical-align: top; }
 th:first-child, td:first-child { text-align: left; }
+td.note { text-align: left; color: #8a3b00; max-width: 28em; }
 tr.balance { background: #fff6cc; font-weight: bold; }
 img { max-width: 100%; }
 .figures { display: flex; flex-wrap: wrap; gap: 1em; }
@@ -28,6 +32,21 @@ window.addEventListener('load', () => {
 });
 """
 
+# A pruned network below this Dice has collapsed rather than traded a little accuracy; its row says why.
+COLLAPSE_DICE = 0.85
+
+_FRACTIONS = {1 / 2: "half", 1 / 3: "a third of", 1 / 4: "a quarter of", 1 / 8: "an eighth of"}
+
+
+def _fine_tuning(row: dict) -> str:
+    epochs = row.get("finetune_epochs")
+    if epochs is None:
+        return "-"
+    seconds = row.get("finetune_seconds")
+    text = f"{epochs} epochs" + (f", {seconds:.0f} s" if seconds is not None else "")
+    return text + (", distilled" if row.get("distilled") else "")
+
+
 _COLUMNS = [
     ("method", "method", str),
     ("budget", "MACs budget", lambda v: "-" if v is None else f"{v:g}"),
@@ -41,24 +60,85 @@ _COLUMNS = [
 ]
 
 
+def _share_of_computation(macs_ratio: float) -> str:
+    for fraction, words in _FRACTIONS.items():
+        if abs(macs_ratio - fraction) <= 0.06 * fraction + 0.005:
+            return f"{words} the computation"
+    return f"{macs_ratio:.0%} of the computation"
+
+
+def _speed(speedup: float | None) -> str:
+    if speedup is None:
+        return "speed not measured"
+    if speedup >= 1.05:
+        return f"{speedup:.1f}x faster on this CPU"
+    return "no faster on this CPU"
+
+
+def _how(row: dict) -> str:
+    method = row["method"].replace("oneshot-", "one-shot ").replace("-", " ")
+    budget = "" if row.get("budget") is None else f" to {row['budget']:g} of the MACs"
+    tuning = _fine_tuning(row)
+    return method + budget + ("" if tuning == "-" else f", fine-tuned {tuning}")
+
+
+def balance_sentence(rows: list[dict], balance: dict | None, tolerance: float) -> tuple[str, str]:
+    """The report's first words: the balance point in plain language, and one line on how it was made.
+
+    Example:
+        >>> balance_sentence(rows, balance, 1.0)[0]
+        'Half the computation, 1.9x faster on this CPU, Dice 0.945 instead of 0.949.'
+    """
+    dense = next((row for row in rows if row["method"] == "dense"), None)
+    pruned = [row for row in rows if row.get("model_path") and row["method"] != "dense" and row.get("macs_ratio") is not None]
+    explain = "Dice measures how well the predicted masks overlap the hand-drawn ones on the test images (1 is perfect)."
+    if dense is None or not pruned:
+        return "No pruned network was measured.", explain
+    if balance is not None and balance is not dense and balance["method"] != "dense":
+        words = f"{_share_of_computation(balance['macs_ratio'])}, {_speed(balance.get('speedup'))}, "
+        words += f"Dice {balance['dice']:.3f} instead of {dense['dice']:.3f}."
+        detail = f"The smallest-latency network within {tolerance:g} Dice point(s) of the full model: {_how(balance)}. {explain}"
+        return words[0].upper() + words[1:], detail
+    best = max(pruned, key=lambda row: row["dice"])
+    words = (f"No smaller network kept the full model's accuracy: the best one needs {_share_of_computation(best['macs_ratio'])}, "
+             f"is {_speed(best.get('speedup'))} and scores Dice {best['dice']:.3f} instead of {dense['dice']:.3f}.")
+    return words, f"That network: {_how(best)}. The balance point stays the full model (tolerance {tolerance:g} Dice point(s)). {explain}"
+
+
+def row_notes(row: dict, dense_dice: float | None) -> list[str]:
+    """What a reader must know next to a row's figure: why a network collapsed, that a method found nothing."""
+    notes = list(row.get("notes") or [])
+    if row["method"].startswith("classical-"):
+        if row.get("found_nothing") or row["dice"] <= 0.0:
+            notes.append("found no foreground on the test images: this method does not work on this data")
+        elif row["dice"] < COLLAPSE_DICE:
+            notes.append("fixed rules, no training: a baseline, not a pruned network")
+    elif row["method"] != "dense" and row["dice"] < COLLAPSE_DICE:
+        lost = "" if dense_dice is None else f"{100 * (dense_dice - row['dice']):.1f} Dice points below the full model; "
+        epochs = row.get("finetune_epochs")
+        tuning = "no fine-tuning" if not epochs else f"{epochs} epochs of fine-tuning"
+        notes.append(f"collapsed: {lost}removing this many channels lost more than {tuning} could restore "
+                     "(a larger budget or longer fine-tuning recovers it)")
+    return notes
+
+
 def write_report(path: str | Path, title: str, rows: list[dict], balance: dict | None, tolerance: float, figures: dict[str, bytes]) -> Path:
-    """Writes the report (figures embedded as base64 PNG) atomically; returns its path."""
-    header = "".join(f"<th>{html.escape(label)}</th>" for _, label, _ in _COLUMNS)
+    """Writes the report (figures embedded as base64 PNG) atomically; returns its path.
+
+    The page opens with the balance point in one plain sentence, then the table (with how long each row
+    fine-tuned and a note on every row a reader should not take at face value), then the figures.
+    """
+    dense = next((row for row in rows if row["method"] == "dense"), None)
+    dense_dice = None if dense is None else dense["dice"]
+    header = "".join(f"<th>{html.escape(label)}</th>" for _, label, _ in _COLUMNS) + "<th>fine-tuning</th><th>note</th>"
     body = []
     for row in rows:
         css = ' class="balance"' if row is balance else ""
         cells = "".join(f"<td>{html.escape(render(row.get(key)))}</td>" for key, _, render in _COLUMNS)
+        cells += f"<td>{html.escape(_fine_tuning(row))}</td>"
+        cells += f'<td class="note">{html.escape("; ".join(row_notes(row, dense_dice)))}</td>'
         body.append(f"<tr{css}>{cells}</tr>")
-    if balance is not None and balance["method"] == "dense":
-        verdict = f"<p><b>Balance point</b>: no pruned network stays within {tolerance:g} Dice points of dense; the dense model remains the balance point.</p>"
-    elif balance is not None:
-        verdict = (
-            f"<p><b>Balance point</b>: <code>{html.escape(balance['method'])}</code> at MACs budget {balance['budget']}, "
-            f"Dice {balance['dice']:.4f}, {balance['latency_ms']:.2f} ms ({balance['speedup']:.2f}x the dense model): "
-            f"the fastest network within {tolerance:g} Dice points of dense.</p>"
-        )
-    else:
-        verdict = f"<p>No network stays within {tolerance:g} Dice points of dense.</p>"
+    sentence, detail = balance_sentence(rows, balance, tolerance)
     pictures = "".join(
         f'<figure><img alt="{html.escape(name)}" src="data:image/png;base64,{base64.b64encode(png).decode()}"><figcaption>{html.escape(name)}</figcaption></figure>'
         for name, png in figures.items()
@@ -71,10 +151,11 @@ def write_report(path: str | Path, title: str, rows: list[dict], balance: dict |
 <html lang="en"><head><meta charset="utf-8"><title>{html.escape(title)}</title><style>{_STYLE}</style></head>
 <body>
 <h1>{html.escape(title)}</h1>
-{verdict}
+<p class="headline" id="balance-sentence">{html.escape(sentence)}</p>
+<p class="detail"><b>Balance point</b>: {html.escape(detail)}</p>
 <table><thead><tr>{header}</tr></thead><tbody>{''.join(body)}</tbody></table>
 <p>Latency: ONNX Runtime, interleaved rounds, median. Classical rows are timed by their own Python code and
-do not run on ONNX Runtime.{caveat}</p>
+do not run on ONNX Runtime. MACs: multiply-accumulates per image, as a fraction of the full model.{caveat}</p>
 <div class="figures">{pictures}</div>
 <script>{_RENDER_CHECK}</script>
 </body></html>
@@ -91,7 +172,7 @@ def build_report(rows: list[dict], data, out_dir: str | Path, tolerance: float, 
         The report's path and the balance point row (None if no network is within tolerance).
     """
     from segprune.report.plots import overlays, pareto_plot
-    from segprune.report.sweep import balance_point
+    from segprune.report.tables import balance_point
 
     balance = balance_point(rows, tolerance)
     figures = {

@@ -1,0 +1,64 @@
+"""The report opens with the balance point in one plain sentence and notes every row not to take at face value."""
+
+import io
+
+import numpy as np
+from PIL import Image
+
+from segprune.report.html import balance_sentence, row_notes, write_report
+
+
+def _row(method, budget, dice, macs_ratio=None, speedup=None, **extra):
+    latency = None if speedup is None else 20.0 / speedup
+    row = {"method": method, "budget": budget, "dice": dice, "iou": dice - 0.05, "macs_ratio": macs_ratio, "params": 1000,
+           "latency_ms": latency, "speedup": speedup, "classical_ms_per_image": None,
+           "model_path": None if method.startswith("classical-") else f"{method}-{budget}.keras"}
+    row.update(extra)
+    return row
+
+
+def _rows():
+    return [
+        _row("dense", None, 0.949, 1.0, 1.0),
+        _row("oneshot-l1", 0.5, 0.945, 0.49, 1.9, finetune_epochs=10, finetune_seconds=31.0, distilled=True),
+        _row("oneshot-l1", 0.125, 0.61, 0.12, 3.5, finetune_epochs=5, finetune_seconds=9.0, distilled=True),
+        _row("classical-watershed", None, 0.0),
+    ]
+
+
+def _png():
+    buffer = io.BytesIO()
+    Image.fromarray(np.full((4, 4), 128, dtype=np.uint8)).save(buffer, format="png")
+    return buffer.getvalue()
+
+
+def test_balance_point_reads_as_one_plain_sentence():
+    rows = _rows()
+    sentence, detail = balance_sentence(rows, rows[1], tolerance=1.0)
+    assert sentence == "Half the computation, 1.9x faster on this CPU, Dice 0.945 instead of 0.949."
+    assert "one shot l1 to 0.5 of the MACs, fine-tuned 10 epochs, 31 s, distilled" in detail
+
+
+def test_when_only_the_dense_model_balances_the_sentence_says_so_and_names_the_best_pruned_one():
+    rows = _rows()[:1] + [_row("oneshot-l1", 0.25, 0.90, 0.25, 2.6, finetune_epochs=5)]
+    sentence, _ = balance_sentence(rows, rows[0], tolerance=1.0)
+    assert sentence.startswith("No smaller network kept the full model's accuracy")
+    assert "a quarter of the computation" in sentence and "2.6x faster" in sentence and "0.900 instead of 0.949" in sentence
+
+
+def test_collapsed_and_empty_rows_carry_notes():
+    rows = _rows()
+    assert row_notes(rows[1], 0.949) == []
+    collapsed = row_notes(rows[2], 0.949)
+    assert len(collapsed) == 1 and "collapsed: 33.9 Dice points below" in collapsed[0] and "5 epochs" in collapsed[0]
+    assert "found no foreground" in row_notes(rows[3], 0.949)[0]
+    assert row_notes(_row("oneshot-l1", 0.25, 0.95, notes=["gates closed"]), 0.949) == ["gates closed"]
+
+
+def test_the_sentence_comes_before_the_table_and_the_figures(tmp_path):
+    rows = _rows()
+    page = write_report(tmp_path / "report.html", "demo", rows, rows[1], 1.0, {"plot": _png()}).read_text()
+    sentence_at = page.index("Half the computation, 1.9x faster on this CPU")
+    assert sentence_at < page.index("<table") < page.index("<img")
+    assert page.count('class="balance"') == 1
+    assert "10 epochs, 31 s, distilled" in page and "collapsed" in page and "found no foreground" in page
