@@ -10,6 +10,7 @@ import keras
 import numpy as np
 
 from segprune._io import atomic_path
+from segprune.runtime import _tensorflow
 
 DEFAULT_TOLERANCE = 1e-4
 FORMATS = {"onnx": ".onnx", "litert": ".tflite"}
@@ -29,7 +30,8 @@ def export_model(
 ) -> float:
     """Writes `model` as ONNX or LiteRT (dynamic batch and image size) and checks it against Keras.
 
-    The exported model runs on a random input of `check_size` x `check_size` and on every array in
+    The graph is traced with `training=False` explicitly (Keras's own export leaves the flag unset, and
+    BatchNormalization after a Resizing then exports in training mode). The exported model runs on a random input of `check_size` x `check_size` and on every array in
     `samples` (real images, (H, W, C) in [0, 1]); the file is only put at `path` when the largest absolute
     difference from Keras is within `tolerance`.
 
@@ -49,7 +51,7 @@ def export_model(
     expected = [np.asarray(model.predict(x, verbose=0)) for x in inputs]  # export needs a called model
     with atomic_path(path) as temporary, warnings.catch_warnings():
         warnings.filterwarnings("ignore", message="In the future `np.object`", category=FutureWarning)
-        model.export(str(temporary), format=format, verbose=False)
+        _write(model, temporary, format, (None, None, None, channels))
         runner = open_runner(temporary, threads=2)
         difference = max(float(np.max(np.abs(runner(x) - y))) for x, y in zip(inputs, expected))
         if not difference <= tolerance:
@@ -58,6 +60,13 @@ def export_model(
                 f"(tolerance {tolerance:g}); the file was not written."
             )
     return difference
+
+
+def _write(model: keras.Model, path: Path, format: str, input_shape: tuple) -> None:
+    if format == "onnx":
+        _tensorflow.write_onnx(model, path, input_shape)
+    else:  # Keras's LiteRT export calls the model with training=False itself
+        model.export(str(path), format="litert", verbose=False, input_signature=[keras.InputSpec(shape=input_shape, dtype="float32")])
 
 
 def export_onnx(model: keras.Model, path: str | Path, tolerance: float = DEFAULT_TOLERANCE) -> float:

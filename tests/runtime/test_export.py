@@ -1,5 +1,6 @@
 """ONNX export matches Keras; interleaved latency measurement returns figures for every model."""
 
+import keras
 import numpy as np
 import pytest
 
@@ -52,6 +53,38 @@ def test_export_formats_match_keras_on_random_and_real_inputs(fmt, suffix, nucle
     runner = open_runner(path)
     for image in images:
         np.testing.assert_allclose(runner(image[None]), model.predict(image[None], verbose=0), atol=1e-4)
+
+
+def _conv_resize_batchnorm():
+    """Conv2D -> Resizing -> BatchNormalization with moving statistics far from a batch's own."""
+    inputs = keras.Input((None, None, 1))
+    features = keras.layers.Conv2D(4, 3, padding="same")(inputs)
+    features = keras.layers.Resizing(32, 32)(features)
+    batch_norm = keras.layers.BatchNormalization()
+    model = keras.Model(inputs, batch_norm(features))
+    batch_norm.moving_mean.assign(np.full(4, 0.7, np.float32))
+    batch_norm.moving_variance.assign(np.full(4, 3.0, np.float32))
+    return model
+
+
+def test_verification_catches_a_graph_traced_in_training_mode(tmp_path, monkeypatch):
+    """Keras 3.15's own ONNX export traces this model with BatchNormalization in training mode."""
+    model = _conv_resize_batchnorm()
+    model.predict(np.zeros((1, 16, 16, 1), np.float32), verbose=0)
+    monkeypatch.setattr(
+        "segprune.runtime._tensorflow.write_onnx", lambda model, path, shape: model.export(str(path), format="onnx", verbose=False)
+    )
+    with pytest.raises(ExportMismatchError, match="differs from Keras"):
+        export_model(model, tmp_path / "model.onnx", "onnx", check_size=16)
+    assert not (tmp_path / "model.onnx").exists()
+
+
+@pytest.mark.parametrize("fmt,suffix", [("onnx", ".onnx"), ("litert", ".tflite")])
+def test_export_traces_inference_mode(fmt, suffix, tmp_path):
+    model = _conv_resize_batchnorm()
+    moving_mean = model.layers[-1].moving_mean.numpy().copy()
+    assert export_model(model, tmp_path / f"model{suffix}", fmt, check_size=16) <= 1e-4
+    np.testing.assert_array_equal(model.layers[-1].moving_mean.numpy(), moving_mean)
 
 
 def test_unknown_format(tmp_path):

@@ -1,0 +1,49 @@
+"""TensorFlow-backend tracing for export: the model's inference graph, with `training=False` said explicitly.
+
+Keras 3.15's `model.export(format="onnx")` traces `model.__call__` with the training flag unset; with a
+`Resizing` in the graph the BatchNormalization layers after it then trace in training mode (batch statistics,
+moving-average updates), and the exported file differs from Keras. Tracing our own function with
+`training=False` avoids that whatever the layers do with an unset flag.
+"""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Sequence
+from pathlib import Path
+
+import keras
+
+DEFAULT_OPSET = 17
+
+
+def check_backend() -> None:
+    if keras.backend.backend() != "tensorflow":
+        raise RuntimeError(
+            f"segprune exports through TensorFlow (tf2onnx, the TFLite converter); the Keras backend is "
+            f"{keras.backend.backend()!r}. Set KERAS_BACKEND=tensorflow to export."
+        )
+
+
+def inference_function(model: keras.Model, input_shape: Sequence[int | None]):
+    """A `tf.function` of `model(x, training=False)` for float32 inputs of `input_shape` (None: dynamic)."""
+    import tensorflow as tf
+
+    check_backend()
+    signature = [tf.TensorSpec(tuple(input_shape), tf.float32, name="input")]
+    return tf.function(lambda x: model(x, training=False), input_signature=signature, autograph=False), signature
+
+
+def write_onnx(model: keras.Model, path: str | Path, input_shape: Sequence[int | None], opset: int = DEFAULT_OPSET) -> None:
+    """Converts the inference graph with tf2onnx.
+
+    tf2onnx first runs TensorFlow's grappler (constant folding among its passes) on the frozen graph and then
+    its own ONNX optimisers (transpose push-down, constant folding, identity removal); with a fully static
+    `input_shape` every Shape/Gather/Slice chain that only computes sizes folds into constants there.
+    """
+    import tf2onnx
+
+    function, signature = inference_function(model, input_shape)
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="In the future `np.object`", category=FutureWarning)
+        tf2onnx.convert.from_function(function, input_signature=signature, opset=opset, output_path=str(path))
