@@ -50,6 +50,7 @@ class BenchmarkResult:
     image_size: int
     batch: int
     threads: int
+    notes: tuple[str, ...] = ()  # what makes these figures differ from what was asked (e.g. thread count)
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -93,6 +94,7 @@ def benchmark_models(
 
     if runtime not in RUNTIMES:
         raise ValueError(f"Unknown runtime {runtime!r}; choose one of {list(RUNTIMES)}.")
+    notes = tuple(note for note in [limit_keras_threads(threads)] if runtime == "keras" and note)
     models = [load_model(path) for path in paths]
     inputs = [_random_batch(batch, image_size, int(model.inputs[0].shape[-1])) for model in models]
     with tempfile.TemporaryDirectory(prefix="segprune-bench-") as folder:
@@ -126,6 +128,7 @@ def benchmark_models(
                 image_size=image_size,
                 batch=batch,
                 threads=threads,
+                notes=notes,
             )
         )
     return results
@@ -139,16 +142,28 @@ def zipped_size(path: Path) -> int:
     return buffer.tell()
 
 
-def limit_keras_threads(threads: int) -> None:
-    """Caps the Keras backend's intra-op threads; must run before the backend executes anything."""
-    if keras.backend.backend() == "tensorflow":
-        import tensorflow as tf
+def limit_keras_threads(threads: int) -> str | None:
+    """Caps the Keras backend's intra-op threads; must run before the backend executes anything.
 
-        try:
-            tf.config.threading.set_intra_op_parallelism_threads(threads)
-            tf.config.threading.set_inter_op_parallelism_threads(1)
-        except RuntimeError:  # TensorFlow already started; its threads are fixed for this process
-            pass
+    Returns:
+        None when the threads were set (or the backend has no such setting), else a note saying why not and
+        how many threads the backend runs with instead, for the benchmark to report next to its figures.
+    """
+    if keras.backend.backend() != "tensorflow":
+        return None
+    import tensorflow as tf
+
+    try:
+        tf.config.threading.set_intra_op_parallelism_threads(threads)
+        tf.config.threading.set_inter_op_parallelism_threads(1)
+    except RuntimeError as error:  # TensorFlow already ran something: its thread pools are fixed for this process
+        current = tf.config.threading.get_intra_op_parallelism_threads()
+        return (
+            f"Keras (TensorFlow) threads could not be set to {threads}: {error}. The figures use "
+            f"{current if current else 'all available cores'} intra-op threads; benchmark the keras runtime "
+            f"in a fresh process to control them."
+        )
+    return None
 
 
 def _keras_runner(model: keras.Model):

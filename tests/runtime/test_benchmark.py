@@ -1,0 +1,47 @@
+"""Benchmark results say when they were not measured as asked."""
+
+import pytest
+
+from segprune.models import unet
+from segprune.runtime.benchmark import benchmark_models
+
+
+@pytest.fixture
+def thread_setting_refused(monkeypatch):
+    """TensorFlow refuses new thread counts once it has run anything."""
+    import tensorflow as tf
+
+    def refuse(threads):
+        raise RuntimeError("Intra op parallelism cannot be modified after initialization.")
+
+    monkeypatch.setattr(tf.config.threading, "set_intra_op_parallelism_threads", refuse)
+
+
+@pytest.fixture
+def keras_file(tmp_path):
+    path = tmp_path / "model.keras"
+    unet(base_filters=4, depth=1).save(path)
+    return path
+
+
+def test_keras_benchmark_reports_threads_it_could_not_set(thread_setting_refused, keras_file):
+    (result,) = benchmark_models([keras_file], runtime="keras", image_size=32, threads=2, rounds=1)
+    assert len(result.notes) == 1
+    assert "could not be set to 2" in result.notes[0] and "cannot be modified after initialization" in result.notes[0]
+    assert result.to_dict()["notes"] == result.notes
+
+
+def test_benchmark_notes_nothing_when_threads_were_set(monkeypatch, keras_file):
+    import tensorflow as tf
+
+    monkeypatch.setattr(tf.config.threading, "set_intra_op_parallelism_threads", lambda threads: None)
+    monkeypatch.setattr(tf.config.threading, "set_inter_op_parallelism_threads", lambda threads: None)
+    (result,) = benchmark_models([keras_file], runtime="keras", image_size=32, threads=2, rounds=1)
+    assert result.notes == ()
+
+
+def test_benchmark_cli_prints_the_note(thread_setting_refused, keras_file, capsys):
+    from segprune.cli import main
+
+    assert main(["benchmark", str(keras_file), "--runtime", "keras", "--image-size", "32", "--rounds", "1"]) == 0
+    assert "note: Keras (TensorFlow) threads could not be set to 2" in capsys.readouterr().out
