@@ -22,7 +22,7 @@ from segprune.search.evaluation import CandidateSettings
 from segprune.search.greedy import family, greedy_search
 from segprune.search.random_search import random_search
 from segprune.search.settings import SearchSettings
-from segprune.search.budget import time_models
+from segprune.runtime.latency import time_models
 from segprune.structured.oneshot import prune_channels
 
 NUCLEI = Path(__file__).resolve().parents[1].parent / "shared" / "datasets" / "nuclei-dsb2018"
@@ -93,7 +93,7 @@ def main() -> None:
         rows.append(dict(method=method, target=target, macs=flops(model, (256, 256)).macs / dense_macs,
                          dice=evaluate(model, data, "test").dice, search_seconds=seconds))
         print(json.dumps(rows[-1]), flush=True)
-    timings = time_models([dense] + [model for _, _, model, _ in results], SearchSettings())
+    timings = time_models([dense] + [model for _, _, model, _ in results], SearchSettings().image_size, SearchSettings().threads)
     dense_dice = evaluate(dense, data, "test").dice
     print(f"\nnuclei test tiles; ONNX Runtime 1x256x256, 2 threads, interleaved medians; {arguments.finetune_epochs} fine-tune epochs each")
     print(f"{'method':<15}{'target':<16}{'MACs':>7}{'ms':>8}{'speed-up':>10}{'Dice':>8}{'search s':>10}")

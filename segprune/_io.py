@@ -55,6 +55,19 @@ def save_model(model: keras.Model, path: str | Path) -> Path:
     return path
 
 
+def check_output(output: str | Path, *inputs: str | Path, suffix: str | None = ".keras") -> Path:
+    """Checks, before any work starts, that `output` can be written as asked; returns it as a Path.
+
+    Raises when its suffix is not `suffix` (None accepts any) or when it is one of `inputs`: segprune never
+    writes over the file it reads.
+    """
+    path = Path(output)
+    if suffix is not None and path.suffix != suffix:
+        raise ValueError(f"The output must end in {suffix}, got {str(path)!r}; for example {str(path.with_suffix(suffix))!r}.")
+    refuse_overwrite(path, *inputs)
+    return path
+
+
 def refuse_overwrite(output: str | Path, *inputs: str | Path) -> None:
     """Raises if `output` is one of `inputs`: segprune never writes over the file it reads."""
     output_path = Path(output).resolve()

@@ -13,7 +13,8 @@ from segprune.cost import flops
 from segprune.data import synthetic_dataset
 from segprune.metrics import Evaluation, evaluate
 from segprune.models import load_model, unet
-from segprune.report import SWEEP_METHODS, SweepConfig, build_report, run_sweep
+from segprune.experiments import SWEEP_METHODS, SweepConfig, run_sweep
+from segprune.report import build_report
 from segprune.training import EpochReporter, TrainConfig, train
 from segprune.training_state import state_path
 

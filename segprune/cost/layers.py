@@ -7,7 +7,7 @@ from dataclasses import dataclass
 
 import keras
 
-from segprune.graph._keras_internals import LayerCall, is_graph_model, trace_layer_calls
+from segprune.backend._keras_internals import LayerCall, is_graph_model, trace_layer_calls
 from segprune.graph.channels import MERGE_LAYERS, layer_weights
 
 _POOLING = (

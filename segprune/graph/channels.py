@@ -20,7 +20,7 @@ from typing import Protocol
 import keras
 import numpy as np
 
-from segprune.graph._keras_internals import LayerCall, elementwise_operations
+from segprune.backend._keras_internals import LayerCall, elementwise_operations
 
 
 class UnsupportedLayerError(TypeError):

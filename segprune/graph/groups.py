@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 import keras
 import numpy as np
 
-from segprune.graph._keras_internals import GraphTrace, trace_graph
+from segprune.backend._keras_internals import GraphTrace, trace_graph
 from segprune.graph.channels import UnsupportedLayerError, handler_for
 from segprune.models.loading import require_graph_model
 

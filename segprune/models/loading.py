@@ -11,7 +11,7 @@ from pathlib import Path
 import h5py
 import keras
 
-from segprune.graph._keras_internals import is_graph_model
+from segprune.backend._keras_internals import is_graph_model
 
 SUPPORTED_SUFFIXES = (".keras", ".h5", ".hdf5")
 _GRAPH_CLASS_NAMES = ("Functional", "Sequential", "Model")

@@ -6,7 +6,7 @@ from dataclasses import dataclass
 
 import keras
 
-from segprune.graph._keras_internals import is_graph_model, producing_layer
+from segprune.backend._keras_internals import is_graph_model, producing_layer
 
 # Layers that move or resample values without changing what they mean: the activation is further back.
 _PASS_THROUGH = (

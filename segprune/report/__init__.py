@@ -1,6 +1,6 @@
-"""Accuracy versus speed: the sweep over methods and budgets, its plots and its HTML report."""
+"""Accuracy versus speed, for people: a sweep's rows as tables, plots and an HTML report (no experiments run here)."""
 
 from segprune.report.html import build_report
-from segprune.report.sweep import SWEEP_METHODS, SweepConfig, balance_point, run_sweep
+from segprune.report.tables import balance_point, write_tables
 
-__all__ = ["SWEEP_METHODS", "SweepConfig", "balance_point", "build_report", "run_sweep"]
+__all__ = ["balance_point", "build_report", "write_tables"]

@@ -11,16 +11,21 @@ in blocks of 16. A search always times its final model as well.
 from __future__ import annotations
 
 import json
+import tempfile
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 
 import keras
 import numpy as np
+import onnx
+from onnx import TensorProto, helper, numpy_helper
 
 from segprune._io import write_text
+from segprune.cost.resources import narrowed_shapes
 from segprune.graph.groups import ChannelGraph
-from segprune.search.budget import narrowed_shapes
+from segprune.runtime.benchmark import onnx_latency
+from segprune.runtime.export import export_onnx, onnx_session
 
 TIMED_LAYERS = (keras.layers.Conv2D, keras.layers.DepthwiseConv2D, keras.layers.SeparableConv2D, keras.layers.Conv2DTranspose, keras.layers.Dense)
 
@@ -91,12 +96,18 @@ def _layer_signature(layer) -> list:
     return [config.get(name) for name in ("kernel_size", "strides", "padding", "dilation_rate", "depth_multiplier", "use_bias")]
 
 
+def time_models(models: Sequence[keras.Model], image_size: int, threads: int) -> list[float]:
+    """Median ONNX Runtime latency (ms, 1 x image_size x image_size) of each model, interleaved in one run."""
+    with tempfile.TemporaryDirectory() as folder:
+        paths = []
+        for index, model in enumerate(models):
+            path = Path(folder) / f"model{index}.onnx"
+            export_onnx(model, path)
+            paths.append(path)
+        return [latency.median_ms for latency in onnx_latency(paths, image_size, threads=threads)]
+
+
 def _time_layer(layer, input_shape: tuple, output_shape: tuple, threads: int, rounds: int) -> float:
-    import onnx
-    from onnx import TensorProto, helper, numpy_helper
-
-    from segprune.runtime.export import onnx_session
-
     nodes, initializers = _onnx_nodes(layer, input_shape, output_shape)
     feed_shape = _nchw(input_shape)
     graph = helper.make_graph(
@@ -108,8 +119,6 @@ def _time_layer(layer, input_shape: tuple, output_shape: tuple, threads: int, ro
     )
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)])
     model.ir_version = 8
-    import tempfile
-
     with tempfile.TemporaryDirectory() as folder:
         path = Path(folder) / "layer.onnx"
         onnx.save(model, str(path))
@@ -132,8 +141,6 @@ def _nchw(shape: tuple) -> list[int]:
 
 
 def _onnx_nodes(layer, input_shape: tuple, output_shape: tuple):
-    from onnx import helper
-
     rng = np.random.default_rng(0)
     config = layer.get_config()
     if isinstance(layer, keras.layers.Dense):

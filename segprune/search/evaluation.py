@@ -18,11 +18,14 @@ from pathlib import Path
 import keras
 
 from segprune._io import save_model
+from segprune.backend.determinism import deterministic_kernels
+from segprune.data import load_data
 from segprune.data.dataset import SegmentationDataset
 from segprune.data.pipeline import BatchConfig, TrainingBatches
 from segprune.inference import input_channels
 from segprune.losses import CrossEntropyDiceLoss
 from segprune.metrics import evaluate
+from segprune.models.loading import load_model
 from segprune.models.outputs import output_kind
 from segprune.search.space import Configuration, shrink
 
@@ -85,8 +88,6 @@ _PARENTS: dict[str, tuple[float, keras.Model]] = {}
 
 
 def _parent(path: str) -> keras.Model:
-    from segprune.models.loading import load_model
-
     stamp = Path(path).stat().st_mtime
     cached = _PARENTS.get(path)
     if cached is None or cached[0] != stamp:
@@ -112,30 +113,8 @@ def evaluate_candidate(candidate: Candidate, data: SegmentationDataset, settings
 _WORKER_DATA: SegmentationDataset | None = None
 
 
-def deterministic_kernels(enable: bool = True) -> bool:
-    """Switches TensorFlow's deterministic kernels on (or off), so that a candidate scores the same in any
-    process and after a resume (thread scheduling otherwise changes the order of floating-point sums).
-
-    Returns whether they were on before. TensorFlow only exports the switch-on; the switch-off and the query
-    come from its private config module, read here only.
-    """
-    if keras.backend.backend() != "tensorflow":
-        return False
-    from tensorflow.python.framework import config as tf_config
-
-    was_on = bool(tf_config.is_op_determinism_enabled())
-    if enable:
-        tf_config.enable_op_determinism()
-    else:
-        tf_config.disable_op_determinism()
-    return was_on
-
-
 def _start_worker(data_source: str) -> None:
     global _WORKER_DATA
-    import segprune  # noqa: F401  (quiet TensorFlow, patch Keras as the main process does)
-    from segprune.data import load_data
-
     deterministic_kernels()
     _WORKER_DATA = load_data(data_source)
 

@@ -23,7 +23,8 @@ from segprune.metrics import evaluate
 from segprune.models.loading import copy_model, load_model
 from segprune.search.budget import Budget, measure
 from segprune.search.evaluation import Candidate, CandidatePool, CandidateSettings
-from segprune.search.log import SearchLog, open_search
+from segprune.search.folder import open_search
+from segprune.search.log import SearchLog
 from segprune.search.settings import SearchResult, SearchSettings
 from segprune.search.space import Configuration
 from segprune.training import EpochReporter, TrainConfig, train

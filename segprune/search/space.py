@@ -13,6 +13,7 @@ from collections.abc import Mapping
 
 import keras
 
+from segprune.cost.resources import Resource, resource_after
 from segprune.graph.groups import ChannelGraph, Group, build_channel_graph
 from segprune.graph.surgery import remove_channels
 from segprune.models.loading import copy_model
@@ -76,14 +77,9 @@ class ChannelSpace:
             removed += prunable[len(prunable) - (group.size - width):] if width < group.size else []
         return removed
 
-    def resource(self, config: Mapping[str, int], resource) -> float:
-        """The resource of the dense model pruned to `config` (`resource` is a name or a `Resource`)."""
-        from segprune.search.budget import resource_after
-
-        removed = self.removed(config)
-        if isinstance(resource, str):
-            return float(resource_after(self.graph, removed, resource))
-        return float(resource.cost(self.graph, removed))
+    def resource(self, config: Mapping[str, int], resource: str | Resource) -> float:
+        """The resource of the dense model pruned to `config` (`resource` is `flops`, `params` or a `Resource`)."""
+        return float(resource_after(self.graph, self.removed(config), resource))
 
 
 def shrink(model: keras.Model, current: Mapping[str, int], wanted: Mapping[str, int], importance: str = "l1", data=None) -> keras.Model:

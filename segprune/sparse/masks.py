@@ -12,7 +12,7 @@ import keras
 import numpy as np
 from keras import ops
 
-from segprune.graph._keras_internals import leaf_layers
+from segprune.backend._keras_internals import leaf_layers
 
 RANKINGS = ("layer", "global")
 

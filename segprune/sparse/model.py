@@ -21,7 +21,7 @@ import keras
 import numpy as np
 from keras import ops
 
-from segprune.graph._keras_internals import leaf_layers
+from segprune.backend._keras_internals import leaf_layers
 from segprune.models.loading import copy_model
 from segprune.sparse import gates as hard_concrete
 

@@ -12,6 +12,7 @@ import numpy as np
 
 from segprune.cost import flops
 from segprune.models.loading import copy_model
+from segprune.runtime.benchmark import zipped_size
 from segprune.sparse.masks import prunable_kernels
 from segprune.sparse.model import find_weight
 
@@ -83,8 +84,6 @@ def sparsity_summary(model: keras.Model, input_shape: tuple[int, int] = (256, 25
         >>> round(summary.sparsity, 2)
         0.9
     """
-    from segprune.runtime.benchmark import zipped_size  # the runtime package pulls in ONNX tooling
-
     macs_by_layer: dict[str, int] = {}
     cost = flops(model, input_shape)
     for layer in cost.layers:

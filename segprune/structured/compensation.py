@@ -18,7 +18,7 @@ import keras
 import numpy as np
 from scipy.stats import norm
 
-from segprune.graph._keras_internals import LayerCall, run_with_hook
+from segprune.backend._keras_internals import LayerCall, run_with_hook
 from segprune.graph.channels import DenseLikeHandler, SeparableHandler, handler_for
 from segprune.graph.groups import ChannelGraph
 from segprune.graph.surgery import find_layer

@@ -14,7 +14,7 @@ import numpy as np
 
 from segprune.data.dataset import SegmentationDataset
 from segprune.data.pipeline import BatchConfig, TrainingBatches
-from segprune.graph._keras_internals import LayerCall, run_with_hook
+from segprune.backend._keras_internals import LayerCall, run_with_hook
 from segprune.graph.channels import (
     DenseLikeHandler,
     DepthwiseHandler,

@@ -9,7 +9,7 @@ import keras
 from segprune.data.dataset import SegmentationDataset
 from segprune.graph.groups import ChannelGraph, build_channel_graph
 from segprune.graph.surgery import remove_channels
-from segprune.search.budget import parse_target, resource_after
+from segprune.cost.resources import parse_target, resource_after
 from segprune.structured.compensation import compensate_removed_channels
 from segprune.structured.importance import channel_importance, sample_batches
 from segprune.structured.selection import Strategy, UniformRatio, as_strategy

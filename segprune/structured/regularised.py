@@ -25,7 +25,7 @@ from segprune.graph.channels import DenseLikeHandler, SeparableHandler, handler_
 from segprune.graph.groups import ChannelGraph, Group, build_channel_graph
 from segprune.graph.surgery import remove_channels
 from segprune.models.loading import copy_model
-from segprune.search.budget import macs_after, parse_target, resource_after
+from segprune.cost.resources import macs_after, parse_target, resource_after
 from segprune.sparse.finetune import finetune
 from segprune.sparse.gates import deterministic
 from segprune.sparse.model import HARD_CONCRETE, GateSpec, Site, SparseModel, strip
@@ -277,6 +277,6 @@ def slimming_prune(
 
 
 def _batch_norms(model: keras.Model) -> list[keras.layers.BatchNormalization]:
-    from segprune.graph._keras_internals import leaf_layers
+    from segprune.backend._keras_internals import leaf_layers
 
     return [layer for _, layer in leaf_layers(model) if isinstance(layer, keras.layers.BatchNormalization) and layer.scale]

@@ -9,7 +9,8 @@ import pytest
 
 from segprune.data import synthetic_dataset
 from segprune.models import unet
-from segprune.report import SweepConfig, balance_point, build_report, run_sweep
+from segprune.experiments import SweepConfig, run_sweep
+from segprune.report import balance_point, build_report
 
 
 @pytest.fixture(scope="module")

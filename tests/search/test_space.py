@@ -4,8 +4,8 @@ import pytest
 
 from segprune.graph.groups import build_channel_graph
 from segprune.models import mobilenet_unet, unet
-from segprune.search.budget import parse_target
-from segprune.search.latency import LatencyTable
+from segprune.cost import parse_target
+from segprune.runtime.latency import LatencyTable
 from segprune.search.space import ChannelSpace, shrink
 from segprune import flops
 

@@ -207,28 +207,3 @@ def elementwise_operations() -> tuple[list[type], list[type]]:
     binary = [getattr(numpy_ops, name) for name in _ELEMENTWISE_BINARY_OPS if hasattr(numpy_ops, name)]
     unary = [getattr(modules[module], name) for module, names in _ELEMENTWISE_UNARY_OPS for name in names if hasattr(modules[module], name)]
     return [*binary, CustomScaleLayer], unary
-
-
-def allow_dynamic_resize() -> None:
-    """Lets `UpSampling2D(interpolation="bilinear")` run on inputs of unknown height and width.
-
-    Keras 3.15 validates `size[0] <= 0` in `keras.ops.image.resize` (keras-team/keras#22079). Inside a
-    TensorFlow graph whose input is (None, None, C), UpSampling2D passes a symbolic size, and that Python
-    comparison raises OperatorNotAllowedInGraphError: every bilinear U-Net with a dynamic input fails in
-    `fit` and `predict`. This wrapper skips the check for symbolic sizes only (their positivity follows
-    from the input shape) and changes nothing else. Idempotent.
-    """
-    from keras.src.ops import image as image_ops
-
-    if getattr(image_ops.resize, "_segprune_wrapped", False):
-        return
-    original = image_ops.resize
-
-    def resize(images, size, *args, **kwargs):
-        symbolic_size = not all(isinstance(value, (int, np.integer)) for value in size)
-        if symbolic_size and not keras.src.backend.any_symbolic_tensors((images,)):
-            return image_ops._resize(images, size, *args, **kwargs)
-        return original(images, size, *args, **kwargs)
-
-    resize._segprune_wrapped = True
-    image_ops.resize = resize

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import sys
+from typing import TYPE_CHECKING
 
 from rich.console import Console
 from rich.table import Table
 
-from segprune.training import EpochRecord, TrainResult
+if TYPE_CHECKING:  # annotations only: the console must not start TensorFlow
+    from segprune.training import EpochRecord, TrainResult
 
 # Without a terminal (pipes, CI logs) rich would wrap tables at 80 columns; logs are read wide.
 progress_console = Console(stderr=True, highlight=False, width=None if sys.stderr.isatty() else 160)

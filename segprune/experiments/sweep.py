@@ -1,4 +1,4 @@
-"""The sweep: every method at every budget, fine-tuned and measured the same way, resumable.
+"""The sweep: an experiment runner over every method at every budget, fine-tuned and measured the same way, resumable.
 
 Each finished candidate is appended to `results.jsonl` in the output folder (and its model saved), so an
 interrupted sweep restarts where it stopped. Latency is measured last, for all models together in
@@ -7,9 +7,6 @@ interleaved rounds, so that the ratios between them are fair.
 
 from __future__ import annotations
 
-import csv
-import io
-import json
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -17,24 +14,23 @@ from pathlib import Path
 
 import keras
 
-from segprune._io import save_model, write_text
+from segprune._io import save_model
+from segprune._jsonlines import JsonLines
+from segprune.api import ONESHOT_METHODS as CRITERIA
+from segprune.api import REGULARISED_METHODS, SEARCH_METHODS, prune
 from segprune.classical import METHODS as CLASSICAL_METHODS
 from segprune.classical import evaluate_classical
 from segprune.cost import flops
 from segprune.data.dataset import SegmentationDataset
 from segprune.metrics import evaluate
+from segprune.report.tables import write_tables
 from segprune.runtime.benchmark import onnx_latency
 from segprune.runtime.export import export_onnx
-from segprune.structured.importance import CRITERIA
-from segprune.structured.oneshot import prune_channels
-from segprune.training import TrainConfig, train
+from segprune.training import TrainConfig
 
 ONESHOT_METHODS = tuple(f"oneshot-{criterion}" for criterion in CRITERIA)
-TRAINED_METHODS = ("slimming", "l0-channel")  # regularised training, then surgery
-SEARCH_METHODS = ("greedy", "random-search")
-STRUCTURED_METHODS = (*ONESHOT_METHODS, *TRAINED_METHODS, *SEARCH_METHODS)
+STRUCTURED_METHODS = (*ONESHOT_METHODS, *REGULARISED_METHODS, *SEARCH_METHODS)
 SWEEP_METHODS = (*STRUCTURED_METHODS, *(f"classical-{name}" for name in CLASSICAL_METHODS))
-
 
 
 @dataclass(frozen=True)
@@ -87,14 +83,15 @@ def run_sweep(
         latency_ms, speedup, model path (None for classical rows) and seconds spent.
 
     Example:
-        >>> rows = run_sweep(model, segprune.load_data("synthetic"), "runs/sweep")
+        >>> rows = run_sweep(model, segprune.load_data("nuclei"), "runs/sweep")
     """
     config = config or SweepConfig()
     say = progress or (lambda message: None)
     out_dir = Path(out_dir)
     (out_dir / "models").mkdir(parents=True, exist_ok=True)
-    log = out_dir / "results.jsonl"
-    done = {(row["method"], row["budget"]): row for row in _read_log(log)}
+    log = JsonLines(out_dir / "results.jsonl")
+    log.repair()  # a row torn by a kill is cut off, so the next one starts a line of its own
+    done = {(row["method"], row["budget"]): row for row in log.read()}
     dense_macs = flops(model, (config.image_size, config.image_size)).macs
 
     plan = [("dense", None)] + [(m, b) for m in config.methods if m in STRUCTURED_METHODS for b in config.budgets]
@@ -106,24 +103,14 @@ def run_sweep(
         started = time.perf_counter()
         row = _run_one(model, data, method, budget, config, out_dir, dense_macs)
         row["seconds"] = time.perf_counter() - started
-        _append_log(log, row)
+        log.append(row)
         done[(method, budget)] = row
         say(f"[{index}/{len(plan)}] {method} {budget or ''}: Dice {row['dice']:.4f} ({row['seconds']:.0f}s)")
 
     rows = [done[key] for key in plan if key in done]
     _measure_latency(rows, out_dir, config, say)
-    _write_tables(rows, out_dir)
+    write_tables(rows, out_dir)
     return rows
-
-
-def balance_point(rows: list[dict], tolerance: float) -> dict | None:
-    """The fastest network within `tolerance` Dice points of the dense model (None if nothing is timed)."""
-    dense = next((row for row in rows if row["method"] == "dense"), None)
-    if dense is None:
-        return None
-    floor = dense["dice"] - tolerance / 100.0
-    timed = [row for row in rows if row.get("latency_ms") is not None and row["dice"] >= floor]
-    return min(timed, key=lambda row: row["latency_ms"], default=None)
 
 
 def _run_one(model, data, method: str, budget: float | None, config: SweepConfig, out_dir: Path, dense_macs: int) -> dict:
@@ -145,27 +132,19 @@ def _run_one(model, data, method: str, budget: float | None, config: SweepConfig
 
 def _pruned(model, data, method: str, target: str, config: SweepConfig, folder: Path) -> keras.Model:
     """`model` pruned to `target` by `method` and fine-tuned for `config.finetune_epochs`."""
-    if method in TRAINED_METHODS:
-        from segprune.structured.regularised import l0_channel_prune, slimming_prune
-
-        prune = slimming_prune if method == "slimming" else l0_channel_prune
-        return prune(model, data, target, epochs=max(1, config.finetune_epochs), finetune_epochs=config.finetune_epochs, config=config.train).model
-    if method in SEARCH_METHODS:
-        from segprune.search.evaluation import CandidateSettings
-        from segprune.search.greedy import greedy_search
-        from segprune.search.random_search import random_search
-        from segprune.search.settings import SearchSettings
-
-        settings = SearchSettings(target=target, image_size=config.image_size, threads=config.threads,
-                                  final_epochs=config.finetune_epochs, time_result=False)
-        candidates = CandidateSettings(finetune_steps=10)
-        if method == "greedy":
-            return greedy_search(model, data, folder, settings, candidates, iterations=config.search_candidates, resume=True).model
-        return random_search(model, data, folder, settings, candidates, config.search_candidates, resume=True).model
-    candidate = prune_channels(model, importance=method.removeprefix("oneshot-"), target=target, data=data)
-    if config.finetune_epochs:
-        train(candidate, data, config.finetune_epochs, config.train)
-    return candidate
+    if method in REGULARISED_METHODS:
+        settings = {"regularise_epochs": max(1, config.finetune_epochs)}
+    elif method in SEARCH_METHODS:
+        # the sweep times every model together at the end, so the searches skip their own final timing
+        count = "iterations" if method == "greedy" else "candidates"
+        settings = {count: config.search_candidates, "candidate_steps": 10, "threads": config.threads, "time_result": False}
+    else:
+        method, settings = method.removeprefix("oneshot-"), {}
+    result = prune(
+        model, method, target=target, data=data, finetune_epochs=config.finetune_epochs, image_size=config.image_size,
+        train_config=config.train, folder=folder if method in SEARCH_METHODS else None, resume=True, **settings,
+    )
+    return result.model
 
 
 def _row(method, budget, dice, iou, pixel_accuracy, macs_ratio, params, model_path, classical_ms) -> dict:
@@ -202,30 +181,3 @@ def _measure_latency(rows: list[dict], out_dir: Path, config: SweepConfig, say: 
     for row, latency in zip(networks, latencies):
         row["latency_ms"] = latency.median_ms
         row["speedup"] = dense_ms / latency.median_ms
-
-
-def _read_log(path: Path) -> list[dict]:
-    if not path.exists():
-        return []
-    rows = []
-    for line in path.read_text().splitlines():
-        try:
-            rows.append(json.loads(line))
-        except json.JSONDecodeError:
-            break  # a line cut short by an interruption: that candidate runs again
-    return rows
-
-
-def _append_log(path: Path, row: dict) -> None:
-    with open(path, "a") as handle:
-        handle.write(json.dumps(row) + "\n")
-        handle.flush()
-
-
-def _write_tables(rows: list[dict], out_dir: Path) -> None:
-    write_text(out_dir / "results.json", json.dumps(rows, indent=2) + "\n")
-    buffer = io.StringIO()
-    writer = csv.DictWriter(buffer, fieldnames=list(rows[0]))
-    writer.writeheader()
-    writer.writerows(rows)
-    write_text(out_dir / "results.csv", buffer.getvalue())

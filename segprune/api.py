@@ -1,0 +1,307 @@
+"""The two entry points every caller uses: `prune` (structured, any method) and `sparsify` (unstructured).
+
+The command line, the sweep and the demo all call these, so the policy of how a method is run (which
+settings it takes, what it needs, what it defaults to, how it is fine-tuned) lives here once.
+"""
+
+from __future__ import annotations
+
+import tempfile
+import time
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import keras
+
+from segprune.cost.resources import parse_target
+from segprune.data.dataset import SegmentationDataset
+from segprune.search.evaluation import CandidateSettings
+from segprune.search.greedy import greedy_search
+from segprune.search.random_search import random_search
+from segprune.search.settings import SearchResult, SearchSettings
+from segprune.sparse.finetune import SparsifyResult
+from segprune.sparse.magnitude import magnitude_prune
+from segprune.sparse.regularised import l0_sparsify, l1_sparsify
+from segprune.structured.importance import CRITERIA
+from segprune.structured.oneshot import prune_channels
+from segprune.structured.regularised import l0_channel_prune, slimming_prune
+from segprune.structured.selection import GlobalRanking, Strategy
+from segprune.structured.summary import PruningSummary, pruning_summary
+from segprune.training import EpochReporter, TrainConfig, TrainResult, train
+
+ONESHOT_METHODS = CRITERIA  # one-shot pruning, named by its importance criterion
+REGULARISED_METHODS = ("l0-channel", "slimming")
+SEARCH_METHODS = ("greedy", "random-search")
+STRUCTURED_METHODS = (*ONESHOT_METHODS, *REGULARISED_METHODS, *SEARCH_METHODS)
+SPARSE_METHODS = ("magnitude", "l1", "l0")
+
+# The settings each method accepts beyond the common arguments of `prune` / `sparsify` ("l1" names both a
+# one-shot criterion and a sparse method, hence two tables).
+_SEARCH_SETTINGS = ("candidate_steps", "threads", "workers", "data_source", "time_result")
+STRUCTURED_SETTINGS: dict[str, tuple[str, ...]] = {
+    **{name: ("global_ranking", "compensate") for name in ONESHOT_METHODS},
+    **{name: ("regularise_epochs", "strength") for name in REGULARISED_METHODS},
+    "greedy": ("iterations", *_SEARCH_SETTINGS),
+    "random-search": ("candidates", "accuracy_floor", *_SEARCH_SETTINGS),
+}
+SPARSE_SETTINGS: dict[str, tuple[str, ...]] = {
+    "magnitude": ("schedule", "ranking", "pattern"),
+    "l1": ("strength", "recovery_epochs"),
+    "l0": ("strength", "recovery_epochs"),
+}
+
+CandidateReporter = Callable[[dict, dict], None]
+
+
+@dataclass
+class PruneResult:
+    """What `prune` returns, whatever the method.
+
+    Attributes:
+        model: The smaller plain Keras model (fine-tuned when `finetune_epochs` > 0).
+        method: The method that pruned it.
+        summary: Channels, MACs and parameters per layer before and after, at `image_size`.
+        notes: What the method wants the user to know (gates that closed, targets tightened, ...).
+        training: The fine-tuning runs (regularised methods train twice).
+        search: The search's own result (configuration, candidates, timing) for greedy / random search.
+        search_folder: Where the search keeps its log and models (None when it ran in a temporary folder).
+        seconds: Wall-clock time of the whole call.
+    """
+
+    model: keras.Model
+    method: str
+    summary: PruningSummary | None = None
+    notes: list[str] = field(default_factory=list)
+    training: list[TrainResult] = field(default_factory=list)
+    search: SearchResult | None = None
+    search_folder: Path | None = None
+    seconds: float = 0.0
+
+    @property
+    def finetune_seconds(self) -> float:
+        return sum(run.seconds for run in self.training)
+
+    @property
+    def finetune_epochs(self) -> int:
+        return sum(len(run.history) for run in self.training)
+
+
+def prune(
+    model: keras.Model,
+    method: str = "l1",
+    *,
+    target: str | None = None,
+    ratio: float | Mapping[str, float] | Strategy | None = None,
+    data: SegmentationDataset | None = None,
+    finetune_epochs: int | None = None,
+    round_to: int = 8,
+    ignore: Iterable[str] = (),
+    image_size: int = 256,
+    seed: int | None = None,
+    train_config: TrainConfig | None = None,
+    checkpoint_path: str | Path | None = None,
+    folder: str | Path | None = None,
+    resume: bool = False,
+    on_epoch: EpochReporter | None = None,
+    on_candidate: CandidateReporter | None = None,
+    **method_settings,
+) -> PruneResult:
+    """Removes channels from `model` by any structured method and returns a smaller plain model.
+
+    Args:
+        model: A trained functional model; it is never modified.
+        method: A one-shot importance criterion (`"l1"`, `"l2"`, `"bn-scale"`, `"taylor"`, `"activation"`,
+            `"random"`, `"mutual-info"`), a regularised method (`"l0-channel"`, `"slimming"`) or a search
+            (`"greedy"`, `"random-search"`).
+        target: A budget such as `"flops=0.25"` or `"params=0.5"` (searches also take `"latency=F"`).
+        ratio: One-shot only, instead of `target`: the share of channels to remove from every group (or a
+            dict of layer name to ratio, or a selection strategy).
+        data: The training data; needed by fine-tuning, the data-driven criteria and every trained method.
+        finetune_epochs: Fine-tuning after pruning; defaults to 0 for one-shot methods and 20 for the others.
+        round_to: Every pruned group keeps a multiple of this many channels.
+        ignore: Layers whose channels must stay (not supported by the searches).
+        image_size: The square input size at which MACs and latency are measured.
+        seed: Seeds Keras (initialisation, batches, random criteria and searches) when given.
+        train_config: How fine-tuning trains.
+        checkpoint_path: A `.keras` path that holds the best fine-tuned model so far (one-shot methods).
+        folder: A search's folder (log, candidate models, latency table); a temporary one when None.
+        resume: Continue the search logged in `folder`.
+        on_epoch: Progress callback for every training epoch.
+        on_candidate: Progress callback for every evaluated search candidate.
+        **method_settings: The method's own settings (`STRUCTURED_SETTINGS[method]` lists them): one-shot
+            `global_ranking`, `compensate`; regularised `regularise_epochs`, `strength`; greedy `iterations`;
+            random search `candidates`, `accuracy_floor`; searches `candidate_steps`, `threads`,
+            `workers`, `data_source`, `time_result`.
+
+    Returns:
+        A `PruneResult`.
+
+    Example:
+        >>> result = segprune.prune(model, "l1", target="flops=0.5", data=data, finetune_epochs=10)
+        >>> result.summary.macs_ratio <= 0.5
+        True
+    """
+    _check_method(method, STRUCTURED_SETTINGS, method_settings)
+    _check_amount(method, target, ratio)
+    if finetune_epochs is None:
+        finetune_epochs = 0 if method in ONESHOT_METHODS else 20
+    if finetune_epochs < 0:
+        raise ValueError(f"finetune_epochs must be >= 0, got {finetune_epochs}.")
+    if data is None and (finetune_epochs or method not in ONESHOT_METHODS):
+        needs = "fine-tuning" if method in ONESHOT_METHODS else f"method {method!r}"
+        raise ValueError(f"{needs} trains on data: pass data=segprune.load_data(...) (or --data on the command line).")
+    if seed is not None:
+        keras.utils.set_random_seed(seed)
+    started = time.perf_counter()
+    ignore = tuple(ignore)
+    if method in ONESHOT_METHODS:
+        result = _oneshot(model, method, target, ratio, data, round_to, ignore, method_settings)
+        if finetune_epochs:
+            result.training.append(
+                train(result.model, data, finetune_epochs, train_config, checkpoint_path=checkpoint_path, on_epoch=on_epoch)
+            )
+    elif method in REGULARISED_METHODS:
+        result = _regularised(model, method, target, data, finetune_epochs, round_to, ignore, train_config, on_epoch, method_settings)
+    else:
+        if ignore:
+            raise ValueError("ignore= is not supported by the searches yet; use a one-shot method to keep layers whole.")
+        search_settings = SearchSettings(
+            target=target, image_size=image_size, threads=method_settings.pop("threads", 2), round_to=round_to,
+            final_epochs=finetune_epochs, workers=method_settings.pop("workers", 1),
+            time_result=method_settings.pop("time_result", True),
+        )
+        candidate_settings = CandidateSettings(
+            finetune_steps=method_settings.pop("candidate_steps", 20), importance="l1", seed=0 if seed is None else seed
+        )
+        with _search_folder(folder) as search_folder:
+            result = _search(
+                model, method, data, Path(search_folder), search_settings, candidate_settings, resume, on_candidate, on_epoch, method_settings
+            )
+        result.search_folder = Path(folder) if folder is not None else None
+    result.summary = pruning_summary(model, result.model, (image_size, image_size))
+    result.seconds = time.perf_counter() - started
+    return result
+
+
+def sparsify(
+    model: keras.Model,
+    method: str = "magnitude",
+    *,
+    sparsity: float,
+    data: SegmentationDataset,
+    epochs: int = 30,
+    ignore: Iterable[str] = (),
+    seed: int | None = None,
+    train_config: TrainConfig | None = None,
+    on_epoch: EpochReporter | None = None,
+    **method_settings,
+) -> SparsifyResult:
+    """Zeroes `sparsity` of `model`'s kernel weights while fine-tuning; returns a plain model with exact zeros.
+
+    Args:
+        model: A trained functional model; it is never modified.
+        method: `"magnitude"` (masks on a schedule), `"l1"` or `"l0"` (regularisation, then exact zeros).
+        sparsity: Share of kernel weights to zero, in (0, 1).
+        data: The training data.
+        epochs: Fine-tuning epochs (for l1 / l0: under the penalty, before recovery).
+        ignore: Layers whose kernels stay dense.
+        seed: Seeds Keras and the batches when given.
+        train_config: How fine-tuning trains (patience is switched off: the schedule sets the length).
+        on_epoch: Progress callback for every epoch.
+        **method_settings: magnitude `schedule` ("polynomial" | "constant" | a schedule), `ranking`
+            ("global" | "layer"), `pattern` ("unstructured", "2:4", "block:1x4"); l1 / l0 `strength`,
+            `recovery_epochs`.
+
+    Example:
+        >>> result = segprune.sparsify(model, "magnitude", sparsity=0.9, data=data, epochs=30)
+        >>> round(result.sparsity, 2)
+        0.9
+    """
+    _check_method(method, SPARSE_SETTINGS, method_settings)
+    if data is None:
+        raise ValueError("Sparse pruning fine-tunes the model: pass data=segprune.load_data(...).")
+    if not 0.0 < sparsity < 1.0:
+        raise ValueError(f"sparsity is the share of kernel weights to zero, in (0, 1); got {sparsity}.")
+    if seed is not None:
+        keras.utils.set_random_seed(seed)
+    ignore = tuple(ignore)
+    if method == "magnitude":
+        return magnitude_prune(
+            model, data, sparsity, epochs, method_settings.get("schedule", "polynomial"), method_settings.get("ranking", "global"),
+            method_settings.get("pattern"), train_config, ignore, on_epoch,
+        )
+    regularise = l1_sparsify if method == "l1" else l0_sparsify
+    return regularise(model, data, sparsity, epochs, config=train_config, ignore=ignore, on_epoch=on_epoch, **method_settings)
+
+
+def _check_method(method: str, table: Mapping[str, tuple[str, ...]], settings: Mapping[str, object]) -> None:
+    if method not in table:
+        raise ValueError(f"Unknown method {method!r}; choose one of {list(table)}.")
+    unknown = sorted(set(settings) - set(table[method]))
+    if unknown:
+        raise ValueError(f"Method {method!r} takes no setting(s) {unknown}; its settings are {list(table[method])}.")
+
+
+def _check_amount(method: str, target: str | None, ratio) -> None:
+    if target is not None:
+        parse_target(target)  # a malformed target fails here, before any work
+    if method in ONESHOT_METHODS:
+        if (target is None) == (ratio is None):
+            raise ValueError(f"Give exactly one of target= (e.g. 'flops=0.5') or ratio= (e.g. 0.5) for method {method!r}.")
+        if target is not None and parse_target(target).resource == "latency":
+            raise ValueError("One-shot methods take flops= or params= targets; a latency target needs method='greedy' or 'random-search'.")
+        return
+    if ratio is not None or target is None:
+        raise ValueError(f"Method {method!r} prunes to a budget: give target= (e.g. 'flops=0.25'), not ratio=.")
+    if method in REGULARISED_METHODS and parse_target(target).resource == "latency":
+        raise ValueError(f"Method {method!r} takes flops= or params= targets; a latency target needs method='greedy' or 'random-search'.")
+
+
+def _oneshot(model, method, target, ratio, data, round_to, ignore, settings) -> PruneResult:
+    if settings.get("global_ranking") and ratio is not None and not isinstance(ratio, (Mapping, GlobalRanking)):
+        ratio = GlobalRanking(float(ratio))
+    pruned = prune_channels(
+        model, ratio=0.0 if ratio is None else ratio, importance=method, round_to=round_to, ignore=ignore, data=data,
+        target=target, compensate=bool(settings.get("compensate", False)),
+    )
+    return PruneResult(model=pruned, method=method)
+
+
+def _regularised(model, method, target, data, finetune_epochs, round_to, ignore, train_config, on_epoch, settings) -> PruneResult:
+    run = l0_channel_prune if method == "l0-channel" else slimming_prune
+    options = {"strength": settings["strength"]} if settings.get("strength") is not None else {}
+    outcome = run(
+        model, data, target, epochs=settings.get("regularise_epochs", 15), finetune_epochs=finetune_epochs, round_to=round_to,
+        ignore=ignore, config=train_config, on_epoch=on_epoch, **options,
+    )
+    return PruneResult(model=outcome.model, method=method, notes=list(outcome.notes), training=list(outcome.training))
+
+
+def _search(model, method, data, folder, settings, candidates, resume, on_candidate, on_epoch, method_settings) -> PruneResult:
+    common = dict(resume=resume, data_source=method_settings.get("data_source"), on_candidate=on_candidate, on_epoch=on_epoch)
+    if method == "greedy":
+        outcome = greedy_search(model, data, folder, settings, candidates, iterations=method_settings.get("iterations", 10), **common)
+    else:
+        outcome = random_search(
+            model, data, folder, settings, candidates, method_settings.get("candidates", 20), method_settings.get("accuracy_floor"), **common
+        )
+    return PruneResult(model=outcome.model, method=method, notes=list(outcome.notes), search=outcome)
+
+
+class _search_folder:
+    """The user's folder, or a temporary one removed afterwards."""
+
+    def __init__(self, folder: str | Path | None) -> None:
+        self.folder = folder
+        self.temporary: tempfile.TemporaryDirectory | None = None
+
+    def __enter__(self) -> str:
+        if self.folder is not None:
+            return str(self.folder)
+        self.temporary = tempfile.TemporaryDirectory(prefix="segprune-search-")
+        return self.temporary.name
+
+    def __exit__(self, *exc) -> None:
+        if self.temporary is not None:
+            self.temporary.cleanup()

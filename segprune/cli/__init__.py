@@ -1,0 +1,54 @@
+"""The `segprune` command: parses arguments, calls the Python API, prints. No pruning logic of its own.
+
+Each command is a module of this package with `HELP`, `configure(parser)` and `run(arguments)`. Only the
+command being run is imported, so `segprune --help` answers without starting TensorFlow.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import os
+import sys
+
+from segprune.cli._console import progress_console
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # before any command imports TensorFlow
+
+# Command -> (module, one-line help). Keep in step with the modules' own HELP (a test checks).
+COMMANDS = {
+    "train": ("segprune.cli.train", "train a segmentation model"),
+    "evaluate": ("segprune.cli.evaluate", "score models on a split"),
+    "prune": ("segprune.cli.prune", "remove channels: a genuinely smaller model"),
+    "sparsify": ("segprune.cli.sparsify", "sparse (unstructured) pruning while fine-tuning"),
+    "classical": ("segprune.cli.classical", "score a classical baseline"),
+    "benchmark": ("segprune.cli.benchmark", "time models side by side"),
+    "export": ("segprune.cli.export", "export a model, verified"),
+    "sweep": ("segprune.cli.sweep", "every method at every budget, with a report"),
+    "demo": ("segprune.cli.demo", "the main job on the built-in data"),
+}
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else list(argv)
+    chosen = argv[0] if argv and argv[0] in COMMANDS else None
+    parser = argparse.ArgumentParser(prog="segprune", description="Prune Keras 3 segmentation models.")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    module = None
+    for name, (module_name, help_text) in COMMANDS.items():
+        if name != chosen:
+            commands.add_parser(name, help=help_text)
+            continue
+        module = importlib.import_module(module_name)
+        module.configure(commands.add_parser(name, help=help_text, description=module.DESCRIPTION))
+    arguments = parser.parse_args(argv)
+    user_errors = (ValueError, FileNotFoundError, *getattr(module, "USER_ERRORS", ()))
+    try:
+        return module.run(arguments)
+    except user_errors as error:
+        progress_console.print(f"[bold red]error:[/] {error}", markup=True, highlight=False)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

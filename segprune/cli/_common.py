@@ -1,0 +1,45 @@
+"""What several commands share: help texts, the errors a user can fix, and printed summaries."""
+
+from __future__ import annotations
+
+from segprune.cli import _console
+from segprune.data import DataError
+from segprune.graph.channels import UnsupportedLayerError
+from segprune.models import ModelFileError
+from segprune.runtime.export import ExportMismatchError
+from segprune.structured.summary import PruningSummary
+
+DATA_HELP = "'nuclei' (the built-in dataset), 'synthetic', or a folder with images/ and masks/ (or the Oxford-IIIT Pet layout)"
+
+# Errors that mean "your input is wrong": printed as one line with exit status 2, never as a traceback.
+USER_ERRORS = (DataError, ModelFileError, UnsupportedLayerError, ExportMismatchError)
+
+
+def layer_names(text: str) -> list[str]:
+    """`"a,b,"` -> ["a", "b"]."""
+    return [name for name in text.split(",") if name]
+
+
+def print_pruning_summary(summary: PruningSummary, method: str) -> None:
+    rows = [
+        [c.name, c.class_name, f"{c.channels_before} -> {c.channels_after}", f"{c.macs_before / 1e6:.1f} -> {c.macs_after / 1e6:.1f}",
+         f"{c.params_before:,} -> {c.params_after:,}"]
+        for c in summary.changed_layers()
+        if c.macs_before
+    ]
+    _console.output_console.print(_console.table(f"pruned layers ({method})", ["layer", "class", "channels", "MMACs", "params"], rows))
+    height, width = summary.input_shape[:2]
+    _console.output_console.print(
+        f"MACs at {height}x{width}: {summary.macs_before / 1e6:.1f}M -> {summary.macs_after / 1e6:.1f}M "
+        f"({summary.macs_ratio:.3f}); parameters: {summary.params_before:,} -> {summary.params_after:,} ({summary.params_ratio:.3f})"
+    )
+
+
+def print_balance(balance: dict | None, tolerance: float) -> None:
+    if balance is None or balance["method"] == "dense":
+        _console.output_console.print(f"balance point: no pruned network stays within {tolerance:g} Dice points of dense")
+        return
+    _console.output_console.print(
+        f"balance point: {balance['method']} at MACs budget {balance['budget']}: Dice {balance['dice']:.4f}, "
+        f"{balance['latency_ms']:.2f} ms, {balance['speedup']:.2f}x faster than dense (tolerance {tolerance:g} Dice points)"
+    )

@@ -1,0 +1,29 @@
+"""`segprune demo`: the main job on the built-in data (what `make demo` runs)."""
+
+from __future__ import annotations
+
+import argparse
+
+from segprune.cli import _console
+from segprune.cli._common import USER_ERRORS, print_balance  # noqa: F401  (USER_ERRORS is read by segprune.cli.main)
+from segprune.demo import DEMO_EPOCHS, DEMO_SWEEP, run_demo
+
+DESCRIPTION = "Train a U-Net on the built-in data, prune it with several methods, time every model, write the report."
+
+
+def configure(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--out", default="runs/demo", help="output folder (default runs/demo)")
+    parser.add_argument("--epochs", type=int, default=DEMO_EPOCHS, help=f"training epochs (default {DEMO_EPOCHS})")
+
+
+def run(arguments: argparse.Namespace) -> int:
+    _console.progress_console.print(f"segprune demo: output in {arguments.out}")
+    result = run_demo(arguments.out, epochs=arguments.epochs, on_epoch=_console.print_epoch, progress=_console.progress_console.print)
+    scores = result.evaluation
+    _console.output_console.print(
+        f"dense U-Net: test Dice {scores.dice:.4f}  mean IoU {scores.iou:.4f}  pixel accuracy {scores.pixel_accuracy:.4f}; "
+        f"{result.params:,} parameters, {result.macs / 1e6:.1f}M MACs"
+    )
+    print_balance(result.balance, DEMO_SWEEP.tolerance)
+    _console.output_console.print(f"model:   {result.model_path}\nmetrics: {result.metrics_path}\nreport:  {result.report_path}")
+    return 0

@@ -1,0 +1,38 @@
+"""`segprune export`: export a model to a deployment format and verify it against Keras."""
+
+from __future__ import annotations
+
+import argparse
+
+from segprune._io import check_output
+from segprune.cli import _console
+from segprune.cli._common import DATA_HELP, USER_ERRORS  # noqa: F401  (USER_ERRORS is read by segprune.cli.main)
+from segprune.data import adapt_channels, load_data
+from segprune.inference import input_channels, pad_to_multiple
+from segprune.models import load_model
+from segprune.runtime.export import FORMATS, export_model
+
+DESCRIPTION = "Export to ONNX or LiteRT and check it against Keras."
+
+
+def configure(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("model", metavar="MODEL", help=".keras or .h5 model file")
+    parser.add_argument("--format", default="onnx", choices=sorted(FORMATS))
+    parser.add_argument("--data", default=None, help=DATA_HELP + "; its test images are checked too")
+    parser.add_argument("--tolerance", type=float, default=1e-4, help="largest allowed difference (default 1e-4)")
+    parser.add_argument("--out", required=True, help="the exported file")
+
+
+def run(arguments: argparse.Namespace) -> int:
+    check_output(arguments.out, arguments.model, suffix=None)
+    model = load_model(arguments.model)
+    samples = []
+    if arguments.data:
+        data = load_data(arguments.data)
+        samples = [pad_to_multiple(adapt_channels(image, input_channels(model)), 32) for _, image, _ in data.samples("test")][:4]
+    difference = export_model(model, arguments.out, arguments.format, arguments.tolerance, samples)
+    _console.output_console.print(
+        f"{arguments.format} model written to {arguments.out}; largest difference from Keras {difference:.3g} "
+        f"over {1 + len(samples)} input(s) (tolerance {arguments.tolerance:g})"
+    )
+    return 0

@@ -1,0 +1,144 @@
+"""`segprune prune`: remove channels by any structured method (one-shot, regularised, search)."""
+
+from __future__ import annotations
+
+import argparse
+
+from segprune._io import check_output, save_model
+from segprune.api import ONESHOT_METHODS, REGULARISED_METHODS, SEARCH_METHODS, STRUCTURED_SETTINGS, PruneResult, prune
+from segprune.cli import _console
+from segprune.cli._common import DATA_HELP, USER_ERRORS, layer_names, print_pruning_summary  # noqa: F401
+from segprune.cost import parse_target
+from segprune.data import load_data
+from segprune.metrics import evaluate
+from segprune.models import load_model
+
+DESCRIPTION = (
+    "Structured pruning: one-shot by an importance criterion, regularised (l0-channel, slimming) or searched "
+    "(greedy, random-search); the result is a genuinely smaller plain Keras model, optionally fine-tuned."
+)
+
+# Options that map one-to-one onto a method setting of segprune.prune (attribute -> setting).
+_SETTING_OPTIONS = {
+    "global_ranking": "global_ranking",
+    "compensate": "compensate",
+    "regularise_epochs": "regularise_epochs",
+    "strength": "strength",
+    "iterations": "iterations",
+    "candidates": "candidates",
+    "accuracy_floor": "accuracy_floor",
+    "candidate_steps": "candidate_steps",
+    "threads": "threads",
+    "workers": "workers",
+}
+
+
+def configure(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("model", metavar="MODEL", help=".keras or .h5 model to prune (never modified)")
+    parser.add_argument(
+        "--method", default="l1", choices=(*ONESHOT_METHODS, *REGULARISED_METHODS, *SEARCH_METHODS),
+        help="one-shot importance criterion (default l1); l0-channel / slimming (regularised training); "
+        "greedy / random-search (search to --target, which may also be latency=F)",
+    )
+    amount = parser.add_mutually_exclusive_group(required=True)
+    amount.add_argument("--ratio", type=float, help="one-shot: share of channels to remove from every prunable group")
+    amount.add_argument("--target", help="budget instead of a ratio: flops=F or params=F (fraction of the dense model); searches also latency=F")
+    parser.add_argument("--global-ranking", action="store_true", default=None, help="with --ratio: rank channels across all groups")
+    parser.add_argument("--round-to", type=int, default=8, help="keep channel counts at multiples of this (default 8)")
+    parser.add_argument("--ignore", default="", help="comma-separated layer names whose channels must stay")
+    parser.add_argument("--data", default=None, help=DATA_HELP + "; needed by taylor, activation, mutual-info and fine-tuning")
+    parser.add_argument("--compensate", action="store_true", default=None, help="move removed channels' mean contribution into consumer biases")
+    parser.add_argument(
+        "--finetune-epochs", type=int, default=None,
+        help="fine-tune the pruned model for N epochs (default 0 for one-shot methods, 20 for the others)",
+    )
+    parser.add_argument("--image-size", type=int, default=256, help="image size at which MACs and latency are measured (default 256)")
+    parser.add_argument("--regularise-epochs", type=int, default=None, help="l0-channel / slimming: epochs under the penalty (default 15)")
+    parser.add_argument("--strength", type=float, default=None, help="l0-channel / slimming: penalty weight (defaults 1.0 / 1e-4)")
+    parser.add_argument("--candidates", type=int, default=None, help="random-search: configurations to evaluate (default 20)")
+    parser.add_argument("--accuracy-floor", type=float, default=None, help="random-search: stop once a candidate's validation Dice reaches this")
+    parser.add_argument("--iterations", type=int, default=None, help="greedy: steps from dense to the target (default 10)")
+    parser.add_argument("--candidate-steps", type=int, default=None, help="search: short fine-tune steps per candidate (default 20; 0 scores inherited weights)")
+    parser.add_argument("--threads", type=int, default=None, help="search: ONNX Runtime threads for latency targets and the final timing (default 2)")
+    parser.add_argument("--seed", type=int, default=0, help="seed of random criteria, searches and fine-tuning (default 0)")
+    parser.add_argument("--workers", type=int, default=None, help="search: processes evaluating candidates (default 1)")
+    parser.add_argument("--resume", action="store_true", help="search: continue the interrupted search kept beside --out")
+    parser.add_argument("--out", required=True, help="where to save the pruned model (.keras)")
+
+
+def run(arguments: argparse.Namespace) -> int:
+    out = check_output(arguments.out, arguments.model)
+    settings = _method_settings(arguments)
+    if arguments.method in SEARCH_METHODS and arguments.data:
+        settings["data_source"] = arguments.data  # worker processes load the data themselves
+    model = load_model(arguments.model)
+    data = load_data(arguments.data) if arguments.data else None
+    is_search = arguments.method in SEARCH_METHODS
+    folder = out.with_suffix(".search") if is_search else None
+    _console.progress_console.print(_plan(arguments, folder))
+    result = prune(
+        model, arguments.method, target=arguments.target, ratio=arguments.ratio, data=data, finetune_epochs=arguments.finetune_epochs,
+        round_to=arguments.round_to, ignore=layer_names(arguments.ignore), image_size=arguments.image_size, seed=arguments.seed,
+        checkpoint_path=out if arguments.method in ONESHOT_METHODS else None, folder=folder, resume=arguments.resume,
+        on_epoch=_console.print_epoch, on_candidate=_print_candidate, **settings,
+    )
+    for note in result.notes:
+        _console.progress_console.print(note)
+    print_pruning_summary(result.summary, arguments.method)
+    if result.search is not None:
+        _print_search(result, arguments)
+    if not result.training or arguments.method not in ONESHOT_METHODS:
+        save_model(result.model, out)  # a fine-tuned one-shot model is already saved at its best epoch
+    if data is not None and data.splits.get("test"):
+        before, after = evaluate(model, data, "test"), evaluate(result.model, data, "test")
+        _console.output_console.print(f"test Dice: dense {before.dice:.4f}, pruned {after.dice:.4f}")
+    _console.output_console.print(f"pruned model: {out}")
+    return 0
+
+
+def _method_settings(arguments: argparse.Namespace) -> dict:
+    """The options the user gave that are settings of the chosen method; a given option the method does not take is an error."""
+    allowed = STRUCTURED_SETTINGS[arguments.method]
+    settings, refused = {}, []
+    for attribute, setting in _SETTING_OPTIONS.items():
+        value = getattr(arguments, attribute)
+        if value is None:
+            continue
+        if setting in allowed:
+            settings[setting] = value
+        else:
+            refused.append("--" + attribute.replace("_", "-"))
+    if refused:
+        raise ValueError(f"--method {arguments.method} does not take {', '.join(refused)}; it takes the options for {list(allowed)}.")
+    return settings
+
+
+def _plan(arguments: argparse.Namespace, folder) -> str:
+    amount = f"to {arguments.target}" if arguments.target else f"by ratio {arguments.ratio}"
+    where = f"; log and state in {folder}" if folder else ""
+    return f"pruning {arguments.model} with {arguments.method} {amount}{where}"
+
+
+def _print_candidate(record: dict, best: dict) -> None:
+    where = f"step {record['iteration'] + 1} {record['key']}" if "iteration" in record else f"candidate {record['index'] + 1}"
+    _console.progress_console.print(
+        f"{where}: {record['share']:.3f} of dense, val Dice {record['score']:.4f} ({record['seconds']:.1f}s); best {best['score']:.4f}"
+    )
+
+
+def _print_search(result: PruneResult, arguments: argparse.Namespace) -> None:
+    search = result.search
+    target = parse_target(arguments.target)
+    if search.latency_source:
+        _console.output_console.print(f"latency during the search: {search.latency_source}")
+    line = f"{search.candidates} candidates in {search.seconds:.0f}s; estimated {search.resource_fraction:.3f} of the dense {target.resource}"
+    measured = search.measured
+    if measured:
+        line += (
+            f"; timed on ONNX Runtime (1x{arguments.image_size}x{arguments.image_size}): "
+            f"{measured['dense_ms']:.2f} ms -> {measured['pruned_ms']:.2f} ms ({measured['speedup']:.2f}x)"
+        )
+    _console.output_console.print(line)
+    if measured and target.resource == "latency":
+        verdict = "meets" if measured["latency_fraction"] <= target.fraction else "MISSES"
+        _console.output_console.print(f"timed latency fraction {measured['latency_fraction']:.3f} {verdict} the budget {target.fraction:g}")

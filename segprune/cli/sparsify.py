@@ -1,0 +1,71 @@
+"""`segprune sparsify`: sparse (unstructured) pruning while fine-tuning; a plain model with exact zeros."""
+
+from __future__ import annotations
+
+import argparse
+
+from segprune._io import check_output, save_model
+from segprune.api import SPARSE_SETTINGS, sparsify
+from segprune.cli import _console
+from segprune.cli._common import DATA_HELP, USER_ERRORS, layer_names  # noqa: F401  (USER_ERRORS is read by segprune.cli.main)
+from segprune.data import BatchConfig, load_data
+from segprune.metrics import evaluate
+from segprune.models import load_model
+from segprune.sparse import sparsity_summary
+from segprune.training import TrainConfig
+
+DESCRIPTION = "Magnitude pruning on a schedule, or L1 / L0 (hard-concrete) regularisation; saves a plain model with exact zeros."
+
+
+def configure(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("model", metavar="MODEL", help=".keras or .h5 model (never modified)")
+    parser.add_argument("--data", required=True, help=DATA_HELP)
+    parser.add_argument("--method", default="magnitude", choices=tuple(SPARSE_SETTINGS))
+    parser.add_argument("--sparsity", type=float, required=True, help="share of kernel weights to zero, e.g. 0.9")
+    parser.add_argument("--schedule", default=None, choices=("polynomial", "constant"), help="magnitude: how sparsity rises (default polynomial)")
+    parser.add_argument("--ranking", default=None, choices=("layer", "global"), help="magnitude: one global threshold (default) or per layer")
+    parser.add_argument("--pattern", default=None, help="magnitude: unstructured (default), N:M such as 2:4, or block:RxC")
+    parser.add_argument("--epochs", type=int, default=30, help="fine-tuning epochs (default 30)")
+    parser.add_argument("--recovery-epochs", type=int, default=None, help="l1 / l0: epochs after zeroing (default 5)")
+    parser.add_argument("--strength", type=float, default=None, help="l1 / l0: penalty weight (defaults 1e-4 / 60)")
+    parser.add_argument("--ignore", default="", help="comma-separated layer names whose kernels stay dense")
+    parser.add_argument("--image-size", type=int, default=256, help="image size at which MACs are reported (default 256)")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--out", required=True, help="where to save the sparse model (.keras)")
+
+
+def run(arguments: argparse.Namespace) -> int:
+    out = check_output(arguments.out, arguments.model)
+    settings = {}
+    for option in ("schedule", "ranking", "pattern", "recovery_epochs", "strength"):
+        value = getattr(arguments, option)
+        if value is None:
+            continue
+        if option not in SPARSE_SETTINGS[arguments.method]:
+            raise ValueError(f"--{option.replace('_', '-')} does not apply to --method {arguments.method}; it takes {list(SPARSE_SETTINGS[arguments.method])}.")
+        settings[option] = value
+    model = load_model(arguments.model)
+    data = load_data(arguments.data)
+    ignore = layer_names(arguments.ignore)
+    config = TrainConfig(patience=None, batches=BatchConfig(seed=arguments.seed))
+    _console.progress_console.print(f"{arguments.method}: {arguments.epochs} epochs to sparsity {arguments.sparsity}")
+    result = sparsify(
+        model, arguments.method, sparsity=arguments.sparsity, data=data, epochs=arguments.epochs, ignore=ignore, seed=arguments.seed,
+        train_config=config, on_epoch=_console.print_epoch, **settings,
+    )
+    for note in result.notes:
+        _console.progress_console.print(note)
+    save_model(result.model, out)
+    size = (arguments.image_size, arguments.image_size)
+    summary = sparsity_summary(result.model, size, ignore=ignore)
+    rows = [[row.layer, row.weight, f"{row.size:,}", f"{row.sparsity:.3f}"] for row in summary.layers]
+    _console.output_console.print(_console.table(f"kernel sparsity ({arguments.method})", ["layer", "weight", "size", "sparsity"], rows))
+    _console.output_console.print(
+        f"sparsity {summary.sparsity:.4f}; zipped {summary.zipped_bytes / 1e6:.2f} MB; MACs at {size[0]}x{size[1]} "
+        f"{summary.total_macs / 1e9:.2f}G, {summary.macs_if_zeros_skipped / 1e9:.2f}G if zeros were skipped"
+    )
+    if data.splits.get("test"):
+        before, after = evaluate(model, data, "test"), evaluate(result.model, data, "test")
+        _console.output_console.print(f"test Dice: dense {before.dice:.4f}, sparse {after.dice:.4f}")
+    _console.output_console.print(f"sparse model: {out}")
+    return 0

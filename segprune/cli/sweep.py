@@ -1,0 +1,40 @@
+"""`segprune sweep`: every method at every budget, fine-tuned and timed, with report.html and the balance point."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from segprune.cli import _console
+from segprune.cli._common import DATA_HELP, USER_ERRORS, print_balance  # noqa: F401  (USER_ERRORS is read by segprune.cli.main)
+from segprune.data import load_data
+from segprune.experiments import SWEEP_METHODS, SweepConfig, run_sweep
+from segprune.models import load_model
+from segprune.report import build_report
+
+DESCRIPTION = "Prune with each method at each budget, fine-tune, measure, report."
+
+
+def configure(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--model", required=True, help="the trained dense model (.keras or .h5)")
+    parser.add_argument("--data", default="nuclei", help=DATA_HELP)
+    parser.add_argument("--out", required=True, help="output folder (an interrupted sweep there resumes)")
+    parser.add_argument("--methods", default=",".join(SweepConfig().methods), help=f"comma-separated, from: {', '.join(SWEEP_METHODS)}")
+    parser.add_argument("--budgets", default="0.5,0.25,0.125", help="MACs fractions (default 0.5,0.25,0.125)")
+    parser.add_argument("--tolerance", type=float, default=1.0, help="Dice points from dense for the balance point (default 1.0)")
+    parser.add_argument("--finetune-epochs", type=int, default=10, help="fine-tuning after each pruning (default 10)")
+
+
+def run(arguments: argparse.Namespace) -> int:
+    config = SweepConfig(
+        methods=tuple(name for name in arguments.methods.split(",") if name),
+        budgets=tuple(float(value) for value in arguments.budgets.split(",") if value),
+        finetune_epochs=arguments.finetune_epochs,
+        tolerance=arguments.tolerance,
+    )
+    data = load_data(arguments.data)
+    rows = run_sweep(load_model(arguments.model), data, arguments.out, config, progress=_console.progress_console.print)
+    report, balance = build_report(rows, data, arguments.out, config.tolerance, f"segprune sweep: {Path(arguments.model).name} on {data.name}")
+    print_balance(balance, config.tolerance)
+    _console.output_console.print(f"report: {report}\nresults: {Path(arguments.out) / 'results.csv'}")
+    return 0

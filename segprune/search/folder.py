@@ -1,0 +1,37 @@
+"""A search's folder: its log, its budget and the dense model it starts from, created or reopened to resume."""
+
+from __future__ import annotations
+
+from dataclasses import asdict
+from pathlib import Path
+
+import keras
+
+from segprune._io import save_model
+from segprune.search.budget import Budget
+from segprune.search.evaluation import CandidateSettings
+from segprune.search.log import SearchLog
+from segprune.search.settings import SearchSettings
+
+
+def open_search(
+    model: keras.Model, folder: str | Path, method: dict, settings: SearchSettings, candidate_settings: CandidateSettings, resume: bool
+) -> tuple[SearchLog, Budget, Path]:
+    """Creates (or reopens, to resume) a search folder: its log, its budget, and the dense model saved in it.
+
+    `method` holds the method's own settings for the log header; the worker count and whether the result is
+    timed are left out of the header, since they do not change what a search chooses.
+    """
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    candidates = asdict(candidate_settings)
+    candidates["batches"] = asdict(candidate_settings.batches)
+    header = {**method, **asdict(settings), **candidates}
+    header.pop("workers")
+    header.pop("time_result")
+    log = SearchLog(folder / "search.jsonl", header, resume)
+    budget = Budget(model, settings, folder)
+    dense_path = folder / "dense.keras"
+    if not dense_path.exists():
+        save_model(model, dense_path)
+    return log, budget, dense_path
