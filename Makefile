@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 export TF_CPP_MIN_LOG_LEVEL ?= 2
 export KERAS_BACKEND ?= tensorflow
 
-.PHONY: demo test install clean chromium
+.PHONY: demo test install clean chromium lint
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -21,8 +21,13 @@ install: $(VENV)/.installed
 demo: install
 	$(BIN)/segprune demo --out runs/demo
 
-test: install chromium
+test: install chromium lint
 	$(BIN)/python -m pytest -q $(PYTEST_ARGS)
+
+# The layering (import-linter contracts in pyproject.toml) and the lint rules, checked before the tests.
+lint: install
+	$(BIN)/lint-imports
+	$(BIN)/ruff check segprune tests benchmarks
 
 # The report test renders report.html in Debian's headless Chromium; installed here when we may (root).
 chromium:

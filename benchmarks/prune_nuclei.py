@@ -13,8 +13,9 @@ import tempfile
 import time
 from pathlib import Path
 
-import segprune  # noqa: F401  (first: it quiets TensorFlow's start-up logging)
 import keras
+
+import segprune  # noqa: F401  (first: it quiets TensorFlow's start-up logging)
 from segprune import evaluate, flops, load_data, load_model, train
 from segprune.models import unet
 from segprune.runtime.benchmark import onnx_latency
@@ -61,7 +62,7 @@ def main() -> None:
         latencies = onnx_latency([Path(folder) / "dense.onnx", *(c[-1] for c in candidates)], threads=arguments.threads)
         dense_ms = latencies[0].median_ms
         rows.append(("dense", "-", 1.0, dense_dice, dense_ms, 1.0, 0.0))
-        for (method, target, pruned, result, seconds, _), latency in zip(candidates, latencies[1:]):
+        for (method, target, pruned, _result, seconds, _), latency in zip(candidates, latencies[1:]):
             macs_ratio = flops(pruned, (256, 256)).macs / dense_macs
             dice = evaluate(pruned, data, "test").dice
             rows.append((f"one-shot {method}", target, macs_ratio, dice, latency.median_ms, dense_ms / latency.median_ms, seconds))

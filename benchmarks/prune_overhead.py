@@ -7,8 +7,9 @@ from __future__ import annotations
 
 import time
 
-import segprune  # noqa: F401  (first: it quiets TensorFlow's start-up logging)
 import keras
+
+import segprune  # noqa: F401  (first: it quiets TensorFlow's start-up logging)
 from segprune.graph.groups import build_channel_graph
 from segprune.graph.surgery import remove_channels
 from segprune.models import unet

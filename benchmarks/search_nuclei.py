@@ -14,15 +14,16 @@ import json
 import time
 from pathlib import Path
 
-import segprune  # noqa: F401  (first: it quiets TensorFlow's start-up logging)
 import keras
+
+import segprune  # noqa: F401  (first: it quiets TensorFlow's start-up logging)
 from segprune import TrainConfig, evaluate, flops, load_data, load_model, train
 from segprune.models import unet
+from segprune.runtime.latency import time_models
 from segprune.search.evaluation import CandidateSettings
 from segprune.search.greedy import family, greedy_search
 from segprune.search.random_search import random_search
 from segprune.search.settings import SearchSettings
-from segprune.runtime.latency import time_models
 from segprune.structured.oneshot import prune_channels
 
 NUCLEI = Path(__file__).resolve().parents[1].parent / "shared" / "datasets" / "nuclei-dsb2018"

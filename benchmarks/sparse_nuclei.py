@@ -15,8 +15,9 @@ import json
 import statistics
 from pathlib import Path
 
-import segprune  # noqa: F401  (first: it quiets TensorFlow's start-up logging)
 import keras
+
+import segprune  # noqa: F401  (first: it quiets TensorFlow's start-up logging)
 from segprune import TrainConfig, evaluate, flops, load_data, load_model, save_model, train
 from segprune.models import unet
 from segprune.sparse import l0_sparsify, l1_sparsify, magnitude_prune, sparsity_summary

@@ -12,8 +12,9 @@ import argparse
 import os
 import time
 
-import segprune  # noqa: F401  (first: it quiets TensorFlow's start-up logging)
 import keras
+
+import segprune  # noqa: F401  (first: it quiets TensorFlow's start-up logging)
 from segprune.data import BatchConfig, TrainingBatches, synthetic_dataset
 from segprune.losses import CrossEntropyDiceLoss
 from segprune.models import output_kind, unet

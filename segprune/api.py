@@ -40,8 +40,8 @@ SPARSE_METHODS = ("magnitude", "l1", "l0")
 # one-shot criterion and a sparse method, hence two tables).
 _SEARCH_SETTINGS = ("candidate_steps", "threads", "workers", "data_source", "time_result")
 STRUCTURED_SETTINGS: dict[str, tuple[str, ...]] = {
-    **{name: ("global_ranking", "compensate") for name in ONESHOT_METHODS},
-    **{name: ("regularise_epochs", "strength") for name in REGULARISED_METHODS},
+    **dict.fromkeys(ONESHOT_METHODS, ("global_ranking", "compensate")),
+    **dict.fromkeys(REGULARISED_METHODS, ("regularise_epochs", "strength")),
     "greedy": ("iterations", *_SEARCH_SETTINGS),
     "random-search": ("candidates", "accuracy_floor", *_SEARCH_SETTINGS),
 }

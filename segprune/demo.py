@@ -11,9 +11,9 @@ import keras
 from segprune._io import write_text
 from segprune.cost import flops
 from segprune.data import synthetic_dataset
+from segprune.experiments import SWEEP_METHODS, SweepConfig, run_sweep
 from segprune.metrics import Evaluation, evaluate
 from segprune.models import load_model, unet
-from segprune.experiments import SWEEP_METHODS, SweepConfig, run_sweep
 from segprune.report import build_report
 from segprune.training import EpochReporter, TrainConfig, train
 from segprune.training_state import state_path

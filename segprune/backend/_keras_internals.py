@@ -12,7 +12,6 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import keras
-import numpy as np
 
 
 @dataclass(frozen=True)

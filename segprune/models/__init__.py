@@ -1,14 +1,13 @@
 """Segmentation architectures, a user's own model files, and the output convention they share."""
 
 from segprune.backend.keras_fixes import allow_dynamic_resize
-
-allow_dynamic_resize()  # before any model is built, loaded or run (every such path imports this package)
-
 from segprune.models.fcn import fcn
 from segprune.models.loading import ModelFileError, load_model, require_graph_model
 from segprune.models.mobilenet_unet import mobilenet_unet
 from segprune.models.outputs import OutputKind, output_kind
 from segprune.models.unet import unet
+
+allow_dynamic_resize()  # before any model is built, loaded or run (every such path imports this package)
 
 ARCHITECTURES = {"unet": unet, "fcn": fcn, "mobilenet-unet": mobilenet_unet}
 

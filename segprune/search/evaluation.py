@@ -29,7 +29,6 @@ from segprune.models.loading import load_model
 from segprune.models.outputs import output_kind
 from segprune.search.space import Configuration, shrink
 
-
 EAGER_STEPS = 100
 
 

@@ -20,8 +20,8 @@ import numpy as np
 from segprune.data.dataset import SegmentationDataset
 from segprune.search.budget import Budget, measure
 from segprune.search.evaluation import Candidate, CandidatePool, CandidateSettings, candidate_seed, short_finetune
-from segprune.search.greedy import Progress
 from segprune.search.folder import open_search
+from segprune.search.greedy import Progress
 from segprune.search.settings import SearchResult, SearchSettings
 from segprune.search.space import Configuration, shrink
 from segprune.training import EpochReporter, TrainConfig, train

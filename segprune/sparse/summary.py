@@ -67,7 +67,7 @@ class SparsitySummary:
 
     def format(self) -> str:
         lines = [f"{'layer':32s} {'weight':18s} {'size':>9s} {'sparsity':>9s}"]
-        lines += [f"{l.layer:32s} {l.weight:18s} {l.size:9d} {l.sparsity:9.3f}" for l in self.layers]
+        lines += [f"{row.layer:32s} {row.weight:18s} {row.size:9d} {row.sparsity:9.3f}" for row in self.layers]
         lines.append(
             f"total sparsity {self.sparsity:.4f}; zipped {self.zipped_bytes / 1e6:.2f} MB "
             f"(file {self.file_bytes / 1e6:.2f} MB); MACs {self.total_macs / 1e9:.3f} G, "

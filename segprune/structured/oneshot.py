@@ -6,10 +6,10 @@ from collections.abc import Callable, Iterable, Mapping
 
 import keras
 
+from segprune.cost.resources import parse_target, resource_after
 from segprune.data.dataset import SegmentationDataset
 from segprune.graph.groups import ChannelGraph, build_channel_graph
 from segprune.graph.surgery import remove_channels
-from segprune.cost.resources import parse_target, resource_after
 from segprune.structured.compensation import compensate_removed_channels
 from segprune.structured.importance import channel_importance, sample_batches
 from segprune.structured.selection import Strategy, UniformRatio, as_strategy

@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 
 from segprune.data import synthetic_dataset
-from segprune.models import unet
 from segprune.experiments import SweepConfig, run_sweep
+from segprune.models import unet
 from segprune.report import balance_point, build_report
 
 
