@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import copy
 from collections.abc import Sequence
-from typing import Protocol
+from typing import NamedTuple, Protocol
 
 import keras
 import numpy as np
@@ -43,8 +43,36 @@ class ChannelBuilder(Protocol):
         """Demands that the kept count of these elements' group stay a multiple of `multiple`."""
 
 
+class ChannelAxis(NamedTuple):
+    """One axis of one of a layer's weights that runs over the channels of one of its tensors.
+
+    Attributes:
+        weight: The variable's name within the layer ("kernel", "bias", "gamma", ...).
+        side: `"input"` (channels the layer reads) or `"output"` (channels it writes).
+        axis: The weight's axis that runs over those channels.
+        positions: For each entry along that axis, the channel position of the tensor it belongs to (a
+            separable conv's pointwise kernel holds `depth_multiplier` entries per input channel; a grouped
+            conv's kernel holds one group's input channels, standing for every group's).
+        kind: `"kernel"` for weights whose slices are the filters a channel is read or written with (what
+            weight-norm criteria measure), `"vector"` for per-channel parameters (bias, scale, statistics).
+        tensor: Which input (or output) tensor of the layer, in call order.
+    """
+
+    weight: str
+    side: str
+    axis: int
+    positions: np.ndarray
+    kind: str = "kernel"
+    tensor: int = 0
+
+
 class ChannelHandler:
-    """Base handler: subclasses override `couple`, and `slice_weights`/`edit_config` where weights exist."""
+    """Base handler: subclasses override `couple`, and `channel_axes`/`edit_config` where weights exist.
+
+    `channel_axes` is the one description of a layer's weights that the rest of segprune reads: the surgery
+    slices them with it, importance criteria measure filters with it, the exactness harness zeroes inputs
+    with it. `mean_response` is what bias compensation needs from a layer that mixes channels.
+    """
 
     def couple(self, call: LayerCall, inputs: list[list[int]], builder: ChannelBuilder) -> list[list[int]]:
         raise NotImplementedError
@@ -52,8 +80,29 @@ class ChannelHandler:
     def edit_config(self, config: dict, kept_in: list[np.ndarray], kept_out: list[np.ndarray]) -> dict:
         return config
 
+    def channel_axes(self, call: LayerCall) -> list[ChannelAxis]:
+        """Which weights of the called layer run over which channels; weights not listed have none."""
+        return []
+
+    def mean_response(self, call: LayerCall) -> np.ndarray | None:
+        """(input channels, output channels): how far each output channel's mean moves per unit of each input
+        channel's mean, borders aside; None for a layer that does not mix channels linearly."""
+        return None
+
     def slice_weights(self, call: LayerCall, kept_in: list[np.ndarray], kept_out: list[np.ndarray]) -> list[np.ndarray]:
-        return [keras.ops.convert_to_numpy(w) for w in layer_weights(call.layer)]
+        """The layer's weights with the entries of removed channels dropped along every axis `channel_axes` lists."""
+        axes_of: dict[str, list[ChannelAxis]] = {}
+        for channel_axis in self.channel_axes(call):
+            axes_of.setdefault(channel_axis.weight, []).append(channel_axis)
+        sliced = []
+        for variable in layer_weights(call.layer):
+            value = keras.ops.convert_to_numpy(variable)
+            for channel_axis in axes_of.get(weight_name(variable), []):
+                kept = (kept_in if channel_axis.side == "input" else kept_out)[channel_axis.tensor]
+                entries = np.flatnonzero(np.isin(channel_axis.positions, kept))
+                value = np.take(value, entries, axis=channel_axis.axis)
+            sliced.append(value)
+        return sliced
 
 
 def layer_weights(operation) -> list:
@@ -66,8 +115,21 @@ def weight_name(variable) -> str:
     return variable.path.rsplit("/", 1)[-1]
 
 
-def _weights_by_name(layer: keras.layers.Layer) -> list[tuple[str, np.ndarray]]:
-    return [(weight_name(w), keras.ops.convert_to_numpy(w)) for w in layer_weights(layer)]
+def _weight_shape(layer: keras.layers.Layer, name: str) -> tuple[int, ...] | None:
+    for variable in layer_weights(layer):
+        if weight_name(variable) == name:
+            return tuple(variable.shape)
+    return None
+
+
+def _spatial_sum(kernel: np.ndarray, input_axis: int, output_axis: int) -> np.ndarray:
+    """A kernel summed over every axis but its input and output channel axes: (inputs, outputs)."""
+    moved = np.moveaxis(kernel, (input_axis, output_axis), (-2, -1))
+    return moved.reshape(-1, *moved.shape[-2:]).sum(axis=0)
+
+
+def _kernel_value(layer: keras.layers.Layer, name: str) -> np.ndarray:
+    return next(keras.ops.convert_to_numpy(v) for v in layer_weights(layer) if weight_name(v) == name)
 
 
 class DenseLikeHandler(ChannelHandler):
@@ -83,11 +145,6 @@ class DenseLikeHandler(ChannelHandler):
 
     def couple(self, call, inputs, builder):
         layer = call.layer
-        if getattr(layer, "groups", 1) != 1:
-            raise UnsupportedLayerError(
-                f"Layer {layer.name!r} ({type(layer).__name__}) is a grouped convolution (groups={layer.groups}); "
-                "segprune does not prune those yet. Mark it with ignore=[...] or register a handler."
-            )
         outputs = builder.fresh(layer, call.output_shapes[0][-1])
         if _mixes_channels(getattr(layer, "activation", None)):
             builder.fix(outputs)
@@ -98,15 +155,80 @@ class DenseLikeHandler(ChannelHandler):
         config[self.width_key] = int(len(kept_out[0]))
         return config
 
-    def slice_weights(self, call, kept_in, kept_out):
-        sliced = []
-        for name, value in _weights_by_name(call.layer):
-            if name == "kernel":
-                value = np.take(np.take(value, kept_in[0], axis=self.input_axis), kept_out[0], axis=self.output_axis)
-            elif name == "bias":
-                value = value[kept_out[0]]
-            sliced.append(value)
-        return sliced
+    def channel_axes(self, call):
+        shape = _weight_shape(call.layer, "kernel")
+        axes = [
+            ChannelAxis("kernel", "input", self.input_axis, np.arange(shape[self.input_axis])),
+            ChannelAxis("kernel", "output", self.output_axis, np.arange(shape[self.output_axis])),
+        ]
+        return axes + _bias_axis(call.layer, shape[self.output_axis])
+
+    def mean_response(self, call):
+        return _spatial_sum(_kernel_value(call.layer, "kernel"), self.input_axis, self.output_axis)
+
+
+def _bias_axis(layer: keras.layers.Layer, outputs: int) -> list[ChannelAxis]:
+    if _weight_shape(layer, "bias") is None:
+        return []
+    return [ChannelAxis("bias", "output", -1, np.arange(outputs), "vector")]
+
+
+class ConvHandler(DenseLikeHandler):
+    """Conv1D and Conv2D, grouped ones (`groups > 1`) included.
+
+    A grouped conv with one input channel per group is a depthwise conv: output channel o reads input
+    channel o // (outputs per group) alone, so they are pruned together and whole groups go (`groups` shrinks).
+    Otherwise every group keeps the same positions: input position i of each group is one channel class,
+    and so is output position j of each group, so each group loses the same channels and `groups` stays.
+    """
+
+    def __init__(self) -> None:
+        super().__init__("filters")
+
+    def couple(self, call, inputs, builder):
+        layer = call.layer
+        if layer.groups == 1:
+            return super().couple(call, inputs, builder)
+        groups, channels = layer.groups, len(inputs[0])
+        per_input, per_output = channels // groups, call.output_shapes[0][-1] // groups
+        if per_input == 1:
+            outputs = [element for element in inputs[0] for _ in range(per_output)]
+        else:
+            for group in range(1, groups):
+                builder.union(inputs[0][:per_input], inputs[0][group * per_input : (group + 1) * per_input])
+            outputs = builder.fresh(layer, per_output) * groups
+        if _mixes_channels(getattr(layer, "activation", None)):
+            builder.fix(outputs)
+        return [outputs]
+
+    def edit_config(self, config, kept_in, kept_out):
+        config = super().edit_config(config, kept_in, kept_out)
+        # A depthwise-style conv keeps one group per kept input channel (at most `groups`); one whose groups
+        # each keep the same positions reads a multiple of `groups` channels and keeps its `groups`.
+        config["groups"] = min(int(config.get("groups", 1)), int(len(kept_in[0])))
+        return config
+
+    def channel_axes(self, call):
+        if call.layer.groups == 1:
+            return super().channel_axes(call)
+        shape = _weight_shape(call.layer, "kernel")
+        axes = [ChannelAxis("kernel", "output", -1, np.arange(shape[-1]))]
+        if shape[-2] > 1:  # one group's input channels, standing for every group's (they are one class each)
+            axes.append(ChannelAxis("kernel", "input", -2, np.arange(shape[-2])))
+        return axes + _bias_axis(call.layer, shape[-1])
+
+    def mean_response(self, call):
+        response = super().mean_response(call)
+        groups = call.layer.groups
+        if groups == 1:
+            return response
+        per_input, outputs = response.shape
+        per_output = outputs // groups
+        full = np.zeros((per_input * groups, outputs), dtype=response.dtype)
+        for group in range(groups):
+            rows, columns = slice(group * per_input, (group + 1) * per_input), slice(group * per_output, (group + 1) * per_output)
+            full[rows, columns] = response[:, columns]
+        return full
 
 
 class TransposeConvHandler(DenseLikeHandler):
@@ -114,6 +236,9 @@ class TransposeConvHandler(DenseLikeHandler):
 
     def __init__(self) -> None:
         super().__init__("filters", input_axis=-1, output_axis=-2)
+
+    def mean_response(self, call):
+        return super().mean_response(call) / np.prod(call.layer.strides)  # each output pixel gets 1/stride^2 of the taps
 
 
 class DepthwiseHandler(ChannelHandler):
@@ -123,15 +248,17 @@ class DepthwiseHandler(ChannelHandler):
         multiplier = call.layer.depth_multiplier
         return [[element for element in inputs[0] for _ in range(multiplier)]]
 
-    def slice_weights(self, call, kept_in, kept_out):
-        sliced = []
-        for name, value in _weights_by_name(call.layer):
-            if name == "kernel":
-                value = np.take(value, kept_in[0], axis=2)
-            elif name == "bias":
-                value = value[kept_out[0]]
-            sliced.append(value)
-        return sliced
+    def channel_axes(self, call):
+        shape = _weight_shape(call.layer, "kernel")
+        return [ChannelAxis("kernel", "input", 2, np.arange(shape[2]))] + _bias_axis(call.layer, shape[2] * shape[3])
+
+    def mean_response(self, call):
+        taps = _kernel_value(call.layer, "kernel").sum(axis=(0, 1))  # (channels, multiplier)
+        channels, multiplier = taps.shape
+        response = np.zeros((channels, channels * multiplier), dtype=taps.dtype)
+        for channel in range(channels):
+            response[channel, channel * multiplier : (channel + 1) * multiplier] = taps[channel]
+        return response
 
 
 class SeparableHandler(DenseLikeHandler):
@@ -140,19 +267,22 @@ class SeparableHandler(DenseLikeHandler):
     def __init__(self) -> None:
         super().__init__("filters")
 
-    def slice_weights(self, call, kept_in, kept_out):
-        multiplier = call.layer.depth_multiplier
-        expanded = (kept_in[0][:, None] * multiplier + np.arange(multiplier)[None, :]).ravel()
-        sliced = []
-        for name, value in _weights_by_name(call.layer):
-            if name == "depthwise_kernel":
-                value = np.take(value, kept_in[0], axis=2)
-            elif name == "pointwise_kernel":
-                value = np.take(np.take(value, expanded, axis=2), kept_out[0], axis=3)
-            elif name == "bias":
-                value = value[kept_out[0]]
-            sliced.append(value)
-        return sliced
+    def channel_axes(self, call):
+        depthwise = _weight_shape(call.layer, "depthwise_kernel")
+        pointwise = _weight_shape(call.layer, "pointwise_kernel")
+        channels, multiplier = depthwise[2], depthwise[3]
+        return [
+            ChannelAxis("depthwise_kernel", "input", 2, np.arange(channels)),
+            ChannelAxis("pointwise_kernel", "input", 2, np.repeat(np.arange(channels), multiplier)),
+            ChannelAxis("pointwise_kernel", "output", 3, np.arange(pointwise[3])),
+            *_bias_axis(call.layer, pointwise[3]),
+        ]
+
+    def mean_response(self, call):
+        depthwise = _kernel_value(call.layer, "depthwise_kernel").sum(axis=(0, 1))  # (in, m)
+        pointwise = _kernel_value(call.layer, "pointwise_kernel")[0, 0]  # (in*m, out)
+        channels, multiplier = depthwise.shape
+        return np.einsum("ck,cko->co", depthwise, pointwise.reshape(channels, multiplier, -1))
 
 
 class ChannelwiseHandler(ChannelHandler):
@@ -165,15 +295,13 @@ class ChannelwiseHandler(ChannelHandler):
     def couple(self, call, inputs, builder):
         return [list(inputs[0])]
 
-    def slice_weights(self, call, kept_in, kept_out):
+    def channel_axes(self, call):
         channels = call.input_shapes[0][-1]
-        sliced = []
-        for variable in layer_weights(call.layer):
-            value = keras.ops.convert_to_numpy(variable)
-            if value.ndim >= 1 and value.shape[-1] == channels:
-                value = np.take(value, kept_in[0], axis=-1)
-            sliced.append(value)
-        return sliced
+        return [
+            ChannelAxis(weight_name(variable), "input", -1, np.arange(channels), "vector")
+            for variable in layer_weights(call.layer)
+            if len(variable.shape) >= 1 and variable.shape[-1] == channels
+        ]
 
 
 class GroupNormalizationHandler(ChannelwiseHandler):
@@ -357,8 +485,8 @@ for _class in _CHANNELWISE:
     register_handler(_class, ChannelwiseHandler())
 for _class in MERGE_LAYERS:
     register_handler(_class, MergeHandler())
-register_handler(keras.layers.Conv2D, DenseLikeHandler("filters"))
-register_handler(keras.layers.Conv1D, DenseLikeHandler("filters"))
+register_handler(keras.layers.Conv2D, ConvHandler())
+register_handler(keras.layers.Conv1D, ConvHandler())
 register_handler(keras.layers.Dense, DenseLikeHandler("units"))
 register_handler(keras.layers.Conv2DTranspose, TransposeConvHandler())
 register_handler(keras.layers.DepthwiseConv2D, DepthwiseHandler())

@@ -19,7 +19,7 @@ import numpy as np
 from scipy.stats import norm
 
 from segprune.backend._keras_internals import LayerCall, run_with_hook
-from segprune.graph.channels import DenseLikeHandler, SeparableHandler, handler_for
+from segprune.graph.channels import handler_for
 from segprune.graph.groups import ChannelGraph
 from segprune.graph.surgery import find_layer
 
@@ -42,27 +42,20 @@ def compensate_removed_channels(graph: ChannelGraph, pruned: keras.Model, remove
     removed_array = np.array(sorted(removed), dtype=np.int64)
     seen, compensated = set(), 0
     for index, (call, inputs) in enumerate(zip(graph.trace.calls, graph.call_inputs)):
-        handler = handler_for(call.layer)
-        if id(call.layer) in seen or not isinstance(handler, DenseLikeHandler) or isinstance(handler, SeparableHandler):
+        if id(call.layer) in seen or len(call.input_ids) != 1:
             continue
         seen.add(id(call.layer))
         dropped = np.flatnonzero(np.isin(inputs[0], removed_array))
         source = producer_of.get(call.input_ids[0])
         if dropped.size == 0 or source is None or source not in means:
             continue
-        shift = _output_shift(call, handler, dropped, means[source][dropped])
+        response = handler_for(call.layer).mean_response(call)
+        if response is None:
+            continue
+        shift = means[source][dropped] @ response[dropped]
         if _apply(pruned, graph, index, shift, consumers_of, removed_array):
             compensated += 1
     return compensated
-
-
-def _output_shift(call: LayerCall, handler: DenseLikeHandler, dropped: np.ndarray, channel_means: np.ndarray) -> np.ndarray:
-    kernel = keras.ops.convert_to_numpy(call.layer.kernel)
-    kernel = np.moveaxis(kernel, (handler.input_axis, handler.output_axis), (-2, -1))
-    taps = kernel[..., dropped, :].reshape(-1, dropped.size, kernel.shape[-1]).sum(axis=0)  # (dropped, out)
-    if isinstance(call.layer, keras.layers.Conv2DTranspose):
-        taps = taps / np.prod(call.layer.strides)  # each output pixel receives 1/stride^2 of the taps
-    return channel_means @ taps
 
 
 def _apply(pruned: keras.Model, graph: ChannelGraph, index: int, shift: np.ndarray, consumers_of, removed: np.ndarray) -> bool:

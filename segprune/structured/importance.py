@@ -12,17 +12,10 @@ from collections.abc import Callable, Iterator
 import keras
 import numpy as np
 
+from segprune.backend._keras_internals import LayerCall, run_with_hook
 from segprune.data.dataset import SegmentationDataset
 from segprune.data.pipeline import BatchConfig, TrainingBatches
-from segprune.backend._keras_internals import LayerCall, run_with_hook
-from segprune.graph.channels import (
-    DenseLikeHandler,
-    DepthwiseHandler,
-    SeparableHandler,
-    handler_for,
-    layer_weights,
-    weight_name,
-)
+from segprune.graph.channels import ChannelAxis, handler_for, layer_weights, weight_name
 from segprune.graph.groups import ChannelGraph
 
 CRITERIA = ("l1", "l2", "bn-scale", "taylor", "activation", "random", "mutual-info")
@@ -102,31 +95,27 @@ def _weight_norm_scores(graph: ChannelGraph, order: int, weights_of: Callable | 
             continue
         seen.add(id(call.layer))
         weights = weights_of(call) if weights_of else {weight_name(v): keras.ops.convert_to_numpy(v) for v in layer_weights(call.layer)}
-        for classes, kernel, axis in _kernel_slices(call, inputs, outputs, weights):
-            accumulator.add(classes, _norm_along(kernel, axis, order))
+        for classes, channel_axis in _kernel_slices(call, inputs, outputs):
+            accumulator.add(*_norms_per_channel(classes, weights[channel_axis.weight], channel_axis, order))
     return accumulator
 
 
-def _kernel_slices(call: LayerCall, inputs, outputs, weights: dict[str, np.ndarray]) -> Iterator[tuple[np.ndarray, np.ndarray, int]]:
-    """(channel classes, kernel, channel axis) for every channel axis of every kernel of a layer."""
-    handler = handler_for(call.layer)
-    if isinstance(handler, SeparableHandler):
-        multiplier = call.layer.depth_multiplier
-        yield inputs[0], weights["depthwise_kernel"], 2
-        pointwise = weights["pointwise_kernel"]
-        grouped = pointwise.reshape(*pointwise.shape[:2], -1, multiplier, pointwise.shape[-1])
-        yield inputs[0], grouped, 2
-        yield outputs[0], pointwise, 3
-    elif isinstance(handler, DenseLikeHandler):
-        yield outputs[0], weights["kernel"], handler.output_axis
-        yield inputs[0], weights["kernel"], handler.input_axis
-    elif isinstance(handler, DepthwiseHandler):
-        yield inputs[0], weights["kernel"], 2
+def _kernel_slices(call: LayerCall, inputs, outputs) -> Iterator[tuple[np.ndarray, ChannelAxis]]:
+    """(channel classes of the tensor, axis) for every channel axis of every kernel of a layer."""
+    for channel_axis in handler_for(call.layer).channel_axes(call):
+        if channel_axis.kind == "kernel":
+            tensors = inputs if channel_axis.side == "input" else outputs
+            yield tensors[channel_axis.tensor], channel_axis
 
 
-def _norm_along(kernel: np.ndarray, axis: int, order: int) -> np.ndarray:
-    moved = np.moveaxis(np.abs(kernel), axis, 0).reshape(kernel.shape[axis], -1)
-    return moved.sum(axis=1) if order == 1 else np.sqrt((moved**2).sum(axis=1))
+def _norms_per_channel(classes: np.ndarray, kernel: np.ndarray, channel_axis: ChannelAxis, order: int) -> tuple[np.ndarray, np.ndarray]:
+    """The norm of each channel's filter (every entry the axis holds for that channel): (classes, norms)."""
+    moved = np.moveaxis(np.abs(kernel), channel_axis.axis, 0).reshape(kernel.shape[channel_axis.axis], -1)
+    powers = (moved**order).sum(axis=1)
+    positions = np.unique(channel_axis.positions)
+    per_position = np.zeros(len(classes), dtype=np.float64)
+    np.add.at(per_position, channel_axis.positions, powers)
+    return classes[positions], per_position[positions] ** (1.0 / order)
 
 
 def _bn_scale_scores(graph: ChannelGraph) -> Scores:
@@ -213,7 +202,7 @@ def _activation_scores(graph: ChannelGraph, batches, statistic: Callable) -> Sco
     rng = np.random.default_rng(0)
     for images, masks in batches:
 
-        def hook(call: LayerCall, outputs) -> None:
+        def hook(call: LayerCall, outputs, masks=masks) -> None:
             key = (call.path, call.layer.name)
             if key not in chosen or not outputs or len(outputs[0].shape) != 4:
                 return
@@ -225,7 +214,7 @@ def _activation_scores(graph: ChannelGraph, batches, statistic: Callable) -> Sco
 
         run_with_hook(graph.model, images, hook)
     accumulator = ScoreAccumulator()
-    for key, (positions, classes) in chosen.items():
+    for key, (_, classes) in chosen.items():
         if features[key]:
             accumulator.add(classes, statistic(np.concatenate(features[key]), np.concatenate(labels[key])))
     return accumulator

@@ -21,7 +21,7 @@ import keras
 import numpy as np
 
 from segprune.data.dataset import SegmentationDataset
-from segprune.graph.channels import DenseLikeHandler, SeparableHandler, handler_for
+from segprune.graph.channels import handler_for
 from segprune.graph.groups import ChannelGraph, Group, build_channel_graph
 from segprune.graph.surgery import remove_channels
 from segprune.models.loading import copy_model
@@ -67,12 +67,12 @@ def _producer_sites(graph: ChannelGraph, call_index: int, gate: str) -> list[Sit
         follower = graph.trace.calls[consumers[0]].layer
         if isinstance(follower, keras.layers.BatchNormalization) and follower.scale:
             return []
-    handler = handler_for(call.layer)
-    kernel = "pointwise_kernel" if isinstance(handler, SeparableHandler) else "kernel"
-    sites = [Site(call.qualified_name, kernel, gate, handler.output_axis)]
-    if getattr(call.layer, "use_bias", False):
-        sites.append(Site(call.qualified_name, "bias", gate, -1))
-    return sites
+    axes = handler_for(call.layer).channel_axes(call)
+    return [Site(call.qualified_name, axis.weight, gate, axis.axis) for axis in axes if axis.side == "output"]
+
+
+def _writes_through_a_kernel(call) -> bool:
+    return any(axis.side == "output" and axis.kind == "kernel" for axis in handler_for(call.layer).channel_axes(call))
 
 
 def _batch_norm_sites(graph: ChannelGraph, group: Group, gate: str) -> list[Site]:
@@ -97,7 +97,7 @@ def channel_gates(graph: ChannelGraph) -> tuple[list[GateSpec], list[Site], dict
     dense = macs_after(graph, [])
     producers: dict[int, list[int]] = {}
     for index, (call, outputs) in enumerate(zip(graph.trace.calls, graph.call_outputs)):
-        if isinstance(handler_for(call.layer), DenseLikeHandler) and outputs and outputs[0].size:
+        if outputs and outputs[0].size and _writes_through_a_kernel(call):
             group = graph.group_of_class(int(outputs[0][0]))
             producers.setdefault(group.index, []).append(index)
     gates, sites, group_of_gate, skipped = [], [], {}, []

@@ -9,7 +9,7 @@ from __future__ import annotations
 import keras
 import numpy as np
 
-from segprune.graph.channels import DenseLikeHandler, SeparableHandler, handler_for, weight_name
+from segprune.graph.channels import handler_for, weight_name
 from segprune.graph.groups import ChannelGraph, build_channel_graph
 from segprune.graph.surgery import find_layer, remove_channels
 
@@ -53,24 +53,21 @@ def zeroed_copy(graph: ChannelGraph, removed: list[int]) -> keras.Model:
     copy.set_weights(model.get_weights())
     removed_array = np.array(removed)
     for call, inputs in zip(graph.trace.calls, graph.call_inputs):
-        handler = handler_for(call.layer)
-        if not isinstance(handler, DenseLikeHandler) or not inputs:
-            continue
-        dropped = np.flatnonzero(np.isin(inputs[0], removed_array))
-        if dropped.size == 0:
+        zeroed = {}
+        for channel_axis in handler_for(call.layer).channel_axes(call):
+            if channel_axis.side != "input" or channel_axis.kind != "kernel":
+                continue
+            classes = inputs[channel_axis.tensor][channel_axis.positions]
+            zeroed.setdefault(channel_axis.weight, []).append((channel_axis.axis, np.flatnonzero(np.isin(classes, removed_array))))
+        if not any(entries.size for axes in zeroed.values() for _, entries in axes):
             continue
         target = find_layer(copy, call.path, call.layer.name)
         values = []
         for variable in target.weights:
             value = keras.ops.convert_to_numpy(variable).copy()
-            name = weight_name(variable)
-            if isinstance(handler, SeparableHandler) and name == "pointwise_kernel":
-                multiplier = call.layer.depth_multiplier
-                expanded = (dropped[:, None] * multiplier + np.arange(multiplier)).ravel()
-                value[:, :, expanded, :] = 0
-            elif not isinstance(handler, SeparableHandler) and name == "kernel":
+            for axis, entries in zeroed.get(weight_name(variable), []):
                 index = [slice(None)] * value.ndim
-                index[handler.input_axis] = dropped
+                index[axis] = entries
                 value[tuple(index)] = 0
             values.append(value)
         target.set_weights(values)
