@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 import keras
 import numpy as np
 
-from segprune.backend._keras_internals import GraphTrace, trace_graph
+from segprune.backend._keras_internals import GraphTrace, LayerCall, trace_graph
 from segprune.graph.channels import UnsupportedLayerError, handler_for
 from segprune.models.loading import require_graph_model
 
@@ -66,7 +66,14 @@ class ChannelGraph:
     groups: list[Group]
     _group_of_class: dict[int, int] = field(default_factory=dict, repr=False)
 
+    def has_class(self, class_id: int) -> bool:
+        """Whether `class_id` is a channel class of this graph."""
+        return class_id in self._group_of_class
+
     def group_of_class(self, class_id: int) -> Group:
+        """The group a channel class belongs to."""
+        if class_id not in self._group_of_class:
+            raise ValueError(f"Channel class {class_id} does not exist in model {self.model.name!r}.")
         return self.groups[self._group_of_class[class_id]]
 
     def prunable_groups(self) -> list[Group]:
@@ -162,6 +169,7 @@ def build_channel_graph(
     element_inputs, element_outputs = [], []
     for call in trace.calls:
         inputs = [tensors[tensor_id] for tensor_id in call.input_ids]
+        _require_channels_last(call)
         outputs = handler_for(call.layer).couple(call, inputs, builder)
         if len(outputs) != len(call.output_ids):
             raise UnsupportedLayerError(f"Layer {call.qualified_name!r} returned {len(call.output_ids)} tensors; its handler described {len(outputs)}.")
@@ -210,6 +218,17 @@ def _groups(builder: _Builder) -> tuple[list[Group], dict[int, int]]:
         for root in roots:
             group_of_class[root] = index
     return groups, group_of_class
+
+
+def _require_channels_last(call: LayerCall) -> None:
+    """segprune reads channels on the last axis: a channels-first layer would be sliced on the wrong axis."""
+    if getattr(call.layer, "data_format", None) == "channels_first":
+        raise UnsupportedLayerError(
+            f"Layer {call.qualified_name!r} ({type(call.layer).__name__}) uses data_format='channels_first'; segprune "
+            "only prunes channels-last models (channels on the last axis). Build the model channels-last "
+            "(keras.config.set_image_data_format('channels_last') before building it, or data_format='channels_last' "
+            "on each layer) and copy the weights across with set_weights(): conv kernels have the same shape in both."
+        )
 
 
 def _check_ignore_names(model: keras.Model, ignore: set[str]) -> None:

@@ -49,8 +49,6 @@ def _validated(graph: ChannelGraph, removed_classes: Iterable[int]) -> set[int]:
     removed = {int(c) for c in removed_classes}
     per_group: dict[int, int] = {}
     for class_id in removed:
-        if class_id not in graph._group_of_class:
-            raise ValueError(f"Channel class {class_id} does not exist in model {graph.model.name!r}.")
         group = graph.group_of_class(class_id)
         if not group.prunable[group.classes.index(class_id)]:
             raise ValueError(f"Channel class {class_id} of group {group.index} ({', '.join(group.producers)}) may not be removed.")

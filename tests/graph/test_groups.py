@@ -175,3 +175,19 @@ def test_group_normalization_keeps_counts_divisible_by_its_groups(tmp_path):
         remove_channels(graph, graph.group_of_layer("a").classes[:3])
     pruned.save(tmp_path / "pruned.keras")
     keras.saving.load_model(tmp_path / "pruned.keras")
+
+
+def test_channels_first_layers_are_refused_with_the_fix():
+    inputs = keras.Input((3, 16, 16))
+    x = keras.layers.Conv2D(8, 3, padding="same", data_format="channels_first", name="first_conv")(inputs)
+    model = keras.Model(inputs, keras.layers.Conv2D(2, 1, data_format="channels_first")(x))
+    with pytest.raises(UnsupportedLayerError, match=r"'first_conv' \(Conv2D\) uses data_format='channels_first'.*channels_last"):
+        build_channel_graph(model)
+
+
+def test_unknown_channel_class_is_a_clear_error():
+    graph = build_channel_graph(unet(base_filters=8, depth=2))
+    known = graph.prunable_groups()[0].classes[0]
+    assert graph.has_class(known) and not graph.has_class(10**9)
+    with pytest.raises(ValueError, match="does not exist"):
+        graph.group_of_class(10**9)
