@@ -1,19 +1,30 @@
-"""Export to ONNX or LiteRT, verified against the Keras model before the file is put in place."""
+"""Export to ONNX, OpenVINO IR or LiteRT, verified against the Keras model before the file is put in place.
+
+Shapes: by default batch, height and width stay dynamic. With `input_shape` (e.g. `(1, 256, 256)`) the graph
+is traced at that fixed shape and its constants folded: tf2onnx runs TensorFlow's grappler (constant folding
+among its passes) on the frozen graph and then its own ONNX optimisers, so every Shape/Gather/Slice/Pad chain
+that only computes sizes becomes a constant (the default U-Net: 160 ONNX nodes dynamic, 41 fixed). The
+OpenVINO IR is converted from that ONNX graph by `openvino.convert_model` and kept in fp32.
+"""
 
 from __future__ import annotations
 
-import warnings
-from collections.abc import Sequence
+import contextlib
+import os
+import shutil
+import tempfile
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 import keras
 import numpy as np
 
-from segprune._io import atomic_path
 from segprune.runtime import _tensorflow
 
 DEFAULT_TOLERANCE = 1e-4
-FORMATS = {"onnx": ".onnx", "litert": ".tflite"}
+FORMATS = {"onnx": ".onnx", "litert": ".tflite", "openvino": ".xml"}
+
+InputShape = tuple  # (batch, height, width, channels); None where dynamic
 
 
 class ExportMismatchError(RuntimeError):
@@ -27,33 +38,39 @@ def export_model(
     tolerance: float = DEFAULT_TOLERANCE,
     samples: Sequence[np.ndarray] = (),
     check_size: int = 64,
+    input_shape: Sequence[int] | str | None = None,
 ) -> float:
-    """Writes `model` as ONNX or LiteRT (dynamic batch and image size) and checks it against Keras.
+    """Writes `model` as ONNX, OpenVINO IR (`.xml` + `.bin`) or LiteRT and checks it against Keras.
 
     The graph is traced with `training=False` explicitly (Keras's own export leaves the flag unset, and
-    BatchNormalization after a Resizing then exports in training mode). The exported model runs on a random input of `check_size` x `check_size` and on every array in
-    `samples` (real images, (H, W, C) in [0, 1]); the file is only put at `path` when the largest absolute
-    difference from Keras is within `tolerance`.
+    BatchNormalization after a Resizing then exports in training mode). The exported model runs on a random
+    input and on every array in `samples` (real images, (H, W, C) in [0, 1]); the file is only put at `path`
+    when the largest absolute difference from Keras is within `tolerance`.
+
+    Args:
+        input_shape: None for dynamic batch, height and width; else a fixed shape, `(height, width)`,
+            `(batch, height, width)`, `(batch, height, width, channels)` or a string such as `"1x256x256"`.
+            Samples are then fitted to it (`fit_to_shape`), and the random check input has that shape.
+        check_size: Height and width of the random check input of a dynamic export.
 
     Returns:
         The largest absolute difference measured.
 
     Example:
-        >>> export_model(model, "runs/unet.tflite", format="litert")
-        2.1e-06
+        >>> export_model(model, "runs/unet.xml", format="openvino", input_shape="1x256x256")
+        3.6e-06
     """
     if format not in FORMATS:
         raise ValueError(f"Unknown export format {format!r}; choose one of {list(FORMATS)}.")
     path = Path(path)
-    channels = int(model.inputs[0].shape[-1])
-    inputs = [np.random.default_rng(0).random((1, check_size, check_size, channels)).astype(np.float32)]
-    inputs += [np.asarray(sample, dtype=np.float32)[None] for sample in samples]
+    if format == "openvino" and path.suffix != ".xml":
+        raise ValueError(f"An OpenVINO IR is an .xml file (its weights go to a .bin beside it); got {str(path)!r}.")
+    shape = resolve_input_shape(model, input_shape)
+    inputs = verification_inputs(shape, samples, check_size)
     expected = [np.asarray(model.predict(x, verbose=0)) for x in inputs]  # export needs a called model
-    with atomic_path(path) as temporary, warnings.catch_warnings():
-        warnings.filterwarnings("ignore", message="In the future `np.object`", category=FutureWarning)
-        _write(model, temporary, format, (None, None, None, channels))
-        runner = open_runner(temporary, threads=2)
-        difference = max(float(np.max(np.abs(runner(x) - y))) for x, y in zip(inputs, expected))
+    with staged_file(path) as temporary:
+        write_model(model, temporary, format, shape)
+        difference = largest_difference(open_runner(temporary, threads=2), inputs, expected)
         if not difference <= tolerance:
             raise ExportMismatchError(
                 f"The {format} export of {model.name!r} differs from Keras by {difference:.3g} "
@@ -62,16 +79,115 @@ def export_model(
     return difference
 
 
-def _write(model: keras.Model, path: Path, format: str, input_shape: tuple) -> None:
-    if format == "onnx":
-        _tensorflow.write_onnx(model, path, input_shape)
-    else:  # Keras's LiteRT export calls the model with training=False itself
-        model.export(str(path), format="litert", verbose=False, input_signature=[keras.InputSpec(shape=input_shape, dtype="float32")])
-
-
-def export_onnx(model: keras.Model, path: str | Path, tolerance: float = DEFAULT_TOLERANCE) -> float:
+def export_onnx(model: keras.Model, path: str | Path, tolerance: float = DEFAULT_TOLERANCE, input_shape: Sequence[int] | str | None = None) -> float:
     """`export_model` with `format="onnx"`."""
-    return export_model(model, path, "onnx", tolerance)
+    return export_model(model, path, "onnx", tolerance, input_shape=input_shape)
+
+
+def write_model(model: keras.Model, path: Path, format: str, shape: InputShape) -> None:
+    """Writes `model` in `format` at `shape`, unverified (`export_model` verifies)."""
+    if format == "onnx":
+        _tensorflow.write_onnx(model, path, shape)
+    elif format == "openvino":
+        with tempfile.TemporaryDirectory(prefix="segprune-ov-") as folder:
+            onnx_path = Path(folder) / "model.onnx"
+            _tensorflow.write_onnx(model, onnx_path, shape)
+            onnx_to_openvino(onnx_path, path)
+    else:  # Keras's LiteRT export calls the model with training=False itself
+        model.export(str(path), format="litert", verbose=False, input_signature=[keras.InputSpec(shape=shape, dtype="float32")])
+
+
+def onnx_to_openvino(onnx_path: str | Path, xml_path: str | Path) -> None:
+    """Converts an ONNX file to an OpenVINO IR, weights kept in their precision (no fp16 compression)."""
+    import openvino
+
+    openvino.save_model(openvino.convert_model(str(onnx_path)), str(xml_path), compress_to_fp16=False)
+
+
+def parse_input_shape(text: str) -> tuple[int, ...]:
+    """`"1x256x256"` -> (1, 256, 256); `"256x256"` -> (256, 256).
+
+    Example:
+        >>> parse_input_shape("1x256x256x1")
+        (1, 256, 256, 1)
+    """
+    parts = text.lower().replace(",", "x").split("x")
+    if not 2 <= len(parts) <= 4 or not all(part.strip().isdigit() and int(part) > 0 for part in parts):
+        raise ValueError(f"Input shape {text!r} is not HxW, BxHxW or BxHxWxC with positive integers, e.g. 1x256x256.")
+    return tuple(int(part) for part in parts)
+
+
+def resolve_input_shape(model: keras.Model, input_shape: Sequence[int] | str | None) -> InputShape:
+    """The 4-D export shape: (None, None, None, C) when `input_shape` is None, else fixed (B, H, W, C)."""
+    model_shape = tuple(model.inputs[0].shape)
+    channels = int(model_shape[-1])
+    if input_shape is None:
+        return (None, *model_shape[1:3], channels)
+    shape = parse_input_shape(input_shape) if isinstance(input_shape, str) else tuple(int(v) for v in input_shape)
+    if len(shape) == 2:
+        shape = (1, *shape)
+    if len(shape) == 3:
+        shape = (*shape, channels)
+    if len(shape) != 4 or shape[-1] != channels or min(shape) < 1:
+        raise ValueError(f"Input shape {tuple(input_shape)} does not fit {model.name!r}: expected (batch, height, width, {channels}).")
+    for fixed, wanted in zip(model_shape[1:3], shape[1:3]):
+        if fixed is not None and fixed != wanted:
+            raise ValueError(f"{model.name!r} takes inputs of {model_shape[1:3]} (height, width); got {shape[1:3]} in input shape {shape}.")
+    return shape
+
+
+def is_static(shape: InputShape) -> bool:
+    return all(dimension is not None for dimension in shape)
+
+
+def fit_to_shape(image: np.ndarray, height: int, width: int) -> np.ndarray:
+    """An (H, W, C) image cropped (top-left) or mirror-padded (bottom, right) to exactly (height, width, C)."""
+    image = image[:height, :width]
+    pad_rows, pad_cols = height - image.shape[0], width - image.shape[1]
+    if pad_rows or pad_cols:
+        image = np.pad(image, ((0, pad_rows), (0, pad_cols), (0, 0)), mode="symmetric")
+    return image
+
+
+def verification_inputs(shape: InputShape, samples: Sequence[np.ndarray], check_size: int) -> list[np.ndarray]:
+    """A random batch of the export's shape (`check_size` where dynamic), then each sample as a batch."""
+    batch, height, width, channels = shape
+    random_shape = (batch or 1, height or check_size, width or check_size, channels)
+    inputs = [np.random.default_rng(0).random(random_shape).astype(np.float32)]
+    for sample in samples:
+        sample = np.asarray(sample, dtype=np.float32)
+        if height is not None and width is not None:
+            sample = fit_to_shape(sample, height, width)
+        inputs.append(np.repeat(sample[None], batch or 1, axis=0))
+    return inputs
+
+
+def largest_difference(runner, inputs: Sequence[np.ndarray], expected: Sequence[np.ndarray]) -> float:
+    return max(float(np.max(np.abs(runner(x) - y))) for x, y in zip(inputs, expected))
+
+
+def companion_files(path: Path) -> list[Path]:
+    """The files a model file is made of: an OpenVINO `.xml` comes with its `.bin`."""
+    return [path.with_suffix(".bin"), path] if path.suffix == ".xml" else [path]
+
+
+@contextlib.contextmanager
+def staged_file(path: str | Path) -> Iterator[Path]:
+    """Yields a path in a temporary folder beside `path`; on success its file(s) are renamed onto `path`.
+
+    A model may be two files (OpenVINO's `.xml` and `.bin`); the `.xml` is moved last, so a reader never
+    finds an `.xml` whose weights are missing. On an exception nothing at `path` changes.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    folder = Path(tempfile.mkdtemp(prefix=f".{path.name}.", dir=path.parent))
+    try:
+        temporary = folder / path.name
+        yield temporary
+        for source, target in zip(companion_files(temporary), companion_files(path)):
+            os.replace(source, target)
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
 
 
 def onnx_session(path: str | Path, threads: int = 2):
@@ -95,8 +211,37 @@ class OnnxRunner:
         self.session = onnx_session(path, threads)
         self.input_name = self.session.get_inputs()[0].name
 
+    @property
+    def input_shape(self) -> tuple:
+        return tuple(d if isinstance(d, int) else None for d in self.session.get_inputs()[0].shape)
+
     def __call__(self, batch: np.ndarray) -> np.ndarray:
         return self.session.run(None, {self.input_name: batch})[0]
+
+
+class OpenVINORunner:
+    """Runs an OpenVINO IR (or ONNX file) on OpenVINO's CPU plugin.
+
+    Threads are set like ONNX Runtime's (`INFERENCE_NUM_THREADS`), with the latency hint (one stream, one
+    request at a time) and fp32 as the floating-point precision (on CPUs with bf16 support OpenVINO would
+    otherwise run fp32 models in bf16); quantized (int8) layers still run in int8.
+    """
+
+    def __init__(self, path: str | Path, threads: int) -> None:
+        import openvino
+
+        core = openvino.Core()
+        self.model = core.read_model(str(path))
+        config = {"INFERENCE_NUM_THREADS": threads, "PERFORMANCE_HINT": "LATENCY", "INFERENCE_PRECISION_HINT": "f32"}
+        self.compiled = core.compile_model(self.model, "CPU", config)
+        self.request = self.compiled.create_infer_request()
+
+    @property
+    def input_shape(self) -> tuple:
+        return tuple(d.get_length() if d.is_static else None for d in self.model.inputs[0].get_partial_shape())
+
+    def __call__(self, batch: np.ndarray) -> np.ndarray:
+        return np.array(self.request.infer({0: batch})[0])
 
 
 class LiteRTRunner:
@@ -106,25 +251,55 @@ class LiteRTRunner:
         from ai_edge_litert.interpreter import Interpreter
 
         self.interpreter = Interpreter(model_path=str(path), num_threads=threads)
-        self.input = self.interpreter.get_input_details()[0]["index"]
-        self.output = self.interpreter.get_output_details()[0]["index"]
+        self.input = self.interpreter.get_input_details()[0]
+        self.output = self.interpreter.get_output_details()[0]
         self.shape: tuple[int, ...] | None = None
+
+    @property
+    def input_shape(self) -> tuple:
+        signature = self.input.get("shape_signature", self.input["shape"])
+        return tuple(int(d) if d > 0 else None for d in signature)
 
     def __call__(self, batch: np.ndarray) -> np.ndarray:
         if batch.shape != self.shape:
-            self.interpreter.resize_tensor_input(self.input, list(batch.shape))
+            if tuple(batch.shape) != tuple(self.input["shape"]):
+                self.interpreter.resize_tensor_input(self.input["index"], list(batch.shape))
             self.interpreter.allocate_tensors()
             self.shape = batch.shape
-        self.interpreter.set_tensor(self.input, batch)
+        self.interpreter.set_tensor(self.input["index"], _to_input_type(batch, self.input))
         self.interpreter.invoke()
-        return self.interpreter.get_tensor(self.output)
+        return _from_output_type(self.interpreter.get_tensor(self.output["index"]), self.output)
 
 
-def open_runner(path: str | Path, threads: int = 2):
-    """A callable that runs an exported model file, chosen by its suffix."""
+def _to_input_type(batch: np.ndarray, detail: dict) -> np.ndarray:
+    """Quantizes a float batch for an integer input (a full-integer LiteRT model), else passes it on."""
+    if detail["dtype"] == np.float32:
+        return batch
+    scale, zero_point = detail["quantization"]
+    info = np.iinfo(detail["dtype"])
+    return np.clip(np.round(batch / scale + zero_point), info.min, info.max).astype(detail["dtype"])
+
+
+def _from_output_type(output: np.ndarray, detail: dict) -> np.ndarray:
+    if detail["dtype"] == np.float32:
+        return output
+    scale, zero_point = detail["quantization"]
+    return (output.astype(np.float32) - zero_point) * scale
+
+
+def open_runner(path: str | Path, threads: int = 2, runtime: str | None = None):
+    """A callable that runs an exported model file: ONNX Runtime for `.onnx` (OpenVINO with
+    `runtime="openvino"`), OpenVINO for `.xml`, LiteRT for `.tflite`.
+
+    Example:
+        >>> runner = open_runner("runs/unet.xml", threads=2)
+        >>> masks = runner(batch)
+    """
     suffix = Path(path).suffix
+    if suffix == ".xml" or (suffix == ".onnx" and runtime == "openvino"):
+        return OpenVINORunner(path, threads)
     if suffix == ".onnx":
         return OnnxRunner(path, threads)
     if suffix == ".tflite":
         return LiteRTRunner(path, threads)
-    raise ValueError(f"Cannot run {str(path)!r}: expected a .onnx or .tflite file.")
+    raise ValueError(f"Cannot run {str(path)!r}: expected a .onnx, .xml (OpenVINO IR) or .tflite file.")

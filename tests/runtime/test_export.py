@@ -7,7 +7,15 @@ import pytest
 from segprune import prune_channels
 from segprune.models import mobilenet_unet, unet
 from segprune.runtime.benchmark import onnx_latency
-from segprune.runtime.export import ExportMismatchError, export_model, export_onnx, onnx_session, open_runner
+from segprune.runtime.export import (
+    ExportMismatchError,
+    export_model,
+    export_onnx,
+    fit_to_shape,
+    onnx_session,
+    open_runner,
+    parse_input_shape,
+)
 
 
 @pytest.mark.parametrize("build", [lambda: unet(num_classes=3, input_channels=1, base_filters=8),
@@ -85,6 +93,63 @@ def test_export_traces_inference_mode(fmt, suffix, tmp_path):
     moving_mean = model.layers[-1].moving_mean.numpy().copy()
     assert export_model(model, tmp_path / f"model{suffix}", fmt, check_size=16) <= 1e-4
     np.testing.assert_array_equal(model.layers[-1].moving_mean.numpy(), moving_mean)
+
+
+def test_static_export_folds_shape_arithmetic_and_matches_keras(tmp_path):
+    import onnx
+
+    model = prune_channels(unet(num_classes=2, input_channels=1, base_filters=8), ratio=0.5)
+    dynamic, static = tmp_path / "dynamic.onnx", tmp_path / "static.onnx"
+    export_model(model, dynamic)
+    assert export_model(model, static, input_shape="1x64x64") <= 1e-4
+    runner = open_runner(static)
+    assert runner.input_shape == (1, 64, 64, 1)
+    sample = np.random.default_rng(3).random((1, 64, 64, 1)).astype(np.float32)
+    np.testing.assert_allclose(runner(sample), model.predict(sample, verbose=0), atol=1e-4)
+    dynamic_ops = [node.op_type for node in onnx.load(dynamic).graph.node]
+    static_ops = [node.op_type for node in onnx.load(static).graph.node]
+    assert "Shape" in dynamic_ops and "Shape" not in static_ops and len(static_ops) < len(dynamic_ops)
+    assert static_ops.count("Conv") == dynamic_ops.count("Conv")
+
+
+@pytest.mark.parametrize("input_shape", [None, (1, 64, 48)])
+def test_openvino_round_trip_equals_keras(input_shape, nuclei_path, tmp_path):
+    from segprune import load_data
+
+    model = prune_channels(unet(num_classes=2, input_channels=1, base_filters=8), ratio=0.5)
+    images = [image for _, image, _ in load_data(nuclei_path).samples("test")][:2]
+    path = tmp_path / "model.xml"
+    assert export_model(model, path, "openvino", samples=images, input_shape=input_shape) <= 1e-4
+    assert path.with_suffix(".bin").stat().st_size > 3 * model.count_params()  # fp32 weights (fp16 would be 2 bytes each)
+    runner = open_runner(path)
+    for image in images:
+        batch = fit_to_shape(image, 64, 48)[None] if input_shape else image[None]
+        np.testing.assert_allclose(runner(batch), model.predict(batch, verbose=0), atol=1e-4)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["model.bin", "model.xml"]
+
+
+def test_openvino_export_refused_leaves_no_files(tmp_path):
+    with pytest.raises(ExportMismatchError):
+        export_model(unet(base_filters=4, depth=1), tmp_path / "model.xml", "openvino", tolerance=-1.0)
+    assert not list(tmp_path.iterdir())
+    with pytest.raises(ValueError, match=".xml"):
+        export_model(unet(base_filters=4, depth=1), tmp_path / "model.onnx", "openvino")
+
+
+def test_input_shapes_are_checked():
+    assert parse_input_shape("1x256x256") == (1, 256, 256) and parse_input_shape("64x32") == (64, 32)
+    for text in ["256", "1x0x256", "axb", "1x2x3x4x5"]:
+        with pytest.raises(ValueError, match="HxW"):
+            parse_input_shape(text)
+    with pytest.raises(ValueError, match="expected \\(batch, height, width, 1\\)"):
+        export_model(unet(base_filters=4, depth=1, input_channels=1), "unused.onnx", input_shape=(1, 32, 32, 3))
+
+
+def test_fit_to_shape_crops_and_pads():
+    image = np.arange(12, dtype=np.float32).reshape(3, 4, 1)
+    assert fit_to_shape(image, 2, 2)[..., 0].tolist() == [[0, 1], [4, 5]]
+    padded = fit_to_shape(image, 5, 4)
+    assert padded.shape == (5, 4, 1) and padded[3, :, 0].tolist() == image[2, :, 0].tolist()
 
 
 def test_unknown_format(tmp_path):
