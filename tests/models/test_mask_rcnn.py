@@ -1,0 +1,149 @@
+"""Mask R-CNN: RoIAlign against a NumPy reference, anchors, box encoding, matching, and the detector itself."""
+
+import numpy as np
+from keras import ops
+
+from segprune.models.mask_rcnn.boxes import (
+    box_iou,
+    decode_boxes,
+    encode_boxes,
+    level_anchors,
+    match_boxes,
+    sample_labels,
+)
+from segprune.models.mask_rcnn.proposals import propose
+from segprune.models.mask_rcnn.roi_align import multilevel_roi_align, pyramid_levels, roi_align
+
+
+def _bilinear_reference(feature, y, x):
+    """torchvision's `bilinear_interpolate` (aligned RoIAlign), one point, written as plainly as possible."""
+    height, width = feature.shape[:2]
+    if y < -1.0 or y > height or x < -1.0 or x > width:
+        return np.zeros(feature.shape[-1])
+    y, x = max(y, 0.0), max(x, 0.0)
+    y_low, x_low = int(np.floor(y)), int(np.floor(x))
+    if y_low >= height - 1:
+        y_low = y_high = height - 1
+        y = float(y_low)
+    else:
+        y_high = y_low + 1
+    if x_low >= width - 1:
+        x_low = x_high = width - 1
+        x = float(x_low)
+    else:
+        x_high = x_low + 1
+    ly, lx = y - y_low, x - x_low
+    hy, hx = 1 - ly, 1 - lx
+    return (
+        hy * hx * feature[y_low, x_low]
+        + hy * lx * feature[y_low, x_high]
+        + ly * hx * feature[y_high, x_low]
+        + ly * lx * feature[y_high, x_high]
+    )
+
+
+def _roi_align_reference(features, boxes, indices, size, stride, ratio):
+    out = np.zeros((len(boxes), size, size, features.shape[-1]))
+    for n, (box, index) in enumerate(zip(boxes, indices)):
+        y1, x1, y2, x2 = np.asarray(box, np.float64) / stride - 0.5
+        bin_h, bin_w = (y2 - y1) / size, (x2 - x1) / size
+        for i in range(size):
+            for j in range(size):
+                total = 0.0
+                for a in range(ratio):
+                    for b in range(ratio):
+                        y = y1 + i * bin_h + (a + 0.5) * bin_h / ratio
+                        x = x1 + j * bin_w + (b + 0.5) * bin_w / ratio
+                        total = total + _bilinear_reference(features[index], y, x)
+                out[n, i, j] = total / ratio**2
+    return out
+
+
+def test_roi_align_matches_numpy_reference_inside_at_borders_and_sub_pixel():
+    rng = np.random.default_rng(0)
+    features = rng.normal(size=(2, 8, 10, 3)).astype(np.float32)
+    boxes = np.array(
+        [
+            [4.0, 4.0, 20.0, 28.0],  # inside
+            [-6.0, -5.0, 10.0, 9.0],  # over the top-left border, partly more than a cell outside
+            [20.0, 30.0, 34.0, 44.0],  # over the bottom-right border
+            [13.3, 17.6, 14.1, 18.0],  # smaller than a pixel, far smaller than a feature cell
+            [0.0, 0.0, 32.0, 40.0],  # the whole map
+        ],
+        np.float32,
+    )
+    indices = np.array([0, 1, 0, 1, 1])
+    expected = _roi_align_reference(features, boxes, indices, size=3, stride=4, ratio=2)
+    actual = ops.convert_to_numpy(roi_align(features, boxes, indices, output_size=3, stride=4, sampling_ratio=2))
+    np.testing.assert_allclose(actual, expected, atol=1e-5)
+
+
+def test_roi_align_of_a_constant_map_is_that_constant_inside():
+    features = np.full((1, 16, 16, 2), 3.5, np.float32)
+    pooled = ops.convert_to_numpy(roi_align(features, np.array([[2.0, 3.0, 9.5, 12.0]]), np.array([0]), 7, stride=1))
+    np.testing.assert_allclose(pooled, 3.5, atol=1e-6)
+
+
+def test_multilevel_roi_align_pools_each_box_from_its_level():
+    rng = np.random.default_rng(1)
+    p2, p3 = rng.normal(size=(1, 16, 16, 2)), rng.normal(size=(1, 8, 8, 2))
+    boxes = np.array([[2.0, 2.0, 10.0, 10.0], [10.0, 10.0, 50.0, 50.0]], np.float32)
+    np.testing.assert_array_equal(ops.convert_to_numpy(pyramid_levels(boxes, [2, 3], 16.0, 3)), [2, 3])
+    pooled = ops.convert_to_numpy(multilevel_roi_align([p2, p3], boxes, np.zeros(2, int), [2, 3], 4, 16.0, 3))
+    np.testing.assert_allclose(pooled[0], ops.convert_to_numpy(roi_align(p2, boxes[:1], [0], 4, stride=4))[0], atol=1e-6)
+    np.testing.assert_allclose(pooled[1], ops.convert_to_numpy(roi_align(p3, boxes[1:], [0], 4, stride=8))[0], atol=1e-6)
+
+
+def test_anchors_are_centred_on_cells_in_output_order():
+    anchors = level_anchors((16, 8), stride=4, sizes=[8.0], aspect_ratios=[0.5, 1.0, 2.0])
+    assert anchors.shape == (4 * 2 * 3, 4)
+    heights, widths = anchors[:3, 2] - anchors[:3, 0], anchors[:3, 3] - anchors[:3, 1]
+    np.testing.assert_allclose(heights * widths, 64.0, rtol=1e-5)
+    np.testing.assert_allclose(widths / heights, [0.5, 1.0, 2.0], rtol=1e-5)
+    centres = (anchors[:, :2] + anchors[:, 2:]) / 2
+    np.testing.assert_allclose(centres[3], [2.0, 6.0])  # second cell of the first row
+    np.testing.assert_allclose(centres[6], [6.0, 2.0])  # first cell of the second row
+
+
+def test_box_encoding_round_trip():
+    rng = np.random.default_rng(2)
+    references = np.concatenate([rng.uniform(0, 50, (20, 2)), rng.uniform(0, 50, (20, 2))], axis=1).astype(np.float32)
+    references[:, 2:] = references[:, :2] + rng.uniform(2, 30, (20, 2))
+    boxes = references + rng.normal(0, 3, (20, 4)).astype(np.float32)
+    boxes[:, 2:] = np.maximum(boxes[:, 2:], boxes[:, :2] + 1)
+    decoded = ops.convert_to_numpy(decode_boxes(encode_boxes(boxes, references), references))
+    np.testing.assert_allclose(decoded, boxes, atol=1e-3)
+    np.testing.assert_allclose(encode_boxes(references, references), 0.0, atol=1e-6)
+
+
+def test_iou_by_hand():
+    iou = box_iou(np.array([[0, 0, 2, 2], [0, 0, 4, 4]], float), np.array([[1, 1, 3, 3], [10, 10, 11, 11]], float))
+    np.testing.assert_allclose(iou, [[1 / 7, 0], [4 / 16, 0]])
+
+
+def test_matching_thresholds_and_best_anchor_for_every_object():
+    anchors = np.array([[0, 0, 10, 10], [0, 0, 9, 10], [20, 20, 30, 30], [50, 50, 60, 60], [40, 40, 44, 44]], np.float32)
+    gt = np.array([[0, 0, 10, 10], [41, 41, 44, 45]], np.float32)
+    matches = match_boxes(anchors, gt, positive_iou=0.7, negative_iou=0.3, best_is_positive=True)
+    # anchor 4 overlaps object 1 by only 9/19 but is its best anchor, so it is positive and assigned to it.
+    np.testing.assert_array_equal(matches.labels, [1, 1, 0, 0, 1])
+    assert matches.gt_index[0] == 0 and matches.gt_index[4] == 1
+    strict = match_boxes(anchors, gt, positive_iou=0.7, negative_iou=0.3, best_is_positive=False)
+    np.testing.assert_array_equal(strict.labels, [1, 1, 0, 0, -1])
+    assert (match_boxes(anchors, gt[:0], 0.7, 0.3, True).labels == 0).all()
+
+
+def test_sampling_caps_positives_and_total():
+    labels = np.array([1] * 10 + [0] * 30 + [-1] * 5, np.int8)
+    sampled = sample_labels(labels, count=16, positive_share=0.25, rng=np.random.default_rng(0))
+    assert (sampled == 1).sum() == 4 and (sampled == 0).sum() == 12
+    assert ((sampled != -1) <= (labels != -1)).all()
+
+
+def test_proposals_are_decoded_clipped_and_suppressed():
+    anchors = np.array([[0, 0, 10, 10], [1, 1, 11, 11], [20, 20, 30, 30], [28, 28, 40, 40]], np.float32)
+    logits = np.array([[3.0, 2.0, 1.0, 0.5]], np.float32)
+    deltas = np.zeros((1, 4, 4), np.float32)
+    (boxes,) = propose(logits, deltas, anchors, (32, 32), pre_nms=10, post_nms=10, iou_threshold=0.5)
+    # anchor 1 overlaps anchor 0 by 0.68 and is suppressed; anchor 3 is clipped to the image.
+    np.testing.assert_allclose(boxes, [[0, 0, 10, 10], [20, 20, 30, 30], [28, 28, 32, 32]])
