@@ -1,0 +1,104 @@
+"""`segprune.prune` and `segprune.sparsify`: one entry point for every method, one result type, early errors."""
+
+from types import SimpleNamespace
+
+import numpy as np
+import pytest
+
+import segprune
+from segprune.api import ONESHOT_METHODS, STRUCTURED_SETTINGS
+from segprune.data import BatchConfig, synthetic_dataset
+from segprune.models import unet
+from segprune.training import TrainConfig
+
+
+@pytest.fixture(scope="module")
+def data():
+    return synthetic_dataset(num_train=4, num_val=2, num_test=2, image_size=32, channels=1, seed=0)
+
+
+@pytest.fixture
+def model(data):
+    return unet(num_classes=data.num_classes, input_channels=data.image_channels, base_filters=16, depth=2)
+
+
+QUICK = TrainConfig(batches=BatchConfig(batch_size=2, image_size=32), patience=None)
+
+
+def test_oneshot_to_a_target_meets_it_and_leaves_the_model_alone(model):
+    weights = [w.copy() for w in model.get_weights()]
+    result = segprune.prune(model, "l1", target="flops=0.5", image_size=64)
+    assert result.method == "l1" and result.search is None and result.training == []
+    assert result.summary.macs_ratio <= 0.5
+    assert result.model.count_params() < model.count_params()
+    assert all(np.array_equal(a, b) for a, b in zip(weights, model.get_weights()))
+
+
+def test_oneshot_fine_tunes_when_asked(model, data):
+    result = segprune.prune(model, "l2", ratio=0.5, data=data, finetune_epochs=1, train_config=QUICK)
+    assert result.finetune_epochs == 1 and result.finetune_seconds > 0
+    assert result.summary.macs_ratio < 0.5  # half the channels of each group: about a quarter of the MACs
+
+
+def test_settings_reach_the_regularised_and_search_methods(model, data, tmp_path, monkeypatch):
+    """The dispatch routes each setting to its method under the method's own name (the methods are tested apart)."""
+    calls = {}
+
+    def record(name):
+        def method(*args, **kwargs):
+            calls[name] = (args, kwargs)
+            return SimpleNamespace(model=args[0], notes=[f"{name} ran"], training=[])
+        return method
+
+    monkeypatch.setattr(segprune.api, "slimming_prune", record("slimming"))
+    monkeypatch.setattr(segprune.api, "random_search", record("random"))
+    slim = segprune.prune(model, "slimming", target="flops=0.5", data=data, finetune_epochs=3, regularise_epochs=2, strength=1e-3)
+    args, kwargs = calls["slimming"]
+    assert args[2] == "flops=0.5" and kwargs["epochs"] == 2 and kwargs["strength"] == 1e-3 and kwargs["finetune_epochs"] == 3
+    assert slim.notes == ["slimming ran"] and slim.summary.macs_ratio == 1.0
+
+    search = segprune.prune(
+        model, "random-search", target="params=0.5", data=data, image_size=32, folder=tmp_path, candidates=3, candidate_steps=5,
+        threads=1, time_result=False, seed=7,
+    )
+    args, kwargs = calls["random"]
+    settings, candidate_settings, num_candidates = args[3], args[4], args[5]
+    assert (settings.target, settings.image_size, settings.threads, settings.time_result, settings.final_epochs) == ("params=0.5", 32, 1, False, 20)
+    assert (candidate_settings.finetune_steps, candidate_settings.seed, num_candidates) == (5, 7, 3)
+    assert search.search is not None and search.search_folder == tmp_path
+
+
+@pytest.mark.parametrize(
+    "method,arguments,message",
+    [
+        ("l1", {}, "exactly one of target= "),
+        ("l1", {"target": "flops=0.5", "ratio": 0.5}, "exactly one of target= "),
+        ("l1", {"target": "latency=0.5"}, "latency target needs method='greedy'"),
+        ("l1", {"target": "flops=0.5", "iterations": 3}, "takes no setting(s) ['iterations']"),
+        ("greedy", {"ratio": 0.5}, "prunes to a budget"),
+        ("slimming", {"target": "flops=0.5"}, "trains on data"),
+        ("l1", {"ratio": 0.5, "finetune_epochs": 2}, "fine-tuning trains on data"),
+        ("l1", {"target": "macs=0.5"}, "RESOURCE=FRACTION"),
+        ("pruneit", {"target": "flops=0.5"}, "Unknown method 'pruneit'"),
+    ],
+)
+def test_wrong_calls_fail_before_any_work_with_the_fix(model, method, arguments, message):
+    with pytest.raises(ValueError) as error:
+        segprune.prune(model, method, **arguments)
+    assert message in str(error.value)
+
+
+def test_every_structured_method_has_its_settings_listed():
+    assert set(STRUCTURED_SETTINGS) == {*ONESHOT_METHODS, "l0-channel", "slimming", "greedy", "random-search"}
+
+
+def test_sparsify_dispatches_and_checks_its_settings(model, data, monkeypatch):
+    seen = {}
+    monkeypatch.setattr(segprune.api, "magnitude_prune", lambda *args: seen.setdefault("args", args))
+    segprune.sparsify(model, "magnitude", sparsity=0.8, data=data, epochs=4, schedule="constant", pattern="2:4")
+    _, _, sparsity, epochs, schedule, ranking, pattern, *_ = seen["args"]
+    assert (sparsity, epochs, schedule, ranking, pattern) == (0.8, 4, "constant", "global", "2:4")
+    with pytest.raises(ValueError, match="takes no setting"):
+        segprune.sparsify(model, "magnitude", sparsity=0.5, data=data, strength=1e-4)
+    with pytest.raises(ValueError, match="in \\(0, 1\\)"):
+        segprune.sparsify(model, "l1", sparsity=1.5, data=data)
