@@ -12,8 +12,8 @@ import numpy as np
 
 from segprune._io import save_model
 from segprune.data.dataset import SegmentationDataset
-from segprune.data.pipeline import BatchConfig, TrainingBatches
-from segprune.inference import input_channels
+from segprune.data.pipeline import BatchConfig, TrainingBatches, adapt_channels
+from segprune.inference import DEFAULT_PAD_MULTIPLE, input_channels, pad_to_multiple
 from segprune.losses import CrossEntropyDiceLoss, DistillationLoss, soft_predictions
 from segprune.metrics import evaluate
 from segprune.models.outputs import OutputKind, output_kind
@@ -137,8 +137,8 @@ def train(
         keep_best_from_epoch: Epochs before this one are never kept as the best and never stop the run
             early (a pruning schedule that is still raising sparsity must not be undone by them).
         teacher: A trained model (typically the dense model a pruned `model` came from) whose soft masks
-            `model` also learns (knowledge distillation). It only predicts, in inference mode, on the
-            same augmented patches; its weights never change.
+            `model` also learns (knowledge distillation). It predicts each training image once, in
+            inference mode, before training starts; its weights never change.
         distill: Temperature and weight of distillation (defaults to `DistillConfig()` when a teacher is given).
 
     Returns:
@@ -163,13 +163,18 @@ def train(
         )
     if distill is not None and teacher is None:
         raise ValueError("distill= needs the teacher= model whose soft masks the student learns (the dense model).")
-    batches = TrainingBatches(data, "train", input_channels(model), config.batches)
     loss: keras.losses.Loss = CrossEntropyDiceLoss(kind, data.ignore_index, config.dice_weight)
-    training_batches: keras.utils.PyDataset = batches
+    soft_targets = None
     if teacher is not None:
         distill = distill or DistillConfig()
-        training_batches = TeacherTargets(batches, teacher, kind, distill.temperature)
+        if input_channels(teacher) != input_channels(model):
+            raise ValueError(
+                f"Teacher {teacher.name!r} takes {input_channels(teacher)} input channel(s) but the student takes "
+                f"{input_channels(model)}; use the dense model the student was pruned from as the teacher."
+            )
+        soft_targets = teacher_soft_targets(teacher, data, "train", kind, distill.temperature)
         loss = DistillationLoss(kind, data.ignore_index, config.dice_weight, distill.temperature, distill.weight)
+    batches = TrainingBatches(data, "train", input_channels(model), config.batches, soft_targets=soft_targets)
     schedule = keras.optimizers.schedules.CosineDecay(
         config.learning_rate, decay_steps=epochs * batches.num_batches, alpha=config.final_learning_rate_fraction
     )
@@ -184,7 +189,7 @@ def train(
     started = time.perf_counter()
     try:
         if initial_epoch < epochs:
-            model.fit(training_batches, epochs=epochs, initial_epoch=initial_epoch, callbacks=[*callbacks, tracker], verbose=0)
+            model.fit(batches, epochs=epochs, initial_epoch=initial_epoch, callbacks=[*callbacks, tracker], verbose=0)
     except KeyboardInterrupt:
         tracker.result.interrupted = True
     tracker.restore_best()
@@ -194,44 +199,34 @@ def train(
     return tracker.result
 
 
-class TeacherTargets(keras.utils.PyDataset):
-    """Training batches whose targets also carry a teacher's soft masks, for `DistillationLoss`.
+def teacher_soft_targets(
+    teacher: keras.Model, data: SegmentationDataset, split: str, student_kind: OutputKind, temperature: float
+) -> dict[str, np.ndarray]:
+    """The teacher's soft masks of every image of `split`, predicted once each, in inference mode.
 
-    Yields `(images, targets)` where `targets[..., 0]` is the class-index mask and `targets[..., 1:]` the
-    teacher's outputs on the same (augmented) images, softened by the temperature. The teacher runs in
-    inference mode outside the student's graph, so no gradient ever reaches it.
+    They ride with the masks through the training patches' crops, flips and rotations (the teacher sees
+    each image without the brightness and contrast jitter), so distillation costs one forward pass per
+    training image rather than one per batch. Stored as float16: (height, width, channels) per image.
+
+    Example:
+        >>> targets = teacher_soft_targets(dense, data, "train", output_kind(pruned), temperature=2.0)
     """
-
-    def __init__(self, batches: TrainingBatches, teacher: keras.Model, student_kind: OutputKind, temperature: float):
-        super().__init__(workers=2, use_multiprocessing=False, max_queue_size=8)
-        teacher_kind = output_kind(teacher)
-        if teacher_kind.channels != student_kind.channels:
-            raise ValueError(
-                f"Teacher {teacher.name!r} outputs {teacher_kind.channels} channel(s) but the student outputs "
-                f"{student_kind.channels}; distillation compares the two masks channel by channel, so both must "
-                "follow the same output convention (the pruned model and the dense model it came from do)."
-            )
-        if input_channels(teacher) != batches.input_channels:
-            raise ValueError(
-                f"Teacher {teacher.name!r} takes {input_channels(teacher)} input channel(s) but the student takes "
-                f"{batches.input_channels}; use the dense model the student was pruned from as the teacher."
-            )
-        self.batches = batches
-        self.teacher = teacher
-        self.teacher_kind = teacher_kind
-        self.temperature = temperature
-
-    def __len__(self) -> int:
-        return len(self.batches)
-
-    def on_epoch_end(self) -> None:
-        self.batches.on_epoch_end()
-
-    def __getitem__(self, index: int) -> tuple[np.ndarray, np.ndarray]:
-        images, masks = self.batches[index]
-        outputs = self.teacher(images, training=False)
-        soft = keras.ops.convert_to_numpy(soft_predictions(outputs, self.teacher_kind, self.temperature))
-        return images, np.concatenate([masks[..., None].astype(np.float32), soft.astype(np.float32)], axis=-1)
+    teacher_kind = output_kind(teacher)
+    if teacher_kind.channels != student_kind.channels:
+        raise ValueError(
+            f"Teacher {teacher.name!r} outputs {teacher_kind.channels} channel(s) but the student outputs "
+            f"{student_kind.channels}; distillation compares the two masks channel by channel, so both must "
+            "follow the same output convention (the pruned model and the dense model it came from do)."
+        )
+    channels = input_channels(teacher)
+    targets = {}
+    for sample_id, image, _ in data.samples(split):
+        height, width = image.shape[:2]
+        batch = pad_to_multiple(adapt_channels(image, channels), DEFAULT_PAD_MULTIPLE)[None]
+        outputs = np.asarray(teacher.predict_on_batch(batch))[:, :height, :width]
+        soft = keras.ops.convert_to_numpy(soft_predictions(outputs, teacher_kind, temperature))
+        targets[sample_id] = soft[0].astype(np.float16)
+    return targets
 
 
 def _restore_if_resuming(model: keras.Model, tracker: _BestWeights, checkpoint_path, resume: bool) -> int:

@@ -4,7 +4,7 @@ import keras
 import numpy as np
 import pytest
 
-from segprune.data import BatchConfig, synthetic_dataset
+from segprune.data import BatchConfig, TrainingBatches, synthetic_dataset
 from segprune.losses import CrossEntropyDiceLoss, DistillationLoss, soft_predictions
 from segprune.models import unet
 from segprune.models.outputs import OutputKind
@@ -107,3 +107,18 @@ def test_bad_settings_say_what_is_wrong(tiny_data):
     binary_teacher = unet(num_classes=2, input_channels=1, base_filters=4, depth=1)
     with pytest.raises(ValueError, match="channel"):
         train(student, tiny_data, epochs=1, config=FAST, teacher=binary_teacher)
+
+
+@pytest.mark.parametrize("size_mode", ["crop", "resize"])
+def test_soft_targets_travel_with_the_mask_through_crops_flips_and_turns(size_mode):
+    data = synthetic_dataset(num_train=4, num_val=1, num_test=1, image_size=40, channels=1)
+    # a "teacher" whose soft mask is the foreground itself: after any crop, flip or turn the two must still agree
+    soft = {sample_id: (mask > 0).astype(np.float32)[..., None] for sample_id, _, mask in data.samples("train")}
+    config = BatchConfig(batch_size=4, image_size=32, size_mode=size_mode, samples_per_epoch=8)
+    images, targets = TrainingBatches(data, "train", 1, config, soft_targets=soft)[0]
+    assert images.shape == (4, 32, 32, 1) and targets.shape == (4, 32, 32, 2) and targets.dtype == np.float32
+    agreement = np.mean((targets[..., 1] > 0.5) == (targets[..., 0] > 0))
+    assert agreement == 1.0 if size_mode == "crop" else agreement > 0.98  # resizing: bilinear vs nearest at borders
+    plain_images, masks = TrainingBatches(data, "train", 1, config)[0]
+    np.testing.assert_array_equal(plain_images, images)
+    np.testing.assert_array_equal(masks, targets[..., 0])

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 import keras
@@ -63,6 +64,10 @@ class TrainingBatches(keras.utils.PyDataset):
     """Random patches of one split, reshuffled every epoch; feeds `model.fit` from worker threads.
 
     Batch `i` of epoch `e` depends only on `(seed, e, i)`, so results do not depend on thread timing.
+
+    `soft_targets` (sample id to a float (height, width, channels) map of the full image, such as a
+    teacher's soft masks) travel with the mask through the same crops, flips and rotations; batches then
+    yield targets of shape (batch, height, width, 1 + channels): the class indices, then those maps.
     """
 
     def __init__(
@@ -72,6 +77,7 @@ class TrainingBatches(keras.utils.PyDataset):
         input_channels: int,
         config: BatchConfig,
         workers: int = 2,
+        soft_targets: Mapping[str, np.ndarray] | None = None,
     ) -> None:
         super().__init__(workers=workers, use_multiprocessing=False, max_queue_size=8)
         self.dataset = dataset
@@ -79,6 +85,11 @@ class TrainingBatches(keras.utils.PyDataset):
         self.input_channels = input_channels
         self.config = config
         self.epoch = 0
+        self.soft_targets = soft_targets
+        if soft_targets is not None:
+            missing = [sample_id for sample_id in self.ids if sample_id not in soft_targets]
+            if missing:
+                raise DataError(f"soft_targets has no map for {len(missing)} sample(s) of split {split!r}, e.g. {missing[0]!r}.")
         samples = config.samples_per_epoch or max(len(self.ids), 64)
         self._num_batches = max(1, math.ceil(samples / config.batch_size))
 
@@ -103,6 +114,12 @@ class TrainingBatches(keras.utils.PyDataset):
     def _prepare(self, sample_id: str, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
         image, mask = self.dataset.load(sample_id)
         image = adapt_channels(image, self.input_channels)
+        if self.soft_targets is not None:
+            # the mask rides as channel 0 of a float target, so every crop, flip and turn moves both alike
+            soft = self.soft_targets[sample_id]
+            if soft.shape[:2] != mask.shape:
+                raise DataError(f"The soft target of {sample_id!r} is {soft.shape[:2]}, its mask {mask.shape}; they must match.")
+            mask = np.concatenate([mask[..., None].astype(np.float32), soft.astype(np.float32)], axis=-1)
         size = self.config.image_size
         if size is not None:
             if self.config.size_mode == "crop":
@@ -111,7 +128,8 @@ class TrainingBatches(keras.utils.PyDataset):
                 image, mask = resize_pair(image, mask, size)
         if self.config.augment:
             image, mask = augment(image, mask, rng)
-        return np.ascontiguousarray(image, dtype=np.float32), np.ascontiguousarray(mask, dtype=np.int32)
+        mask_dtype = np.int32 if self.soft_targets is None else np.float32
+        return np.ascontiguousarray(image, dtype=np.float32), np.ascontiguousarray(mask, dtype=mask_dtype)
 
 
 def random_crop(image: np.ndarray, mask: np.ndarray, size: int, rng: np.random.Generator, fill_mask: int = 0):
@@ -120,15 +138,23 @@ def random_crop(image: np.ndarray, mask: np.ndarray, size: int, rng: np.random.G
     if pad_rows or pad_cols:
         padding = ((pad_rows // 2, pad_rows - pad_rows // 2), (pad_cols // 2, pad_cols - pad_cols // 2))
         image = np.pad(image, (*padding, (0, 0)), mode="reflect")
-        mask = np.pad(mask, padding, mode="reflect")
+        mask = np.pad(mask, padding + ((0, 0),) * (mask.ndim - 2), mode="reflect")
     top = int(rng.integers(0, image.shape[0] - size + 1))
     left = int(rng.integers(0, image.shape[1] - size + 1))
     return image[top : top + size, left : left + size], mask[top : top + size, left : left + size]
 
 
 def resize_pair(image: np.ndarray, mask: np.ndarray, size: int) -> tuple[np.ndarray, np.ndarray]:
-    """Rescales an image bilinearly and its mask by nearest neighbour to `size` x `size`."""
+    """Rescales an image bilinearly and its mask by nearest neighbour to `size` x `size`.
+
+    A (height, width, 1 + channels) float mask keeps channel 0 (class indices) nearest-neighbour and
+    resizes the soft maps after it bilinearly.
+    """
     image = skimage_resize(image, (size, size), order=1, preserve_range=True, anti_aliasing=False)
+    if mask.ndim == 3:
+        labels = skimage_resize(mask[..., 0], (size, size), order=0, preserve_range=True, anti_aliasing=False)
+        soft = skimage_resize(mask[..., 1:], (size, size), order=1, preserve_range=True, anti_aliasing=False)
+        return image.astype(np.float32), np.concatenate([labels[..., None], soft], axis=-1).astype(np.float32)
     mask = skimage_resize(mask, (size, size), order=0, preserve_range=True, anti_aliasing=False)
     return image.astype(np.float32), mask.astype(np.int32)
 
