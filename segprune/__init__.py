@@ -16,6 +16,7 @@ __version__ = "0.1.0"
 # Public name -> the module that defines it.
 _EXPORTS = {
     "CostReport": "segprune.cost",
+    "DistillConfig": "segprune.training",
     "Evaluation": "segprune.metrics",
     "PruneResult": "segprune.api",
     "PruningSummary": "segprune.structured.summary",

@@ -2,17 +2,37 @@
 
 from __future__ import annotations
 
+import argparse
+
 from segprune.cli import _console
 from segprune.data import DataError
 from segprune.graph.channels import UnsupportedLayerError
 from segprune.models import ModelFileError
 from segprune.runtime.export import ExportMismatchError
 from segprune.structured.summary import PruningSummary
+from segprune.training import DistillConfig
 
-DATA_HELP = "'nuclei' (the built-in dataset), 'synthetic', or a folder with images/ and masks/ (or the Oxford-IIIT Pet layout)"
+DATA_HELP = (
+    "'nuclei' (built-in real microscopy tiles, binary; the default), 'synthetic' (generated, multi-class) "
+    "or a folder with images/ and masks/ (or the Oxford-IIIT Pet layout)"
+)
 
 # Errors that mean "your input is wrong": printed as one line with exit status 2, never as a traceback.
 USER_ERRORS = (DataError, ModelFileError, UnsupportedLayerError, ExportMismatchError)
+
+
+def add_distill_options(parser: argparse.ArgumentParser) -> None:
+    """--distill / --no-distill, --temperature, --distill-weight: fine-tuning learns from the dense model too."""
+    parser.add_argument(
+        "--distill", action=argparse.BooleanOptionalAction, default=True,
+        help="fine-tune with knowledge distillation from the dense model (its soft masks next to the ground truth; default on)",
+    )
+    parser.add_argument("--temperature", type=float, default=2.0, help="distillation temperature (default 2.0)")
+    parser.add_argument("--distill-weight", type=float, default=0.5, help="share of the distillation term in the loss (default 0.5)")
+
+
+def distill_config(arguments: argparse.Namespace) -> DistillConfig | None:
+    return DistillConfig(arguments.temperature, arguments.distill_weight) if arguments.distill else None
 
 
 def layer_names(text: str) -> list[str]:

@@ -8,7 +8,7 @@ from segprune.cli import _console
 from segprune.cli._common import USER_ERRORS, print_balance  # noqa: F401  (USER_ERRORS is read by segprune.cli.main)
 from segprune.demo import DEMO_EPOCHS, DEMO_SWEEP, run_demo
 
-DESCRIPTION = "Train a U-Net on the built-in data, prune it with several methods, time every model, write the report."
+DESCRIPTION = "Train a U-Net on the built-in nuclei tiles, prune it, time every model, write the report."
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
@@ -17,7 +17,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
 
 
 def run(arguments: argparse.Namespace) -> int:
-    _console.progress_console.print(f"segprune demo: output in {arguments.out}")
+    _console.progress_console.print(f"segprune demo: a U-Net on the built-in nuclei tiles, output in {arguments.out}")
     result = run_demo(arguments.out, epochs=arguments.epochs, on_epoch=_console.print_epoch, progress=_console.progress_console.print)
     scores = result.evaluation
     _console.output_console.print(

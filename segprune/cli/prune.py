@@ -7,11 +7,19 @@ import argparse
 from segprune._io import check_output, save_model
 from segprune.api import ONESHOT_METHODS, REGULARISED_METHODS, SEARCH_METHODS, STRUCTURED_SETTINGS, PruneResult, prune
 from segprune.cli import _console
-from segprune.cli._common import DATA_HELP, USER_ERRORS, layer_names, print_pruning_summary  # noqa: F401
+from segprune.cli._common import (  # noqa: F401  (USER_ERRORS is read by segprune.cli.main)
+    DATA_HELP,
+    USER_ERRORS,
+    add_distill_options,
+    distill_config,
+    layer_names,
+    print_pruning_summary,
+)
 from segprune.cost import parse_target
 from segprune.data import load_data
 from segprune.metrics import evaluate
 from segprune.models import load_model
+from segprune.training_state import RunInterrupted, run_folder
 
 DESCRIPTION = (
     "Structured pruning: one-shot by an importance criterion, regularised (l0-channel, slimming) or searched "
@@ -52,6 +60,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
         "--finetune-epochs", type=int, default=None,
         help="fine-tune the pruned model for N epochs (default 0 for one-shot methods, 20 for the others)",
     )
+    add_distill_options(parser)
     parser.add_argument("--image-size", type=int, default=256, help="image size at which MACs and latency are measured (default 256)")
     parser.add_argument("--regularise-epochs", type=int, default=None, help="l0-channel / slimming: epochs under the penalty (default 15)")
     parser.add_argument("--strength", type=float, default=None, help="l0-channel / slimming: penalty weight (defaults 1.0 / 1e-4)")
@@ -62,7 +71,10 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--threads", type=int, default=None, help="search: ONNX Runtime threads for latency targets and the final timing (default 2)")
     parser.add_argument("--seed", type=int, default=0, help="seed of random criteria, searches and fine-tuning (default 0)")
     parser.add_argument("--workers", type=int, default=None, help="search: processes evaluating candidates (default 1)")
-    parser.add_argument("--resume", action="store_true", help="search: continue the interrupted search kept beside --out")
+    parser.add_argument(
+        "--resume", action="store_true",
+        help="continue the interrupted run that wrote --out (state in OUT.resume/, searches in OUT.search/); refused if it was another run",
+    )
     parser.add_argument("--out", required=True, help="where to save the pruned model (.keras)")
 
 
@@ -76,19 +88,24 @@ def run(arguments: argparse.Namespace) -> int:
     is_search = arguments.method in SEARCH_METHODS
     folder = out.with_suffix(".search") if is_search else None
     _console.progress_console.print(_plan(arguments, folder))
-    result = prune(
-        model, arguments.method, target=arguments.target, ratio=arguments.ratio, data=data, finetune_epochs=arguments.finetune_epochs,
-        round_to=arguments.round_to, ignore=layer_names(arguments.ignore), image_size=arguments.image_size, seed=arguments.seed,
-        checkpoint_path=out if arguments.method in ONESHOT_METHODS else None, folder=folder, resume=arguments.resume,
-        on_epoch=_console.print_epoch, on_candidate=_print_candidate, **settings,
-    )
+    try:
+        result = prune(
+            model, arguments.method, target=arguments.target, ratio=arguments.ratio, data=data, finetune_epochs=arguments.finetune_epochs,
+            round_to=arguments.round_to, ignore=layer_names(arguments.ignore), image_size=arguments.image_size, seed=arguments.seed,
+        distill=distill_config(arguments),
+            checkpoint_path=None if is_search else out, folder=folder, resume=arguments.resume,
+            on_epoch=_console.print_epoch, on_candidate=_print_candidate, **settings,
+        )
+    except RunInterrupted as interruption:
+        _console.progress_console.print(str(interruption))
+        return 130
     for note in result.notes:
         _console.progress_console.print(note)
     print_pruning_summary(result.summary, arguments.method)
     if result.search is not None:
         _print_search(result, arguments)
-    if not result.training or arguments.method not in ONESHOT_METHODS:
-        save_model(result.model, out)  # a fine-tuned one-shot model is already saved at its best epoch
+    if is_search:
+        save_model(result.model, out)  # the other methods' models are saved by prune() before their state is removed
     if data is not None and data.splits.get("test"):
         before, after = evaluate(model, data, "test"), evaluate(result.model, data, "test")
         _console.output_console.print(f"test Dice: dense {before.dice:.4f}, pruned {after.dice:.4f}")
@@ -115,7 +132,7 @@ def _method_settings(arguments: argparse.Namespace) -> dict:
 
 def _plan(arguments: argparse.Namespace, folder) -> str:
     amount = f"to {arguments.target}" if arguments.target else f"by ratio {arguments.ratio}"
-    where = f"; log and state in {folder}" if folder else ""
+    where = f"; log and state in {folder}" if folder else f"; state in {run_folder(arguments.out)} until it finishes"
     return f"pruning {arguments.model} with {arguments.method} {amount}{where}"
 
 

@@ -6,7 +6,13 @@ import argparse
 from pathlib import Path
 
 from segprune.cli import _console
-from segprune.cli._common import DATA_HELP, USER_ERRORS, print_balance  # noqa: F401  (USER_ERRORS is read by segprune.cli.main)
+from segprune.cli._common import (  # noqa: F401  (USER_ERRORS is read by segprune.cli.main)
+    DATA_HELP,
+    USER_ERRORS,
+    add_distill_options,
+    distill_config,
+    print_balance,
+)
 from segprune.data import load_data
 from segprune.experiments import SWEEP_METHODS, SweepConfig, run_sweep
 from segprune.models import load_model
@@ -23,6 +29,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--budgets", default="0.5,0.25,0.125", help="MACs fractions (default 0.5,0.25,0.125)")
     parser.add_argument("--tolerance", type=float, default=1.0, help="Dice points from dense for the balance point (default 1.0)")
     parser.add_argument("--finetune-epochs", type=int, default=10, help="fine-tuning after each pruning (default 10)")
+    add_distill_options(parser)
 
 
 def run(arguments: argparse.Namespace) -> int:
@@ -30,6 +37,7 @@ def run(arguments: argparse.Namespace) -> int:
         methods=tuple(name for name in arguments.methods.split(",") if name),
         budgets=tuple(float(value) for value in arguments.budgets.split(",") if value),
         finetune_epochs=arguments.finetune_epochs,
+        distill=distill_config(arguments),
         tolerance=arguments.tolerance,
     )
     data = load_data(arguments.data)

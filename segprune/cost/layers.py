@@ -138,7 +138,10 @@ def layer_macs(call: LayerCall) -> int:
         return depthwise + pointwise
     if isinstance(layer, keras.layers.Conv2D):
         kernel = math.prod(layer.kernel_size)
-        return _spatial(output_shape) * output_shape[-1] * kernel * (input_shape[-1] // layer.groups)
+        # A depthwise conv written as a grouped one (one input channel per group) is pruned by removing whole
+        # groups, so each output still reads one input channel, whatever the narrowed shapes say.
+        per_group_inputs = 1 if layer.groups > 1 and layer.kernel.shape[-2] == 1 else input_shape[-1] // layer.groups
+        return _spatial(output_shape) * output_shape[-1] * kernel * per_group_inputs
     if isinstance(layer, keras.layers.Dense):
         return math.prod(input_shape[1:]) * output_shape[-1]
     return 0
@@ -151,7 +154,9 @@ def layer_other_ops(call: LayerCall) -> int:
         return 0
     output_elements = math.prod(call.output_shapes[0][1:])
     if isinstance(layer, keras.layers.BatchNormalization):
-        return 2 * output_elements
+        return 2 * output_elements  # a scale and a shift per element (statistics are folded at inference)
+    if isinstance(layer, keras.layers.LayerNormalization):
+        return 4 * output_elements  # mean, variance, normalise, scale-and-shift per element
     if isinstance(layer, _POOLING):
         return output_elements * math.prod(layer.pool_size)
     if isinstance(layer, _GLOBAL_POOLING):

@@ -8,7 +8,7 @@ interleaved rounds, so that the ratios between them are fair.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -17,7 +17,7 @@ import keras
 from segprune._io import save_model
 from segprune._jsonlines import JsonLines
 from segprune.api import ONESHOT_METHODS as CRITERIA
-from segprune.api import REGULARISED_METHODS, SEARCH_METHODS, prune
+from segprune.api import REGULARISED_METHODS, SEARCH_METHODS, PruneResult, prune
 from segprune.classical import METHODS as CLASSICAL_METHODS
 from segprune.classical import evaluate_classical
 from segprune.cost import flops
@@ -26,7 +26,7 @@ from segprune.metrics import evaluate
 from segprune.report.tables import write_tables
 from segprune.runtime.benchmark import onnx_latency
 from segprune.runtime.export import export_onnx
-from segprune.training import TrainConfig
+from segprune.training import DistillConfig, TrainConfig
 
 ONESHOT_METHODS = tuple(f"oneshot-{criterion}" for criterion in CRITERIA)
 STRUCTURED_METHODS = (*ONESHOT_METHODS, *REGULARISED_METHODS, *SEARCH_METHODS)
@@ -43,6 +43,9 @@ class SweepConfig:
             `search_candidates` steps or candidates of 10 fine-tune steps), `classical-<method>`.
         budgets: Fractions of the dense MACs (at 256x256) for the pruning methods.
         finetune_epochs: Fine-tuning after each pruning.
+        method_epochs: Fine-tuning epochs for particular methods (sweep method name -> epochs), overriding
+            `finetune_epochs` for them.
+        distill: Fine-tune with knowledge distillation from the dense model (None: ground truth only).
         tolerance: Dice points below dense that still count as "as good" for the balance point.
         image_size: Latency is measured on 1 x image_size x image_size inputs.
         threads: ONNX Runtime threads.
@@ -52,16 +55,24 @@ class SweepConfig:
     methods: tuple[str, ...] = ("oneshot-l1", "oneshot-random", "classical-otsu", "classical-kmeans")
     budgets: tuple[float, ...] = (0.5, 0.25, 0.125)
     finetune_epochs: int = 10
+    method_epochs: Mapping[str, int] = field(default_factory=dict)
+    distill: DistillConfig | None = None
     tolerance: float = 1.0
     image_size: int = 256
     threads: int = 2
     search_candidates: int = 8
     train: TrainConfig = field(default_factory=TrainConfig)
 
+    def epochs_for(self, method: str) -> int:
+        return self.method_epochs.get(method, self.finetune_epochs)
+
     def __post_init__(self) -> None:
         unknown = [m for m in self.methods if m not in SWEEP_METHODS]
         if unknown:
             raise ValueError(f"Unknown sweep method(s) {unknown}; available: {list(SWEEP_METHODS)}.")
+        unknown = [m for m in self.method_epochs if m not in self.methods]
+        if unknown:
+            raise ValueError(f"method_epochs names method(s) {unknown} that the sweep does not run ({list(self.methods)}).")
         if any(not 0 < b <= 1 for b in self.budgets):
             raise ValueError(f"Budgets are fractions of the dense MACs in (0, 1], got {list(self.budgets)}.")
 
@@ -118,33 +129,42 @@ def _run_one(model, data, method: str, budget: float | None, config: SweepConfig
         result = evaluate_classical(method.removeprefix("classical-"), data, "test")
         row = _row(method, budget, result.dice, result.iou, result.pixel_accuracy, None, None, None, result.ms_per_image)
         row["foreground_only"] = result.collapsed_to_binary
+        row["found_nothing"] = not result.dice > 0  # no foreground pixel of the truth found on any test tile
         return row
+    pruned = None
     if method == "dense":
         candidate = model
     else:
-        candidate = _pruned(model, data, method, f"flops={budget}", config, out_dir / "search" / f"{method}-{budget}")
+        pruned = _pruned(model, data, method, f"flops={budget}", config, out_dir / "search" / f"{method}-{budget}")
+        candidate = pruned.model
     path = out_dir / "models" / f"{method}-{budget}.keras" if budget else out_dir / "models" / "dense.keras"
     save_model(candidate, path)
     scores = evaluate(candidate, data, "test")
     macs = flops(candidate, (config.image_size, config.image_size)).macs
-    return _row(method, budget, scores.dice, scores.iou, scores.pixel_accuracy, macs / dense_macs, candidate.count_params(), str(path), None)
+    row = _row(method, budget, scores.dice, scores.iou, scores.pixel_accuracy, macs / dense_macs, candidate.count_params(), str(path), None)
+    if pruned is not None:
+        row.update(
+            finetune_epochs=pruned.finetune_epochs, finetune_seconds=pruned.finetune_seconds,
+            distilled=config.distill is not None and pruned.finetune_epochs > 0, notes=list(pruned.notes),
+        )
+    return row
 
 
-def _pruned(model, data, method: str, target: str, config: SweepConfig, folder: Path) -> keras.Model:
-    """`model` pruned to `target` by `method` and fine-tuned for `config.finetune_epochs`."""
+def _pruned(model, data, method: str, target: str, config: SweepConfig, folder: Path) -> PruneResult:
+    """`model` pruned to `target` by the sweep method `method` and fine-tuned for its epochs."""
+    epochs = config.epochs_for(method)
     if method in REGULARISED_METHODS:
-        settings = {"regularise_epochs": max(1, config.finetune_epochs)}
+        settings = {"regularise_epochs": max(1, epochs)}
     elif method in SEARCH_METHODS:
         # the sweep times every model together at the end, so the searches skip their own final timing
         count = "iterations" if method == "greedy" else "candidates"
         settings = {count: config.search_candidates, "candidate_steps": 10, "threads": config.threads, "time_result": False}
     else:
         method, settings = method.removeprefix("oneshot-"), {}
-    result = prune(
-        model, method, target=target, data=data, finetune_epochs=config.finetune_epochs, image_size=config.image_size,
-        train_config=config.train, folder=folder if method in SEARCH_METHODS else None, resume=True, **settings,
+    return prune(
+        model, method, target=target, data=data, finetune_epochs=epochs, image_size=config.image_size, train_config=config.train,
+        distill=config.distill, folder=folder if method in SEARCH_METHODS else None, resume=True, **settings,
     )
-    return result.model
 
 
 def _row(method, budget, dice, iou, pixel_accuracy, macs_ratio, params, model_path, classical_ms) -> dict:
@@ -161,6 +181,11 @@ def _row(method, budget, dice, iou, pixel_accuracy, macs_ratio, params, model_pa
         "latency_ms": None,
         "speedup": None,
         "foreground_only": False,
+        "finetune_epochs": 0,
+        "finetune_seconds": 0.0,
+        "distilled": False,
+        "notes": [],
+        "found_nothing": False,
     }
 
 
