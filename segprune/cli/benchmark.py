@@ -10,7 +10,7 @@ from segprune.cli import _console
 from segprune.cli._common import USER_ERRORS  # noqa: F401  (read by segprune.cli.main)
 from segprune.runtime.benchmark import RUNTIMES, benchmark_models
 
-DESCRIPTION = "Latency, throughput, CPU time, MACs and size, interleaved."
+DESCRIPTION = "Latency, throughput, achieved GMAC/s, CPU time, MACs and size, interleaved."
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
@@ -20,24 +20,31 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--batch", type=int, default=1)
     parser.add_argument("--threads", type=int, default=2, help="intra-op threads (default 2)")
     parser.add_argument("--rounds", type=int, default=30, help="timed rounds after 5 warm-up rounds (default 30)")
+    parser.add_argument(
+        "--dynamic-shape", action="store_true", help="time the dynamic-shape export (default: exported at the fixed shape timed)"
+    )
     parser.add_argument("--json", action="store_true", help="one JSON object per model per line")
 
 
 def run(arguments: argparse.Namespace) -> int:
-    results = benchmark_models(arguments.models, arguments.runtime, arguments.image_size, arguments.batch, arguments.threads, arguments.rounds)
+    results = benchmark_models(
+        arguments.models, arguments.runtime, arguments.image_size, arguments.batch, arguments.threads, arguments.rounds,
+        static_shape=not arguments.dynamic_shape,
+    )
     if arguments.json:
         for result in results:
             print(json.dumps(result.to_dict()), flush=True)
         return 0
     reference = results[0].latency_ms
     rows = [
-        [Path(r.model).name, f"{r.latency_ms:.2f}", f"{r.p90_ms:.2f}", f"{reference / r.latency_ms:.2f}x", f"{r.images_per_second:.1f}",
+        [Path(r.model).name, f"{r.latency_ms:.2f}", f"{r.p90_ms:.2f}", f"{reference / r.latency_ms:.2f}x", f"{r.images_per_second:.1f}", f"{r.gmacs_per_second:.1f}",
          f"{r.cpu_ms_per_image:.1f}", f"{r.macs / 1e6:.0f}M", f"{r.params:,}", f"{r.zipped_bytes / 1024:.0f} KiB"]
         for r in results
     ]
     size = f"{arguments.batch}x{arguments.image_size}x{arguments.image_size}"
-    title = f"{arguments.runtime}, {size}, {arguments.threads} threads, interleaved"
-    columns = ["model", "median ms", "p90 ms", "speed-up", "images/s", "CPU ms/image", "MACs", "params", "zipped"]
+    shape = "dynamic-shape export" if arguments.dynamic_shape else "fixed-shape export"
+    title = f"{arguments.runtime}, {size}, {shape}, {arguments.threads} threads, interleaved"
+    columns = ["model", "median ms", "p90 ms", "speed-up", "images/s", "GMAC/s", "CPU ms/image", "MACs", "params", "zipped"]
     _console.output_console.print(_console.table(title, columns, rows))
     for note in dict.fromkeys(note for result in results for note in result.notes):
         _console.output_console.print(f"note: {note}")

@@ -47,3 +47,25 @@ def write_onnx(model: keras.Model, path: str | Path, input_shape: Sequence[int |
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message="In the future `np.object`", category=FutureWarning)
         tf2onnx.convert.from_function(function, input_signature=signature, opset=opset, output_path=str(path))
+
+
+def write_litert_int8(model: keras.Model, path: str | Path, input_shape: Sequence[int], calibration: Sequence) -> None:
+    """Full-integer LiteRT model: int8 builtins only, activation ranges from `calibration` batches, float I/O.
+
+    Keras's LiteRT export calls the model with training=False and passes these converter settings on.
+    """
+    import tensorflow as tf
+
+    def representative_dataset():
+        for batch in calibration:
+            yield [batch.astype("float32")]
+
+    model.export(
+        str(path),
+        format="litert",
+        verbose=False,
+        input_signature=[keras.InputSpec(shape=tuple(input_shape), dtype="float32")],
+        optimizations=[tf.lite.Optimize.DEFAULT],
+        representative_dataset=representative_dataset,
+        target_spec={"supported_ops": [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]},
+    )

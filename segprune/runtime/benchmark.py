@@ -2,7 +2,11 @@
 
 Each round runs every model once, in turn, so that machine noise hits them alike and their ratios are
 fair. Besides wall-clock latency, the process CPU time per image is recorded (what a busy server pays),
-and energy where the machine exposes Intel RAPL counters.
+the achieved GMAC/s (the model's multiply-accumulates over its latency: compare with the machine's peak,
+`benchmarks/cpu_peak.py`), and energy where the machine exposes Intel RAPL counters.
+
+Models are exported at the fixed shape they are timed at (`static_shape=True`, the default), as a deployment
+would ship them; `static_shape=False` times the dynamic-shape export instead.
 """
 
 from __future__ import annotations
@@ -18,9 +22,10 @@ import keras
 import numpy as np
 
 from segprune.cost import flops
-from segprune.runtime.export import FORMATS, OnnxRunner, export_model, open_runner
+from segprune.runtime.export import FORMATS, export_model, open_runner
 
-RUNTIMES = ("onnxruntime", "litert", "keras")
+RUNTIMES = ("onnxruntime", "openvino", "litert", "keras")
+EXPORT_FORMATS = {"onnxruntime": "onnx", "openvino": "openvino", "litert": "litert"}
 _RAPL = Path("/sys/class/powercap/intel-rapl:0/energy_uj")
 
 
@@ -47,9 +52,11 @@ class BenchmarkResult:
     params: int
     file_bytes: int
     zipped_bytes: int
+    gmacs_per_second: float  # achieved: MACs of one batch over its median latency
     image_size: int
     batch: int
     threads: int
+    static_shape: bool
     notes: tuple[str, ...] = ()  # what makes these figures differ from what was asked (e.g. thread count)
 
     def to_dict(self) -> dict:
@@ -69,11 +76,36 @@ def onnx_latency(
     Example:
         >>> dense, pruned = onnx_latency(["dense.onnx", "pruned.onnx"])
     """
-    runners = [OnnxRunner(path, threads) for path in paths]
-    channels = [r.session.get_inputs()[0].shape[-1] for r in runners]
-    inputs = [_random_batch(batch, image_size, c if isinstance(c, int) else 3) for c in channels]
+    return file_latency(paths, "onnxruntime", image_size, batch, threads, rounds, warmup)
+
+
+def file_latency(
+    paths: list[str | Path],
+    runtime: str = "onnxruntime",
+    image_size: int = 256,
+    batch: int = 1,
+    threads: int = 2,
+    rounds: int = 30,
+    warmup: int = 5,
+) -> list[Latency]:
+    """Median and 90th-percentile latency of exported files (.onnx, .xml, .tflite) on `runtime`, interleaved.
+
+    A file with a fixed input shape is timed at that shape; dynamic dimensions take `batch` and `image_size`.
+
+    Example:
+        >>> dense, int8 = file_latency(["dense.xml", "dense-int8.xml"], runtime="openvino")
+    """
+    runners = [open_runner(path, threads, runtime) for path in paths]
+    inputs = [random_input(runner.input_shape, batch, image_size) for runner in runners]
     timings, _, _ = _interleave(runners, inputs, rounds, warmup)
     return [Latency(str(path), float(np.median(t)), float(np.percentile(t, 90)), len(t)) for path, t in zip(paths, timings)]
+
+
+def random_input(shape: tuple, batch: int, image_size: int) -> np.ndarray:
+    """A uniform [0, 1) input of `shape` (B, H, W, C), dynamic dimensions filled with `batch` and `image_size`."""
+    batch_size, height, width, channels = shape
+    filled = (batch_size or batch, height or image_size, width or image_size, channels or 3)
+    return np.random.default_rng(0).random(filled).astype(np.float32)
 
 
 def benchmark_models(
@@ -83,8 +115,10 @@ def benchmark_models(
     batch: int = 1,
     threads: int = 2,
     rounds: int = 30,
+    static_shape: bool = True,
 ) -> list[BenchmarkResult]:
-    """Times Keras model files on a runtime, interleaved; exports them (verified) for ONNX Runtime / LiteRT.
+    """Times Keras model files on a runtime, interleaved; exports them (verified) for ONNX Runtime, OpenVINO
+    or LiteRT, at the fixed shape `batch` x `image_size` x `image_size` unless `static_shape=False`.
 
     Example:
         >>> for row in benchmark_models(["runs/unet.keras", "runs/unet-pruned.keras"]):
@@ -96,22 +130,23 @@ def benchmark_models(
         raise ValueError(f"Unknown runtime {runtime!r}; choose one of {list(RUNTIMES)}.")
     notes = tuple(note for note in [limit_keras_threads(threads)] if runtime == "keras" and note)
     models = [load_model(path) for path in paths]
-    inputs = [_random_batch(batch, image_size, int(model.inputs[0].shape[-1])) for model in models]
+    inputs = [random_input((batch, image_size, image_size, int(model.inputs[0].shape[-1])), batch, image_size) for model in models]
     with tempfile.TemporaryDirectory(prefix="segprune-bench-") as folder:
         runners = []
-        for index, model in enumerate(models):
+        for index, (model, x) in enumerate(zip(models, inputs)):
             if runtime == "keras":
                 runners.append(_keras_runner(model))
             else:
-                fmt = "onnx" if runtime == "onnxruntime" else "litert"
+                fmt = EXPORT_FORMATS[runtime]
                 exported = Path(folder) / f"model{index}{FORMATS[fmt]}"
-                export_model(model, exported, format=fmt)
+                export_model(model, exported, format=fmt, input_shape=x.shape if static_shape else None)
                 runners.append(open_runner(exported, threads))
         timings, cpu_seconds, energy = _interleave(runners, inputs, rounds, warmup=5)
     results = []
     for path, model, times, cpu, joules in zip(paths, models, timings, cpu_seconds, energy):
         median = float(np.median(times))
         images = rounds * batch
+        macs = flops(model, (image_size, image_size)).macs
         results.append(
             BenchmarkResult(
                 model=str(path),
@@ -121,17 +156,24 @@ def benchmark_models(
                 images_per_second=1000.0 * batch / median,
                 cpu_ms_per_image=1000.0 * cpu / images,
                 energy_mj_per_image=None if joules is None else 1000.0 * joules / images,
-                macs=flops(model, (image_size, image_size)).macs,
+                macs=macs,
                 params=model.count_params(),
                 file_bytes=Path(path).stat().st_size,
                 zipped_bytes=zipped_size(Path(path)),
+                gmacs_per_second=achieved_gmacs(macs * batch, median),
                 image_size=image_size,
                 batch=batch,
                 threads=threads,
+                static_shape=static_shape and runtime != "keras",
                 notes=notes,
             )
         )
     return results
+
+
+def achieved_gmacs(macs: int, latency_ms: float) -> float:
+    """Multiply-accumulates per second, in billions, that running `macs` in `latency_ms` achieves."""
+    return macs / (latency_ms / 1000.0) / 1e9
 
 
 def zipped_size(path: Path) -> int:
@@ -168,10 +210,6 @@ def limit_keras_threads(threads: int) -> str | None:
 
 def _keras_runner(model: keras.Model):
     return lambda batch: np.asarray(model.predict_on_batch(batch))
-
-
-def _random_batch(batch: int, image_size: int, channels: int) -> np.ndarray:
-    return np.random.default_rng(0).random((batch, image_size, image_size, channels)).astype(np.float32)
 
 
 def _interleave(runners, inputs, rounds: int, warmup: int):

@@ -3,7 +3,7 @@
 import pytest
 
 from segprune.models import unet
-from segprune.runtime.benchmark import benchmark_models
+from segprune.runtime.benchmark import achieved_gmacs, benchmark_models, file_latency
 
 
 @pytest.fixture
@@ -45,3 +45,33 @@ def test_benchmark_cli_prints_the_note(thread_setting_refused, keras_file, capsy
 
     assert main(["benchmark", str(keras_file), "--runtime", "keras", "--image-size", "32", "--rounds", "1"]) == 0
     assert "note: Keras (TensorFlow) threads could not be set to 2" in capsys.readouterr().out
+
+
+def test_achieved_gmacs():
+    assert achieved_gmacs(2_600_000_000, 10.0) == pytest.approx(260.0)
+
+
+def test_file_latency_times_each_file_at_its_fixed_shape(tmp_path, monkeypatch):
+    from segprune.runtime.export import export_model
+
+    model = unet(base_filters=4, depth=1)
+    fixed, dynamic = tmp_path / "fixed.xml", tmp_path / "dynamic.onnx"
+    export_model(model, fixed, "openvino", input_shape=(1, 32, 48))
+    export_model(model, dynamic, "onnx")
+    shapes = []
+
+    class Recording:
+        def __init__(self, runner):
+            self.runner, self.input_shape = runner, runner.input_shape
+
+        def __call__(self, batch):
+            shapes.append(batch.shape)
+            return self.runner(batch)
+
+    import segprune.runtime.benchmark as benchmark
+
+    original = benchmark.open_runner
+    monkeypatch.setattr(benchmark, "open_runner", lambda *args: Recording(original(*args)))
+    latencies = file_latency([fixed, dynamic], "openvino", image_size=64, rounds=2, warmup=0)
+    assert [latency.runs for latency in latencies] == [2, 2]
+    assert set(shapes) == {(1, 32, 48, 1), (1, 64, 64, 1)}

@@ -157,7 +157,7 @@ def test_unknown_format(tmp_path):
         export_model(unet(base_filters=4, depth=1), tmp_path / "m.pt", format="torchscript")
 
 
-@pytest.mark.parametrize("runtime", ["onnxruntime", "litert", "keras"])
+@pytest.mark.parametrize("runtime", ["onnxruntime", "openvino", "litert", "keras"])
 def test_benchmark_cli_json_for_every_runtime(runtime, tmp_path, capsys):
     import json
 
@@ -174,7 +174,20 @@ def test_benchmark_cli_json_for_every_runtime(runtime, tmp_path, capsys):
     for row in rows:
         assert row["runtime"] == runtime and row["latency_ms"] > 0 and row["macs"] > 0 and row["params"] > 0
         assert row["zipped_bytes"] > 0 and row["cpu_ms_per_image"] >= 0
+        assert row["gmacs_per_second"] == pytest.approx(row["macs"] / row["latency_ms"] / 1e6)
+        assert row["static_shape"] is (runtime != "keras")
     assert rows[1]["macs"] < rows[0]["macs"]
+
+
+def test_export_cli_fixed_shape_openvino(tmp_path, capsys):
+    from segprune.cli import main
+
+    source = tmp_path / "model.keras"
+    unet(base_filters=4, depth=1).save(source)
+    out = tmp_path / "model.xml"
+    assert main(["export", str(source), "--format", "openvino", "--input-shape", "1x32x32", "--out", str(out)]) == 0
+    assert "input fixed to 1x32x32" in capsys.readouterr().out
+    assert open_runner(out).input_shape == (1, 32, 32, 1) and out.with_suffix(".bin").exists()
 
 
 def test_export_cli_never_overwrites_its_input(tmp_path, capsys):

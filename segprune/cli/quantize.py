@@ -1,0 +1,52 @@
+"""`segprune quantize`: int8 post-training quantization for a runtime, checked on the test split."""
+
+from __future__ import annotations
+
+import argparse
+import json
+
+from segprune._io import check_output
+from segprune.cli import _console
+from segprune.cli._common import DATA_HELP
+from segprune.cli._common import USER_ERRORS as COMMON_USER_ERRORS
+from segprune.runtime.export import parse_input_shape
+from segprune.runtime.quantize import RUNTIMES, QuantizationRefused, quantize
+
+DESCRIPTION = (
+    "int8 post-training quantization calibrated on the training tiles; written only when its Dice on the test split "
+    "stays within --tolerance points of the fp32 model."
+)
+USER_ERRORS = (*COMMON_USER_ERRORS, QuantizationRefused)
+
+
+def configure(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("model", metavar="MODEL", help=".keras or .h5 model file")
+    parser.add_argument("--data", default="nuclei", help=DATA_HELP + "; train split calibrates, test split checks")
+    parser.add_argument("--runtime", default="onnxruntime", choices=RUNTIMES, help="runtime the int8 model is for (default onnxruntime)")
+    parser.add_argument(
+        "--input-shape", default=None, type=parse_input_shape, metavar="BxHxW",
+        help="fixed input shape, e.g. 1x256x256 (default: the training tiles' size at batch 1)",
+    )
+    parser.add_argument("--tolerance", type=float, default=1.0, help="Dice points the int8 model may lose (default 1.0)")
+    parser.add_argument("--calibration-tiles", type=int, default=300, help="most training tiles used for calibration (default 300)")
+    parser.add_argument("--threads", type=int, default=2, help="threads the int8 model is checked with (default 2)")
+    parser.add_argument("--json", action="store_true", help="print the result as one JSON object")
+    parser.add_argument("--out", required=True, help="the int8 file: .onnx (onnxruntime), .xml (openvino) or .tflite (litert)")
+
+
+def run(arguments: argparse.Namespace) -> int:
+    check_output(arguments.out, arguments.model, suffix=None)
+    result = quantize(
+        arguments.model, arguments.data, arguments.runtime, out=arguments.out, input_shape=arguments.input_shape,
+        tolerance=arguments.tolerance, calibration_tiles=arguments.calibration_tiles, threads=arguments.threads,
+    )
+    if arguments.json:
+        print(json.dumps(result.to_dict()), flush=True)
+        return 0
+    _console.output_console.print(
+        f"int8 {result.runtime} model written to {result.path} ({result.method}); input {'x'.join(map(str, result.input_shape))}, "
+        f"{result.calibration_tiles} calibration tiles\n"
+        f"test split ({result.test_images} images): masks agree with fp32 on {100 * result.mask_agreement:.2f}% of pixels; "
+        f"Dice fp32 {result.dice_fp32:.4f}, int8 {result.dice_int8:.4f} ({result.dice_drop_points:+.2f} points lost, tolerance {result.tolerance:g})"
+    )
+    return 0

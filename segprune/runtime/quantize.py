@@ -1,0 +1,272 @@
+"""int8 post-training quantization, calibrated on the training tiles and checked on the test split.
+
+One step after pruning: the model is exported at a fixed input shape (fp32, verified against Keras), quantized
+for the runtime it ships on, then run on every test image next to the Keras model. The int8 file is written
+only when its Dice stays within `tolerance` Dice points of the fp32 model's; otherwise `QuantizationRefused`.
+
+- `onnxruntime`: ONNX Runtime's static quantization, QDQ format, int8 weights per output channel, uint8
+  activations, MinMax calibration (`onnxruntime.quantization.quantize_static`).
+- `openvino`: NNCF's post-training quantization (`nncf.quantize`, OpenVINO's own tool) of the fp32 IR.
+- `litert`: the TFLite converter's full-integer quantization (`representative_dataset`, int8 builtins only),
+  float input and output.
+"""
+
+from __future__ import annotations
+
+import tempfile
+from collections.abc import Iterator, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import keras
+import numpy as np
+
+from segprune.data import SegmentationDataset, adapt_channels, load_data
+from segprune.inference import input_channels, pad_to_multiple, probabilities_to_classes
+from segprune.metrics import ConfusionMatrix
+from segprune.models import load_model
+from segprune.models.outputs import output_kind
+from segprune.runtime import _tensorflow
+from segprune.runtime.export import (
+    FORMATS,
+    companion_files,
+    export_model,
+    fit_to_shape,
+    onnx_to_openvino,
+    open_runner,
+    resolve_input_shape,
+    staged_file,
+)
+
+RUNTIMES = ("onnxruntime", "openvino", "litert")
+METHODS = {
+    "onnxruntime": "ONNX Runtime static QDQ: int8 weights per channel, uint8 activations, MinMax calibration",
+    "openvino": "NNCF post-training quantization of the OpenVINO IR (int8 weights and activations)",
+    "litert": "TFLite full-integer quantization (representative dataset, int8 builtins; float input and output)",
+}
+_EXPORT_FORMAT = {"onnxruntime": "onnx", "openvino": "openvino", "litert": "litert"}
+
+
+class QuantizationRefused(RuntimeError):
+    """The int8 model loses more Dice than the tolerance allows; nothing was written."""
+
+
+@dataclass(frozen=True)
+class QuantizationResult:
+    """An int8 model written for `runtime`, and how it compares with its fp32 self on the test split."""
+
+    path: str
+    runtime: str
+    method: str
+    input_shape: tuple[int, ...]
+    calibration_tiles: int
+    test_images: int
+    mask_agreement: float  # share of test pixels where int8 and fp32 predict the same class
+    dice_fp32: float
+    dice_int8: float
+    tolerance: float  # Dice points int8 may lose
+    notes: tuple[str, ...] = field(default=())
+
+    @property
+    def dice_drop_points(self) -> float:
+        return 100.0 * (self.dice_fp32 - self.dice_int8)
+
+    def to_dict(self) -> dict:
+        return {**asdict(self), "dice_drop_points": self.dice_drop_points}
+
+
+def quantize(
+    model_or_path: keras.Model | str | Path,
+    data: SegmentationDataset | str | Path,
+    runtime: str = "onnxruntime",
+    out: str | Path | None = None,
+    input_shape: Sequence[int] | str | None = None,
+    tolerance: float = 1.0,
+    calibration_tiles: int = 300,
+    threads: int = 2,
+) -> QuantizationResult:
+    """Quantizes a model to int8 for `runtime`, calibrated on `data`'s training tiles, checked on its test split.
+
+    Args:
+        model_or_path: A Keras model or a `.keras`/`.h5` file.
+        data: A dataset or anything `load_data` accepts ("nuclei", a folder).
+        runtime: "onnxruntime" (writes .onnx), "openvino" (.xml + .bin) or "litert" (.tflite).
+        out: Where to write the int8 model; None keeps it in a temporary folder that is removed (a dry run).
+        input_shape: The fixed input shape, e.g. "1x256x256"; default: the first training image's size
+            (padded to a multiple of 32) at batch 1. Images are cut into tiles of that shape (the last tile
+            of a row or column overlaps its neighbour; smaller images are mirror-padded).
+        tolerance: Dice points (1.0 = 0.01 Dice) the int8 model may lose against the fp32 model.
+        calibration_tiles: At most this many training tiles calibrate the activation ranges.
+
+    Raises:
+        QuantizationRefused: The int8 model's Dice on the test split is more than `tolerance` points
+            below the fp32 model's; the message gives both and the mask agreement.
+
+    Example:
+        >>> result = quantize("runs/unet-pruned.keras", "nuclei", "openvino", out="runs/unet-int8.xml")
+        >>> result.mask_agreement, result.dice_drop_points
+        (0.998, 0.1)
+    """
+    if runtime not in RUNTIMES:
+        raise ValueError(f"Unknown quantization runtime {runtime!r}; choose one of {list(RUNTIMES)}.")
+    if out is not None and Path(out).suffix != FORMATS[_EXPORT_FORMAT[runtime]]:
+        raise ValueError(f"An int8 model for {runtime} is a {FORMATS[_EXPORT_FORMAT[runtime]]} file; got {str(out)!r}.")
+    if tolerance < 0:
+        raise ValueError(f"tolerance is in Dice points the int8 model may lose and cannot be negative; got {tolerance}.")
+    model = model_or_path if isinstance(model_or_path, keras.Model) else load_model(model_or_path)
+    dataset = data if isinstance(data, SegmentationDataset) else load_data(data)
+    channels = input_channels(model)
+    train_images = [adapt_channels(image, channels) for _, image, _ in dataset.samples("train")]
+    if not train_images:
+        raise ValueError(f"Dataset {dataset.name!r} has no training images to calibrate on.")
+    if input_shape is None:
+        height, width = pad_to_multiple(train_images[0], 32).shape[:2]
+        input_shape = (1, height, width)
+    shape = resolve_input_shape(model, input_shape)
+    calibration = calibration_batches(train_images, shape, calibration_tiles)
+    with tempfile.TemporaryDirectory(prefix="segprune-quantize-") as folder:
+        suffix = FORMATS[_EXPORT_FORMAT[runtime]]
+        int8_path = Path(folder) / f"int8{suffix}"
+        _quantize_file(model, Path(folder), int8_path, runtime, shape, calibration)
+        agreement, dice_fp32, dice_int8, images = _compare(model, open_runner(int8_path, threads), dataset, shape)
+        result = QuantizationResult(
+            path=str(out) if out is not None else "",
+            runtime=runtime,
+            method=METHODS[runtime],
+            input_shape=tuple(int(v) for v in shape),
+            calibration_tiles=sum(len(batch) for batch in calibration),
+            test_images=images,
+            mask_agreement=agreement,
+            dice_fp32=dice_fp32,
+            dice_int8=dice_int8,
+            tolerance=tolerance,
+        )
+        if result.dice_drop_points > tolerance:
+            raise QuantizationRefused(
+                f"int8 {runtime} model of {model.name!r} loses {result.dice_drop_points:.2f} Dice points on the test split "
+                f"(fp32 {dice_fp32:.4f}, int8 {dice_int8:.4f}; masks agree on {100 * agreement:.2f}% of pixels), more than "
+                f"the tolerance of {tolerance:g}; nothing was written. Calibrate on more tiles, try another runtime, or "
+                f"raise the tolerance if that loss is acceptable."
+            )
+        if out is not None:
+            with staged_file(out) as staged:
+                for source, target in zip(companion_files(int8_path), companion_files(staged)):
+                    source.replace(target)
+    return result
+
+
+def calibration_batches(images: Sequence[np.ndarray], shape: tuple, limit: int) -> list[np.ndarray]:
+    """Training images cut into tiles of `shape` (B, H, W, C), grouped into batches of B, at most `limit` tiles."""
+    batch, height, width, _ = shape
+    tiles = [tile for image in images for tile, _ in tiles_of(image, height, width)][:limit]
+    return [np.stack(tiles[start : start + batch]) for start in range(0, len(tiles) - batch + 1, batch)]
+
+
+def tiles_of(image: np.ndarray, height: int, width: int) -> Iterator[tuple[np.ndarray, tuple[int, int]]]:
+    """(tile, (top, left)) covering an (H, W, C) image with tiles of exactly (height, width).
+
+    Tiles step by their size; the last of a row or column is moved back to end at the image's edge (it
+    overlaps its neighbour). An image smaller than a tile gives one mirror-padded tile.
+    """
+    tops = _starts(image.shape[0], height)
+    lefts = _starts(image.shape[1], width)
+    for top in tops:
+        for left in lefts:
+            yield fit_to_shape(image[top : top + height, left : left + width], height, width), (top, left)
+
+
+def _starts(size: int, tile: int) -> list[int]:
+    if size <= tile:
+        return [0]
+    starts = list(range(0, size - tile, tile))
+    return [*starts, size - tile]
+
+
+def _quantize_file(model: keras.Model, folder: Path, int8_path: Path, runtime: str, shape: tuple, calibration: list[np.ndarray]) -> None:
+    if runtime == "litert":
+        export_model(model, folder / "fp32.tflite", "litert", input_shape=shape)  # the fp32 graph converts and matches Keras
+        _tensorflow.write_litert_int8(model, int8_path, shape, calibration)
+        return
+    fp32_onnx = folder / "fp32.onnx"
+    export_model(model, fp32_onnx, "onnx", input_shape=shape)
+    if runtime == "onnxruntime":
+        quantize_onnx(fp32_onnx, int8_path, calibration)
+    else:
+        quantize_openvino(fp32_onnx, int8_path, calibration)
+
+
+def quantize_onnx(fp32_path: str | Path, int8_path: str | Path, calibration: Sequence[np.ndarray]) -> None:
+    """ONNX Runtime static QDQ quantization: int8 weights per output channel, uint8 activations (MinMax)."""
+    import onnxruntime
+    from onnxruntime.quantization import CalibrationDataReader, CalibrationMethod, QuantFormat, QuantType, quantize_static
+    from onnxruntime.quantization.shape_inference import quant_pre_process
+
+    input_name = onnxruntime.InferenceSession(str(fp32_path), providers=["CPUExecutionProvider"]).get_inputs()[0].name
+
+    class Reader(CalibrationDataReader):
+        def __init__(self) -> None:
+            self.batches = iter(calibration)
+
+        def get_next(self):
+            batch = next(self.batches, None)
+            return None if batch is None else {input_name: batch.astype(np.float32)}
+
+    with tempfile.TemporaryDirectory(prefix="segprune-qdq-") as folder:
+        prepared = Path(folder) / "prepared.onnx"
+        quant_pre_process(str(fp32_path), str(prepared), skip_symbolic_shape=True)
+        quantize_static(
+            str(prepared),
+            str(int8_path),
+            Reader(),
+            quant_format=QuantFormat.QDQ,
+            per_channel=True,
+            activation_type=QuantType.QUInt8,
+            weight_type=QuantType.QInt8,
+            calibrate_method=CalibrationMethod.MinMax,
+        )
+
+
+def quantize_openvino(fp32_onnx: str | Path, int8_xml: str | Path, calibration: Sequence[np.ndarray]) -> None:
+    """NNCF post-training quantization (OpenVINO's own tool) of the model converted from `fp32_onnx`."""
+    import nncf
+    import openvino
+
+    with tempfile.TemporaryDirectory(prefix="segprune-nncf-") as folder:
+        fp32_xml = Path(folder) / "fp32.xml"
+        onnx_to_openvino(fp32_onnx, fp32_xml)
+        fp32 = openvino.Core().read_model(str(fp32_xml))
+        quantized = nncf.quantize(fp32, nncf.Dataset(list(calibration)), subset_size=len(calibration))
+    openvino.save_model(quantized, str(int8_xml), compress_to_fp16=False)
+
+
+def _compare(model: keras.Model, runner, dataset: SegmentationDataset, shape: tuple) -> tuple[float, float, float, int]:
+    """Mask agreement int8/fp32 and the Dice of each on the test split (images tiled to `shape`)."""
+    kind = output_kind(model)
+    channels = input_channels(model)
+    fp32_matrix = ConfusionMatrix(dataset.num_classes, dataset.ignore_index)
+    int8_matrix = ConfusionMatrix(dataset.num_classes, dataset.ignore_index)
+    agreeing, pixels, images = 0, 0, 0
+    for _, image, mask in dataset.samples("test"):
+        image = adapt_channels(image, channels)
+        fp32 = _predict_tiled(lambda batch: np.asarray(model(batch, training=False)), image, shape, kind)
+        int8 = _predict_tiled(runner, image, shape, kind)
+        fp32_matrix.update(mask, fp32)
+        int8_matrix.update(mask, int8)
+        agreeing += int(np.sum(fp32 == int8))
+        pixels += fp32.size
+        images += 1
+    if not images:
+        raise ValueError(f"Dataset {dataset.name!r} has no test images to check the int8 model on.")
+    return agreeing / pixels, fp32_matrix.dice(), int8_matrix.dice(), images
+
+
+def _predict_tiled(run, image: np.ndarray, shape: tuple, kind) -> np.ndarray:
+    """Class map of an (H, W, C) image from a model of fixed `shape`, tile by tile (batch filled by repeating)."""
+    batch, height, width, _ = shape
+    classes = np.zeros(image.shape[:2], np.int32)
+    for tile, (top, left) in tiles_of(image, height, width):
+        output = run(np.repeat(tile[None].astype(np.float32), batch, axis=0))
+        predicted = probabilities_to_classes(np.asarray(output)[:1], kind)[0]
+        rows, cols = min(height, image.shape[0] - top), min(width, image.shape[1] - left)
+        classes[top : top + rows, left : left + cols] = predicted[:rows, :cols]
+    return classes

@@ -1,0 +1,103 @@
+"""int8 quantization: written when it keeps the masks, refused with the figures when it does not."""
+
+import keras
+import numpy as np
+import pytest
+
+from segprune.runtime.export import open_runner
+from segprune.runtime.quantize import QuantizationRefused, calibration_batches, quantize, tiles_of
+
+
+def threshold_model(outlier_gain: float) -> keras.Model:
+    """Foreground where the image is brighter than 0.14 (nuclei are), read from the second of two 1x1-conv channels.
+
+    The first channel is `outlier_gain` times the image: with a large gain, that channel sets the per-tensor
+    activation range of int8 quantization and the second channel (in [0, 1]) rounds to zero.
+    """
+    inputs = keras.Input((None, None, 1))
+    features = keras.layers.Conv2D(2, 1)(inputs)
+    outputs = keras.layers.Conv2D(1, 1, activation="sigmoid")(features)
+    model = keras.Model(inputs, outputs)
+    model.layers[1].set_weights([np.array([outlier_gain, 1.0], np.float32).reshape(1, 1, 1, 2), np.zeros(2, np.float32)])
+    model.layers[2].set_weights([np.array([0.0, 50.0], np.float32).reshape(1, 1, 2, 1), np.array([-7.0], np.float32)])
+    return model
+
+
+def test_quantized_model_is_written_when_it_keeps_the_masks(nuclei_path, tmp_path):
+    out = tmp_path / "int8.onnx"
+    result = quantize(threshold_model(outlier_gain=1.0), nuclei_path, "onnxruntime", out=out, input_shape=(1, 64, 64))
+    assert result.mask_agreement > 0.99 and abs(result.dice_drop_points) <= 1.0
+    assert result.dice_fp32 > 0.5 and result.calibration_tiles == 40 and result.test_images == 4
+    assert result.input_shape == (1, 64, 64, 1)
+    import onnx
+
+    ops = {node.op_type for node in onnx.load(out).graph.node}
+    assert {"QuantizeLinear", "DequantizeLinear"} <= ops
+    assert open_runner(out).input_shape == (1, 64, 64, 1)
+
+
+@pytest.mark.parametrize("runtime,suffix", [("onnxruntime", ".onnx"), ("openvino", ".xml")])
+def test_quantization_refused_beyond_tolerance(runtime, suffix, nuclei_path, tmp_path):
+    out = tmp_path / f"int8{suffix}"
+    with pytest.raises(QuantizationRefused, match="Dice points.*more than the tolerance of 1"):
+        quantize(threshold_model(outlier_gain=1000.0), nuclei_path, runtime, out=out, input_shape=(1, 64, 64), tolerance=1.0)
+    assert not list(tmp_path.iterdir())
+
+
+def test_litert_full_integer(nuclei_path, tmp_path):
+    out = tmp_path / "int8.tflite"
+    result = quantize(threshold_model(outlier_gain=1.0), nuclei_path, "litert", out=out, input_shape=(1, 64, 64))
+    assert result.mask_agreement > 0.99
+    from ai_edge_litert.interpreter import Interpreter
+
+    interpreter = Interpreter(model_path=str(out))
+    conv_types = {detail["dtype"] for detail in interpreter.get_tensor_details() if "conv" in detail["name"].lower()}
+    assert np.int8 in conv_types and np.float32 not in conv_types - {np.int32}
+
+
+def test_bad_arguments(nuclei_path, tmp_path):
+    with pytest.raises(ValueError, match="choose one of"):
+        quantize(threshold_model(1.0), nuclei_path, "tensorrt")
+    with pytest.raises(ValueError, match=r"\.xml file"):
+        quantize(threshold_model(1.0), nuclei_path, "openvino", out=tmp_path / "int8.onnx")
+
+
+def test_tiles_cover_the_image():
+    image = np.arange(100 * 70, dtype=np.float32).reshape(100, 70, 1)
+    tiles = list(tiles_of(image, 32, 32))
+    assert [position for _, position in tiles][:3] == [(0, 0), (0, 32), (0, 38)]
+    assert len(tiles) == 4 * 3 and all(tile.shape == (32, 32, 1) for tile, _ in tiles)
+    small = list(tiles_of(image[:10, :10], 32, 32))
+    assert len(small) == 1 and small[0][0].shape == (32, 32, 1)
+    batches = calibration_batches([image], (2, 32, 32, 1), limit=5)
+    assert [batch.shape for batch in batches] == [(2, 32, 32, 1), (2, 32, 32, 1)]
+
+
+def _quantize_command(arguments):
+    """`segprune quantize ARGS` through the command's own parser (as segprune.cli.main runs it)."""
+    import argparse
+
+    from segprune.cli import quantize as command
+
+    parser = argparse.ArgumentParser()
+    command.configure(parser)
+    return command.run(parser.parse_args(arguments))
+
+
+def test_quantize_command_writes_and_reports(nuclei_path, tmp_path, capsys):
+    source, out = tmp_path / "model.keras", tmp_path / "int8.xml"
+    threshold_model(outlier_gain=1.0).save(source)
+    code = _quantize_command([str(source), "--data", str(nuclei_path), "--runtime", "openvino", "--input-shape", "1x64x64", "--out", str(out)])
+    assert code == 0 and out.exists() and out.with_suffix(".bin").exists()
+    printed = capsys.readouterr().out
+    assert "masks agree with fp32 on" in printed and "input 1x64x64x1" in printed
+
+
+def test_quantize_command_refusal_is_a_user_error(nuclei_path, tmp_path):
+    from segprune.cli import quantize as command
+
+    source = tmp_path / "model.keras"
+    threshold_model(outlier_gain=1000.0).save(source)
+    with pytest.raises(QuantizationRefused):
+        _quantize_command([str(source), "--data", str(nuclei_path), "--input-shape", "1x64x64", "--out", str(tmp_path / "int8.onnx")])
+    assert QuantizationRefused in command.USER_ERRORS
