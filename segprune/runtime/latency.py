@@ -1,4 +1,4 @@
-"""A per-layer latency table for ONNX Runtime, in the manner of NetAdapt (Yang et al., ECCV 2018).
+"""A per-layer latency table for ONNX Runtime or OpenVINO, fp32 or int8, in the manner of NetAdapt (Yang et al., ECCV 2018).
 
 Each convolution-like layer is timed alone, as a one-node ONNX graph at its input size, for the input and
 output widths a configuration gives it; entries are timed the first time they are needed and memoised.
@@ -6,6 +6,11 @@ The layers the table does not time (pooling, resizing, concatenation, layout cha
 calibrated so that the table reproduces the dense model's measured latency. The estimate therefore keeps
 what makes pruned models slow in practice: a width of 8 costs about what 16 costs when the kernels work
 in blocks of 16. A search always times its final model as well.
+
+A table is for one runtime and one precision, those the model will ship on. An int8 entry times the layer
+after ONNX Runtime's static QDQ quantization (per-channel weights) calibrated on random inputs: the
+quantized graph's structure, not its calibration, decides its speed. OpenVINO runs that same QDQ graph
+(it executes QDQ ONNX models in int8); the shipped OpenVINO model is quantized by NNCF (`quantize`).
 """
 
 from __future__ import annotations
@@ -24,28 +29,39 @@ from onnx import TensorProto, helper, numpy_helper
 from segprune._io import write_text
 from segprune.cost.resources import narrowed_shapes
 from segprune.graph.groups import ChannelGraph
-from segprune.runtime.benchmark import onnx_latency
-from segprune.runtime.export import export_onnx, onnx_session
+from segprune.runtime.benchmark import file_latency
+from segprune.runtime.export import FORMATS, export_model, open_runner
+from segprune.runtime.quantize import quantize_onnx, quantize_openvino
+
+RUNTIMES = ("onnxruntime", "openvino")
+PRECISIONS = ("fp32", "int8")
 
 TIMED_LAYERS = (keras.layers.Conv2D, keras.layers.DepthwiseConv2D, keras.layers.SeparableConv2D, keras.layers.Conv2DTranspose, keras.layers.Dense)
 
 
 class LatencyTable:
-    """Estimated ONNX Runtime latency (ms, batch 1) of a model's configurations.
+    """Estimated latency (ms, batch 1) of a model's configurations on one runtime at one precision.
 
     Args:
         threads: Intra-op threads, as the deployment will use.
+        runtime: "onnxruntime" or "openvino".
+        precision: "fp32" or "int8" (layers timed after static QDQ quantization).
         rounds: Timed runs per entry (the median is kept), after 2 warm-up runs.
         path: A JSON file the entries are kept in, so a resumed search reuses the same figures.
 
     Example:
-        >>> table = LatencyTable(threads=2)
+        >>> table = LatencyTable(threads=2, runtime="openvino", precision="int8")
         >>> table.calibrate(graph, dense_ms=24.0)
         >>> table.cost(graph, removed=[])
         24.0
     """
 
-    def __init__(self, threads: int = 2, rounds: int = 15, path: str | Path | None = None) -> None:
+    def __init__(
+        self, threads: int = 2, rounds: int = 15, path: str | Path | None = None, runtime: str = "onnxruntime", precision: str = "fp32"
+    ) -> None:
+        check_runtime(runtime, precision)
+        self.runtime = runtime
+        self.precision = precision
         self.threads = threads
         self.rounds = rounds
         self.path = Path(path) if path else None
@@ -54,6 +70,12 @@ class LatencyTable:
         self.timed_floor: float | None = None  # the narrowest configuration's timed share of the dense latency
         if self.path and self.path.exists():
             saved = json.loads(self.path.read_text())
+            saved_for = (saved.get("runtime", "onnxruntime"), saved.get("precision", "fp32"))
+            if saved_for != (runtime, precision):
+                raise ValueError(
+                    f"The latency table {str(self.path)!r} was timed on {saved_for[0]} at {saved_for[1]}, not {runtime} at "
+                    f"{precision}; give this table another path (or remove the file) to time it anew."
+                )
             self.entries = saved["entries"]
             self.rest_ms = saved["rest_ms"]
             self.timed_floor = saved.get("timed_floor")
@@ -72,7 +94,9 @@ class LatencyTable:
             input_shape, output_shape = narrowed_shapes(call, inputs, outputs, removed_array)
             key = json.dumps([type(call.layer).__name__, _layer_signature(call.layer), input_shape, output_shape])
             if key not in self.entries:
-                self.entries[key] = _time_layer(call.layer, input_shape, output_shape, self.threads, self.rounds)
+                self.entries[key] = _time_layer(
+                    call.layer, input_shape, output_shape, self.threads, self.rounds, runtime=self.runtime, precision=self.precision
+                )
                 new_entries = True
             total += self.entries[key]
         if new_entries:
@@ -88,7 +112,15 @@ class LatencyTable:
 
     def save(self) -> None:
         if self.path:
-            write_text(self.path, json.dumps({"rest_ms": self.rest_ms, "timed_floor": self.timed_floor, "entries": self.entries}))
+            saved = {"runtime": self.runtime, "precision": self.precision, "rest_ms": self.rest_ms, "timed_floor": self.timed_floor}
+            write_text(self.path, json.dumps({**saved, "entries": self.entries}))
+
+
+def check_runtime(runtime: str, precision: str) -> None:
+    if runtime not in RUNTIMES:
+        raise ValueError(f"Latency can be tabled for {list(RUNTIMES)}; got runtime {runtime!r}.")
+    if precision not in PRECISIONS:
+        raise ValueError(f"Latency can be tabled at {list(PRECISIONS)}; got precision {precision!r}.")
 
 
 def _layer_signature(layer) -> list:
@@ -96,18 +128,37 @@ def _layer_signature(layer) -> list:
     return [config.get(name) for name in ("kernel_size", "strides", "padding", "dilation_rate", "depth_multiplier", "use_bias")]
 
 
-def time_models(models: Sequence[keras.Model], image_size: int, threads: int) -> list[float]:
-    """Median ONNX Runtime latency (ms, 1 x image_size x image_size) of each model, interleaved in one run."""
+def time_models(
+    models: Sequence[keras.Model], image_size: int, threads: int, runtime: str = "onnxruntime", precision: str = "fp32"
+) -> list[float]:
+    """Median latency (ms) of each model on `runtime` at `precision`, interleaved in one run.
+
+    Each model is exported at the fixed shape 1 x image_size x image_size, as it would ship. An int8 model is
+    quantized here on random calibration inputs (its speed does not depend on the calibration; its masks do,
+    which is why the shipped model goes through `quantize` on real tiles).
+    """
+    check_runtime(runtime, precision)
     with tempfile.TemporaryDirectory() as folder:
         paths = []
         for index, model in enumerate(models):
-            path = Path(folder) / f"model{index}.onnx"
-            export_onnx(model, path)
-            paths.append(path)
-        return [latency.median_ms for latency in onnx_latency(paths, image_size, threads=threads)]
+            shape = (1, image_size, image_size, int(model.inputs[0].shape[-1]))
+            fp32 = Path(folder) / f"model{index}.onnx"
+            export_model(model, fp32, "onnx", input_shape=shape)
+            if precision == "fp32" and runtime == "onnxruntime":
+                paths.append(fp32)
+            elif precision == "fp32":
+                paths.append(Path(folder) / f"model{index}{FORMATS['openvino']}")
+                export_model(model, paths[-1], "openvino", input_shape=shape)
+            else:
+                paths.append(Path(folder) / f"model{index}-int8{'.onnx' if runtime == 'onnxruntime' else '.xml'}")
+                calibration = [np.random.default_rng(seed).random(shape).astype(np.float32) for seed in range(4)]
+                (quantize_onnx if runtime == "onnxruntime" else quantize_openvino)(fp32, paths[-1], calibration)
+        return [latency.median_ms for latency in file_latency(paths, runtime, image_size, threads=threads)]
 
 
-def _time_layer(layer, input_shape: tuple, output_shape: tuple, threads: int, rounds: int) -> float:
+def _time_layer(
+    layer, input_shape: tuple, output_shape: tuple, threads: int, rounds: int, runtime: str = "onnxruntime", precision: str = "fp32"
+) -> float:
     nodes, initializers = _onnx_nodes(layer, input_shape, output_shape)
     feed_shape = _nchw(input_shape)
     graph = helper.make_graph(
@@ -122,14 +173,17 @@ def _time_layer(layer, input_shape: tuple, output_shape: tuple, threads: int, ro
     with tempfile.TemporaryDirectory() as folder:
         path = Path(folder) / "layer.onnx"
         onnx.save(model, str(path))
-        session = onnx_session(path, threads)
-        feed = {"x": np.random.default_rng(0).standard_normal(feed_shape).astype(np.float32)}
+        feed = np.random.default_rng(0).standard_normal(feed_shape).astype(np.float32)
+        if precision == "int8":
+            quantize_onnx(path, Path(folder) / "layer-int8.onnx", [feed])
+            path = Path(folder) / "layer-int8.onnx"
+        runner = open_runner(path, threads, runtime)
         for _ in range(2):
-            session.run(None, feed)
+            runner(feed)
         timings = []
         for _ in range(rounds):
             started = time.perf_counter()
-            session.run(None, feed)
+            runner(feed)
             timings.append(time.perf_counter() - started)
     return float(np.median(timings) * 1000.0)
 
