@@ -1,8 +1,11 @@
 """Mask R-CNN: RoIAlign against a NumPy reference, anchors, box encoding, matching, and the detector itself."""
 
 import numpy as np
+import pytest
 from keras import ops
 
+from segprune.data.instances import InstanceDataset, instances_from_labels
+from segprune.models.mask_rcnn import mask_rcnn, train_mask_rcnn
 from segprune.models.mask_rcnn.boxes import (
     box_iou,
     decode_boxes,
@@ -11,6 +14,7 @@ from segprune.models.mask_rcnn.boxes import (
     match_boxes,
     sample_labels,
 )
+from segprune.models.mask_rcnn.model import paste_mask
 from segprune.models.mask_rcnn.proposals import propose
 from segprune.models.mask_rcnn.roi_align import multilevel_roi_align, pyramid_levels, roi_align
 
@@ -147,3 +151,68 @@ def test_proposals_are_decoded_clipped_and_suppressed():
     (boxes,) = propose(logits, deltas, anchors, (32, 32), pre_nms=10, post_nms=10, iou_threshold=0.5)
     # anchor 1 overlaps anchor 0 by 0.68 and is suppressed; anchor 3 is clipped to the image.
     np.testing.assert_allclose(boxes, [[0, 0, 10, 10], [20, 20, 30, 30], [28, 28, 32, 32]])
+
+
+TINY = dict(
+    encoder_filters=(4, 8, 8, 8),
+    fpn_filters=8,
+    box_head_units=16,
+    mask_head_filters=8,
+    mask_head_convs=1,
+    pool_size=4,
+    pre_nms=200,
+    post_nms_train=50,
+    post_nms_test=50,
+    rois_per_image=16,
+    rpn_samples=64,
+)
+
+
+def _tile_dataset():
+    labels = np.zeros((64, 64), np.uint16)
+    labels[8:20, 10:22] = 1
+    labels[36:46, 30:44] = 2
+    labels[50:58, 6:14] = 3
+    image = np.where(labels > 0, 0.8, 0.1).astype(np.float32)[..., None]
+    instances = instances_from_labels(labels)
+    return InstanceDataset("tile", 2, 1, {"train": ["tile"], "test": ["tile"]}, lambda _: (image, instances))
+
+
+def test_a_few_steps_reduce_the_loss_on_one_tile():
+    model = mask_rcnn(**TINY)
+    history = train_mask_rcnn(model, _tile_dataset(), steps=20, batch_size=2, learning_rate=1e-2, augment=False)
+    totals = [sum(record.values()) for record in history]
+    assert set(history[0]) == {"rpn_objectness", "rpn_box", "classifier", "box", "mask"}
+    assert all(np.isfinite(totals))
+    assert np.mean(totals[-3:]) < 0.5 * np.mean(totals[:3])
+
+
+def test_detect_returns_full_size_instances():
+    model = mask_rcnn(detection_min_score=0.0, max_detections=5, **TINY)
+    image, _ = _tile_dataset().load("tile")
+    (detections,) = model.detect(image[None])
+    assert len(detections) <= 5
+    assert detections.masks.shape == (len(detections), 64, 64) and detections.masks.dtype == bool
+    assert detections.boxes.shape == (len(detections), 4)
+    assert (detections.class_ids == 1).all()
+    assert (np.diff(detections.scores) <= 0).all()
+    assert (detections.boxes[:, :2] >= 0).all() and (detections.boxes[:, 2:] <= 64).all()
+
+
+def test_paste_mask_fills_the_box_where_the_grid_is_on():
+    full = paste_mask(np.ones((8, 8)), np.array([2.0, 3.0, 6.0, 9.0]), (10, 12), 0.5)
+    expected = np.zeros((10, 12), bool)
+    expected[2:6, 3:9] = True
+    np.testing.assert_array_equal(full, expected)
+    left_half = np.zeros((8, 8))
+    left_half[:, :4] = 1
+    np.testing.assert_array_equal(paste_mask(left_half, np.array([0.0, 0.0, 8.0, 8.0]), (8, 8), 0.5)[:, :4], True)
+    assert not paste_mask(left_half, np.array([0.0, 0.0, 8.0, 8.0]), (8, 8), 0.5)[:, 4:].any()
+
+
+def test_images_of_the_wrong_shape_are_refused():
+    model = mask_rcnn(**TINY)
+    with pytest.raises(ValueError, match="multiples of 16"):
+        model.detect(np.zeros((1, 60, 64, 1), np.float32))
+    with pytest.raises(ValueError, match=r"\(batch, height, width, 1\)"):
+        model.detect(np.zeros((1, 64, 64, 3), np.float32))

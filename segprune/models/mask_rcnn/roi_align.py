@@ -34,20 +34,32 @@ def roi_align(features, boxes, box_indices, output_size: int, stride: float, sam
     boxes = ops.cast(ops.convert_to_tensor(boxes), "float32")
     box_indices = ops.cast(ops.convert_to_tensor(box_indices), "int32")
     shape = ops.shape(features)
-    height, width, channels = shape[1], shape[2], shape[3]
-    scaled = boxes / stride - 0.5
+    ones = ops.ones_like(box_indices)
+    return _pool(
+        ops.reshape(features, (-1, shape[3])),
+        boxes,
+        base=box_indices * shape[1] * shape[2],
+        heights=ones * shape[1],
+        widths=ones * shape[2],
+        strides=ops.cast(ones, "float32") * stride,
+        output_size=output_size,
+        sampling_ratio=sampling_ratio,
+    )
+
+
+def _pool(flat, boxes, base, heights, widths, strides, output_size: int, sampling_ratio: int):
+    """RoIAlign over a flat (rows, channels) table; box n reads the map of `heights[n] x widths[n]` rows from `base[n]`."""
+    scaled = boxes / strides[:, None] - 0.5
     grid = (ops.arange(output_size * sampling_ratio, dtype="float32") + 0.5) / float(output_size * sampling_ratio)
     ys = scaled[:, 0:1] + grid[None, :] * (scaled[:, 2:3] - scaled[:, 0:1])  # (N, S)
     xs = scaled[:, 1:2] + grid[None, :] * (scaled[:, 3:4] - scaled[:, 1:2])
-    y_low, y_high, y_weight, y_valid = _axis_samples(ys, height)
-    x_low, x_high, x_weight, x_valid = _axis_samples(xs, width)
-
-    flat = ops.reshape(features, (-1, channels))
-    base = (box_indices * height * width)[:, None, None]  # (N, 1, 1)
+    y_low, y_high, y_weight, y_valid = _axis_samples(ys, heights[:, None])
+    x_low, x_high, x_weight, x_valid = _axis_samples(xs, widths[:, None])
+    base = base[:, None, None]
+    row_width = widths[:, None, None]
 
     def gather(rows, cols):
-        index = base + rows[:, :, None] * width + cols[:, None, :]  # (N, S, S)
-        return ops.take(flat, index, axis=0)  # (N, S, S, C)
+        return ops.take(flat, base + rows[:, :, None] * row_width + cols[:, None, :], axis=0)  # (N, S, S, C)
 
     wy = y_weight[:, :, None, None]
     wx = x_weight[:, None, :, None]
@@ -56,7 +68,7 @@ def roi_align(features, boxes, box_indices, output_size: int, stride: float, sam
     sampled = top * (1.0 - wy) + bottom * wy
     valid = ops.cast(y_valid[:, :, None] & x_valid[:, None, :], sampled.dtype)[..., None]
     sampled = sampled * valid
-    count = ops.shape(boxes)[0]
+    count, channels = ops.shape(boxes)[0], ops.shape(flat)[1]
     sampled = ops.reshape(sampled, (count, output_size, sampling_ratio, output_size, sampling_ratio, channels))
     return ops.mean(sampled, axis=(2, 4))
 
@@ -65,7 +77,7 @@ def _axis_samples(positions, size):
     """Lower/upper neighbour indices, interpolation weight and validity of sample positions along one axis."""
     size_float = ops.cast(size, "float32")
     valid = (positions >= -1.0) & (positions <= size_float)
-    positions = ops.clip(positions, 0.0, size_float - 1.0)
+    positions = ops.minimum(ops.maximum(positions, 0.0), size_float - 1.0)
     low = ops.floor(positions)
     weight = positions - low
     low = ops.cast(low, "int32")
@@ -81,12 +93,35 @@ def pyramid_levels(boxes, levels: Sequence[int], canonical_size: float, canonica
     return ops.cast(ops.clip(level, min(levels), max(levels)), "int32")
 
 
-def multilevel_roi_align(features: Sequence, boxes, box_indices, levels: Sequence[int], output_size: int, canonical_size: float, canonical_level: int):
-    """RoIAlign from the pyramid level each box belongs to; `features[i]` is level `levels[i]` (stride 2**level)."""
-    assigned = pyramid_levels(boxes, levels, canonical_size, canonical_level)
-    pooled = None
-    for level, feature in zip(levels, features):
-        patches = roi_align(feature, boxes, box_indices, output_size, stride=2.0**level)
-        chosen = ops.cast(ops.equal(assigned, level), patches.dtype)[:, None, None, None]
-        pooled = patches * chosen if pooled is None else pooled + patches * chosen
-    return pooled
+def multilevel_roi_align(
+    features: Sequence,
+    boxes,
+    box_indices,
+    levels: Sequence[int],
+    output_size: int,
+    canonical_size: float,
+    canonical_level: int,
+    sampling_ratio: int = 2,
+):
+    """RoIAlign from the pyramid level each box belongs to; `features[i]` is level `levels[i]` (stride 2**level).
+
+    All levels are laid end to end in one table, so every box is sampled once, from its own level only.
+    """
+    levels = list(levels)
+    if levels != list(range(levels[0], levels[0] + len(levels))):
+        raise ValueError(f"Pyramid levels must be consecutive, got {levels}.")
+    boxes = ops.cast(ops.convert_to_tensor(boxes), "float32")
+    box_indices = ops.cast(ops.convert_to_tensor(box_indices), "int32")
+    features = [ops.cast(ops.convert_to_tensor(f), "float32") for f in features]
+    shapes = [ops.shape(f) for f in features]
+    channels = shapes[0][3]
+    flat = ops.concatenate([ops.reshape(f, (-1, channels)) for f in features], axis=0)
+    sizes = [s[0] * s[1] * s[2] for s in shapes]
+    starts = ops.convert_to_tensor([sum(sizes[:i]) for i in range(len(sizes))], "int32")
+    heights_table = ops.convert_to_tensor([s[1] for s in shapes], "int32")
+    widths_table = ops.convert_to_tensor([s[2] for s in shapes], "int32")
+    position = pyramid_levels(boxes, levels, canonical_size, canonical_level) - levels[0]
+    heights, widths = ops.take(heights_table, position), ops.take(widths_table, position)
+    strides = ops.power(2.0, ops.cast(position + levels[0], "float32"))
+    base = ops.take(starts, position) + box_indices * heights * widths
+    return _pool(flat, boxes, base, heights, widths, strides, output_size, sampling_ratio)
