@@ -212,6 +212,18 @@ def _keras_runner(model: keras.Model):
     return lambda batch: np.asarray(model.predict_on_batch(batch))
 
 
+def interleaved_timings(runners, inputs, rounds: int = 30, warmup: int = 5) -> list[list[float]]:
+    """Wall times (ms) of each runner on its input, all runners run once per round, in turn.
+
+    Runners may be of different runtimes (an ONNX Runtime session next to an OpenVINO model), so that one
+    run compares them under the same machine noise.
+
+    Example:
+        >>> ort_times, openvino_times = interleaved_timings([open_runner("m.onnx"), open_runner("m.xml")], [x, x])
+    """
+    return _interleave(runners, inputs, rounds, warmup)[0]
+
+
 def _interleave(runners, inputs, rounds: int, warmup: int):
     """Runs every runner once per round; returns per-runner wall times (ms), CPU seconds, energy (J or None)."""
     for _ in range(warmup):
