@@ -38,10 +38,13 @@ COLLAPSE_DICE = 0.85
 _FRACTIONS = {1 / 2: "half", 1 / 3: "a third of", 1 / 4: "a quarter of", 1 / 8: "an eighth of"}
 
 
-def _fine_tuning(row: dict) -> str:
+def fine_tuning(row: dict) -> str:
+    """How long a row fine-tuned, as the report shows it: "10 epochs, 31 s, distilled", "none" or "-"."""
     epochs = row.get("finetune_epochs")
-    if epochs is None:
+    if row["method"] == "dense" or row["method"].startswith("classical-"):
         return "-"
+    if not epochs:
+        return "none"
     seconds = row.get("finetune_seconds")
     text = f"{epochs} epochs" + (f", {seconds:.0f} s" if seconds is not None else "")
     return text + (", distilled" if row.get("distilled") else "")
@@ -78,7 +81,7 @@ def _speed(speedup: float | None) -> str:
 def _how(row: dict) -> str:
     method = row["method"].replace("oneshot-", "one-shot ").replace("-", " ")
     budget = "" if row.get("budget") is None else f" to {row['budget']:g} of the MACs"
-    tuning = _fine_tuning(row)
+    tuning = fine_tuning(row)
     return method + budget + ("" if tuning == "-" else f", fine-tuned {tuning}")
 
 
@@ -135,7 +138,7 @@ def write_report(path: str | Path, title: str, rows: list[dict], balance: dict |
     for row in rows:
         css = ' class="balance"' if row is balance else ""
         cells = "".join(f"<td>{html.escape(render(row.get(key)))}</td>" for key, _, render in _COLUMNS)
-        cells += f"<td>{html.escape(_fine_tuning(row))}</td>"
+        cells += f"<td>{html.escape(fine_tuning(row))}</td>"
         cells += f'<td class="note">{html.escape("; ".join(row_notes(row, dense_dice)))}</td>'
         body.append(f"<tr{css}>{cells}</tr>")
     sentence, detail = balance_sentence(rows, balance, tolerance)
