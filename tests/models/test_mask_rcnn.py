@@ -1,11 +1,15 @@
 """Mask R-CNN: RoIAlign against a NumPy reference, anchors, box encoding, matching, and the detector itself."""
 
+import dataclasses
+
+import keras
 import numpy as np
 import pytest
 from keras import ops
 
 from segprune.data.instances import InstanceDataset, instances_from_labels
-from segprune.models.mask_rcnn import mask_rcnn, train_mask_rcnn
+from segprune.graph import build_channel_graph, remove_channels
+from segprune.models.mask_rcnn import MaskRCNN, mask_rcnn, train_mask_rcnn
 from segprune.models.mask_rcnn.boxes import (
     box_iou,
     decode_boxes,
@@ -17,6 +21,7 @@ from segprune.models.mask_rcnn.boxes import (
 from segprune.models.mask_rcnn.model import paste_mask
 from segprune.models.mask_rcnn.proposals import propose
 from segprune.models.mask_rcnn.roi_align import multilevel_roi_align, pyramid_levels, roi_align
+from tests.graph.harness import choose_channels, randomize_weights, zeroed_copy
 
 
 def _bilinear_reference(feature, y, x):
@@ -216,3 +221,41 @@ def test_images_of_the_wrong_shape_are_refused():
         model.detect(np.zeros((1, 60, 64, 1), np.float32))
     with pytest.raises(ValueError, match=r"\(batch, height, width, 1\)"):
         model.detect(np.zeros((1, 64, 64, 3), np.float32))
+
+
+def test_trunk_prunes_exactly_including_the_shared_rpn_head_and_the_fpn(tmp_path):
+    model = mask_rcnn(**{**TINY, "fpn_filters": 12})
+    trunk = model.trunk
+    randomize_weights(trunk, seed=3)
+    graph = build_channel_graph(trunk)
+    by_producers = {tuple(group.producers): group for group in graph.groups}
+    rpn_group = by_producers[("rpn_conv",)]
+    fpn_group = by_producers[("fpn_lateral2", "fpn_lateral3", "fpn_lateral4")]
+    # The pyramid levels are read by the RoI heads outside the trunk, so their channels stay.
+    assert not by_producers[("fpn_p2", "fpn_p3", "fpn_p4")].prunable.any()
+    removed = sorted(set(choose_channels(graph, seed=3)) | set(rpn_group.classes[2:5]) | set(fpn_group.classes[:3]))
+    pruned = remove_channels(graph, removed)
+    reference = zeroed_copy(graph, removed)
+    for layer_name, group in (("rpn_conv", rpn_group), ("fpn_lateral3", fpn_group)):
+        assert pruned.get_layer(layer_name).filters == 12 - len(set(group.classes) & set(removed)) <= 12 - 3
+    sample = np.random.default_rng(0).random((2, 64, 64, 1)).astype(np.float32)
+    expected, actual = reference.predict(sample, verbose=0), pruned.predict(sample, verbose=0)
+    assert len(actual) == len(expected) == 9
+    for pruned_output, reference_output in zip(actual, expected):
+        assert pruned_output.shape == reference_output.shape
+        np.testing.assert_allclose(pruned_output, reference_output, atol=1e-5, rtol=0)
+    assert pruned.count_params() < trunk.count_params()
+
+    # The pruned trunk drops into the detector in place of the zeroed original, and detects the same objects.
+    options = dict(detection_min_score=0.0, max_detections=5)
+    image = sample[:1]
+    config = dataclasses.replace(model.config, **options)
+    from_pruned = MaskRCNN(config, pruned, model.box_head, model.mask_head).detect(image)[0]
+    from_zeroed = MaskRCNN(config, reference, model.box_head, model.mask_head).detect(image)[0]
+    np.testing.assert_allclose(from_pruned.boxes, from_zeroed.boxes, atol=1e-4)
+
+    path = tmp_path / "trunk.keras"
+    pruned.save(path)
+    reloaded = keras.saving.load_model(path)
+    for reloaded_output, pruned_output in zip(reloaded.predict(sample, verbose=0), actual):
+        np.testing.assert_allclose(reloaded_output, pruned_output, atol=1e-6)
