@@ -9,7 +9,8 @@ from keras import ops
 
 from segprune.data.instances import InstanceDataset, instances_from_labels
 from segprune.graph import build_channel_graph, remove_channels
-from segprune.models.mask_rcnn import MaskRCNN, mask_rcnn, train_mask_rcnn
+from segprune.models import ModelFileError, unet
+from segprune.models.mask_rcnn import MaskRCNN, load_mask_rcnn, mask_rcnn, save_mask_rcnn, train_mask_rcnn
 from segprune.models.mask_rcnn.boxes import (
     box_iou,
     decode_boxes,
@@ -259,3 +260,22 @@ def test_trunk_prunes_exactly_including_the_shared_rpn_head_and_the_fpn(tmp_path
     reloaded = keras.saving.load_model(path)
     for reloaded_output, pruned_output in zip(reloaded.predict(sample, verbose=0), actual):
         np.testing.assert_allclose(reloaded_output, pruned_output, atol=1e-6)
+
+
+def test_saves_as_one_keras_file_and_reloads_the_same_detector(tmp_path):
+    model = mask_rcnn(detection_min_score=0.0, max_detections=5, anchor_sizes=(6.0, 12.0, 24.0), **TINY)
+    image, _ = _tile_dataset().load("tile")
+    path = save_mask_rcnn(model, tmp_path / "mask_rcnn.keras")
+    reloaded = load_mask_rcnn(path)
+    assert reloaded.config == model.config
+    before, after = model.detect(image[None])[0], reloaded.detect(image[None])[0]
+    np.testing.assert_allclose(after.boxes, before.boxes, atol=1e-6)
+    np.testing.assert_array_equal(after.masks, before.masks)
+    assert isinstance(keras.saving.load_model(path), MaskRCNN)
+
+
+def test_loading_another_model_as_a_mask_rcnn_names_the_file(tmp_path):
+    path = tmp_path / "unet.keras"
+    unet(base_filters=4, depth=1).save(path)
+    with pytest.raises(ModelFileError, match=r"unet\.keras.*Functional.*not a Mask R-CNN"):
+        load_mask_rcnn(path)

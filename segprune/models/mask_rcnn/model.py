@@ -7,6 +7,7 @@ into the image.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -45,8 +46,12 @@ class Detections:
         return int(self.scores.shape[0])
 
 
-class MaskRCNN:
+@keras.saving.register_keras_serializable(package="segprune")
+class MaskRCNN(keras.Model):
     """A Mask R-CNN: `trunk` (encoder, FPN, shared RPN head), `box_head` and `mask_head`, and the steps between.
+
+    It saves as one `.keras` file holding the three functional models and the config; loading it needs this
+    class registered, which importing `segprune.models.mask_rcnn` does. Calling the model runs the trunk.
 
     Example:
         >>> model = MaskRCNN(MaskRCNNConfig(num_classes=2))
@@ -55,22 +60,43 @@ class MaskRCNN:
 
     def __init__(
         self,
-        config: MaskRCNNConfig,
+        config: MaskRCNNConfig | dict,
         trunk: keras.Model | None = None,
         box_head: keras.Model | None = None,
         mask_head: keras.Model | None = None,
+        **kwargs,
     ) -> None:
+        kwargs.setdefault("name", "mask_rcnn")
+        super().__init__(**kwargs)
+        if isinstance(config, dict):
+            config = MaskRCNNConfig(**{key: tuple(value) if isinstance(value, list) else value for key, value in config.items()})
         self.config = config
         self.trunk = trunk if trunk is not None else build_trunk(config)
         self.box_head = box_head if box_head is not None else build_box_head(config)
         self.mask_head = mask_head if mask_head is not None else build_mask_head(config)
+        self.built = True  # the three functional models are built on construction
 
-    @property
-    def trainable_variables(self) -> list:
-        return [*self.trunk.trainable_variables, *self.box_head.trainable_variables, *self.mask_head.trainable_variables]
+    def call(self, images, training=None):
+        return self.trunk(images, training=training)
 
     def count_params(self) -> int:
         return self.trunk.count_params() + self.box_head.count_params() + self.mask_head.count_params()
+
+    def get_config(self) -> dict:
+        return {
+            "name": self.name,
+            "config": dataclasses.asdict(self.config),
+            "trunk": keras.saving.serialize_keras_object(self.trunk),
+            "box_head": keras.saving.serialize_keras_object(self.box_head),
+            "mask_head": keras.saving.serialize_keras_object(self.mask_head),
+        }
+
+    @classmethod
+    def from_config(cls, config: dict) -> MaskRCNN:
+        config = dict(config)
+        for key in ("trunk", "box_head", "mask_head"):
+            config[key] = keras.saving.deserialize_keras_object(config[key])
+        return cls(**config)
 
     def _check_images(self, images) -> np.ndarray:
         images = np.asarray(images, np.float32)
@@ -96,7 +122,7 @@ class MaskRCNN:
         levels = self.config.levels
         return multilevel_roi_align(features, boxes, image_indices, levels, size, self.config.canonical_size, max(levels))
 
-    def losses(self, images, truths: Sequence[Instances], rng: np.random.Generator) -> dict:
+    def training_losses(self, images, truths: Sequence[Instances], rng: np.random.Generator) -> dict:
         """The five training losses of a batch (scalar tensors): rpn_objectness, rpn_box, classifier, box, mask."""
         images = self._check_images(images)
         config = self.config

@@ -43,7 +43,7 @@ def train_mask_rcnn(
             batch = [augment_instances(image, instances, rng) for image, instances in batch]
         images = np.stack([image for image, _ in batch])
         truths = [instances for _, instances in batch]
-        losses, gradients = losses_and_gradients(functools.partial(model.losses, images, truths, rng), variables)
+        losses, gradients = losses_and_gradients(functools.partial(model.training_losses, images, truths, rng), variables)
         pairs = [(g, v) for g, v in zip(gradients, variables) if g is not None]
         optimizer.apply([g for g, _ in pairs], [v for _, v in pairs])
         record = {name: float(value) for name, value in losses.items()}
