@@ -13,16 +13,21 @@ import argparse
 import dataclasses
 import time
 from pathlib import Path
+from types import SimpleNamespace
 
 import keras
 import numpy as np
+from scipy import ndimage
+from skimage import feature, segmentation
 
 import segprune  # noqa: F401  (first: it quiets TensorFlow's start-up logging)
-from segprune.data.instances import instance_dataset
+from segprune.classical import watershed_segment
+from segprune.data.instances import instance_dataset, instances_from_labels
 from segprune.instance_metrics import mask_ap, mean_dsb_score
 from segprune.models.mask_rcnn import MaskRCNN, mask_rcnn, train_mask_rcnn
 
 NUCLEI = Path(__file__).resolve().parents[1].parent / "shared" / "datasets" / "nuclei-dsb2018"
+UNET = Path(__file__).resolve().parents[1].parent / "notes" / "models" / "unet-nuclei.keras"
 
 
 def evaluate(model: MaskRCNN, data, split: str) -> dict[str, float]:
@@ -37,6 +42,38 @@ def evaluate(model: MaskRCNN, data, split: str) -> dict[str, float]:
     return scores
 
 
+def labels_to_prediction(labels: np.ndarray) -> SimpleNamespace:
+    """A label image as predictions for mask AP, every object with score 1 (the baselines have no scores)."""
+    instances = instances_from_labels(labels)
+    return SimpleNamespace(masks=instances.masks, scores=np.ones(len(instances)), class_ids=instances.class_ids)
+
+
+def split_foreground(foreground: np.ndarray, min_distance: int = 5) -> np.ndarray:
+    """A semantic foreground split into objects by a watershed on its distance transform (as classical watershed does)."""
+    if not foreground.any():
+        return np.zeros(foreground.shape, np.int32)
+    distance = ndimage.distance_transform_edt(foreground)
+    peaks = feature.peak_local_max(distance, min_distance=min_distance, labels=ndimage.label(foreground)[0], exclude_border=False)
+    markers = np.zeros(foreground.shape, np.int32)
+    markers[tuple(peaks.T)] = np.arange(1, len(peaks) + 1)
+    return segmentation.watershed(-distance, markers, mask=foreground, watershed_line=True).astype(np.int32)
+
+
+def baselines(data, split: str, unet_path: Path | None) -> dict[str, dict[str, float]]:
+    """Instance figures of classical watershed and, given a trained U-Net, of U-Net + watershed."""
+    images, truths = zip(*(data.load(sample_id) for sample_id in data.ids(split)))
+    rows = {"classical watershed": [watershed_segment(image) for image in images]}
+    if unet_path is not None and unet_path.exists():
+        unet = keras.saving.load_model(unet_path, compile=False)
+        probabilities = unet.predict(np.stack(images), verbose=0)[..., 0]
+        rows[f"U-Net ({unet_path.name}) + watershed"] = [split_foreground(p > 0.5) for p in probabilities]
+    figures = {}
+    for name, labels in rows.items():
+        predictions = [labels_to_prediction(label) for label in labels]
+        figures[name] = {**mask_ap(truths, predictions), "dsb": mean_dsb_score(truths, predictions)}
+    return figures
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data", default=str(NUCLEI))
@@ -44,11 +81,17 @@ def main() -> None:
     parser.add_argument("--batch-size", type=int, default=4)
     parser.add_argument("--learning-rate", type=float, default=3e-3)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--unet", default=str(UNET), help="a trained nuclei U-Net for the U-Net + watershed baseline")
+    parser.add_argument("--baselines-only", action="store_true")
     parser.add_argument("--eval-every", type=int, default=0, help="also evaluate the test split every N steps (0: only at the end)")
     arguments = parser.parse_args()
 
     keras.utils.set_random_seed(arguments.seed)
     data = instance_dataset(arguments.data)
+    for name, figures in baselines(data, "test", Path(arguments.unet)).items():
+        print(f"{name}: " + "  ".join(f"{key} {value:.3f}" for key, value in figures.items()))
+    if arguments.baselines_only:
+        return
     model = mask_rcnn(num_classes=data.num_classes, input_channels=data.image_channels)
     print(f"train tiles: {len(data.ids('train'))}, test tiles: {len(data.ids('test'))}, parameters: {model.count_params():,}")
     start = time.perf_counter()
