@@ -22,9 +22,11 @@ from skimage import feature, segmentation
 
 import segprune  # noqa: F401  (first: it quiets TensorFlow's start-up logging)
 from segprune.classical import watershed_segment
+from segprune.cost import flops
 from segprune.data.instances import instance_dataset, instances_from_labels
 from segprune.instance_metrics import mask_ap, mean_dsb_score
-from segprune.models.mask_rcnn import MaskRCNN, mask_rcnn, train_mask_rcnn
+from segprune.models.mask_rcnn import MaskRCNN, load_mask_rcnn, mask_rcnn, save_mask_rcnn, train_mask_rcnn
+from segprune.structured.oneshot import prune_channels
 
 NUCLEI = Path(__file__).resolve().parents[1].parent / "shared" / "datasets" / "nuclei-dsb2018"
 UNET = Path(__file__).resolve().parents[1].parent / "notes" / "models" / "unet-nuclei.keras"
@@ -83,6 +85,10 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--unet", default=str(UNET), help="a trained nuclei U-Net for the U-Net + watershed baseline")
     parser.add_argument("--baselines-only", action="store_true")
+    parser.add_argument("--save", default=None, help="save the trained detector here (.keras)")
+    parser.add_argument("--dense", default=None, help="a trained detector (.keras) to evaluate and prune instead of training one")
+    parser.add_argument("--prune", default=None, help="prune the trunk to a budget such as flops=0.5 (l1), then fine-tune")
+    parser.add_argument("--finetune-steps", type=int, default=200)
     parser.add_argument("--eval-every", type=int, default=0, help="also evaluate the test split every N steps (0: only at the end)")
     arguments = parser.parse_args()
 
@@ -92,28 +98,58 @@ def main() -> None:
         print(f"{name}: " + "  ".join(f"{key} {value:.3f}" for key, value in figures.items()))
     if arguments.baselines_only:
         return
-    model = mask_rcnn(num_classes=data.num_classes, input_channels=data.image_channels)
-    print(f"train tiles: {len(data.ids('train'))}, test tiles: {len(data.ids('test'))}, parameters: {model.count_params():,}")
+    if arguments.dense:
+        model = load_mask_rcnn(arguments.dense)
+        print(f"loaded {arguments.dense}")
+    else:
+        model = mask_rcnn(num_classes=data.num_classes, input_channels=data.image_channels)
+        train(model, data, arguments, arguments.steps, arguments.learning_rate)
+        if arguments.save:
+            save_mask_rcnn(model, arguments.save)
+    figures = evaluate(model, data, "test")
+    print("test: " + "  ".join(f"{name} {value:.3f}" for name, value in figures.items()))
+    if not arguments.prune:
+        return
+    pruned_trunk = prune_channels(model.trunk, importance="l1", target=arguments.prune)
+    pruned = MaskRCNN(model.config, pruned_trunk, copy_of(model.box_head), copy_of(model.mask_head))
+    dense_macs, pruned_macs = (flops(m.trunk, (256, 256)).macs for m in (model, pruned))
+    print(f"pruned trunk ({arguments.prune}, l1): MACs at 256x256 {dense_macs / 1e6:.1f} M -> {pruned_macs / 1e6:.1f} M ({pruned_macs / dense_macs:.2f})")
+    print("pruned, before fine-tuning: " + "  ".join(f"{k} {v:.3f}" for k, v in evaluate(pruned, data, "test").items()))
+    train(pruned, data, arguments, arguments.finetune_steps, arguments.learning_rate / 3)
+    print("pruned, fine-tuned: " + "  ".join(f"{k} {v:.3f}" for k, v in evaluate(pruned, data, "test").items()))
+    images = np.stack([data.load(sample_id)[0] for sample_id in data.ids("test")])
+    timings = {"dense detect": [], "pruned detect": [], "dense trunk": [], "pruned trunk": []}
+    for _ in range(7):  # interleaved, so that machine load hits all alike
+        for name, detector in (("dense", model), ("pruned", pruned)):
+            start = time.perf_counter()
+            detector.detect(images)
+            timings[f"{name} detect"].append(time.perf_counter() - start)
+            start = time.perf_counter()
+            detector.trunk(images, training=False)
+            timings[f"{name} trunk"].append(time.perf_counter() - start)
+    print("Keras on the 4 test tiles, median of 7: " + "  ".join(f"{k} {1000 * np.median(v):.0f} ms" for k, v in timings.items()))
+
+
+def copy_of(network: keras.Model) -> keras.Model:
+    copy = keras.models.clone_model(network)
+    copy.set_weights(network.get_weights())
+    return copy
+
+
+def train(model: MaskRCNN, data, arguments, steps: int, learning_rate: float) -> None:
     start = time.perf_counter()
 
     def progress(step: int, losses: dict[str, float]) -> None:
         done = step + 1
-        if done % 25 == 0 or done == arguments.steps:
+        if done % 25 == 0 or done == steps:
             shown = " ".join(f"{name} {value:.3f}" for name, value in losses.items())
             print(f"step {done:4d}  {time.perf_counter() - start:6.0f} s  {shown}", flush=True)
-        if arguments.eval_every and done % arguments.eval_every == 0 and done != arguments.steps:
+        if arguments.eval_every and done % arguments.eval_every == 0 and done != steps:
             figures = evaluate(model, data, "test")
             print(f"  test after {done} steps: " + "  ".join(f"{k} {v:.3f}" for k, v in figures.items()), flush=True)
 
-    train_mask_rcnn(
-        model, data, steps=arguments.steps, batch_size=arguments.batch_size, learning_rate=arguments.learning_rate,
-        seed=arguments.seed, on_step=progress,
-    )
-    seconds = time.perf_counter() - start
-    figures = evaluate(model, data, "test")
-    print(f"trained {arguments.steps} steps (batch {arguments.batch_size}) in {seconds:.0f} s on this machine's CPUs")
-    print("test: " + "  ".join(f"{name} {value:.3f}" for name, value in figures.items()))
-
+    train_mask_rcnn(model, data, steps=steps, batch_size=arguments.batch_size, learning_rate=learning_rate, seed=arguments.seed, on_step=progress)
+    print(f"trained {steps} steps (batch {arguments.batch_size}) in {time.perf_counter() - start:.0f} s on this machine's CPUs")
 
 if __name__ == "__main__":
     main()
