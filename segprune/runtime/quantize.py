@@ -124,6 +124,11 @@ def quantize(
         input_shape = (1, height, width)
     shape = resolve_input_shape(model, input_shape)
     calibration = calibration_batches(train_images, shape, calibration_tiles)
+    if not calibration:
+        raise ValueError(
+            f"No calibration batch of {shape[0]} tiles could be cut from {len(train_images)} training images with at most "
+            f"{calibration_tiles} tiles; raise calibration_tiles or lower the batch of input_shape."
+        )
     with tempfile.TemporaryDirectory(prefix="segprune-quantize-") as folder:
         suffix = FORMATS[_EXPORT_FORMAT[runtime]]
         int8_path = Path(folder) / f"int8{suffix}"

@@ -58,6 +58,8 @@ def test_litert_full_integer(nuclei_path, tmp_path):
 def test_bad_arguments(nuclei_path, tmp_path):
     with pytest.raises(ValueError, match="choose one of"):
         quantize(threshold_model(1.0), nuclei_path, "tensorrt")
+    with pytest.raises(ValueError, match="No calibration batch"):
+        quantize(threshold_model(1.0), nuclei_path, input_shape=(8, 64, 64), calibration_tiles=4)
     with pytest.raises(ValueError, match=r"\.xml file"):
         quantize(threshold_model(1.0), nuclei_path, "openvino", out=tmp_path / "int8.onnx")
 
