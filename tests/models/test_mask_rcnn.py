@@ -279,3 +279,20 @@ def test_loading_another_model_as_a_mask_rcnn_names_the_file(tmp_path):
     unet(base_filters=4, depth=1).save(path)
     with pytest.raises(ModelFileError, match=r"unet\.keras.*Functional.*not a Mask R-CNN"):
         load_mask_rcnn(path)
+
+
+def test_the_best_validated_weights_are_kept():
+    model = mask_rcnn(**TINY)
+    scores = iter([0.1, 0.9, 0.2, 0.3])
+    snapshots = {}
+
+    def remember(step, record):
+        snapshots[step] = [keras.ops.convert_to_numpy(v).copy() for v in model.weights]
+
+    history = train_mask_rcnn(
+        model, _tile_dataset(), steps=4, batch_size=1, augment=False, validate=lambda _: next(scores), validate_every=1, on_step=remember
+    )
+    assert [record["validation"] for record in history] == [0.1, 0.9, 0.2, 0.3]
+    for variable, kept in zip(model.weights, snapshots[1]):
+        np.testing.assert_array_equal(keras.ops.convert_to_numpy(variable), kept)
+    assert any(not np.array_equal(a, b) for a, b in zip(snapshots[1], snapshots[3]))

@@ -23,8 +23,14 @@ def train_mask_rcnn(
     augment: bool = True,
     seed: int = 0,
     on_step: Callable[[int, dict], None] | None = None,
+    validate: Callable[[MaskRCNN], float] | None = None,
+    validate_every: int = 0,
 ) -> list[dict[str, float]]:
     """Trains `model` for `steps` batches of whole images from `split`; returns the losses of every step.
+
+    With `validate` (for example the validation mask AP) called every `validate_every` steps and at the end,
+    the weights of the best-scoring check are restored when training ends; each record of a checked step
+    then holds a `validation` entry.
 
     Example:
         >>> history = train_mask_rcnn(model, instance_dataset("nuclei-dsb2018"), steps=200)
@@ -37,6 +43,7 @@ def train_mask_rcnn(
     rng = np.random.default_rng(seed)
     variables = model.trainable_variables
     history = []
+    best_score, best_weights = float("-inf"), None
     for step in range(steps):
         batch = [dataset.load(sample_id) for sample_id in rng.choice(ids, batch_size, replace=len(ids) < batch_size)]
         if augment:
@@ -47,7 +54,14 @@ def train_mask_rcnn(
         pairs = [(g, v) for g, v in zip(gradients, variables) if g is not None]
         optimizer.apply([g for g, _ in pairs], [v for _, v in pairs])
         record = {name: float(value) for name, value in losses.items()}
+        if validate is not None and ((validate_every and (step + 1) % validate_every == 0) or step + 1 == steps):
+            record["validation"] = float(validate(model))
+            if record["validation"] > best_score:
+                best_score, best_weights = record["validation"], [keras.ops.convert_to_numpy(v) for v in model.weights]
         history.append(record)
         if on_step is not None:
             on_step(step, record)
+    if best_weights is not None:
+        for variable, value in zip(model.weights, best_weights):
+            variable.assign(value)
     return history
