@@ -7,13 +7,13 @@ import io
 import matplotlib
 
 matplotlib.use("Agg")  # files only: no display on servers and CI
-import keras  # noqa: E402
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
+import keras
+import matplotlib.pyplot as plt
+import numpy as np
 
-from segprune.classical import segment  # noqa: E402
-from segprune.data.dataset import SegmentationDataset  # noqa: E402
-from segprune.inference import predict_classes  # noqa: E402
+from segprune.classical import segment
+from segprune.data.dataset import SegmentationDataset
+from segprune.inference import predict_classes
 
 
 def _png(figure) -> bytes:
