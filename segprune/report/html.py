@@ -15,7 +15,7 @@ p.headline { font-size: 1.6em; line-height: 1.3; margin: 0.2em 0 0.3em 0; }
 p.detail { color: #555; margin-top: 0; }
 table { border-collapse: collapse; font-size: 0.9em; }
 th, td { padding: 0.3em 0.7em; border-bottom: 1px solid #ddd; text-align: right; vertical-align: top; }
-th:first-child, td:first-child { text-align: left; }
+th:first-child, td:first-child, th.note { text-align: left; }
 td.note { text-align: left; color: #8a3b00; max-width: 28em; }
 tr.balance { background: #fff6cc; font-weight: bold; }
 img { max-width: 100%; }
@@ -78,9 +78,20 @@ def _speed(speedup: float | None) -> str:
     return "no faster on this CPU"
 
 
+def _method_words(method: str) -> str:
+    if method.startswith("oneshot-"):
+        criterion = method.removeprefix("oneshot-")
+        return f"one-shot {criterion.upper() if criterion in ('l1', 'l2') else criterion} pruning"
+    return method.replace("-", " ")
+
+
+def _points(tolerance: float) -> str:
+    return f"{tolerance:g} Dice point" + ("" if tolerance == 1 else "s")
+
+
 def _how(row: dict) -> str:
-    method = row["method"].replace("oneshot-", "one-shot ").replace("-", " ")
-    budget = "" if row.get("budget") is None else f" to {row['budget']:g} of the MACs"
+    method = _method_words(row["method"])
+    budget = "" if row.get("budget") is None else f" at a MACs budget of {row['budget']:g}"
     tuning = fine_tuning(row)
     return method + budget + ("" if tuning == "-" else f", fine-tuned {tuning}")
 
@@ -100,12 +111,12 @@ def balance_sentence(rows: list[dict], balance: dict | None, tolerance: float) -
     if balance is not None and balance is not dense and balance["method"] != "dense":
         words = f"{_share_of_computation(balance['macs_ratio'])}, {_speed(balance.get('speedup'))}, "
         words += f"Dice {balance['dice']:.3f} instead of {dense['dice']:.3f}."
-        detail = f"The smallest-latency network within {tolerance:g} Dice point(s) of the full model: {_how(balance)}. {explain}"
+        detail = f"the fastest network within {_points(tolerance)} of the full model: {_how(balance)}. {explain}"
         return words[0].upper() + words[1:], detail
     best = max(pruned, key=lambda row: row["dice"])
     words = (f"No smaller network kept the full model's accuracy: the best one needs {_share_of_computation(best['macs_ratio'])}, "
              f"is {_speed(best.get('speedup'))} and scores Dice {best['dice']:.3f} instead of {dense['dice']:.3f}.")
-    return words, f"That network: {_how(best)}. The balance point stays the full model (tolerance {tolerance:g} Dice point(s)). {explain}"
+    return words, f"the full model (no pruned network within {_points(tolerance)}); the best pruned one: {_how(best)}. {explain}"
 
 
 def row_notes(row: dict, dense_dice: float | None) -> list[str]:
@@ -133,7 +144,7 @@ def write_report(path: str | Path, title: str, rows: list[dict], balance: dict |
     """
     dense = next((row for row in rows if row["method"] == "dense"), None)
     dense_dice = None if dense is None else dense["dice"]
-    header = "".join(f"<th>{html.escape(label)}</th>" for _, label, _ in _COLUMNS) + "<th>fine-tuning</th><th>note</th>"
+    header = "".join(f"<th>{html.escape(label)}</th>" for _, label, _ in _COLUMNS) + '<th>fine-tuning</th><th class="note">note</th>'
     body = []
     for row in rows:
         css = ' class="balance"' if row is balance else ""
