@@ -1,8 +1,9 @@
 """The sweep: an experiment runner over every method at every budget, fine-tuned and measured the same way, resumable.
 
 Each finished candidate is appended to `results.jsonl` in the output folder (and its model saved), so an
-interrupted sweep restarts where it stopped. Latency is measured last, for all models together in
-interleaved rounds, so that the ratios between them are fair.
+interrupted sweep restarts where it stopped. Deployment is measured last (`deployment.py`): every network
+exported at a fixed shape for each runtime, optionally quantized to int8, and the files of one runtime timed
+together in interleaved rounds, so that the ratios between them are fair.
 """
 
 from __future__ import annotations
@@ -22,10 +23,9 @@ from segprune.classical import METHODS as CLASSICAL_METHODS
 from segprune.classical import evaluate_classical
 from segprune.cost import flops
 from segprune.data.dataset import SegmentationDataset
+from segprune.experiments.deployment import check_runtimes, measure_deployments
 from segprune.metrics import evaluate
 from segprune.report.tables import write_tables
-from segprune.runtime.benchmark import onnx_latency
-from segprune.runtime.export import export_onnx
 from segprune.training import DistillConfig, TrainConfig
 
 ONESHOT_METHODS = tuple(f"oneshot-{criterion}" for criterion in CRITERIA)
@@ -47,8 +47,11 @@ class SweepConfig:
             `finetune_epochs` for them.
         distill: Fine-tune with knowledge distillation from the dense model (None: ground truth only).
         tolerance: Dice points below dense that still count as "as good" for the balance point.
-        image_size: Latency is measured on 1 x image_size x image_size inputs.
-        threads: ONNX Runtime threads.
+        image_size: Latency is measured on 1 x image_size x image_size inputs, exported at that fixed shape.
+        threads: Runtime threads.
+        runtimes: Runtimes every network is exported to and timed on (`onnxruntime`, `openvino`, `litert`);
+            the first one's fp32 figure fills `latency_ms` and `speedup`.
+        int8: Also quantize every network to int8 for each runtime that supports it, and time that too.
         search_candidates: Random-search candidates, and greedy steps, per budget.
     """
 
@@ -60,6 +63,8 @@ class SweepConfig:
     tolerance: float = 1.0
     image_size: int = 256
     threads: int = 2
+    runtimes: tuple[str, ...] = ("onnxruntime",)
+    int8: bool = False
     search_candidates: int = 8
     train: TrainConfig = field(default_factory=TrainConfig)
 
@@ -67,6 +72,7 @@ class SweepConfig:
         return self.method_epochs.get(method, self.finetune_epochs)
 
     def __post_init__(self) -> None:
+        check_runtimes(self.runtimes)
         unknown = [m for m in self.methods if m not in SWEEP_METHODS]
         if unknown:
             raise ValueError(f"Unknown sweep method(s) {unknown}; available: {list(SWEEP_METHODS)}.")
@@ -119,7 +125,7 @@ def run_sweep(
         say(f"[{index}/{len(plan)}] {method} {budget or ''}: Dice {row['dice']:.4f} ({row['seconds']:.0f}s)")
 
     rows = [done[key] for key in plan if key in done]
-    _measure_latency(rows, out_dir, config, say)
+    measure_deployments(rows, data, out_dir, config.runtimes, config.int8, config.image_size, config.threads, say)
     write_tables(rows, out_dir)
     return rows
 
@@ -187,22 +193,3 @@ def _row(method, budget, dice, iou, pixel_accuracy, macs_ratio, params, model_pa
         "notes": [],
         "found_nothing": False,
     }
-
-
-def _measure_latency(rows: list[dict], out_dir: Path, config: SweepConfig, say: Progress) -> None:
-    networks = [row for row in rows if row["model_path"]]
-    if not networks:
-        return
-    say(f"timing {len(networks)} models on ONNX Runtime, interleaved")
-    onnx_dir = out_dir / "onnx"
-    paths = []
-    for row in networks:
-        path = onnx_dir / (Path(row["model_path"]).stem + ".onnx")
-        if not path.exists():
-            export_onnx(keras.saving.load_model(row["model_path"]), path)
-        paths.append(path)
-    latencies = onnx_latency(paths, image_size=config.image_size, threads=config.threads)
-    dense_ms = latencies[0].median_ms
-    for row, latency in zip(networks, latencies):
-        row["latency_ms"] = latency.median_ms
-        row["speedup"] = dense_ms / latency.median_ms

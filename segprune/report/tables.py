@@ -28,6 +28,26 @@ def balance_point(rows: list[dict], tolerance: float) -> dict | None:
     return min(timed, key=lambda row: row["latency_ms"], default=None)
 
 
+def best_deployments(rows: list[dict], tolerance: float) -> list[dict]:
+    """Per network row, its fastest deployment (runtime and precision) within `tolerance` Dice points of dense.
+
+    Returns one dict per network row that has deployments: the row's method and budget and the chosen
+    deployment's fields; `deployment` is None when no runtime/precision of that row keeps Dice in tolerance.
+    """
+    dense = next((row for row in rows if row["method"] == "dense"), None)
+    if dense is None:
+        return []
+    floor = dense["dice"] - tolerance / 100.0
+    best = []
+    for row in rows:
+        kept = [d for d in row.get("deployments") or [] if d["dice"] >= floor]
+        if not row.get("deployments"):
+            continue
+        fastest = min(kept, key=lambda deployment: deployment["latency_ms"], default=None)
+        best.append({"method": row["method"], "budget": row["budget"], "deployment": fastest})
+    return best
+
+
 def write_tables(rows: list[dict], out_dir: str | Path) -> None:
     """Writes `results.json` and `results.csv` (one row per candidate, every column) into `out_dir`."""
     out_dir = Path(out_dir)
@@ -36,5 +56,10 @@ def write_tables(rows: list[dict], out_dir: str | Path) -> None:
     buffer = io.StringIO()
     writer = csv.DictWriter(buffer, fieldnames=columns)
     writer.writeheader()
-    writer.writerows(rows)
+    writer.writerows({key: _cell(value) for key, value in row.items()} for row in rows)
     write_text(out_dir / "results.csv", buffer.getvalue())
+
+
+def _cell(value):
+    """Lists and dicts (notes, deployments) as JSON in a CSV cell."""
+    return json.dumps(value) if isinstance(value, (list, dict)) else value
