@@ -24,6 +24,7 @@ COMMANDS = {
     "classical": ("segprune.cli.classical", "score a classical baseline"),
     "benchmark": ("segprune.cli.benchmark", "time models side by side"),
     "export": ("segprune.cli.export", "export a model, verified"),
+    "quantize": ("segprune.cli.quantize", "int8 quantization for a runtime, checked on the test split"),
     "sweep": ("segprune.cli.sweep", "every method at every budget, with a report"),
     "demo": ("segprune.cli.demo", "the main job on the built-in data"),
 }

@@ -30,6 +30,12 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--tolerance", type=float, default=1.0, help="Dice points from dense for the balance point (default 1.0)")
     parser.add_argument("--finetune-epochs", type=int, default=10, help="fine-tuning after each pruning (default 10)")
     add_distill_options(parser)
+    parser.add_argument(
+        "--runtimes", default="onnxruntime",
+        help="comma-separated runtimes every network is exported to and timed on: onnxruntime, openvino, litert (default onnxruntime)",
+    )
+    parser.add_argument("--int8", action="store_true", help="also quantize every network to int8 per runtime and time it")
+    parser.add_argument("--image-size", type=int, default=256, help="the fixed input size models are exported and timed at (default 256)")
 
 
 def run(arguments: argparse.Namespace) -> int:
@@ -39,6 +45,9 @@ def run(arguments: argparse.Namespace) -> int:
         finetune_epochs=arguments.finetune_epochs,
         distill=distill_config(arguments),
         tolerance=arguments.tolerance,
+        runtimes=tuple(name for name in arguments.runtimes.split(",") if name),
+        int8=arguments.int8,
+        image_size=arguments.image_size,
     )
     data = load_data(arguments.data)
     rows = run_sweep(load_model(arguments.model), data, arguments.out, config, progress=_console.progress_console.print)

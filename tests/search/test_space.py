@@ -45,7 +45,7 @@ def test_latency_targets_parse():
 def _fake_layer_time(calls):
     """A stand-in for timing one layer on ONNX Runtime: its input plus output size, in nanoseconds."""
 
-    def time_layer(layer, input_shape, output_shape, threads, rounds):
+    def time_layer(layer, input_shape, output_shape, threads, rounds, **settings):
         calls.append((type(layer).__name__, input_shape, output_shape))
         return (math.prod(input_shape[1:]) + math.prod(output_shape[1:])) * 1e-6
 
