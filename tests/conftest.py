@@ -16,6 +16,9 @@ from PIL import Image  # noqa: E402
 REPO_ROOT = Path(__file__).resolve().parents[1]
 NUCLEI = REPO_ROOT.parent / "shared" / "datasets" / "nuclei-dsb2018"
 DATA_DIR = Path(__file__).resolve().parent / "data"
+# A skip whose reason starts with this is repeated as a warning at the end of the run: CI stays green
+# without a browser, but nobody should read that as "the report renders".
+NOT_RENDERED = "REPORT RENDERING NOT CHECKED"
 
 
 @pytest.fixture(autouse=True)
@@ -64,3 +67,16 @@ def make_folder_dataset(tmp_path):
         return root
 
     return make
+
+
+def pytest_terminal_summary(terminalreporter):
+    """Makes a skipped rendering check impossible to miss in the summary."""
+    unchecked = []
+    for report in terminalreporter.stats.get("skipped", []):
+        reason = report.longrepr[2] if isinstance(report.longrepr, tuple) else str(report.longrepr)
+        if NOT_RENDERED in reason:
+            unchecked.append((report.nodeid, reason.removeprefix("Skipped: ")))
+    for nodeid, reason in unchecked:
+        terminalreporter.write_sep("!", "WARNING", red=True, bold=True)
+        terminalreporter.write_line(f"WARNING: {nodeid} was SKIPPED. {reason}", red=True, bold=True)
+        terminalreporter.write_line("WARNING: install Debian's chromium (`make chromium` as root) to check that report.html renders.", red=True, bold=True)
