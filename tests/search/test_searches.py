@@ -2,17 +2,19 @@
 
 import json
 
+import keras
 import pytest
 
 from segprune import flops
 from segprune.data import BatchConfig, load_data, synthetic_dataset
 from segprune.models import unet
+from segprune.search.budget import measure
 from segprune.search.evaluation import CandidateSettings
 from segprune.search.greedy import family, greedy_search
 from segprune.search.random_search import random_search
 from segprune.search.settings import SearchSettings
 
-SETTINGS = SearchSettings(target="flops=0.5", image_size=64, final_epochs=0)
+SETTINGS = SearchSettings(target="flops=0.5", image_size=64, final_epochs=0, time_result=False)  # timing: its own test
 CANDIDATES = CandidateSettings(finetune_steps=2, batches=BatchConfig(batch_size=4, image_size=32))
 
 
@@ -30,16 +32,25 @@ def _log(folder):
     return [json.loads(line) for line in (folder / "search.jsonl").read_text().splitlines()]
 
 
-def test_greedy_meets_the_budget_step_by_step(data, model, tmp_path):
+def test_greedy_meets_the_budget_step_by_step_and_times_the_result_it_returns(data, model, tmp_path, monkeypatch):
+    timed = []
+
+    def fake_measure(dense, pruned, settings):
+        timed.append((dense, pruned))
+        return {"dense_ms": 10.0, "pruned_ms": 4.0, "speedup": 2.5, "latency_fraction": 0.4}
+
+    monkeypatch.setattr("segprune.search.greedy.measure", fake_measure)
     seen = []
-    result = greedy_search(model, data, tmp_path, SETTINGS, CANDIDATES, iterations=2, on_candidate=lambda r, b: seen.append(r))
+    settings = SearchSettings(**{**SETTINGS.__dict__, "time_result": True})
+    result = greedy_search(model, data, tmp_path, settings, CANDIDATES, iterations=2, on_candidate=lambda r, b: seen.append(r))
     measured = flops(result.model, (64, 64)).macs / flops(model, (64, 64)).macs
     assert measured == pytest.approx(result.resource_fraction) and measured <= 0.5
     records = _log(tmp_path)
     steps = [r for r in records if r["type"] == "step"]
     assert [s["share"] for s in steps] == sorted((s["share"] for s in steps), reverse=True)
     assert len(seen) == result.candidates == sum(r["type"] == "candidate" for r in records)
-    assert records[-1]["type"] == "done" and records[-1]["measured"]["speedup"] > 0
+    assert timed == [(model, result.model)], "the dense model and the returned model are timed once, together"
+    assert records[-1]["type"] == "done" and records[-1]["measured"] == result.measured == fake_measure(model, result.model, settings)
     kept = sorted(str(p) for p in (tmp_path / "iterations").rglob("*.keras"))
     assert kept == sorted(step["model"] for step in family(tmp_path)), "the chosen model of every step is kept, no other"
 
@@ -51,6 +62,7 @@ def test_random_search_is_deterministic_meets_the_budget_and_stops_at_the_floor(
     assert [r["score"] for r in _log(tmp_path / "a")[1:4]] == [r["score"] for r in _log(tmp_path / "b")[1:4]]
     for record in _log(tmp_path / "a")[1:4]:
         assert 0.85 * 0.5 <= record["share"] <= 0.5
+    assert _log(tmp_path / "a")[-1]["measured"] == first.measured == {}, "time_result=False times nothing"
     floor = random_search(model, data, tmp_path / "c", SETTINGS, CANDIDATES, num_candidates=3, accuracy_floor=0.0)
     assert floor.candidates == 1 and "accuracy floor" in floor.notes[0]
 
@@ -99,3 +111,17 @@ def test_a_latency_target_below_what_the_narrowest_model_times_is_refused_up_fro
     settings = SearchSettings(target="latency=0.3", image_size=64, final_epochs=0)
     with pytest.raises(ValueError, match="narrowest configuration .* times at 0.400"):
         greedy_search(model, data, tmp_path, settings, CANDIDATES)
+
+
+def test_measure_times_both_models_together_and_reports_the_ratios(model, monkeypatch):
+    calls = []
+
+    def fake_time_models(models, image_size, threads):
+        calls.append((list(models), image_size, threads))
+        return [10.0, 4.0]
+
+    monkeypatch.setattr("segprune.search.budget.time_models", fake_time_models)
+    pruned = keras.models.clone_model(model)
+    measured = measure(model, pruned, SearchSettings(image_size=48, threads=3))
+    assert calls == [([model, pruned], 48, 3)]
+    assert measured == {"dense_ms": 10.0, "pruned_ms": 4.0, "speedup": 2.5, "latency_fraction": 0.4}
