@@ -3,6 +3,7 @@
 from segprune.backend.keras_fixes import allow_dynamic_resize
 from segprune.models.fcn import fcn
 from segprune.models.loading import ModelFileError, load_model, require_graph_model
+from segprune.models.mask_rcnn import MaskRCNN, MaskRCNNConfig, load_mask_rcnn, mask_rcnn, save_mask_rcnn, train_mask_rcnn
 from segprune.models.mobilenet_unet import mobilenet_unet
 from segprune.models.outputs import OutputKind, output_kind
 from segprune.models.unet import unet
@@ -25,13 +26,19 @@ def build_model(architecture: str, num_classes: int, input_channels: int, **opti
 
 __all__ = [
     "ARCHITECTURES",
+    "MaskRCNN",
+    "MaskRCNNConfig",
     "ModelFileError",
     "OutputKind",
     "build_model",
     "fcn",
+    "load_mask_rcnn",
     "load_model",
+    "mask_rcnn",
     "mobilenet_unet",
     "output_kind",
     "require_graph_model",
+    "save_mask_rcnn",
+    "train_mask_rcnn",
     "unet",
 ]
