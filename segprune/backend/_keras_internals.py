@@ -206,3 +206,59 @@ def elementwise_operations() -> tuple[list[type], list[type]]:
     binary = [getattr(numpy_ops, name) for name in _ELEMENTWISE_BINARY_OPS if hasattr(numpy_ops, name)]
     unary = [getattr(modules[module], name) for module, names in _ELEMENTWISE_UNARY_OPS for name in names if hasattr(modules[module], name)]
     return [*binary, CustomScaleLayer], unary
+
+
+def application_channelwise_layers() -> tuple[type, type]:
+    """Layer classes of `keras.applications` that act on each channel alone, kept in `keras.src`.
+
+    ConvNeXt's `LayerScale` (a learnt per-channel factor) and `StochasticDepth` (drops whole samples while
+    training, the identity otherwise).
+    """
+    from keras.src.applications.convnext import LayerScale, StochasticDepth
+
+    return LayerScale, StochasticDepth
+
+
+def is_functional_subclass(layer) -> bool:
+    """True for a `keras.Model` subclass built functionally (keras-hub's backbones and task models).
+
+    Keras makes such a class inherit from its `Functional` class, so the layer graph can be walked, but
+    its `get_config` holds the constructor's arguments instead of the layer list.
+    """
+    from keras.src.models.functional import Functional
+
+    return isinstance(layer, Functional) and type(layer) is not Functional
+
+
+def plain_functional(model: keras.Model, _rebuilt: dict | None = None) -> keras.Model:
+    """The same layers re-called as a plain `keras.Model(inputs, outputs)`, functional subclasses flattened.
+
+    A functional subclass (at the top or nested as a layer) is replaced by a plain functional model over
+    its own layers, so the result's config is a layer list and rebuilding it needs no subclass
+    constructor. Models holding no functional subclass are returned as they are. Layers (and so weights)
+    are shared with `model`, not copied.
+    """
+    rebuilt = {} if _rebuilt is None else _rebuilt
+    if isinstance(model, keras.Sequential) or not _holds_functional_subclass(model):
+        return model
+    if id(model) in rebuilt:
+        return rebuilt[id(model)]
+
+    def operation_fn(operation):
+        if is_graph_model(operation) and _holds_functional_subclass(operation):
+            return plain_functional(operation, rebuilt)
+        return operation
+
+    inputs = [
+        keras.Input(batch_shape=tuple(x.shape), dtype=x.dtype, name=x._keras_history.operation.name) for x in model.inputs
+    ]
+    outputs = model._run_through_graph(inputs, operation_fn=operation_fn)
+    structured_inputs = keras.tree.pack_sequence_as(model._inputs_struct, inputs)
+    rebuilt[id(model)] = keras.Model(structured_inputs, outputs, name=model.name)
+    return rebuilt[id(model)]
+
+
+def _holds_functional_subclass(model) -> bool:
+    if is_functional_subclass(model):
+        return True
+    return is_graph_model(model) and any(_holds_functional_subclass(layer) for layer in model.layers if is_graph_model(layer))

@@ -20,7 +20,7 @@ from typing import NamedTuple, Protocol
 import keras
 import numpy as np
 
-from segprune.backend._keras_internals import LayerCall, elementwise_operations
+from segprune.backend._keras_internals import LayerCall, application_channelwise_layers, elementwise_operations
 
 
 class UnsupportedLayerError(TypeError):
@@ -289,11 +289,21 @@ class ChannelwiseHandler(ChannelHandler):
     """Layers that act on each channel separately: outputs keep their input's channels.
 
     Weights whose last axis has one entry per channel (BatchNorm's gamma/beta/statistics, PReLU's alpha,
-    Normalization's mean/variance) are sliced on it; other weights are kept.
+    Normalization's mean/variance) are sliced on it; other weights are kept. `width_key` names a config
+    entry that holds the channel count, for layers that size their weights from the config (ConvNeXt's
+    LayerScale has `projection_dim`).
     """
+
+    def __init__(self, width_key: str | None = None) -> None:
+        self.width_key = width_key
 
     def couple(self, call, inputs, builder):
         return [list(inputs[0])]
+
+    def edit_config(self, config, kept_in, kept_out):
+        if self.width_key is None:
+            return config
+        return {**config, self.width_key: int(len(kept_in[0]))}
 
     def channel_axes(self, call):
         channels = call.input_shapes[0][-1]
@@ -302,6 +312,27 @@ class ChannelwiseHandler(ChannelHandler):
             for variable in layer_weights(call.layer)
             if len(variable.shape) >= 1 and variable.shape[-1] == channels
         ]
+
+
+class NormalizationHandler(ChannelwiseHandler):
+    """BatchNormalization and LayerNormalization over the channel axis alone: per-channel weights, like BatchNorm.
+
+    LayerNormalization normalises each position over its channels, so removing channels changes the mean
+    and variance the kept ones are normalised with: the pruned layer equals LayerNormalization of the kept
+    channels, not the zeroed original (fine-tune after pruning). Channels of other groups (an MLP's hidden
+    units after it) still prune exactly. Normalising any other axis is refused.
+    """
+
+    def couple(self, call, inputs, builder):
+        rank = len(call.input_shapes[0])
+        axes = call.layer.axis if isinstance(call.layer.axis, (list, tuple)) else [call.layer.axis]
+        if sorted(int(axis) % rank for axis in axes) != [rank - 1]:
+            raise UnsupportedLayerError(
+                f"Layer {call.layer.name!r} ({type(call.layer).__name__}) normalises axis {call.layer.axis} of a "
+                f"rank-{rank} tensor; segprune prunes normalisation layers over the last (channel) axis only. "
+                "Use axis=-1 in a channels-last model, mark the layers around it with ignore=[...], or register a handler."
+            )
+        return [list(inputs[0])]
 
 
 class GroupNormalizationHandler(ChannelwiseHandler):
@@ -424,7 +455,6 @@ class InputHandler(ChannelHandler):
 
 
 _CHANNELWISE = (
-    keras.layers.BatchNormalization,
     keras.layers.ReLU,
     keras.layers.LeakyReLU,
     keras.layers.ELU,
@@ -498,9 +528,14 @@ register_handler(keras.layers.Flatten, FlattenHandler())
 register_handler(keras.layers.Softmax, FixedHandler())
 register_handler(keras.layers.Activation, ActivationHandler())
 register_handler(keras.layers.GroupNormalization, GroupNormalizationHandler())
+register_handler(keras.layers.BatchNormalization, NormalizationHandler())
+register_handler(keras.layers.LayerNormalization, NormalizationHandler())
 register_handler(keras.layers.InputLayer, InputHandler())
 _BINARY_OPERATIONS, _UNARY_OPERATIONS = elementwise_operations()
 for _class in _BINARY_OPERATIONS:
     register_handler(_class, MergeHandler())
 for _class in _UNARY_OPERATIONS:
     register_handler(_class, ChannelwiseHandler())
+_LAYER_SCALE, _STOCHASTIC_DEPTH = application_channelwise_layers()
+register_handler(_LAYER_SCALE, ChannelwiseHandler(width_key="projection_dim"))
+register_handler(_STOCHASTIC_DEPTH, ChannelwiseHandler())

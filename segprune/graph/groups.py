@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 import keras
 import numpy as np
 
-from segprune.backend._keras_internals import GraphTrace, LayerCall, trace_graph
+from segprune.backend._keras_internals import GraphTrace, LayerCall, plain_functional, trace_graph
 from segprune.graph.channels import UnsupportedLayerError, handler_for
 from segprune.models.loading import require_graph_model
 
@@ -138,7 +138,9 @@ def build_channel_graph(
     """Derives the groups of coupled channels of a functional or Sequential model.
 
     Args:
-        model: The model; nested functional models (a `keras.applications` encoder) are entered.
+        model: The model; nested functional models (a `keras.applications` encoder) are entered. A
+            `keras.Model` subclass built functionally (keras-hub's backbones) is described as the plain
+            functional graph of its layers: `graph.model` is that plain model, sharing the layers.
         ignore: Names of layers (plain or `nested/name`) whose input and output channels must stay.
         input_shape: (height, width) to trace at, so that the calls carry concrete shapes for cost
             estimates; by default the model's own (possibly dynamic) input shape.
@@ -153,6 +155,8 @@ def build_channel_graph(
         [16, 16, 32]
     """
     require_graph_model(model, source=f"Model {model.name!r}")
+    # A functional subclass (keras-hub) configures itself by constructor arguments; the surgery needs a layer list.
+    model = plain_functional(model)
     ignore = set(ignore)
     _check_ignore_names(model, ignore)
     shapes = None

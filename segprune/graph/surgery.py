@@ -8,7 +8,7 @@ from collections.abc import Iterable
 import keras
 import numpy as np
 
-from segprune.graph.channels import handler_for, layer_weights
+from segprune.graph.channels import UnsupportedLayerError, handler_for, layer_weights
 from segprune.graph.groups import ChannelGraph
 
 
@@ -37,12 +37,26 @@ def remove_channels(graph: ChannelGraph, removed_classes: Iterable[int]) -> kera
     for call, (kept_in, kept_out) in kept_by_layer.values():
         layer_config = _find_layer_config(config, call.path, call.layer.name)
         layer_config["config"] = handler_for(call.layer).edit_config(layer_config["config"], kept_in, kept_out)
-    rebuilt = type(graph.model).from_config(config)
+    for path, width in _nested_input_widths(graph, removed).items():
+        _resize_nested_input(_find_layer_config(config, path[:-1], path[-1])["config"], width)
+    rebuilt = _rebuild(graph.model, config)
     for call, (kept_in, kept_out) in kept_by_layer.values():
         if layer_weights(call.layer):
             target = find_layer(rebuilt, call.path, call.layer.name)
             target.set_weights(handler_for(call.layer).slice_weights(call, kept_in, kept_out))
     return rebuilt
+
+
+def _rebuild(model: keras.Model, config: dict) -> keras.Model:
+    try:
+        return type(model).from_config(config)
+    except Exception as error:  # Keras raises many types here; to the user they all mean one thing
+        raise UnsupportedLayerError(
+            f"Keras could not rebuild model {model.name!r} with its pruned widths: {type(error).__name__}: {error}. "
+            "A layer whose get_config() does not describe its channels (or that fixes its width in its "
+            "constructor) needs its own handler: segprune.graph.register_handler(TheLayer, handler) with an "
+            "edit_config that writes the new width; or keep its channels with ignore=[...]."
+        ) from error
 
 
 def _validated(graph: ChannelGraph, removed_classes: Iterable[int]) -> set[int]:
@@ -83,9 +97,33 @@ def kept_positions(graph: ChannelGraph, removed: Iterable[int]):
     return kept
 
 
+def _nested_input_widths(graph: ChannelGraph, removed: set[int]) -> dict[tuple[str, ...], int]:
+    """Per nested model (by path): the channel count its single input keeps, where all its calls agree."""
+    removed_array = np.array(sorted(removed), dtype=np.int64)
+    produced_in = {tensor_id: call.path for call in graph.trace.calls for tensor_id in call.output_ids}
+    widths: dict[tuple[str, ...], set[int]] = {}
+    for call, inputs in zip(graph.trace.calls, graph.call_inputs):
+        for depth in range(1, len(call.path) + 1):
+            nested = call.path[:depth]
+            for tensor_id, classes in zip(call.input_ids, inputs):
+                source = produced_in.get(tensor_id)
+                if source is None or source[:depth] != nested:  # read from outside the nested model: its input
+                    widths.setdefault(nested, set()).add(int(np.count_nonzero(~np.isin(classes, removed_array))))
+    return {path: next(iter(kept)) for path, kept in widths.items() if len(kept) == 1}
+
+
+def _resize_nested_input(model_config: dict, width: int) -> None:
+    """A nested model's recorded input shape follows its pruned input (ConvNeXt's downsampling Sequentials)."""
+    input_layers = [entry for entry in model_config.get("layers", []) if entry.get("class_name") == "InputLayer"]
+    if len(input_layers) == 1 and input_layers[0]["config"].get("batch_shape"):
+        input_layers[0]["config"]["batch_shape"] = [*input_layers[0]["config"]["batch_shape"][:-1], width]
+    if model_config.get("build_input_shape"):
+        model_config["build_input_shape"] = [*model_config["build_input_shape"][:-1], width]
+
+
 def _drop_build_configs(model_config: dict) -> None:
     """Layers must build from the shapes they are now called with, not the widths recorded before pruning."""
-    for entry in model_config["layers"]:
+    for entry in model_config.get("layers", []):
         entry.pop("build_config", None)
         if "layers" in entry.get("config", {}):
             _drop_build_configs(entry["config"])
@@ -99,10 +137,13 @@ def _find_layer_config(model_config: dict, path: tuple[str, ...], name: str) -> 
 
 
 def _layer_entry(model_config: dict, name: str) -> dict:
-    for entry in model_config["layers"]:
+    for entry in model_config.get("layers", []):
         if entry["config"].get("name") == name or entry.get("name") == name:
             return entry
-    raise KeyError(f"Layer {name!r} is not in the model config.")
+    raise UnsupportedLayerError(
+        f"Layer {name!r} is not in the config of model {model_config.get('name')!r}: a model whose get_config() "
+        "does not list its layers cannot be rebuilt smaller. Build it functionally with keras.Model(inputs, outputs)."
+    )
 
 
 def find_layer(model: keras.Model, path: tuple[str, ...], name: str) -> keras.layers.Layer:

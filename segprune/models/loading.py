@@ -11,7 +11,7 @@ from pathlib import Path
 import h5py
 import keras
 
-from segprune.backend._keras_internals import is_graph_model
+from segprune.backend._keras_internals import is_graph_model, plain_functional
 
 SUPPORTED_SUFFIXES = (".keras", ".h5", ".hdf5")
 _GRAPH_CLASS_NAMES = ("Functional", "Sequential", "Model")
@@ -70,9 +70,14 @@ def load_model(path: str | Path) -> keras.Model:
 
 
 def copy_model(model: keras.Model) -> keras.Model:
-    """A new, uncompiled model with the same architecture and weights; `model` is not touched."""
-    copy = type(model).from_config(model.get_config())
-    copy.set_weights(model.get_weights())
+    """A new, uncompiled model with the same architecture and weights; `model` is not touched.
+
+    A `keras.Model` subclass built functionally (keras-hub) is copied as the plain functional graph of its
+    layers, so the copy does not depend on the subclass's constructor or its `get_config`.
+    """
+    plain = plain_functional(model)
+    copy = type(plain).from_config(plain.get_config())
+    copy.set_weights(plain.get_weights())
     return copy
 
 
