@@ -20,7 +20,7 @@ from segprune.search.evaluation import CandidateSettings
 from segprune.search.greedy import greedy_search
 from segprune.search.random_search import random_search
 from segprune.search.settings import SearchResult, SearchSettings
-from segprune.sparse.finetune import SparsifyResult
+from segprune.sparse.finetune import SparsifyResult, train_phase
 from segprune.sparse.magnitude import magnitude_prune
 from segprune.sparse.regularised import l0_sparsify, l1_sparsify
 from segprune.structured.importance import CRITERIA
@@ -28,7 +28,8 @@ from segprune.structured.oneshot import prune_channels
 from segprune.structured.regularised import l0_channel_prune, slimming_prune
 from segprune.structured.selection import GlobalRanking, Strategy
 from segprune.structured.summary import PruningSummary, pruning_summary
-from segprune.training import EpochReporter, TrainConfig, TrainResult, train
+from segprune.training import DistillConfig, EpochReporter, TrainConfig, TrainResult
+from segprune.training_state import RunState, run_identity
 
 ONESHOT_METHODS = CRITERIA  # one-shot pruning, named by its importance criterion
 REGULARISED_METHODS = ("l0-channel", "slimming")
@@ -100,6 +101,7 @@ def prune(
     image_size: int = 256,
     seed: int | None = None,
     train_config: TrainConfig | None = None,
+    distill: DistillConfig | None = None,
     checkpoint_path: str | Path | None = None,
     folder: str | Path | None = None,
     resume: bool = False,
@@ -124,9 +126,16 @@ def prune(
         image_size: The square input size at which MACs and latency are measured.
         seed: Seeds Keras (initialisation, batches, random criteria and searches) when given.
         train_config: How fine-tuning trains.
-        checkpoint_path: A `.keras` path that holds the best fine-tuned model so far (one-shot methods).
+        distill: Fine-tune with knowledge distillation from `model` (the dense teacher's soft masks next to
+            the ground truth); None trains on the ground truth alone.
+        checkpoint_path: Where the finished model is saved (one-shot and regularised methods), and beside
+            which a trained run keeps its state (`<checkpoint_path>.resume/`) until it finishes.
         folder: A search's folder (log, candidate models, latency table); a temporary one when None.
-        resume: Continue the search logged in `folder`.
+        resume: Continue the interrupted run that wrote `checkpoint_path` (searches: the search logged in
+            `folder`). A state from another method, model, data or settings is refused, naming what
+            differs; without `resume` an existing state is an error. With no checkpoint_path (or folder)
+            there is nothing to continue and the run starts afresh. Ctrl-C stops a resumable run when
+            the current epoch ends and raises `RunInterrupted` (the state is kept).
         on_epoch: Progress callback for every training epoch.
         on_candidate: Progress callback for every evaluated search candidate.
         **method_settings: The method's own settings (`STRUCTURED_SETTINGS[method]` lists them): one-shot
@@ -155,14 +164,24 @@ def prune(
         keras.utils.set_random_seed(seed)
     started = time.perf_counter()
     ignore = tuple(ignore)
-    if method in ONESHOT_METHODS:
-        result = _oneshot(model, method, target, ratio, data, round_to, ignore, method_settings)
-        if finetune_epochs:
-            result.training.append(
-                train(result.model, data, finetune_epochs, train_config, checkpoint_path=checkpoint_path, on_epoch=on_epoch)
-            )
-    elif method in REGULARISED_METHODS:
-        result = _regularised(model, method, target, data, finetune_epochs, round_to, ignore, train_config, on_epoch, method_settings)
+    if method not in SEARCH_METHODS:
+        settings = dict(target=target, ratio=ratio, finetune_epochs=finetune_epochs, round_to=round_to, ignore=ignore, seed=seed,
+                        train_config=train_config, **method_settings)
+        trains = bool(finetune_epochs) or method in REGULARISED_METHODS
+        identity = run_identity("prune", method, model, data, settings)
+        with RunState.open(checkpoint_path if trains else None, identity, resume) as run:
+            if method in ONESHOT_METHODS:
+                result = _oneshot(model, method, target, ratio, data, round_to, ignore, method_settings, run)
+                if finetune_epochs:
+                    result.training.append(
+                        train_phase(
+                            run, "finetune", result.model, data, finetune_epochs, train_config, on_epoch,
+                            teacher=model if distill is not None else None, distill=distill,
+                        )
+                    )
+            else:
+                result = _regularised(model, method, target, data, finetune_epochs, round_to, ignore, train_config, on_epoch, method_settings, run)
+            run.complete(result.model, checkpoint_path)
     else:
         if ignore:
             raise ValueError("ignore= is not supported by the searches yet; use a one-shot method to keep layers whole.")
@@ -194,6 +213,8 @@ def sparsify(
     ignore: Iterable[str] = (),
     seed: int | None = None,
     train_config: TrainConfig | None = None,
+    checkpoint_path: str | Path | None = None,
+    resume: bool = False,
     on_epoch: EpochReporter | None = None,
     **method_settings,
 ) -> SparsifyResult:
@@ -208,6 +229,10 @@ def sparsify(
         ignore: Layers whose kernels stay dense.
         seed: Seeds Keras and the batches when given.
         train_config: How fine-tuning trains (patience is switched off: the schedule sets the length).
+        checkpoint_path: Where the finished sparse model is saved, and beside which the run keeps its state
+            (`<checkpoint_path>.resume/`: masks and the schedule's step, L0 gates and their optimizer state,
+            the phase reached) until it finishes.
+        resume: Continue the interrupted run that wrote `checkpoint_path`, as in `prune`.
         on_epoch: Progress callback for every epoch.
         **method_settings: magnitude `schedule` ("polynomial" | "constant" | a schedule), `ranking`
             ("global" | "layer"), `pattern` ("unstructured", "2:4", "block:1x4"); l1 / l0 `strength`,
@@ -226,13 +251,19 @@ def sparsify(
     if seed is not None:
         keras.utils.set_random_seed(seed)
     ignore = tuple(ignore)
-    if method == "magnitude":
-        return magnitude_prune(
-            model, data, sparsity, epochs, method_settings.get("schedule", "polynomial"), method_settings.get("ranking", "global"),
-            method_settings.get("pattern"), train_config, ignore, on_epoch,
-        )
-    regularise = l1_sparsify if method == "l1" else l0_sparsify
-    return regularise(model, data, sparsity, epochs, config=train_config, ignore=ignore, on_epoch=on_epoch, **method_settings)
+    identity = run_identity("sparsify", method, model, data, dict(sparsity=sparsity, epochs=epochs, ignore=ignore, seed=seed,
+                                                                  train_config=train_config, **method_settings))
+    with RunState.open(checkpoint_path, identity, resume) as run:
+        if method == "magnitude":
+            result = magnitude_prune(
+                model, data, sparsity, epochs, method_settings.get("schedule", "polynomial"), method_settings.get("ranking", "global"),
+                method_settings.get("pattern"), train_config, ignore, on_epoch, run=run,
+            )
+        else:
+            regularise = l1_sparsify if method == "l1" else l0_sparsify
+            result = regularise(model, data, sparsity, epochs, config=train_config, ignore=ignore, on_epoch=on_epoch, run=run, **method_settings)
+        run.complete(result.model, checkpoint_path)
+    return result
 
 
 def _check_method(method: str, table: Mapping[str, tuple[str, ...]], settings: Mapping[str, object]) -> None:
@@ -258,22 +289,25 @@ def _check_amount(method: str, target: str | None, ratio) -> None:
         raise ValueError(f"Method {method!r} takes flops= or params= targets; a latency target needs method='greedy' or 'random-search'.")
 
 
-def _oneshot(model, method, target, ratio, data, round_to, ignore, settings) -> PruneResult:
+def _oneshot(model, method, target, ratio, data, round_to, ignore, settings, run: RunState) -> PruneResult:
+    if run.phase("prune") is not None:  # resuming its fine-tune: the pruned architecture was kept
+        return PruneResult(model=run.model("prune"), method=method)
     if settings.get("global_ranking") and ratio is not None and not isinstance(ratio, (Mapping, GlobalRanking)):
         ratio = GlobalRanking(float(ratio))
     pruned = prune_channels(
         model, ratio=0.0 if ratio is None else ratio, importance=method, round_to=round_to, ignore=ignore, data=data,
         target=target, compensate=bool(settings.get("compensate", False)),
     )
+    run.finish("prune", {}, pruned)
     return PruneResult(model=pruned, method=method)
 
 
-def _regularised(model, method, target, data, finetune_epochs, round_to, ignore, train_config, on_epoch, settings) -> PruneResult:
+def _regularised(model, method, target, data, finetune_epochs, round_to, ignore, train_config, on_epoch, settings, run: RunState) -> PruneResult:
     run = l0_channel_prune if method == "l0-channel" else slimming_prune
     options = {"strength": settings["strength"]} if settings.get("strength") is not None else {}
     outcome = run(
         model, data, target, epochs=settings.get("regularise_epochs", 15), finetune_epochs=finetune_epochs, round_to=round_to,
-        ignore=ignore, config=train_config, on_epoch=on_epoch, **options,
+        ignore=ignore, config=train_config, on_epoch=on_epoch, run=run, **options,
     )
     return PruneResult(model=outcome.model, method=method, notes=list(outcome.notes), training=list(outcome.training))
 

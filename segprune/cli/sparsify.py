@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from segprune._io import check_output, save_model
+from segprune._io import check_output
 from segprune.api import SPARSE_SETTINGS, sparsify
 from segprune.cli import _console
 from segprune.cli._common import DATA_HELP, USER_ERRORS, layer_names  # noqa: F401  (USER_ERRORS is read by segprune.cli.main)
@@ -13,6 +13,7 @@ from segprune.metrics import evaluate
 from segprune.models import load_model
 from segprune.sparse import sparsity_summary
 from segprune.training import TrainConfig
+from segprune.training_state import RunInterrupted, run_folder
 
 DESCRIPTION = "Magnitude pruning on a schedule, or L1 / L0 (hard-concrete) regularisation; saves a plain model with exact zeros."
 
@@ -32,6 +33,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--image-size", type=int, default=256, help="image size at which MACs are reported (default 256)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", required=True, help="where to save the sparse model (.keras)")
+    parser.add_argument("--resume", action="store_true", help="continue the interrupted run that wrote --out (its state is in OUT.resume/)")
 
 
 def run(arguments: argparse.Namespace) -> int:
@@ -48,14 +50,19 @@ def run(arguments: argparse.Namespace) -> int:
     data = load_data(arguments.data)
     ignore = layer_names(arguments.ignore)
     config = TrainConfig(patience=None, batches=BatchConfig(seed=arguments.seed))
-    _console.progress_console.print(f"{arguments.method}: {arguments.epochs} epochs to sparsity {arguments.sparsity}")
-    result = sparsify(
-        model, arguments.method, sparsity=arguments.sparsity, data=data, epochs=arguments.epochs, ignore=ignore, seed=arguments.seed,
-        train_config=config, on_epoch=_console.print_epoch, **settings,
+    _console.progress_console.print(
+        f"{arguments.method}: {arguments.epochs} epochs to sparsity {arguments.sparsity}; state in {run_folder(out)} until it finishes"
     )
+    try:
+        result = sparsify(
+            model, arguments.method, sparsity=arguments.sparsity, data=data, epochs=arguments.epochs, ignore=ignore, seed=arguments.seed,
+            train_config=config, checkpoint_path=out, resume=arguments.resume, on_epoch=_console.print_epoch, **settings,
+        )
+    except RunInterrupted as interruption:
+        _console.progress_console.print(str(interruption))
+        return 130
     for note in result.notes:
         _console.progress_console.print(note)
-    save_model(result.model, out)
     size = (arguments.image_size, arguments.image_size)
     summary = sparsity_summary(result.model, size, ignore=ignore)
     rows = [[row.layer, row.weight, f"{row.size:,}", f"{row.sparsity:.3f}"] for row in summary.layers]

@@ -1,4 +1,8 @@
-"""Fine-tuning a `SparseModel` with segprune's trainer, recording sparsity and Dice per epoch."""
+"""Fine-tuning a `SparseModel` with segprune's trainer, recording sparsity and Dice per epoch.
+
+Every trained phase of a pruning run goes through `train_phase`, which keeps the phase's state in the run's
+folder (see `segprune.training_state.RunState`), so a killed run resumes at its last finished epoch.
+"""
 
 from __future__ import annotations
 
@@ -12,7 +16,8 @@ from segprune.data.dataset import SegmentationDataset
 from segprune.data.pipeline import TrainingBatches
 from segprune.inference import input_channels
 from segprune.sparse.model import SparseModel, find_weight
-from segprune.training import EpochRecord, EpochReporter, TrainConfig, TrainResult, train
+from segprune.training import DistillConfig, EpochRecord, EpochReporter, TrainConfig, TrainResult, train
+from segprune.training_state import RunState, summary_of
 
 
 @dataclass
@@ -64,30 +69,80 @@ def finetune(
     on_epoch: EpochReporter | None = None,
     callbacks: Sequence[keras.callbacks.Callback] = (),
     keep_best_from_epoch: int = 1,
+    run: RunState | None = None,
+    phase: str = "finetune",
 ) -> TrainResult:
-    """`train` with a record of (epoch, sparsity, val Dice) appended to `trajectory` after every epoch."""
+    """`train_phase` with a record of (epoch, sparsity, val Dice) appended to `trajectory` for every epoch.
+
+    The sparsity after each epoch is kept in the run's state with the epoch, so a resumed phase reports
+    the epochs of its first part too.
+    """
+    run = run or RunState(None, {})
     offset = len(trajectory)
+    log = _EpochSparsity(run, phase, measure_sparsity)
+    result = train_phase(run, phase, model, data, epochs, config or TrainConfig(patience=None), on_epoch, [*callbacks, log], keep_best_from_epoch)
+    trajectory.extend(
+        {"epoch": offset + record.epoch, "sparsity": float(sparsity), "val_dice": record.val_dice, "seconds": record.seconds}
+        for record, sparsity in zip(result.history, run.epoch_values(phase))
+    )
+    return result
 
-    def record(epoch_record: EpochRecord, result: TrainResult, total: int) -> None:
-        trajectory.append(
-            {
-                "epoch": offset + epoch_record.epoch,
-                "sparsity": float(measure_sparsity()),
-                "val_dice": epoch_record.val_dice,
-                "seconds": epoch_record.seconds,
-            }
-        )
-        if on_epoch is not None:
-            on_epoch(epoch_record, result, total)
 
-    config = config or TrainConfig(patience=None)
-    return train(model, data, epochs, config, on_epoch=record, callbacks=callbacks, keep_best_from_epoch=keep_best_from_epoch)
+def train_phase(
+    run: RunState | None,
+    phase: str,
+    model: keras.Model,
+    data: SegmentationDataset,
+    epochs: int,
+    config: TrainConfig | None,
+    on_epoch: EpochReporter | None = None,
+    callbacks: Sequence[keras.callbacks.Callback] = (),
+    keep_best_from_epoch: int = 1,
+    teacher: keras.Model | None = None,
+    distill: DistillConfig | None = None,
+) -> TrainResult:
+    """`train` as phase `phase` of `run`: its state is kept in the run's folder and resumed from there.
+
+    Raises `RunInterrupted` when Ctrl-C stopped it (the state of its last finished epoch is kept).
+    """
+    run = run or RunState(None, {})
+    checkpoint = run.checkpoint(phase)
+    result = train(
+        model, data, epochs, config, checkpoint_path=checkpoint, on_epoch=on_epoch, resume=checkpoint is not None,
+        callbacks=[*callbacks, *run.callbacks()], keep_best_from_epoch=keep_best_from_epoch, teacher=teacher, distill=distill,
+    )
+    run.stop_if_requested(result.interrupted)
+    return result
+
+
+def training_record(result: TrainResult) -> dict:
+    """A finished phase's `TrainResult` as JSON, for the run's state."""
+    return {**summary_of(result), "seconds": result.seconds, "stopped_early": result.stopped_early}
+
+
+def training_from_record(record: dict) -> TrainResult:
+    return TrainResult(
+        history=[EpochRecord(**epoch) for epoch in record["history"]], best_epoch=record["best_epoch"],
+        best_val_dice=record["best_val_dice"], stopped_early=record["stopped_early"], seconds=record["seconds"],
+        images_seen=record["images_seen"],
+    )
+
+
+class _EpochSparsity(keras.callbacks.Callback):
+    """Measures sparsity at the end of every epoch, before `train` saves that epoch's state."""
+
+    def __init__(self, run: RunState, phase: str, measure) -> None:
+        super().__init__()
+        self.run, self.phase, self.measure = run, phase, measure
+
+    def on_epoch_end(self, epoch, logs=None):
+        self.run.record_epoch(self.phase, float(self.measure()), epoch)
 
 
 def effective_sparsity(sparse_model: SparseModel) -> float:
     """Share of gated weights that are exactly zero after gating (deterministic gates)."""
     size = zeros = 0
-    for variable, value in sparse_model.gated_weights(sparse_model.gate_values(training=False)):
+    for _, value in sparse_model.gated_weights(sparse_model.gate_values(training=False)):
         array = keras.ops.convert_to_numpy(value)
         size += array.size
         zeros += int(np.count_nonzero(array == 0))

@@ -15,11 +15,12 @@ from keras import ops
 
 from segprune.data.dataset import SegmentationDataset
 from segprune.models.loading import copy_model
-from segprune.sparse.finetune import SparsifyResult, effective_sparsity, finetune, steps_per_epoch
+from segprune.sparse.finetune import SparsifyResult, effective_sparsity, finetune, steps_per_epoch, training_from_record, training_record
 from segprune.sparse.masks import KernelSite, Pattern, compute_masks, prunable_kernels
 from segprune.sparse.model import MASK, GateSpec, Site, SparseModel, find_weight, strip
 from segprune.sparse.schedules import Schedule, make_schedule
 from segprune.training import EpochReporter, TrainConfig
+from segprune.training_state import RunState
 
 
 def with_masks(model: keras.Model, sites: Sequence[KernelSite]) -> SparseModel:
@@ -78,7 +79,7 @@ class MaskUpdater(keras.callbacks.Callback):
         due, sparsity = self.schedule.update(step)
         if not due:
             return
-        weights = [variable for variable in self.sparse_model.site_variables]
+        weights = list(self.sparse_model.site_variables)
         masks = compute_masks(weights, self.sites, sparsity, self.ranking, self.pattern)
         apply_masks(self.sparse_model, masks, optimizer if optimizer.built else None)
         self.updates.append((step, sparsity))
@@ -95,6 +96,7 @@ def magnitude_prune(
     config: TrainConfig | None = None,
     ignore: Sequence[str] = (),
     on_epoch: EpochReporter | None = None,
+    run: RunState | None = None,
 ) -> SparsifyResult:
     """Fine-tunes a copy of `model` while pruning its kernels by magnitude to `sparsity`.
 
@@ -112,6 +114,8 @@ def magnitude_prune(
         config: Fine-tuning settings (patience is ignored until the final sparsity is reached).
         ignore: Layer names whose kernels stay dense.
         on_epoch: Progress callback, as in `train`.
+        run: The resumable run this is (`segprune.sparsify(..., checkpoint_path=, resume=)` opens it); its
+            state keeps the masks, weights, optimizer slots and the schedule's step after every epoch.
 
     Returns:
         A `SparsifyResult` whose `model` is plain, with the zeros in its kernels.
@@ -122,6 +126,10 @@ def magnitude_prune(
         0.9
     """
     pattern = pattern if isinstance(pattern, Pattern) else Pattern.parse(pattern)
+    run = run or RunState(None, {})
+    record = run.phase("magnitude")
+    if record is not None:
+        return sparsify_result(record, run.model("magnitude"))
     working = copy_model(model)
     sparse = with_masks(working, prunable_kernels(working, ignore))
     config = config or TrainConfig(patience=None)
@@ -130,15 +138,24 @@ def magnitude_prune(
         schedule = make_schedule(schedule, sparsity, epochs * steps)
     end_step = schedule.end_step if schedule.end_step != -1 else schedule.begin_step
     first_full_epoch = end_step // steps + 1  # the 1-based epoch whose steps include end_step
+    # The schedule's position is the optimizer's step count, which the run's state keeps with the masks.
     updater = MaskUpdater(sparse, schedule, ranking, pattern)
     trajectory: list[dict] = []
-    run = finetune(
+    training = finetune(
         sparse, data, epochs, config, lambda: effective_sparsity(sparse), trajectory, on_epoch, [updater],
-        keep_best_from_epoch=min(epochs, first_full_epoch),
+        keep_best_from_epoch=min(epochs, first_full_epoch), run=run, phase="magnitude",
     )
-    result = SparsifyResult(strip(sparse), effective_sparsity(sparse), trajectory, [run])
+    notes = []
     if pattern.kind == "n:m":
         skipped = [s.layer for s in kernel_sites(sparse) if not pattern.fits(s, tuple(find_weight(working, s.layer, s.weight).shape))]
         if skipped:
-            result.notes.append(f"{pattern.n}:{pattern.m} does not fit (reduction axis not divisible by {pattern.m}), left dense: {skipped}")
-    return result
+            notes.append(f"{pattern.n}:{pattern.m} does not fit (reduction axis not divisible by {pattern.m}), left dense: {skipped}")
+    plain = strip(sparse)
+    record = {"training": [training_record(training)], "sparsity": effective_sparsity(sparse), "trajectory": trajectory, "notes": notes}
+    return sparsify_result(run.finish("magnitude", record, plain), plain)
+
+
+def sparsify_result(record: dict, model: keras.Model) -> SparsifyResult:
+    """The `SparsifyResult` a finished run's last phase recorded, with the model it produced."""
+    training = [training_from_record(run) for run in record["training"]]
+    return SparsifyResult(model, record["sparsity"], list(record["trajectory"]), training, list(record["notes"]))

@@ -210,8 +210,12 @@ class SparseModel(keras.Model):
 
     def get_config(self) -> dict:
         config = super().get_config()
+        base_model = keras.saving.serialize_keras_object(self.base_model)
+        # A base model trained before it was gated (the L1 phase) is compiled with segprune's loss; the
+        # gated model's checkpoint must load without segprune, like every other saved model.
+        base_model.pop("compile_config", None)
         config.update(
-            base_model=keras.saving.serialize_keras_object(self.base_model),
+            base_model=base_model,
             gates=[asdict(spec) for spec in self.gate_specs],
             sites=[asdict(site) for site in self.sites],
             l0_strength=self.l0_strength,

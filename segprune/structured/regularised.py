@@ -9,7 +9,8 @@
 * **Network slimming** (Liu et al., ICCV 2017): L1 on BatchNorm's gamma while fine-tuning, then the channels
   with the smallest |gamma| across the whole network are removed to the target.
 
-Both finish with a fine-tune of the smaller model.
+Both finish with a fine-tune of the smaller model. In a resumable run (`run=`) the regularised phase and the
+fine-tune are two phases: the pruned architecture is kept once the first ends, each keeps its training state.
 """
 
 from __future__ import annotations
@@ -26,13 +27,14 @@ from segprune.graph.groups import ChannelGraph, Group, build_channel_graph
 from segprune.graph.surgery import remove_channels
 from segprune.models.loading import copy_model
 from segprune.cost.resources import macs_after, parse_target, resource_after
-from segprune.sparse.finetune import finetune
+from segprune.sparse.finetune import finetune, train_phase, training_from_record, training_record
 from segprune.sparse.gates import deterministic
 from segprune.sparse.model import HARD_CONCRETE, GateSpec, Site, SparseModel, strip
 from segprune.structured.importance import channel_importance
 from segprune.structured.oneshot import COST_INPUT_SIZE, ratio_for_target
 from segprune.structured.selection import GlobalRanking
-from segprune.training import EpochReporter, TrainConfig, TrainResult, train
+from segprune.training import EpochReporter, TrainConfig, TrainResult
+from segprune.training_state import RunState
 
 
 @dataclass
@@ -166,6 +168,7 @@ def l0_channel_prune(
     ignore: Sequence[str] = (),
     config: TrainConfig | None = None,
     on_epoch: EpochReporter | None = None,
+    run: RunState | None = None,
 ) -> ChannelPruneResult:
     """Learns which channels to drop with MACs-weighted L0 channel gates, then removes them.
 
@@ -178,6 +181,7 @@ def l0_channel_prune(
         finetune_epochs: Epochs of fine-tuning for the smaller model.
         round_to, ignore: As in `prune_channels`.
         config, on_epoch: As in `train`.
+        run: The resumable run this is (`segprune.prune(..., checkpoint_path=, resume=)` opens it).
 
     Example:
         >>> result = l0_channel_prune(model, data, target="flops=0.25")
@@ -185,6 +189,10 @@ def l0_channel_prune(
         True
     """
     resource, _ = parse_target(target)
+    run = run or RunState(None, {})
+    record = run.phase("l0-channel")
+    if record is not None:
+        return _finetune_pruned(run.model("l0-channel"), record, data, finetune_epochs, config, on_epoch, run)
     working = copy_model(model)
     graph = build_channel_graph(working, ignore, input_shape=COST_INPUT_SIZE)
     gates, sites, group_of_gate, skipped = channel_gates(graph)
@@ -196,7 +204,7 @@ def l0_channel_prune(
     def closed_share() -> float:
         return _removed_share(graph, sorted(_gate_scores(sparse, group_of_gate)[1]), resource)
 
-    result.training.append(finetune(sparse, data, epochs, config, closed_share, result.trajectory, on_epoch))
+    result.training.append(finetune(sparse, data, epochs, config, closed_share, result.trajectory, on_epoch, run=run, phase="l0-channel"))
     scores, closed = _gate_scores(sparse, group_of_gate)
     plain = strip(sparse)
     plain_graph = build_channel_graph(plain, ignore, input_shape=COST_INPUT_SIZE)
@@ -205,10 +213,24 @@ def l0_channel_prune(
     removed = _select(plain_graph, scores, closed, target, round_to, result.notes)
     pruned = remove_channels(plain_graph, removed)
     result.resource_fraction = 1.0 - _removed_share(plain_graph, removed, resource)
+    record = run.finish("l0-channel", _phase_record(result), pruned)
+    return _finetune_pruned(pruned, record, data, finetune_epochs, config, on_epoch, run)
+
+
+def _phase_record(result: ChannelPruneResult) -> dict:
+    """What the regularised phase decided, for the run's state."""
+    return {
+        "training": [training_record(run) for run in result.training], "trajectory": result.trajectory, "notes": result.notes,
+        "resource_fraction": result.resource_fraction,
+    }
+
+
+def _finetune_pruned(pruned, record: dict, data, finetune_epochs: int, config, on_epoch, run: RunState) -> ChannelPruneResult:
+    """The regularised phase's result (`record`, `pruned`), fine-tuned as the run's `finetune` phase."""
+    training = [training_from_record(entry) for entry in record["training"]]
     if finetune_epochs > 0:
-        result.training.append(train(pruned, data, finetune_epochs, config or TrainConfig(patience=None), on_epoch=on_epoch))
-    result.model = pruned
-    return result
+        training.append(train_phase(run, "finetune", pruned, data, finetune_epochs, config or TrainConfig(patience=None), on_epoch))
+    return ChannelPruneResult(pruned, record["resource_fraction"], list(record["trajectory"]), training, list(record["notes"]))
 
 
 def slimming_scores(graph: ChannelGraph) -> dict[int, float]:
@@ -241,6 +263,7 @@ def slimming_prune(
     ignore: Sequence[str] = (),
     config: TrainConfig | None = None,
     on_epoch: EpochReporter | None = None,
+    run: RunState | None = None,
 ) -> ChannelPruneResult:
     """Network slimming: fine-tune with `strength * sum|gamma|`, remove the smallest-|gamma| channels to `target`.
 
@@ -250,6 +273,10 @@ def slimming_prune(
     if strength <= 0:
         raise ValueError(f"The slimming strength must be > 0, got {strength}.")
     resource, _ = parse_target(target)
+    run = run or RunState(None, {})
+    record = run.phase("slimming")
+    if record is not None:
+        return _finetune_pruned(run.model("slimming"), record, data, finetune_epochs, config, on_epoch, run)
     working = copy_model(model)
     gammas = [layer.gamma for layer in _batch_norms(working)]
     if not gammas:
@@ -259,21 +286,21 @@ def slimming_prune(
     result = ChannelPruneResult(working, 1.0)
     all_gammas = lambda: np.concatenate([np.abs(keras.ops.convert_to_numpy(g)) for g in gammas])  # noqa: E731
     try:
-        run = finetune(working, data, epochs, config, lambda: float(np.mean(all_gammas() < 1e-2)), result.trajectory, on_epoch)
+        training = finetune(
+            working, data, epochs, config, lambda: float(np.mean(all_gammas() < 1e-2)), result.trajectory, on_epoch, run=run, phase="slimming"
+        )
     finally:
         for gamma in gammas:
             gamma.regularizer = None
-    result.training.append(run)
+    result.training.append(training)
     graph = build_channel_graph(working, ignore, input_shape=COST_INPUT_SIZE)
     scores = slimming_scores(graph)
     strategy = ratio_for_target(graph, scores, target, round_to, lambda r: GlobalRanking(r, normalize=False))
     removed = strategy.select(graph, scores, round_to)
     pruned = remove_channels(graph, removed)
     result.resource_fraction = 1.0 - _removed_share(graph, removed, resource)
-    if finetune_epochs > 0:
-        result.training.append(train(pruned, data, finetune_epochs, config or TrainConfig(patience=None), on_epoch=on_epoch))
-    result.model = pruned
-    return result
+    record = run.finish("slimming", _phase_record(result), pruned)
+    return _finetune_pruned(pruned, record, data, finetune_epochs, config, on_epoch, run)
 
 
 def _batch_norms(model: keras.Model) -> list[keras.layers.BatchNormalization]:

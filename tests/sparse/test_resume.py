@@ -1,0 +1,129 @@
+"""Sparse runs survive a kill: killed part-way and resumed, they end with the model an uninterrupted run gives.
+
+magnitude (polynomial schedule) is killed with a real SIGKILL in a `segprune sparsify` subprocess once its
+first epoch's state is on disk; L1 and L0 are "killed" in-process (an exception nothing catches, raised
+right after an epoch's state is written), in their regularised phase and in their recovery phase.
+"""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import keras
+import numpy as np
+import pytest
+
+import segprune
+from segprune.cli import main
+from segprune.data import BatchConfig, synthetic_dataset
+from segprune.models import unet
+from segprune.training import TrainConfig
+from segprune.training_state import StateMismatchError, run_folder
+from tests.resume_harness import Killed, assert_same_history, assert_same_model, kill_after
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+CONFIG = TrainConfig(patience=None, batches=BatchConfig(batch_size=4, image_size=32, samples_per_epoch=8))
+
+
+@pytest.fixture(scope="module")
+def data():
+    return synthetic_dataset(num_train=8, num_val=2, num_test=2, image_size=32, channels=1)
+
+
+@pytest.fixture(scope="module")
+def dense():
+    keras.utils.set_random_seed(5)
+    return unet(num_classes=4, input_channels=1, base_filters=8, depth=1)
+
+
+# (method, settings, epochs over all phases, epoch after which the run is killed)
+IN_PROCESS = [
+    ("l1", {"epochs": 2, "strength": 1e-3, "recovery_epochs": 2}, 3),  # killed in the recovery phase
+    ("l0", {"epochs": 3, "strength": 60.0, "recovery_epochs": 1}, 1),  # killed while the gates learn
+]
+
+
+@pytest.mark.parametrize("method,settings,kill_at", IN_PROCESS, ids=[case[0] for case in IN_PROCESS])
+def test_killed_and_resumed_ends_like_an_uninterrupted_run(data, dense, tmp_path, method, settings, kill_at):
+    def run(out, **options):
+        return segprune.sparsify(dense, method, sparsity=0.6, data=data, seed=2, train_config=CONFIG, checkpoint_path=out, **settings, **options)
+
+    straight = run(tmp_path / "straight.keras")
+    out = tmp_path / "resumed.keras"
+    with pytest.raises(Killed):
+        run(out, on_epoch=kill_after(kill_at))
+    assert run_folder(out).is_dir() and not out.exists()
+    resumed = run(out, resume=True)
+
+    assert not run_folder(out).exists(), "a finished run leaves no state behind"
+    assert_same_model(keras.saving.load_model(out, compile=False), straight.model)
+    assert_same_model(resumed.model, straight.model)
+    assert resumed.sparsity == straight.sparsity
+    assert_same_history(resumed.training, straight.training)
+    assert [step["epoch"] for step in resumed.trajectory] == [step["epoch"] for step in straight.trajectory]
+    np.testing.assert_allclose([s["sparsity"] for s in resumed.trajectory], [s["sparsity"] for s in straight.trajectory], atol=1e-3)
+
+
+def _sparsify_command(source: Path, data: Path, out: Path, *extra: str) -> list[str]:
+    return ["sparsify", str(source), "--data", str(data), "--method", "magnitude", "--schedule", "polynomial",
+            "--sparsity", "0.7", "--epochs", "3", "--seed", "4", *extra, "--out", str(out)]
+
+
+def test_sigkill_then_resume_magnitude_from_the_command_line(make_folder_dataset, tmp_path):
+    root = make_folder_dataset(count=8)
+    source = tmp_path / "unet.keras"
+    keras.utils.set_random_seed(3)
+    unet(num_classes=2, input_channels=1, base_filters=8, depth=1).save(source)
+
+    reference = tmp_path / "reference.keras"
+    assert main(_sparsify_command(source, root, reference)) == 0
+
+    out = tmp_path / "interrupted.keras"
+    environment = {**os.environ, "PYTHONPATH": str(REPO_ROOT)}
+    process = subprocess.Popen([sys.executable, "-m", "segprune.cli", *_sparsify_command(source, root, out)], env=environment,
+                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    first_epoch_state = run_folder(out) / "magnitude.keras.resume.npz"
+    deadline = time.monotonic() + 240
+    while not first_epoch_state.exists() and process.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.02)
+    assert process.poll() is None, "the run finished before it could be killed; give it more epochs"
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+    assert not out.exists() and (run_folder(out) / "run.json").exists()
+    epochs_done = len(json.loads((run_folder(out) / "run.json").read_text())["phases"]["magnitude"]["epochs"])
+    assert 1 <= epochs_done < 3, "killed part-way"
+
+    assert main(_sparsify_command(source, root, out, "--resume")) == 0
+    assert not run_folder(out).exists()
+    assert_same_model(keras.saving.load_model(out, compile=False), keras.saving.load_model(reference, compile=False))
+
+
+def test_a_state_from_other_settings_or_another_command_is_refused_and_kept(data, dense, tmp_path, capsys):
+    out = tmp_path / "sparse.keras"
+    with pytest.raises(Killed):
+        segprune.sparsify(dense, "magnitude", sparsity=0.5, data=data, epochs=2, seed=0, train_config=CONFIG, checkpoint_path=out,
+                          on_epoch=kill_after(1))
+    folder = run_folder(out)
+    before = {path.name: path.read_bytes() for path in folder.iterdir()}
+
+    with pytest.raises(StateMismatchError, match=r"sparsity: saved 0\.5, now 0\.8"):
+        segprune.sparsify(dense, "magnitude", sparsity=0.8, data=data, epochs=2, seed=0, train_config=CONFIG, checkpoint_path=out, resume=True)
+    with pytest.raises(StateMismatchError, match="another command: `sparsify --method magnitude`, not `prune --method slimming`"):
+        segprune.prune(dense, "slimming", target="flops=0.5", data=data, finetune_epochs=1, seed=0, train_config=CONFIG,
+                       checkpoint_path=out, resume=True, regularise_epochs=1)
+    other_data = synthetic_dataset(num_train=6, num_val=2, num_test=2, image_size=32, channels=1)
+    with pytest.raises(StateMismatchError, match="other data"):
+        segprune.sparsify(dense, "magnitude", sparsity=0.5, data=other_data, epochs=2, seed=0, train_config=CONFIG, checkpoint_path=out,
+                          resume=True)
+    with pytest.raises(StateMismatchError, match="another model"):
+        segprune.sparsify(unet(num_classes=4, input_channels=1, base_filters=8, depth=1), "magnitude", sparsity=0.5, data=data, epochs=2,
+                          seed=0, train_config=CONFIG, checkpoint_path=out, resume=True)
+    with pytest.raises(ValueError, match="--resume"):
+        segprune.sparsify(dense, "magnitude", sparsity=0.5, data=data, epochs=2, seed=0, train_config=CONFIG, checkpoint_path=out)
+
+    assert {path.name: path.read_bytes() for path in folder.iterdir()} == before, "a refused resume wrote nothing"
+    assert not out.exists()
