@@ -22,6 +22,7 @@ from segprune.models.mask_rcnn.boxes import (
 from segprune.models.mask_rcnn.model import paste_mask
 from segprune.models.mask_rcnn.proposals import propose
 from segprune.models.mask_rcnn.roi_align import multilevel_roi_align, pyramid_levels, roi_align
+from segprune.models.mask_rcnn.targets import mask_targets, roi_targets, rpn_targets
 from tests.graph.harness import choose_channels, randomize_weights, zeroed_copy
 
 
@@ -296,3 +297,35 @@ def test_the_best_validated_weights_are_kept():
     for variable, kept in zip(model.weights, snapshots[1]):
         np.testing.assert_array_equal(keras.ops.convert_to_numpy(variable), kept)
     assert any(not np.array_equal(a, b) for a, b in zip(snapshots[1], snapshots[3]))
+
+
+def test_roi_targets_sample_the_objects_with_their_masks_and_classes():
+    config = mask_rcnn(**TINY).config
+    labels = np.zeros((32, 32), np.uint16)
+    labels[4:12, 8:16] = 1
+    labels[20:28, 2:6] = 2
+    truth = instances_from_labels(labels)
+    far_away = np.array([[0.0, 24.0, 6.0, 30.0]], np.float32)
+    targets = roi_targets([far_away], [truth.boxes], [np.array([1, 3])], [truth.masks], config, np.random.default_rng(0))
+    # The objects' own boxes are positives (classes 1 and 3), the far proposal is background.
+    np.testing.assert_array_equal(targets.class_ids, [1, 3, 0])
+    np.testing.assert_allclose(targets.deltas[:2], 0.0, atol=1e-6)
+    assert targets.masks.shape == (2, config.mask_size, config.mask_size)
+    # A box that is exactly its rectangular object is foreground but for corner samples, which bilinear
+    # resampling (Detectron2's aligned RoIAlign on the bitmask) mixes with the background outside.
+    assert targets.masks[:, 1:-1, 1:-1].all() and targets.masks.mean() > 0.98
+    # A box twice as wide as the object: its left half is the object.
+    half = mask_targets(truth.masks, np.array([[4.0, 8.0, 12.0, 24.0]]), np.array([0]), 8)[0]
+    assert half[:, :4].all() and not half[:, 4:].any()
+
+
+def test_rpn_targets_mark_each_objects_best_anchor():
+    config = mask_rcnn(**TINY).config
+    anchors = config.anchors((32, 32))
+    boxes = np.array([[4.0, 4.0, 10.0, 10.0]], np.float32)
+    targets = rpn_targets(anchors, [boxes], config, np.random.default_rng(0))
+    positive = np.flatnonzero(targets.labels[0] == 1)
+    assert len(positive) >= 1 and box_iou(anchors[positive], boxes).max() == box_iou(anchors, boxes).max()
+    decoded = ops.convert_to_numpy(decode_boxes(targets.deltas[0, positive], anchors[positive]))
+    np.testing.assert_allclose(decoded, np.repeat(boxes, len(positive), axis=0), atol=1e-3)
+    assert (targets.labels[0] >= 0).sum() <= config.rpn_samples
