@@ -39,7 +39,7 @@ SPARSE_METHODS = ("magnitude", "l1", "l0")
 
 # The settings each method accepts beyond the common arguments of `prune` / `sparsify` ("l1" names both a
 # one-shot criterion and a sparse method, hence two tables).
-_SEARCH_SETTINGS = ("candidate_steps", "threads", "workers", "data_source", "time_result")
+_SEARCH_SETTINGS = ("candidate_steps", "threads", "workers", "data_source", "time_result", "max_minutes", "executor", "ray_address")
 STRUCTURED_SETTINGS: dict[str, tuple[str, ...]] = {
     **dict.fromkeys(ONESHOT_METHODS, ("global_ranking", "compensate")),
     **dict.fromkeys(REGULARISED_METHODS, ("regularise_epochs", "strength")),
@@ -107,6 +107,7 @@ def prune(
     resume: bool = False,
     on_epoch: EpochReporter | None = None,
     on_candidate: CandidateReporter | None = None,
+    on_search_start: Callable[[dict], None] | None = None,
     **method_settings,
 ) -> PruneResult:
     """Removes channels from `model` by any structured method and returns a smaller plain model.
@@ -137,11 +138,14 @@ def prune(
             there is nothing to continue and the run starts afresh. Ctrl-C stops a resumable run when
             the current epoch ends and raises `RunInterrupted` (the state is kept).
         on_epoch: Progress callback for every training epoch.
-        on_candidate: Progress callback for every evaluated search candidate.
+        on_candidate: Progress callback for every evaluated search candidate (with "done", "expected",
+            "elapsed" and "remaining" seconds, None until a few candidates have finished).
+        on_search_start: Called once before a search's first candidate with its plan (`"expected"` candidates).
         **method_settings: The method's own settings (`STRUCTURED_SETTINGS[method]` lists them): one-shot
             `global_ranking`, `compensate`; regularised `regularise_epochs`, `strength`; greedy `iterations`;
             random search `candidates`, `accuracy_floor`; searches `candidate_steps`, `threads`,
-            `workers`, `data_source`, `time_result`.
+            `workers`, `data_source`, `time_result`, `max_minutes` (stop at the best result so far),
+            `executor` (`"local"` or `"ray"`), `ray_address`.
 
     Returns:
         A `PruneResult`.
@@ -166,7 +170,7 @@ def prune(
     ignore = tuple(ignore)
     if method not in SEARCH_METHODS:
         settings = dict(target=target, ratio=ratio, finetune_epochs=finetune_epochs, round_to=round_to, ignore=ignore, seed=seed,
-                        train_config=train_config, **method_settings)
+                        train_config=train_config, distill=distill, **method_settings)
         trains = bool(finetune_epochs) or method in REGULARISED_METHODS
         identity = run_identity("prune", method, model, data, settings)
         with RunState.open(checkpoint_path if trains else None, identity, resume) as run:
@@ -188,14 +192,16 @@ def prune(
         search_settings = SearchSettings(
             target=target, image_size=image_size, threads=method_settings.pop("threads", 2), round_to=round_to,
             final_epochs=finetune_epochs, workers=method_settings.pop("workers", 1),
-            time_result=method_settings.pop("time_result", True),
+            time_result=method_settings.pop("time_result", True), max_minutes=method_settings.pop("max_minutes", None),
+            executor=method_settings.pop("executor", "local"), ray_address=method_settings.pop("ray_address", None),
         )
         candidate_settings = CandidateSettings(
             finetune_steps=method_settings.pop("candidate_steps", 20), importance="l1", seed=0 if seed is None else seed
         )
         with _search_folder(folder) as search_folder:
             result = _search(
-                model, method, data, Path(search_folder), search_settings, candidate_settings, resume, on_candidate, on_epoch, method_settings
+                model, method, data, Path(search_folder), search_settings, candidate_settings, resume, on_candidate, on_epoch, method_settings,
+                on_search_start,
             )
         result.search_folder = Path(folder) if folder is not None else None
     result.summary = pruning_summary(model, result.model, (image_size, image_size))
@@ -303,17 +309,19 @@ def _oneshot(model, method, target, ratio, data, round_to, ignore, settings, run
 
 
 def _regularised(model, method, target, data, finetune_epochs, round_to, ignore, train_config, on_epoch, settings, run: RunState) -> PruneResult:
-    run = l0_channel_prune if method == "l0-channel" else slimming_prune
+    prune_by = l0_channel_prune if method == "l0-channel" else slimming_prune
     options = {"strength": settings["strength"]} if settings.get("strength") is not None else {}
-    outcome = run(
+    outcome = prune_by(
         model, data, target, epochs=settings.get("regularise_epochs", 15), finetune_epochs=finetune_epochs, round_to=round_to,
         ignore=ignore, config=train_config, on_epoch=on_epoch, run=run, **options,
     )
     return PruneResult(model=outcome.model, method=method, notes=list(outcome.notes), training=list(outcome.training))
 
 
-def _search(model, method, data, folder, settings, candidates, resume, on_candidate, on_epoch, method_settings) -> PruneResult:
-    common = dict(resume=resume, data_source=method_settings.get("data_source"), on_candidate=on_candidate, on_epoch=on_epoch)
+def _search(model, method, data, folder, settings, candidates, resume, on_candidate, on_epoch, method_settings, on_start=None) -> PruneResult:
+    common = dict(
+        resume=resume, data_source=method_settings.get("data_source"), on_candidate=on_candidate, on_epoch=on_epoch, on_start=on_start
+    )
     if method == "greedy":
         outcome = greedy_search(model, data, folder, settings, candidates, iterations=method_settings.get("iterations", 10), **common)
     else:

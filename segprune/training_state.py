@@ -326,11 +326,22 @@ def _check_identity(saved: dict, current: dict, folder: Path) -> None:
         raise StateMismatchError(f"{where} belongs to another model (its weights differ from this one's). {fix}")
     if saved.get("data") != current["data"]:
         raise StateMismatchError(f"{where} belongs to other data: {_describe_data(saved.get('data'))}, not {_describe_data(current['data'])}. {fix}")
-    saved_settings, settings = saved.get("settings", {}), current["settings"]
+    saved_settings, settings = _flat(saved.get("settings", {})), _flat(current["settings"])
     differing = sorted(key for key in set(saved_settings) | set(settings) if saved_settings.get(key) != settings.get(key))
     if differing:
         listed = "; ".join(f"{key}: saved {saved_settings.get(key)!r}, now {settings.get(key)!r}" for key in differing)
         raise StateMismatchError(f"{where} was written with other settings ({listed}). {fix}")
+
+
+def _flat(settings: dict, prefix: str = "") -> dict:
+    """Nested settings as dotted keys, so a difference names the one setting (`train_config.learning_rate`)."""
+    flat = {}
+    for key, value in settings.items():
+        if isinstance(value, dict) and value:
+            flat.update(_flat(value, f"{prefix}{key}."))
+        else:
+            flat[prefix + key] = value
+    return flat
 
 
 def _describe_data(fingerprint: dict | None) -> str:
