@@ -38,6 +38,9 @@ _SETTING_OPTIONS = {
     "candidate_steps": "candidate_steps",
     "threads": "threads",
     "workers": "workers",
+    "max_minutes": "max_minutes",
+    "executor": "executor",
+    "ray_address": "ray_address",
 }
 
 
@@ -72,6 +75,15 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--seed", type=int, default=0, help="seed of random criteria, searches and fine-tuning (default 0)")
     parser.add_argument("--workers", type=int, default=None, help="search: processes evaluating candidates (default 1)")
     parser.add_argument(
+        "--max-minutes", type=float, default=None,
+        help="search: stop after M minutes at the best result so far (greedy: the last finished step, cut to the budget); --resume continues",
+    )
+    parser.add_argument(
+        "--executor", choices=("local", "ray"), default=None,
+        help="search: evaluate candidates here / in --workers processes (local, default) or as Ray tasks (ray; pip install 'segprune[ray]')",
+    )
+    parser.add_argument("--ray-address", default=None, help="with --executor ray: the cluster to use (e.g. auto); default: start a local one")
+    parser.add_argument(
         "--resume", action="store_true",
         help="continue the interrupted run that wrote --out (state in OUT.resume/, searches in OUT.search/); refused if it was another run",
     )
@@ -94,7 +106,7 @@ def run(arguments: argparse.Namespace) -> int:
             round_to=arguments.round_to, ignore=layer_names(arguments.ignore), image_size=arguments.image_size, seed=arguments.seed,
         distill=distill_config(arguments),
             checkpoint_path=None if is_search else out, folder=folder, resume=arguments.resume,
-            on_epoch=_console.print_epoch, on_candidate=_print_candidate, **settings,
+            on_epoch=_console.print_epoch, on_candidate=_print_candidate, on_search_start=_print_plan, **settings,
         )
     except RunInterrupted as interruption:
         _console.progress_console.print(str(interruption))
@@ -136,11 +148,24 @@ def _plan(arguments: argparse.Namespace, folder) -> str:
     return f"pruning {arguments.model} with {arguments.method} {amount}{where}"
 
 
+def _print_plan(plan: dict) -> None:
+    resumed = f"; {plan['evaluated']} already evaluated (resumed)" if plan["evaluated"] else ""
+    _console.progress_console.print(f"{plan['method']}: about {plan['expected']} candidates ({plan['description']}){resumed}")
+
+
 def _print_candidate(record: dict, best: dict) -> None:
     where = f"step {record['iteration'] + 1} {record['key']}" if "iteration" in record else f"candidate {record['index'] + 1}"
+    timing = ""
+    if "elapsed" in record:
+        left = "estimating time left" if record["remaining"] is None else f"~{_minutes(record['remaining'])} left"
+        timing = f"; {record['done']}/{record['expected']}, {_minutes(record['elapsed'])} elapsed, {left}"
     _console.progress_console.print(
-        f"{where}: {record['share']:.3f} of dense, val Dice {record['score']:.4f} ({record['seconds']:.1f}s); best {best['score']:.4f}"
+        f"{where}: {record['share']:.3f} of dense, val Dice {record['score']:.4f} ({record['seconds']:.1f}s); best {best['score']:.4f}{timing}"
     )
+
+
+def _minutes(seconds: float) -> str:
+    return f"{int(seconds // 60)}:{int(seconds % 60):02d}"
 
 
 def _print_search(result: PruneResult, arguments: argparse.Namespace) -> None:

@@ -11,7 +11,7 @@ from segprune._io import save_model
 from segprune.search.budget import Budget
 from segprune.search.evaluation import CandidateSettings
 from segprune.search.log import SearchLog
-from segprune.search.settings import SearchSettings
+from segprune.search.settings import RUN_SETTINGS, SearchSettings
 
 
 def open_search(
@@ -19,16 +19,16 @@ def open_search(
 ) -> tuple[SearchLog, Budget, Path]:
     """Creates (or reopens, to resume) a search folder: its log, its budget, and the dense model saved in it.
 
-    `method` holds the method's own settings for the log header; the worker count and whether the result is
-    timed are left out of the header, since they do not change what a search chooses.
+    `method` holds the method's own settings for the log header; `RUN_SETTINGS` (workers, executor, time
+    limit, timing the result) are left out of the header, since they do not change what a search chooses.
     """
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     candidates = asdict(candidate_settings)
     candidates["batches"] = asdict(candidate_settings.batches)
     header = {**method, **asdict(settings), **candidates}
-    header.pop("workers")
-    header.pop("time_result")
+    for name in RUN_SETTINGS:
+        header.pop(name)
     log = SearchLog(folder / "search.jsonl", header, resume)
     budget = Budget(model, settings, folder)
     dense_path = folder / "dense.keras"

@@ -1,12 +1,16 @@
 """Greedy search in the manner of NetAdapt (Yang et al., ECCV 2018).
 
 From the full model, each iteration proposes, for every group, the widest narrowing of that group alone
-that cuts the resource by the iteration's step; every proposal is built from the current model, briefly
+that cuts the resource by the iteration's step; the step decays as NetAdapt's does: every iteration cuts
+the same share of what is left (the share that reaches the target in `iterations` steps), so late steps
+stay as gentle as early ones instead of forcing groups down to their narrowest width. Every proposal is built from the current model, briefly
 fine-tuned and scored on held-out data; the proposal that loses the least accuracy per unit of resource
 saved becomes the current model. Iterations repeat until the budget is met; a long fine-tune follows.
 
 Each iteration's proposals are saved under `<folder>/iterations/`, and every evaluation and choice is logged,
-so an interrupted search resumes where it stopped.
+so an interrupted search resumes where it stopped. With a time limit (`SearchSettings.max_minutes`) the search
+stops after the candidate that spends it and returns the last finished step, narrowed to the budget one-shot;
+`--resume` continues the search past the limit.
 """
 
 from __future__ import annotations
@@ -18,18 +22,21 @@ from pathlib import Path
 
 import keras
 
+from segprune._io import save_model
 from segprune.data.dataset import SegmentationDataset
 from segprune.metrics import evaluate
 from segprune.models.loading import copy_model, load_model
 from segprune.search.budget import Budget, measure
-from segprune.search.evaluation import Candidate, CandidatePool, CandidateSettings
+from segprune.search.evaluation import Candidate, CandidateSettings, build_candidate
 from segprune.search.folder import open_search
 from segprune.search.log import SearchLog
+from segprune.search.pools import open_pool
+from segprune.search.progress import SearchClock, SearchTimeLimit, StartReporter
 from segprune.search.settings import SearchResult, SearchSettings
-from segprune.search.space import Configuration
+from segprune.search.space import Configuration, shrink
 from segprune.training import EpochReporter, TrainConfig, train
 
-Progress = Callable[[dict, dict], None]  # (candidate record, best record so far)
+Progress = Callable[[dict, dict], None]  # (candidate record with "done", "expected", "elapsed", "remaining"; best so far)
 MAX_RECHECKS = 3  # latency targets: times the search may continue after its model timed over the budget
 
 
@@ -52,6 +59,31 @@ def proposals(budget: Budget, config: Configuration, limit: float) -> dict[str, 
     return found or narrowest
 
 
+def step_ratio(budget: Budget, iterations: int) -> float:
+    """The share of its resource each step keeps, so that `iterations` steps reach the target (NetAdapt's decay)."""
+    return (budget.limit / budget.dense_cost) ** (1.0 / iterations)
+
+
+def uniformly_narrowed(budget: Budget, config: Configuration) -> Configuration:
+    """`config` with every group narrowed by one common factor, as little as needed to meet the budget."""
+
+    def scaled(factor: float) -> Configuration:
+        narrowed = {}
+        for key, width in config.items():
+            allowed = [w for w in budget.space.widths(key) if w <= max(factor * width, 1)]
+            narrowed[key] = allowed[-1] if allowed else budget.space.widths(key)[0]
+        return narrowed
+
+    if budget.cost(config) <= budget.limit:
+        return dict(config)
+    lower, upper = 0.0, 1.0
+    for _ in range(30):
+        middle = (lower + upper) / 2
+        lower, upper = (lower, middle) if budget.cost(scaled(middle)) <= budget.limit else (middle, upper)
+    narrowed = scaled(lower) if budget.cost(scaled(lower)) <= budget.limit else scaled(0.0)
+    return narrowed if budget.cost(narrowed) <= budget.limit else budget.narrowest()
+
+
 def greedy_search(
     model: keras.Model,
     data: SegmentationDataset,
@@ -63,6 +95,7 @@ def greedy_search(
     data_source: str | None = None,
     on_candidate: Progress | None = None,
     on_epoch: EpochReporter | None = None,
+    on_start: StartReporter | None = None,
 ) -> SearchResult:
     """Prunes `model` greedily to `settings.target`, keeping everything needed to resume in `folder`.
 
@@ -72,11 +105,15 @@ def greedy_search(
         folder: Where the log (`search.jsonl`), the latency table and the iterations' models go.
         settings: Target, measurement and final fine-tune settings.
         candidate_settings: Short fine-tune and scoring of each proposal.
-        iterations: The resource falls by (1 - target fraction) / iterations of the dense model's per step.
+        iterations: Steps from the dense model to the target; each keeps `target ** (1 / iterations)` of the resource.
         resume: Continue the search logged in `folder`.
         data_source: How worker processes load `data` (with `settings.workers > 1`).
         on_candidate: Progress callback after each evaluated proposal.
         on_epoch: Progress callback of the final fine-tune.
+        on_start: Called once before the first candidate with the plan (candidates expected: groups x steps).
+
+    Raises:
+        SearchTimeLimit: `settings.max_minutes` ran out before the first step finished.
 
     Example:
         >>> result = greedy_search(model, data, "runs/greedy", SearchSettings(target="flops=0.25"))
@@ -91,7 +128,7 @@ def greedy_search(
     folder = Path(folder)
     method = {"method": "greedy", "iterations": iterations}
     log, budget, dense_path = open_search(model, folder, method, settings, candidate_settings, resume)
-    step = (budget.dense_cost - budget.limit) / iterations
+    ratio = step_ratio(budget, iterations)
 
     baseline = log.of_type("baseline")
     score = baseline[0]["score"] if baseline else evaluate(model, data, candidate_settings.split).dice
@@ -109,11 +146,17 @@ def greedy_search(
     if rechecks:
         budget.limit = rechecks[-1]["limit"]
     notes = [_recheck_note(r) for r in rechecks]
-    with CandidatePool(data, candidate_settings, settings.workers, data_source) as pool:
+    groups = len(budget.space.groups)
+    clock = SearchClock(groups * max(iterations - iteration, 0) + len(evaluated), len(evaluated), settings.max_minutes)
+    if on_start is not None:
+        on_start({"method": "greedy", "expected": clock.expected, "evaluated": len(evaluated),
+                  "description": f"at most {groups} groups x {iterations} steps"})
+    stopped = False
+    with open_pool(data, candidate_settings, settings, data_source) as pool:
         for _ in range(MAX_RECHECKS + 1):
             while budget.cost(config) > budget.limit:
                 current = budget.cost(config)
-                limit = max(budget.limit, current - step)
+                limit = max(budget.limit, current * ratio)
                 found = proposals(budget, config, limit)
                 best = {"score": float("-inf"), "key": None}  # the best proposal of this step
                 if not found and notes:  # a re-check asked for more than the narrowest configuration gives
@@ -121,15 +164,24 @@ def greedy_search(
                     break
                 if not found:
                     raise ValueError(f"No group can be narrowed further, but {budget.share(config):.3f} of the {budget.resource_name} remain.")
-                records = _evaluate(pool, found, iteration, config, parent, folder, budget, evaluated, log, best, on_candidate)
+                in_step = sum((iteration, key) in evaluated for key in found)
+                clock.expected = clock.done - in_step + len(found) * max(iterations - iteration, 1)
+                records = _evaluate(pool, found, iteration, config, parent, folder, budget, evaluated, log, best, on_candidate, clock)
+                if len(records) < len(found):  # the time limit ended the step
+                    stopped = True
+                    break
                 chosen = min(records, key=lambda r: (score - r["score"]) / max(current - r["resource"], 1e-12))
-                config, parent, score = chosen["config"], Path(chosen["model"]), chosen["score"]
+                parent = _build_chosen(Candidate(f"{iteration}:{chosen['key']}", str(parent), config, chosen["config"]), folder, data, candidate_settings)
+                config, score = chosen["config"], chosen["score"]
                 log.write({"type": "step", "iteration": iteration, "key": chosen["key"], "config": config, "model": str(parent),
                            "score": score, "resource": chosen["resource"], "share": chosen["resource"] / budget.dense_cost})
                 chosen_models.add(Path(parent).resolve())
                 _remove_unchosen(folder, chosen_models)
                 iteration += 1
-            if budget.resource_name != "latency" or Path(parent) == dense_path or budget.cost(config) > budget.limit:
+                if clock.out_of_time() and budget.cost(config) > budget.limit:
+                    stopped = True
+                    break
+            if stopped or budget.resource_name != "latency" or Path(parent) == dense_path or budget.cost(config) > budget.limit:
                 break
             # The table is an estimate: time the model, and if it misses the budget, tighten the table's
             # limit by the miss and go on (NetAdapt's estimates are checked the same way).
@@ -141,7 +193,18 @@ def greedy_search(
             notes.append(_recheck_note(recheck))
             budget.limit = recheck["limit"]
 
-    result_model = load_model(parent) if Path(parent) != dense_path else copy_model(model)
+    if stopped:
+        if Path(parent) == dense_path:
+            raise SearchTimeLimit(
+                f"The time limit of {settings.max_minutes:g} minutes ran out before the first greedy step finished "
+                f"({clock.done} of {len(found)} candidates of step 1 are logged in {folder}). Continue with --resume "
+                "(a larger --max-minutes, or none), or lower --iterations / --candidate-steps to make steps cheaper."
+            )
+        result_model, config, note = _finish_at_limit(budget, config, parent, iteration, candidate_settings, data, settings)
+        log.write({"type": "stopped", "reason": "time limit", "steps": iteration, "config": config})
+        notes.append(note)
+    else:
+        result_model = load_model(parent) if Path(parent) != dense_path else copy_model(model)
     result = SearchResult(result_model, config, budget.share(config), latency_source=budget.latency_source, notes=notes)
     result.candidates = len(log.of_type("candidate"))
     if settings.final_epochs > 0:
@@ -153,6 +216,19 @@ def greedy_search(
     return result
 
 
+def _finish_at_limit(budget, config, parent, steps, candidate_settings, data, settings) -> tuple[keras.Model, Configuration, str]:
+    """The last finished step's model, narrowed uniformly (one-shot, by importance) to the budget if it is not there yet."""
+    step_share = budget.share(config)
+    narrowed = uniformly_narrowed(budget, config)
+    result_model = shrink(load_model(parent), config, narrowed, candidate_settings.importance, data)
+    note = (
+        f"stopped at the time limit of {settings.max_minutes:g} minutes after {steps} greedy step(s) ({step_share:.3f} of the "
+        f"{budget.resource_name}); the rest of the way to {budget.share(narrowed):.3f} was cut uniformly by "
+        f"{candidate_settings.importance} importance. --resume continues the search past the limit."
+    )
+    return result_model, narrowed, note
+
+
 def _recheck_note(recheck: dict) -> str:
     return (
         f"timed at {recheck['timed']:.3f} of the dense latency where the table estimated {recheck['estimated']:.3f}; "
@@ -160,28 +236,42 @@ def _recheck_note(recheck: dict) -> str:
     )
 
 
-def _evaluate(pool, found, iteration, config, parent, folder, budget, evaluated, log, best, on_candidate) -> list[dict]:
+def _evaluate(pool, found, iteration, config, parent, folder, budget, evaluated, log, best, on_candidate, clock) -> list[dict]:
     records, pending = [], []
     for key, proposal in found.items():
         if (iteration, key) in evaluated:
             records.append(evaluated[(iteration, key)])
             continue
-        save_to = folder / "iterations" / f"{iteration:03d}" / f"{key.replace('/', '_').replace(',', '+')}.keras"
-        pending.append(Candidate(f"{iteration}:{key}", str(parent), config, proposal, str(save_to)))
-    for candidate in pending:
-        Path(candidate.save_to).parent.mkdir(parents=True, exist_ok=True)
-    for candidate, outcome in pool.map(pending):
+        pending.append(Candidate(f"{iteration}:{key}", str(parent), config, proposal))
+    if pending and clock.out_of_time():
+        return records
+    results = pool.map(pending)
+    for candidate, outcome in results:
         key = candidate.name.split(":", 1)[1]
         record = {"type": "candidate", "iteration": iteration, "key": key, "config": candidate.config,
                   "resource": budget.cost(candidate.config), "share": budget.share(candidate.config),
-                  "score": outcome["score"], "seconds": outcome["seconds"], "model": candidate.save_to}
+                  "score": outcome["score"], "seconds": outcome["seconds"]}
         log.write(record)
         records.append(record)
+        evaluated[(iteration, key)] = record
         if record["score"] > best["score"] or best["key"] is None:
             best.update(record)
+        progress = clock.finished()
         if on_candidate is not None:
-            on_candidate(record, best)
+            on_candidate({**record, **progress}, best)
+        if clock.out_of_time() and len(records) < len(found):
+            results.close()  # the pool cancels the candidates not started
+            break
     return records
+
+
+def _build_chosen(candidate: Candidate, folder: Path, data: SegmentationDataset, settings: CandidateSettings) -> Path:
+    """Builds the step's chosen candidate for real (evaluated again, seeded: the weights it was scored with) and saves it."""
+    key = candidate.name.split(":", 1)[1]
+    path = folder / "iterations" / f"{int(candidate.name.split(':')[0]):03d}" / f"{key.replace('/', '_').replace(',', '+')}.keras"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    save_model(build_candidate(candidate, data, settings), path)
+    return path
 
 
 def _remove_unchosen(folder: Path, chosen: set[Path]) -> None:

@@ -3,7 +3,8 @@
 Configurations are drawn uniformly over every group's allowed widths (below a common cap that makes tight
 budgets reachable) and kept only if they spend the budget (between `1 - slack` of it and all of it); each inherits the dense model's weights through an
 importance criterion, is briefly fine-tuned and scored. The search stops early once a candidate reaches the
-accuracy floor; the best configuration is then rebuilt and fine-tuned at length. The sequence of
+accuracy floor (or when `SearchSettings.max_minutes` is spent); the best configuration is then rebuilt
+and fine-tuned at length. The sequence of
 configurations depends only on the seed, so a resumed search draws the same ones and skips those its log
 already holds.
 """
@@ -19,11 +20,13 @@ import numpy as np
 
 from segprune.data.dataset import SegmentationDataset
 from segprune.search.budget import Budget, measure
-from segprune.search.evaluation import Candidate, CandidatePool, CandidateSettings, candidate_seed, short_finetune
+from segprune.search.evaluation import Candidate, CandidateSettings, build_candidate
 from segprune.search.folder import open_search
 from segprune.search.greedy import Progress
+from segprune.search.pools import open_pool
+from segprune.search.progress import SearchClock, SearchTimeLimit, StartReporter
 from segprune.search.settings import SearchResult, SearchSettings
-from segprune.search.space import Configuration, shrink
+from segprune.search.space import Configuration
 from segprune.training import EpochReporter, TrainConfig, train
 
 MAX_DRAWS = 400  # per cap and band
@@ -96,6 +99,7 @@ def random_search(
     data_source: str | None = None,
     on_candidate: Progress | None = None,
     on_epoch: EpochReporter | None = None,
+    on_start: StartReporter | None = None,
 ) -> SearchResult:
     """Samples `num_candidates` configurations that meet `settings.target`, keeps the best, fine-tunes it.
 
@@ -106,7 +110,10 @@ def random_search(
         settings, candidate_settings: As in `greedy_search`.
         num_candidates: Configurations to evaluate at most.
         accuracy_floor: Stop as soon as a candidate's validation Dice reaches this.
-        resume, data_source, on_candidate, on_epoch: As in `greedy_search`.
+        resume, data_source, on_candidate, on_epoch, on_start: As in `greedy_search`.
+
+    Raises:
+        SearchTimeLimit: `settings.max_minutes` ran out before any candidate finished.
 
     Example:
         >>> result = random_search(model, data, "runs/random", SearchSettings(target="flops=0.25"), num_candidates=20)
@@ -130,15 +137,22 @@ def random_search(
 
     draws = sample_configurations(budget, candidate_settings.seed)
     configs = [next(draws) for _ in range(num_candidates)]
-    with CandidatePool(data, candidate_settings, settings.workers, data_source) as pool:
+    clock = SearchClock(num_candidates, len(evaluated), settings.max_minutes)
+    if on_start is not None:
+        on_start({"method": "random-search", "expected": num_candidates, "evaluated": len(evaluated),
+                  "description": f"{num_candidates} candidates"})
+    per_batch = settings.workers if settings.executor == "local" else num_candidates
+    stopped = False
+    with open_pool(data, candidate_settings, settings, data_source) as pool:
         index = 0
-        while index < num_candidates and not reached_floor():
+        while index < num_candidates and not reached_floor() and not stopped:
             batch = []
-            while index < num_candidates and len(batch) < settings.workers:
+            while index < num_candidates and len(batch) < per_batch:
                 if index not in evaluated:
                     batch.append(Candidate(f"candidate{index}", str(dense_path), dense_config, configs[index]))
                 index += 1
-            for candidate, outcome in pool.map(batch):
+            results = pool.map(batch)
+            for candidate, outcome in results:
                 record = {"type": "candidate", "index": int(candidate.name[len("candidate"):]), "config": candidate.config,
                           "resource": budget.cost(candidate.config), "share": budget.share(candidate.config),
                           "score": outcome["score"], "seconds": outcome["seconds"]}
@@ -146,8 +160,18 @@ def random_search(
                 evaluated[record["index"]] = record
                 if record["score"] > best["score"]:
                     best = dict(record)
+                progress = clock.finished()
                 if on_candidate is not None:
-                    on_candidate(record, best)
+                    on_candidate({**record, **progress}, best)
+                if clock.out_of_time() or reached_floor():
+                    stopped = clock.out_of_time()
+                    results.close()  # the pool cancels the candidates not started
+                    break
+    if not evaluated:
+        raise SearchTimeLimit(
+            f"The time limit of {settings.max_minutes:g} minutes ran out before the first candidate finished; "
+            "continue with --resume and a larger --max-minutes (or none)."
+        )
     # Candidates are decided in index order, so a resumed run picks the same best even if workers finished out of order.
     ordered = [evaluated[i] for i in sorted(evaluated)]
     if accuracy_floor is not None:
@@ -155,15 +179,17 @@ def random_search(
         ordered = ordered[: ordered.index(reaching[0]) + 1] if reaching else ordered
     chosen = max(ordered, key=lambda r: r["score"])
     config = {key: int(width) for key, width in chosen["config"].items()}
-    seed = candidate_seed(candidate_settings, f"candidate{chosen['index']}")
-    keras.utils.set_random_seed(seed)
-    pruned = shrink(model, dense_config, config, candidate_settings.importance, data)
-    short_finetune(pruned, data, candidate_settings.finetune_steps, candidate_settings, seed)
+    pruned = build_candidate(Candidate(f"candidate{chosen['index']}", str(dense_path), dense_config, config), data, candidate_settings)
     if settings.final_epochs > 0:
         train(pruned, data, settings.final_epochs, TrainConfig(patience=None), on_epoch=on_epoch)
     result = SearchResult(pruned, config, budget.share(config), candidates=len(evaluated), latency_source=budget.latency_source)
     if reached_floor() or any(r["score"] >= (accuracy_floor or np.inf) for r in ordered):
         result.notes.append(f"stopped early: candidate {chosen['index']} reached the accuracy floor {accuracy_floor}")
+    elif stopped:
+        result.notes.append(
+            f"stopped at the time limit of {settings.max_minutes:g} minutes after {len(evaluated)} of {num_candidates} candidates; "
+            "--resume continues the search past the limit"
+        )
     if settings.time_result or budget.resource_name == "latency":
         result.measured = measure(model, pruned, settings)
     result.seconds = time.perf_counter() - started

@@ -8,6 +8,8 @@ import keras
 
 from segprune.search.space import Configuration
 
+EXECUTORS = ("local", "ray")
+
 
 @dataclass(frozen=True)
 class SearchSettings:
@@ -19,9 +21,13 @@ class SearchSettings:
         threads: ONNX Runtime intra-op threads for latency.
         round_to: Kept widths are multiples of this.
         final_epochs: Epochs of the long fine-tune of the chosen configuration.
-        workers: Processes evaluating candidates in parallel.
+        workers: Processes evaluating candidates in parallel (`executor="local"`).
         time_result: Time the result against the dense model at the end (a sweep, which times every
             model together afterwards, turns this off). Latency targets are always timed.
+        max_minutes: Stop starting candidates after this many minutes and return the best result so far
+            (greedy: the last finished step, narrowed to the budget); `resume` continues past the limit.
+        executor: `"local"` (this process, or `workers` processes) or `"ray"` (every candidate a Ray task).
+        ray_address: The Ray cluster to use (`"auto"`, `"ray://host:10001"`); None starts a local one.
     """
 
     target: str = "flops=0.25"
@@ -31,6 +37,22 @@ class SearchSettings:
     final_epochs: int = 40
     workers: int = 1
     time_result: bool = True
+    max_minutes: float | None = None
+    executor: str = "local"
+    ray_address: str | None = None
+
+    def __post_init__(self) -> None:
+        if self.executor not in EXECUTORS:
+            raise ValueError(f"Unknown executor {self.executor!r}; choose one of {list(EXECUTORS)}.")
+        if self.ray_address is not None and self.executor != "ray":
+            raise ValueError("ray_address is the Ray cluster candidates run on: it needs executor='ray' (--executor ray).")
+        if self.max_minutes is not None and self.max_minutes <= 0:
+            raise ValueError(f"max_minutes must be > 0, got {self.max_minutes}.")
+
+
+# Settings that change how fast a search runs, never what it chooses: left out of its log's header, so a
+# search may be resumed with other values.
+RUN_SETTINGS = ("workers", "time_result", "max_minutes", "executor", "ray_address")
 
 
 @dataclass

@@ -1,0 +1,140 @@
+"""Where candidates are evaluated: this process, local worker processes, or Ray tasks on a cluster.
+
+Every pool has one method, `map(candidates)`, that yields `(candidate, outcome)` in the order given; the
+search logs an outcome only when `map` hands it over, so a candidate retried after a worker died is
+counted once. Closing the generator early (a time limit) cancels what has not started.
+
+Ray (`executor="ray"`, the optional extra `segprune[ray]`): every candidate is a task with
+`max_retries`, so a worker that dies mid-candidate has it rerun elsewhere; candidates seed themselves, so a
+rerun scores the same. Parent models travel as `.keras` bytes through Ray's object store (put once per
+greedy step), chosen models come back the same way and are saved by the driver, which alone writes the log:
+nothing needs a shared file system. The data reach workers by their source (`data_source`: a built-in
+name, or a path every node sees) or, without one, as an in-memory copy through the object store.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+
+import keras
+
+from segprune.backend.determinism import deterministic_kernels
+from segprune.data import load_data
+from segprune.data.dataset import SegmentationDataset
+from segprune.models.loading import load_model
+from segprune.search.evaluation import Candidate, CandidatePool, CandidateSettings, evaluate_candidate
+from segprune.search.settings import SearchSettings
+
+RAY_RETRIES = 3  # reruns of a candidate whose worker died
+
+
+def open_pool(data: SegmentationDataset, candidate_settings: CandidateSettings, settings: SearchSettings, data_source: str | None):
+    """The pool `settings.executor` names: a `CandidatePool` (`"local"`) or a `RayPool` (`"ray"`)."""
+    if settings.executor == "ray":
+        return RayPool(data, candidate_settings, data_source, settings.ray_address)
+    return CandidatePool(data, candidate_settings, settings.workers, data_source)
+
+
+class RayPool:
+    """Evaluates every candidate as a Ray task, on the cluster at `address` or on a local one it starts.
+
+    Example:
+        >>> with RayPool(data, settings, data_source="nuclei") as pool:
+        ...     results = list(pool.map(candidates))
+    """
+
+    def __init__(self, data: SegmentationDataset, settings: CandidateSettings, data_source: str | None = None, address: str | None = None) -> None:
+        ray = _import_ray()
+        self.ray = ray
+        self.settings = settings
+        self.started_ray = not ray.is_initialized()
+        if self.started_ray:
+            ray.init(address=address, include_dashboard=False, logging_level="ERROR", log_to_driver=False)
+        # Wrapped in a list so that Ray hands the reference itself to the task (each worker resolves it once).
+        self.data = [data_source] if data_source is not None else [ray.put(_snapshot(data))]
+        self.task = ray.remote(num_cpus=1, max_retries=RAY_RETRIES, retry_exceptions=False)(_evaluate_on_ray)
+        self.parents: dict[str, tuple[float, object]] = {}
+
+    def _parent_bytes(self, path: str):
+        stamp = Path(path).stat().st_mtime
+        cached = self.parents.get(path)
+        if cached is None or cached[0] != stamp:
+            self.parents = {path: (stamp, self.ray.put(Path(path).read_bytes()))}  # one parent at a time
+        return self.parents[path][1]
+
+    def map(self, candidates: list[Candidate]) -> Iterator[tuple[Candidate, dict]]:
+        references = [self.task.remote(candidate, [self._parent_bytes(candidate.parent)], self.data, self.settings) for candidate in candidates]
+        try:
+            for candidate, reference in zip(candidates, references):
+                outcome = self.ray.get(reference)
+                model_bytes = outcome.pop("model_bytes", None)
+                if candidate.save_to and model_bytes is not None:
+                    _write_atomically(Path(candidate.save_to), model_bytes)
+                yield candidate, outcome
+        finally:
+            for reference in references:
+                self.ray.cancel(reference)  # finished ones are unaffected
+
+    def __enter__(self) -> RayPool:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        if self.started_ray:
+            self.ray.shutdown()
+
+
+def _import_ray():
+    try:
+        import ray
+    except ImportError as error:
+        raise ImportError("executor='ray' needs Ray: pip install 'segprune[ray]' (or pip install ray).") from error
+    return ray
+
+
+def _snapshot(data: SegmentationDataset) -> SegmentationDataset:
+    """An in-memory copy of `data` that pickles (its reader may be a closure over local files)."""
+    samples = {sample_id: data.load(sample_id) for ids in data.splits.values() for sample_id in ids}
+    return SegmentationDataset(
+        name=data.name, num_classes=data.num_classes, image_channels=data.image_channels,
+        splits={split: list(ids) for split, ids in data.splits.items()}, reader=samples.__getitem__, ignore_index=data.ignore_index,
+    )
+
+
+# A Ray worker process runs many tasks: the data and the current parent are loaded once per process.
+_WORKER: dict = {}
+
+
+def _evaluate_on_ray(candidate: Candidate, parent: list, data: list, settings: CandidateSettings) -> dict:
+    ray = _import_ray()
+    if not _WORKER:
+        deterministic_kernels()
+    data_key = data[0] if isinstance(data[0], str) else data[0].hex()
+    if _WORKER.get("data_key") != data_key:
+        _WORKER["data"] = load_data(data[0]) if isinstance(data[0], str) else ray.get(data[0])
+        _WORKER["data_key"] = data_key
+    parent_key = parent[0].hex()
+    if _WORKER.get("parent_key") != parent_key:
+        with tempfile.TemporaryDirectory() as folder:
+            path = Path(folder) / "parent.keras"
+            path.write_bytes(ray.get(parent[0]))
+            _WORKER["parent"] = load_model(path)
+        _WORKER["parent_key"] = parent_key
+    outcome = evaluate_candidate(candidate, _WORKER["data"], settings, parent=_WORKER["parent"], save=False)
+    if candidate.save_to:
+        with tempfile.TemporaryDirectory() as folder:
+            path = Path(folder) / "candidate.keras"
+            outcome.pop("model").save(path)
+            outcome["model_bytes"] = path.read_bytes()
+    outcome.pop("model", None)
+    keras.backend.clear_session(free_memory=False)
+    return outcome
+
+
+def _write_atomically(path: Path, content: bytes) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    temporary = path.with_name(path.name + ".tmp")
+    temporary.write_bytes(content)
+    os.replace(temporary, path)
