@@ -276,9 +276,13 @@ class RunState:
         """Callbacks for the phase's `train`: stop at the start of the epoch after a Ctrl-C."""
         return [_StopAtEpochStart(self)] if self.folder is not None else []
 
-    def stop_if_requested(self, interrupted: bool = False) -> None:
-        """Raises `RunInterrupted` when Ctrl-C was pressed (or a phase's `train` reports `interrupted`)."""
-        if self.folder is not None and (interrupted or self.stop_requested):
+    def raise_if_interrupted(self, interrupted: bool) -> None:
+        """Raises `RunInterrupted` when a phase's `train` reports that Ctrl-C stopped it.
+
+        A Ctrl-C during a phase's last epoch lets that phase finish and be recorded; the run then stops at
+        the start of the next phase's first epoch (or simply finishes, if none follows).
+        """
+        if self.folder is not None and interrupted:
             raise RunInterrupted(self.folder)
 
     def __enter__(self) -> RunState:

@@ -111,7 +111,7 @@ def train_phase(
         model, data, epochs, config, checkpoint_path=checkpoint, on_epoch=on_epoch, resume=checkpoint is not None,
         callbacks=[*callbacks, *run.callbacks()], keep_best_from_epoch=keep_best_from_epoch, teacher=teacher, distill=distill,
     )
-    run.stop_if_requested(result.interrupted)
+    run.raise_if_interrupted(result.interrupted)
     return result
 
 
