@@ -12,6 +12,7 @@ from collections.abc import Callable
 
 ESTIMATE_AFTER = 3  # candidates of this run before the time left is estimated
 
+_now = time.perf_counter  # the clock (tests replace it)
 StartReporter = Callable[[dict], None]  # the plan: {"method", "expected", "evaluated", "description"}
 
 
@@ -40,10 +41,10 @@ class SearchClock:
         self.done = evaluated
         self.resumed = evaluated
         self.max_minutes = max_minutes
-        self.started = time.perf_counter()
+        self.started = _now()
 
     def elapsed(self) -> float:
-        return time.perf_counter() - self.started
+        return _now() - self.started
 
     def finished(self) -> dict:
         """Counts one finished candidate; returns `{"done", "expected", "elapsed", "remaining"}` (seconds)."""

@@ -1,0 +1,103 @@
+"""A search's cost up front and as it goes, and its time limit."""
+
+import json
+
+import pytest
+
+from segprune import flops
+from segprune.data import BatchConfig, synthetic_dataset
+from segprune.models import unet
+from segprune.search import progress
+from segprune.search.evaluation import CandidateSettings
+from segprune.search.greedy import greedy_search
+from segprune.search.progress import SearchClock, SearchTimeLimit
+from segprune.search.random_search import random_search
+from segprune.search.settings import SearchSettings
+
+SETTINGS = SearchSettings(target="flops=0.5", image_size=64, final_epochs=0, time_result=False)
+LIMITED = SearchSettings(**{**SETTINGS.__dict__, "max_minutes": 100})  # the limit itself comes from _limit_after
+CANDIDATES = CandidateSettings(finetune_steps=1, batches=BatchConfig(batch_size=2, image_size=32))
+
+
+@pytest.fixture(scope="module")
+def data():
+    return synthetic_dataset(num_train=4, num_val=2, num_test=2, image_size=32, channels=1)
+
+
+@pytest.fixture(scope="module")
+def model(data):
+    return unet(num_classes=data.num_classes, input_channels=1, base_filters=16, depth=1)
+
+
+def _records(folder, kind):
+    return [r for r in map(json.loads, (folder / "search.jsonl").read_text().splitlines()) if r["type"] == kind]
+
+
+class _Clock:
+    """A clock that advances one minute per reading."""
+
+    def __init__(self):
+        self.now = 0.0
+
+    def __call__(self):
+        self.now += 60.0
+        return self.now
+
+
+def _limit_after(monkeypatch, candidates):
+    """Time runs out once this run has finished `candidates` candidates."""
+    monkeypatch.setattr(SearchClock, "out_of_time", lambda self: self.done - self.resumed >= candidates)
+
+
+def test_the_clock_estimates_the_time_left_after_a_few_candidates(monkeypatch):
+    monkeypatch.setattr(progress, "_now", _Clock())
+    clock = SearchClock(expected=10, evaluated=2, max_minutes=4)  # started at minute 1
+    assert clock.finished()["remaining"] is None  # minute 2
+    clock.finished()  # minute 3
+    last = clock.finished()  # minute 4: 3 candidates in 3 minutes, 5 left
+    assert last["done"] == 5 and last["expected"] == 10
+    assert last["elapsed"] == 180.0 and last["remaining"] == pytest.approx(300.0)
+    assert clock.out_of_time()  # minute 5: the 4 minutes are spent
+    with pytest.raises(ValueError, match="max_minutes"):
+        SearchClock(expected=1, max_minutes=0)
+
+
+def test_greedy_announces_its_candidates_and_reports_progress(data, model, tmp_path):
+    plans, seen = [], []
+    greedy_search(model, data, tmp_path, SETTINGS, CANDIDATES, iterations=2, on_start=plans.append, on_candidate=lambda r, b: seen.append(r))
+    assert len(plans) == 1 and plans[0]["evaluated"] == 0
+    groups, steps = (int(word) for word in plans[0]["description"].split() if word.isdigit())
+    assert plans[0]["expected"] == groups * steps
+    assert all(r["expected"] >= r["done"] for r in seen), "the estimate is revised as steps turn out"
+    assert [r["done"] for r in seen] == list(range(1, len(seen) + 1))
+    assert all(r["remaining"] is None for r in seen[:2]) and seen[-1]["remaining"] is not None
+    assert seen[-1]["expected"] >= seen[-1]["done"]
+
+
+def test_greedy_stopped_by_the_time_limit_returns_a_budget_meeting_model_and_resumes(data, model, tmp_path, monkeypatch):
+    reference = greedy_search(model, data, tmp_path / "reference", SETTINGS, CANDIDATES, iterations=3)
+    steps = len(_records(tmp_path / "reference", "step"))
+    first_step = sum(r["iteration"] == 0 for r in _records(tmp_path / "reference", "candidate"))
+    _limit_after(monkeypatch, first_step + 1)  # in the middle of step 2
+    result = greedy_search(model, data, tmp_path / "limited", LIMITED, CANDIDATES, iterations=3)
+    monkeypatch.undo()
+    assert steps > 1 and len(_records(tmp_path / "limited", "step")) < steps
+    assert result.resource_fraction <= 0.5
+    assert flops(result.model, (64, 64)).macs / flops(model, (64, 64)).macs == pytest.approx(result.resource_fraction)
+    assert "time limit" in result.notes[-1] and _records(tmp_path / "limited", "stopped")
+    resumed = greedy_search(model, data, tmp_path / "limited", SETTINGS, CANDIDATES, iterations=3, resume=True)
+    assert resumed.config == reference.config
+    assert len(_records(tmp_path / "limited", "candidate")) == len(_records(tmp_path / "reference", "candidate"))
+
+
+def test_a_time_limit_before_the_first_step_is_a_clear_error(data, model, tmp_path, monkeypatch):
+    _limit_after(monkeypatch, 1)
+    with pytest.raises(SearchTimeLimit, match="before the first greedy step finished.*--resume"):
+        greedy_search(model, data, tmp_path, LIMITED, CANDIDATES, iterations=2)
+    assert len(_records(tmp_path, "candidate")) >= 1
+
+
+def test_random_search_stops_at_the_time_limit_with_its_best_so_far(data, model, tmp_path, monkeypatch):
+    _limit_after(monkeypatch, 2)
+    result = random_search(model, data, tmp_path, LIMITED, CANDIDATES, num_candidates=5)
+    assert result.candidates == 2 and "time limit" in result.notes[-1] and result.resource_fraction <= 0.5
