@@ -4,7 +4,9 @@ import json
 
 import pytest
 
+from segprune import evaluate, load_model
 from segprune.cli import main
+from segprune.data import load_data
 
 
 def test_train_then_evaluate_json(make_folder_dataset, tmp_path, capsys):
@@ -21,17 +23,25 @@ def test_train_then_evaluate_json(make_folder_dataset, tmp_path, capsys):
     assert code == 0
     lines = capsys.readouterr().out.strip().splitlines()
     assert len(lines) == 2
-    row = json.loads(lines[0])
-    assert {"model", "dice", "iou", "pixel_accuracy", "params"} <= set(row)
-    assert 0.0 <= row["dice"] <= 1.0 and row["params"] > 0
+    rows = [json.loads(line) for line in lines]
+    assert {"model", "dice", "iou", "pixel_accuracy", "params"} <= set(rows[0]) and rows[0] == rows[1]
+    model, expected = load_model(out), evaluate(load_model(out), load_data(str(root)), "test")
+    assert rows[0]["dice"] == pytest.approx(expected.dice) and rows[0]["iou"] == pytest.approx(expected.iou)
+    assert rows[0]["params"] == model.count_params()
 
 
 def test_evaluate_table(make_folder_dataset, tmp_path, capsys):
     from tests.conftest import DATA_DIR
 
     root = make_folder_dataset(count=6)
-    assert main(["evaluate", str(DATA_DIR / "legacy_unet_keras2.h5"), "--data", str(root)]) == 0
-    assert "pixel_accuracy" in capsys.readouterr().out
+    legacy = DATA_DIR / "legacy_unet_keras2.h5"
+    assert main(["evaluate", str(legacy), "--data", str(root)]) == 0
+    table = capsys.readouterr().out
+    model = load_model(legacy)
+    expected = evaluate(model, load_data(str(root)), "test")
+    assert "pixel_accuracy" in table
+    for figure in (f"{expected.dice:.4f}", f"{expected.iou:.4f}", f"{expected.pixel_accuracy:.4f}", f"{model.count_params():,}"):
+        assert figure in table, (figure, table)
 
 
 @pytest.mark.parametrize(
