@@ -7,19 +7,17 @@ counted once. Closing the generator early (a time limit) cancels what has not st
 Ray (`executor="ray"`, the optional extra `segprune[ray]`): every candidate is a task with
 `max_retries`, so a worker that dies mid-candidate has it rerun elsewhere; candidates seed themselves, so a
 rerun scores the same. Parent models travel as `.keras` bytes through Ray's object store (put once per
-greedy step), chosen models come back the same way and are saved by the driver, which alone writes the log:
-nothing needs a shared file system. The data reach workers by their source (`data_source`: a built-in
+greedy step); tasks return only scores, and the driver, which alone writes the log, builds the chosen
+candidate itself (seeded: the weights it was scored with): nothing needs a shared file system. The data reach workers by their source (`data_source`: a built-in
 name, or a path every node sees) or, without one, as an in-memory copy through the object store.
 """
 
 from __future__ import annotations
 
-import os
 import tempfile
 from collections.abc import Iterator
+from dataclasses import replace
 from pathlib import Path
-
-import keras
 
 from segprune.backend.determinism import deterministic_kernels
 from segprune.data import load_data
@@ -69,11 +67,7 @@ class RayPool:
         references = [self.task.remote(candidate, [self._parent_bytes(candidate.parent)], self.data, self.settings) for candidate in candidates]
         try:
             for candidate, reference in zip(candidates, references):
-                outcome = self.ray.get(reference)
-                model_bytes = outcome.pop("model_bytes", None)
-                if candidate.save_to and model_bytes is not None:
-                    _write_atomically(Path(candidate.save_to), model_bytes)
-                yield candidate, outcome
+                yield candidate, self.ray.get(reference)
         finally:
             for reference in references:
                 self.ray.cancel(reference)  # finished ones are unaffected
@@ -94,13 +88,17 @@ def _import_ray():
     return ray
 
 
-def _snapshot(data: SegmentationDataset) -> SegmentationDataset:
-    """An in-memory copy of `data` that pickles (its reader may be a closure over local files)."""
+def _snapshot(data: SegmentationDataset) -> dict:
+    """`data` as plain values that pickle (a dataset's reader may be a closure over local files, and it is cached)."""
     samples = {sample_id: data.load(sample_id) for ids in data.splits.values() for sample_id in ids}
-    return SegmentationDataset(
-        name=data.name, num_classes=data.num_classes, image_channels=data.image_channels,
-        splits={split: list(ids) for split, ids in data.splits.items()}, reader=samples.__getitem__, ignore_index=data.ignore_index,
-    )
+    return {"name": data.name, "num_classes": data.num_classes, "image_channels": data.image_channels,
+            "splits": {split: list(ids) for split, ids in data.splits.items()}, "ignore_index": data.ignore_index, "samples": samples}
+
+
+def _from_snapshot(snapshot: dict) -> SegmentationDataset:
+    fields = dict(snapshot)
+    samples = fields.pop("samples")
+    return SegmentationDataset(reader=samples.__getitem__, **fields)
 
 
 # A Ray worker process runs many tasks: the data and the current parent are loaded once per process.
@@ -113,7 +111,7 @@ def _evaluate_on_ray(candidate: Candidate, parent: list, data: list, settings: C
         deterministic_kernels()
     data_key = data[0] if isinstance(data[0], str) else data[0].hex()
     if _WORKER.get("data_key") != data_key:
-        _WORKER["data"] = load_data(data[0]) if isinstance(data[0], str) else ray.get(data[0])
+        _WORKER["data"] = load_data(data[0]) if isinstance(data[0], str) else _from_snapshot(ray.get(data[0]))
         _WORKER["data_key"] = data_key
     parent_key = parent[0].hex()
     if _WORKER.get("parent_key") != parent_key:
@@ -122,19 +120,5 @@ def _evaluate_on_ray(candidate: Candidate, parent: list, data: list, settings: C
             path.write_bytes(ray.get(parent[0]))
             _WORKER["parent"] = load_model(path)
         _WORKER["parent_key"] = parent_key
-    outcome = evaluate_candidate(candidate, _WORKER["data"], settings, parent=_WORKER["parent"], save=False)
-    if candidate.save_to:
-        with tempfile.TemporaryDirectory() as folder:
-            path = Path(folder) / "candidate.keras"
-            outcome.pop("model").save(path)
-            outcome["model_bytes"] = path.read_bytes()
-    outcome.pop("model", None)
-    keras.backend.clear_session(free_memory=False)
-    return outcome
-
-
-def _write_atomically(path: Path, content: bytes) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    temporary = path.with_name(path.name + ".tmp")
-    temporary.write_bytes(content)
-    os.replace(temporary, path)
+    # The evaluator is cached by the parent's object id (a path on the driver may not exist here).
+    return evaluate_candidate(replace(candidate, parent=parent_key), _WORKER["data"], settings, parent=_WORKER["parent"])

@@ -1,0 +1,127 @@
+"""Candidates as Ray tasks on a local 2-CPU cluster: the same choices as one process, a dead worker's candidate
+retried and counted once, a killed driver resumed without evaluating a finished candidate again."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from dataclasses import replace
+from pathlib import Path
+
+import pytest
+
+ray = pytest.importorskip("ray")
+psutil = pytest.importorskip("psutil")
+
+from segprune.data import BatchConfig, synthetic_dataset  # noqa: E402
+from segprune.models import unet  # noqa: E402
+from segprune.search.evaluation import CandidateSettings  # noqa: E402
+from segprune.search.greedy import greedy_search  # noqa: E402
+from segprune.search.random_search import random_search  # noqa: E402
+from segprune.search.settings import SearchSettings  # noqa: E402
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+LOCAL = SearchSettings(target="flops=0.5", image_size=64, final_epochs=0, time_result=False)
+RAY = replace(LOCAL, executor="ray")
+CANDIDATES = CandidateSettings(finetune_steps=2, batches=BatchConfig(batch_size=4, image_size=32))
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def cluster():
+    """One local cluster of 2 CPUs for the module (its workers keep TensorFlow loaded between tests)."""
+    ray.init(num_cpus=2, include_dashboard=False, logging_level="ERROR", log_to_driver=False)
+    yield ray.get_runtime_context().gcs_address
+    ray.shutdown()
+
+
+@pytest.fixture(scope="module")
+def data():
+    return synthetic_dataset(num_train=8, num_val=2, num_test=2, image_size=32, channels=1)
+
+
+@pytest.fixture(scope="module")
+def model(data):
+    return unet(num_classes=data.num_classes, input_channels=1, base_filters=16, depth=1)
+
+
+def _candidates(folder: Path) -> list[dict]:
+    log = folder / "search.jsonl"
+    lines = log.read_text().splitlines() if log.exists() else []
+    return [record for record in map(json.loads, lines) if record["type"] == "candidate"]
+
+
+def test_random_and_greedy_search_choose_on_ray_what_one_process_chooses(cluster, data, model, tmp_path):
+    here = random_search(model, data, tmp_path / "here", LOCAL, CANDIDATES, num_candidates=4)
+    there = random_search(model, data, tmp_path / "there", RAY, CANDIDATES, num_candidates=4)
+    assert there.config == here.config
+    assert [r["score"] for r in _candidates(tmp_path / "there")] == pytest.approx([r["score"] for r in _candidates(tmp_path / "here")], abs=1e-6)
+    here = greedy_search(model, data, tmp_path / "greedy-here", LOCAL, CANDIDATES, iterations=2)
+    there = greedy_search(model, data, tmp_path / "greedy-there", RAY, CANDIDATES, iterations=2)
+    assert there.config == here.config
+    assert len(_candidates(tmp_path / "greedy-there")) == len(_candidates(tmp_path / "greedy-here"))
+
+
+def _ray_workers_running_a_candidate() -> list[psutil.Process]:
+    """Worker processes of this test's own cluster (our descendants) that are inside a candidate right now."""
+    found = []
+    for process in psutil.Process().children(recursive=True):
+        try:
+            if "_evaluate_on_ray" in " ".join(process.cmdline()):
+                found.append(process)
+        except psutil.Error:
+            continue
+    return found
+
+
+def test_a_worker_killed_mid_candidate_has_it_retried_and_counted_once(cluster, data, model, tmp_path):
+    reference = random_search(model, data, tmp_path / "reference", LOCAL, CANDIDATES, num_candidates=4)
+    outcome = {}
+    search = threading.Thread(
+        target=lambda: outcome.update(result=random_search(model, data, tmp_path / "killed", RAY, CANDIDATES, num_candidates=4))
+    )
+    search.start()
+    deadline, killed = time.monotonic() + 120, None
+    while killed is None and search.is_alive() and time.monotonic() < deadline:
+        running = _ray_workers_running_a_candidate()
+        if running:
+            killed = running[0].pid
+            os.kill(killed, signal.SIGKILL)
+        time.sleep(0.05)
+    search.join(300)
+    assert killed is not None, "no worker was caught inside a candidate"
+    assert outcome["result"].config == reference.config
+    indices = [r["index"] for r in _candidates(tmp_path / "killed")]
+    assert sorted(indices) == [0, 1, 2, 3], "every candidate logged exactly once"
+
+
+def _command(source: Path, data: Path, out: Path, address: str, *extra: str) -> list[str]:
+    return [sys.executable, "-m", "segprune.cli", "prune", str(source), "--method", "random-search", "--target", "flops=0.5",
+            "--data", str(data), "--candidate-steps", "2", "--finetune-epochs", "0", "--image-size", "64", "--candidates", "6",
+            "--executor", "ray", "--ray-address", address, *extra, "--out", str(out)]
+
+
+def test_a_killed_driver_resumes_without_evaluating_a_finished_candidate_again(cluster, make_folder_dataset, tmp_path):
+    root = make_folder_dataset(count=8)
+    source = tmp_path / "unet.keras"
+    unet(num_classes=2, input_channels=1, base_filters=16, depth=1).save(source)
+    out = tmp_path / "pruned.keras"
+    environment = {**os.environ, "PYTHONPATH": str(REPO_ROOT), "TF_CPP_MIN_LOG_LEVEL": "2"}
+    driver = subprocess.Popen(_command(source, root, out, cluster), env=environment, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    folder = out.with_suffix(".search")
+    deadline = time.monotonic() + 300
+    while len(_candidates(folder)) < 2 and driver.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert driver.poll() is None, "the search finished before the driver could be killed"
+    driver.send_signal(signal.SIGKILL)
+    driver.wait()
+    finished = {r["index"] for r in _candidates(folder)}
+    resumed = subprocess.run(_command(source, root, out, cluster, "--resume"), env=environment, capture_output=True, text=True)
+    assert resumed.returncode == 0, resumed.stderr[-2000:]
+    indices = [r["index"] for r in _candidates(folder)]
+    assert sorted(indices) == list(range(6)) and finished <= set(indices), "no finished candidate was evaluated again"
+    assert out.exists()
