@@ -34,7 +34,7 @@ chromium:
 	@command -v chromium >/dev/null 2>&1 || { [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1 && \
 	  { DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium >/dev/null 2>&1 || \
 	    { apt-get update -q >/dev/null 2>&1 && DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium >/dev/null 2>&1; }; }; } || \
-	  echo "chromium is not installed and could not be: the report rendering test will be skipped"
+	  echo "WARNING: chromium is not installed and could not be (needs root and apt-get): the report rendering test will be SKIPPED, and the test summary will say so"
 
 clean:
 	rm -rf $(VENV) runs .pytest_cache
