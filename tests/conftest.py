@@ -8,10 +8,10 @@ from pathlib import Path
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 os.environ.setdefault("KERAS_BACKEND", "tensorflow")
 
-import keras  # noqa: E402
-import numpy as np  # noqa: E402
-import pytest  # noqa: E402
-from PIL import Image  # noqa: E402
+import keras
+import numpy as np
+import pytest
+from PIL import Image
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 NUCLEI = REPO_ROOT.parent / "shared" / "datasets" / "nuclei-dsb2018"

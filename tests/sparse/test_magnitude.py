@@ -88,8 +88,8 @@ def test_magnitude_prune_returns_a_plain_model_whose_measured_sparsity_is_the_re
     summary = sparsity_summary(result.model, input_shape=(64, 64))
     assert summary.sparsity == pytest.approx(result.sparsity, abs=1e-12)
     expected = 0.75 if pattern is None else 0.5
-    fits = [l for l in summary.layers if l.layer != "enc0a_conv"]  # 2:4 cannot group the single input channel
-    assert sum(l.zeros for l in fits) / sum(l.size for l in fits) == pytest.approx(expected, abs=2e-3)
+    fits = [layer for layer in summary.layers if layer.layer != "enc0a_conv"]  # 2:4 cannot group the single input channel
+    assert sum(layer.zeros for layer in fits) / sum(layer.size for layer in fits) == pytest.approx(expected, abs=2e-3)
     assert [len(result.trajectory), result.trajectory[-1]["sparsity"]] == [3, pytest.approx(result.sparsity)]
     assert summary.macs_if_zeros_skipped < summary.total_macs
     assert all(np.array_equal(a, b) for a, b in zip(before, model.get_weights())), "the input model is untouched"

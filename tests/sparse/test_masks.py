@@ -4,8 +4,8 @@ import keras
 import numpy as np
 import pytest
 
-from segprune.sparse.masks import KernelSite, Pattern, compute_masks, prunable_kernels
 from segprune.models import mobilenet_unet, unet
+from segprune.sparse.masks import KernelSite, Pattern, compute_masks, prunable_kernels
 
 
 def _kernels(seed=0):
@@ -52,7 +52,7 @@ def test_blocks_are_removed_whole():
     kernel = _kernels()[0]
     mask = keras.ops.convert_to_numpy(compute_masks([kernel], SITES[:1], 0.5, pattern=Pattern.parse("block:1x4"))[0])
     rows = mask.reshape(-1, 16).reshape(-1, 4, 4)  # (rows, blocks, 4)
-    assert np.all((rows.min(axis=2) == rows.max(axis=2)))
+    assert np.all(rows.min(axis=2) == rows.max(axis=2))
     assert mask.mean() == pytest.approx(0.5)
 
 

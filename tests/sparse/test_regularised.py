@@ -7,8 +7,8 @@ import pytest
 from segprune.data import BatchConfig, synthetic_dataset
 from segprune.models import unet
 from segprune.sparse import l0_sparsify, l1_sparsify, sparsity_summary, strip
-from segprune.sparse.gates import deterministic, probability_open
 from segprune.sparse.finetune import effective_sparsity
+from segprune.sparse.gates import deterministic, probability_open
 from segprune.sparse.regularised import with_weight_gates
 from segprune.training import TrainConfig
 
@@ -33,7 +33,7 @@ def test_gates_are_deterministic_at_inference_and_strip_keeps_the_function(data)
     model = unet(num_classes=data.num_classes, input_channels=1, base_filters=8, depth=2)
     gated = with_weight_gates(model, strength=1.0)
     rng = np.random.default_rng(0)
-    for name, variable in gated.gate_variables.items():
+    for variable in gated.gate_variables.values():
         variable.assign(rng.normal(0.0, 0.4, size=variable.shape).astype("float32"))  # log-alpha ~ N(0, 4)
     x = np.stack([data.load(sample_id)[0][..., :1] for sample_id in data.ids("train")[:2]]).astype("float32")
     first, second = gated(x, training=False), gated(x, training=False)
