@@ -6,6 +6,7 @@ import json
 import shutil
 import tempfile
 import zipfile
+from dataclasses import dataclass
 from pathlib import Path
 
 import h5py
@@ -28,15 +29,21 @@ class ModelFileError(ValueError):
     """A model file segprune cannot use, with what to do about it."""
 
 
-def load_model(path: str | Path) -> keras.Model:
+def load_model(path: str | Path, custom_objects: dict | None = None, safe_mode: bool = True) -> keras.Model:
     """Loads a functional or Sequential segmentation model from `.keras` or `.h5` and makes it trainable.
 
     `.h5` files written by Keras 2 / tf.keras (`model.save("unet.h5")`) are accepted: arguments that only
     Keras 2 wrote are dropped from a temporary copy first, so the user's file is never modified. The
-    optimizer state and compile settings are not loaded; segprune compiles what it trains.
+    optimizer state and compile settings are not loaded; segprune compiles what it trains. A `keras.Model`
+    subclass built functionally (keras-hub) loads when its class is registered or given in `custom_objects`.
 
     Args:
         path: A `.keras`, `.h5` or `.hdf5` file.
+        custom_objects: Classes and functions the file names that Keras does not know, by the name the file
+            uses: `{"FixedDropout": FixedDropout}` for a Keras 2 EfficientNet.
+        safe_mode: Keep True unless you trust the file: `Lambda` layers store Python bytecode, which runs
+            when the model is loaded, so a model file from an untrusted source can execute arbitrary code.
+            False lets such files load.
 
     Returns:
         The model, with every layer (nested models included) set trainable.
@@ -48,6 +55,7 @@ def load_model(path: str | Path) -> keras.Model:
 
     Example:
         >>> model = segprune.load_model("unet.h5")
+        >>> model = segprune.load_model("effnet_unet.h5", custom_objects={"FixedDropout": FixedDropout})
     """
     path = Path(path)
     if path.is_dir():
@@ -55,10 +63,11 @@ def load_model(path: str | Path) -> keras.Model:
     if not path.exists():
         raise FileNotFoundError(f"No model file at {str(path)!r}. Check the path; segprune reads .keras and .h5 files.")
     suffix = path.suffix.lower()
+    options = _LoadOptions(custom_objects, safe_mode)
     if suffix == ".keras":
-        model = _load_keras_file(path)
+        model = _load_keras_file(path, options)
     elif suffix in (".h5", ".hdf5"):
-        model = _load_h5_file(path)
+        model = _load_h5_file(path, options)
     else:
         raise ModelFileError(
             f"Cannot load {str(path)!r}: unsupported suffix {path.suffix!r}. Supported: "
@@ -109,7 +118,13 @@ def _directory_message(path: Path) -> str:
     return f"{str(path)!r} is a directory; pass a .keras or .h5 model file."
 
 
-def _load_keras_file(path: Path) -> keras.Model:
+@dataclass(frozen=True)
+class _LoadOptions:
+    custom_objects: dict | None
+    safe_mode: bool
+
+
+def _load_keras_file(path: Path, options: _LoadOptions) -> keras.Model:
     if not zipfile.is_zipfile(path):
         raise ModelFileError(
             f"{str(path)!r} is not a valid .keras file (a .keras file is a zip archive); it may be truncated "
@@ -120,16 +135,10 @@ def _load_keras_file(path: Path) -> keras.Model:
             config = json.loads(archive.read("config.json"))
         except (KeyError, json.JSONDecodeError) as error:
             raise ModelFileError(f"{str(path)!r} has no readable config.json; the file is corrupt.") from error
-    class_name = config.get("class_name")
-    if class_name not in _GRAPH_CLASS_NAMES:
-        raise ModelFileError(
-            f"{str(path)!r} holds a subclassed model ({class_name}); segprune needs a functional or "
-            "Sequential model. Rebuild it with keras.Input(...) and keras.Model(inputs, outputs)."
-        )
-    return _keras_load(path)
+    return _keras_load(path, options, class_name=config.get("class_name"))
 
 
-def _load_h5_file(path: Path) -> keras.Model:
+def _load_h5_file(path: Path, options: _LoadOptions) -> keras.Model:
     if not h5py.is_hdf5(path):
         raise ModelFileError(f"{str(path)!r} is not a valid HDF5 file; it may be truncated or corrupt.")
     with h5py.File(path, "r") as handle:
@@ -147,13 +156,13 @@ def _load_h5_file(path: Path) -> keras.Model:
         )
     changed = _drop_keras2_only_arguments(config, source=str(path))
     if not changed:
-        return _keras_load(path)
+        return _keras_load(path, options)
     with tempfile.TemporaryDirectory(prefix="segprune-h5-") as folder:
         copy = Path(folder) / path.name
         shutil.copyfile(path, copy)
         with h5py.File(copy, "r+") as handle:
             handle.attrs["model_config"] = json.dumps(config)
-        return _keras_load(copy, shown_as=path)
+        return _keras_load(copy, options, shown_as=path)
 
 
 def _drop_keras2_only_arguments(config: dict, source: str) -> bool:
@@ -175,12 +184,27 @@ def _drop_keras2_only_arguments(config: dict, source: str) -> bool:
     return changed
 
 
-def _keras_load(path: Path, shown_as: Path | None = None) -> keras.Model:
+def _keras_load(path: Path, options: _LoadOptions, shown_as: Path | None = None, class_name: str | None = None) -> keras.Model:
+    shown = str(shown_as or path)
     try:
-        return keras.saving.load_model(path, compile=False)
+        return keras.saving.load_model(path, custom_objects=options.custom_objects, compile=False, safe_mode=options.safe_mode)
     except Exception as error:  # Keras raises many types here; all mean the same to the user.
+        if options.safe_mode and "Lambda" in str(error):
+            raise ModelFileError(
+                f"{shown!r} contains a Lambda layer. Lambda layers store Python bytecode that runs when the model "
+                "is loaded, so a model file from an untrusted source can execute arbitrary code on your machine; "
+                "segprune refuses them by default. If you trust where this file came from, load it with "
+                "segprune.load_model(path, safe_mode=False)."
+            ) from error
+        if class_name is not None and class_name not in _GRAPH_CLASS_NAMES:
+            raise ModelFileError(
+                f"{shown!r} holds a subclassed model ({class_name}) that Keras could not rebuild: {error}. segprune "
+                "needs a functional or Sequential model: pass its class in custom_objects={...} (or import the "
+                "library that registers it) if it is built functionally, as keras-hub models are; otherwise "
+                "rebuild it with keras.Input(...) and keras.Model(inputs, outputs)."
+            ) from error
         raise ModelFileError(
-            f"Keras could not rebuild the model in {str(shown_as or path)!r}: {error}. If it uses custom "
-            "layers, import the module that defines them (registered with "
+            f"Keras could not rebuild the model in {shown!r}: {error}. If it uses custom layers, pass them as "
+            "custom_objects={'Name': Class} or import the module that defines them (registered with "
             "@keras.saving.register_keras_serializable()) before loading."
         ) from error

@@ -8,10 +8,9 @@ import numpy as np
 import pytest
 
 from segprune import evaluate, load_model, train
+from segprune.data import BatchConfig
 from segprune.models import ModelFileError, unet
 from segprune.training import TrainConfig
-from segprune.data import BatchConfig
-
 from tests.conftest import DATA_DIR
 
 LEGACY_H5 = DATA_DIR / "legacy_unet_keras2.h5"
@@ -112,3 +111,38 @@ def test_unsupported_suffix(tmp_path):
     path.write_bytes(b"onnx")
     with pytest.raises(ModelFileError, match="unsupported suffix"):
         load_model(path)
+
+
+def _lambda_model():
+    inputs = keras.Input((8, 8, 1))
+    x = keras.layers.Conv2D(3, 1, name="conv")(inputs)
+    return keras.Model(inputs, keras.layers.Lambda(lambda t: t * 2.0, name="double")(x))
+
+
+@pytest.mark.parametrize("suffix", [".keras", ".h5"])
+def test_lambda_layers_need_an_explicit_opt_in(tmp_path, suffix):
+    model = _lambda_model()
+    path = tmp_path / f"lambda{suffix}"
+    model.save(path)
+    with pytest.raises(ModelFileError, match="Lambda layer.*arbitrary code.*safe_mode=False"):
+        load_model(path)
+    loaded = load_model(path, safe_mode=False)
+    sample = np.random.default_rng(0).random((1, 8, 8, 1)).astype("float32")
+    np.testing.assert_allclose(loaded.predict(sample, verbose=0), model.predict(sample, verbose=0), atol=1e-6)
+
+
+class _Doubler(keras.layers.Layer):  # deliberately not registered: the file names it, Keras cannot find it
+    def call(self, x):
+        return x * 2.0
+
+
+@pytest.mark.parametrize("suffix", [".keras", ".h5"])
+def test_custom_objects_are_passed_to_keras(tmp_path, suffix):
+    inputs = keras.Input((8, 8, 1))
+    model = keras.Model(inputs, _Doubler(name="double")(keras.layers.Conv2D(3, 1)(inputs)))
+    path = tmp_path / f"custom{suffix}"
+    model.save(path)
+    with pytest.raises(ModelFileError, match="custom_objects"):
+        load_model(path)
+    loaded = load_model(path, custom_objects={"_Doubler": _Doubler})
+    assert isinstance(loaded.get_layer("double"), _Doubler)
