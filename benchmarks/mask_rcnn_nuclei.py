@@ -106,6 +106,8 @@ def main() -> None:
         train(model, data, arguments, arguments.steps, arguments.learning_rate)
         if arguments.save:
             save_mask_rcnn(model, arguments.save)
+    macs = flops(model.trunk, (128, 128)).macs
+    print(f"parameters {model.count_params():,} (trunk {model.trunk.count_params():,}); trunk MACs per 128x128 tile {macs / 1e6:.1f} M")
     figures = evaluate(model, data, "test")
     print("test: " + "  ".join(f"{name} {value:.3f}" for name, value in figures.items()))
     if not arguments.prune:
