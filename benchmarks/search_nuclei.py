@@ -5,6 +5,9 @@ for the same number of epochs; plus a greedy search to a measured-latency budget
 dense one are timed together on ONNX Runtime (1x256x256, 2 threads, interleaved medians).
 
     .venv/bin/python benchmarks/search_nuclei.py --dense runs/unet.keras [--budgets 0.25,0.125] [--latency 0.25]
+        [--methods oneshot,greedy,random] [--executor ray]
+
+Candidates are judged with the library's defaults (`CandidateSettings()`) unless --candidate-steps is given.
 """
 
 from __future__ import annotations
@@ -36,10 +39,12 @@ def main() -> None:
     parser.add_argument("--budgets", default="0.25,0.125", help="MACs fractions")
     parser.add_argument("--latency", type=float, default=0.25, help="latency fraction for the latency-budget greedy run (0 skips)")
     parser.add_argument("--finetune-epochs", type=int, default=40)
-    parser.add_argument("--iterations", type=int, default=12, help="greedy steps to the smallest budget")
+    parser.add_argument("--iterations", type=int, default=10, help="greedy steps to the smallest budget (the library's default)")
+    parser.add_argument("--methods", default="oneshot,greedy,random", help="which of oneshot, greedy, random to run")
     parser.add_argument("--candidates", type=int, default=20, help="random-search candidates")
-    parser.add_argument("--candidate-steps", type=int, default=10)
+    parser.add_argument("--candidate-steps", type=int, default=None, help="short fine-tune steps (default: the library's)")
     parser.add_argument("--workers", type=int, default=1)
+    parser.add_argument("--executor", default="local", choices=("local", "ray"))
     parser.add_argument("--folder", default="runs/bench/search", help="search logs and state")
     parser.add_argument("--json", default=None)
     arguments = parser.parse_args()
@@ -54,28 +59,30 @@ def main() -> None:
     dense_macs = flops(dense, (256, 256)).macs
     budgets = [float(b) for b in arguments.budgets.split(",")]
     folder = Path(arguments.folder)
-    candidates = CandidateSettings(finetune_steps=arguments.candidate_steps)
+    candidates = CandidateSettings() if arguments.candidate_steps is None else CandidateSettings(finetune_steps=arguments.candidate_steps)
+    methods = set(arguments.methods.split(","))
     finetune = TrainConfig(patience=None)
     results = []  # (method, target, model, search seconds)
 
     def settings(target: str) -> SearchSettings:
-        return SearchSettings(target=target, final_epochs=0, workers=arguments.workers)
+        return SearchSettings(target=target, final_epochs=0, workers=arguments.workers, executor=arguments.executor, time_result=False)
 
-    for budget in budgets:
+    for budget in budgets if "oneshot" in methods else ():
         keras.utils.set_random_seed(0)
         started = time.perf_counter()
         results.append(("one-shot l1", f"flops={budget}", prune_channels(dense, importance="l1", target=f"flops={budget}"), time.perf_counter() - started))
     smallest = min(budgets)
     started = time.perf_counter()
-    greedy_search(dense, data, folder / f"greedy-flops={smallest}", settings(f"flops={smallest}"), candidates,
-                           iterations=arguments.iterations, resume=True, data_source=arguments.data, on_candidate=_progress)
+    if "greedy" in methods:
+        greedy_search(dense, data, folder / f"greedy-flops={smallest}", settings(f"flops={smallest}"), candidates,
+                      iterations=arguments.iterations, resume=True, data_source=arguments.data, on_candidate=_progress)
     greedy_seconds = time.perf_counter() - started
-    steps = family(folder / f"greedy-flops={smallest}")
-    for budget in budgets:
+    steps = family(folder / f"greedy-flops={smallest}") if "greedy" in methods else []
+    for budget in budgets if steps else ():
         step = next(s for s in steps if s["share"] <= budget)
         spent = greedy_seconds * (steps.index(step) + 1) / len(steps)  # the share of the search that reached it
         results.append(("greedy", f"flops={budget}", load_model(step["model"]), spent))
-    for budget in budgets:
+    for budget in budgets if "random" in methods else ():
         started = time.perf_counter()
         found = random_search(dense, data, folder / f"random-flops={budget}", settings(f"flops={budget}"), candidates,
                               arguments.candidates, resume=True, data_source=arguments.data, on_candidate=_progress)

@@ -65,12 +65,18 @@ class RayPool:
 
     def map(self, candidates: list[Candidate]) -> Iterator[tuple[Candidate, dict]]:
         references = [self.task.remote(candidate, [self._parent_bytes(candidate.parent)], self.data, self.settings) for candidate in candidates]
+        handed = 0
         try:
             for candidate, reference in zip(candidates, references):
-                yield candidate, self.ray.get(reference)
+                outcome = self.ray.get(reference)
+                handed += 1
+                yield candidate, outcome
         finally:
-            for reference in references:
-                self.ray.cancel(reference)  # finished ones are unaffected
+            left = references[handed:]
+            if left:  # closed early: cancel what has not finished (cancelling a finished task trips Ray 2.60)
+                _, unfinished = self.ray.wait(left, num_returns=len(left), timeout=0)
+                for reference in unfinished:
+                    self.ray.cancel(reference)
 
     def __enter__(self) -> RayPool:
         return self
