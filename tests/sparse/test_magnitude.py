@@ -14,7 +14,7 @@ from segprune.sparse.magnitude import MaskUpdater, optimizer_slots, with_masks
 from segprune.sparse.masks import prunable_kernels
 from segprune.training import TrainConfig
 
-CONFIG = TrainConfig(patience=None, batches=BatchConfig(batch_size=4))
+CONFIG = TrainConfig(patience=None, batches=BatchConfig(batch_size=4, image_size=32))  # the data are 32x32: no padding to 128
 
 
 @pytest.fixture(scope="module")

@@ -12,7 +12,7 @@ from segprune.sparse.gates import deterministic, probability_open
 from segprune.sparse.regularised import with_weight_gates
 from segprune.training import TrainConfig
 
-CONFIG = TrainConfig(patience=None, batches=BatchConfig(batch_size=4))
+CONFIG = TrainConfig(patience=None, batches=BatchConfig(batch_size=4, image_size=32))  # the data are 32x32: no padding to 128
 
 
 @pytest.fixture(scope="module")
