@@ -14,7 +14,7 @@ from segprune.structured.regularised import channel_gates, l0_channel_prune, sli
 from segprune.training import TrainConfig
 from tests.graph.harness import randomize_weights
 
-CONFIG = TrainConfig(patience=None, batches=BatchConfig(batch_size=4))
+CONFIG = TrainConfig(patience=None, batches=BatchConfig(batch_size=4, image_size=32))  # the data are 32x32: no padding to 128
 
 
 @pytest.fixture(scope="module")
