@@ -97,7 +97,7 @@ def test_a_latency_search_that_times_over_budget_searches_on(data, model, tmp_pa
 
     monkeypatch.setattr("segprune.search.greedy.measure", fake_measure)
     # A dense time below the layers' sum leaves no untimed remainder: the estimate is the table alone.
-    monkeypatch.setattr("segprune.search.budget.time_models", lambda models, image_size, threads: [1e-6, 1e-7])
+    monkeypatch.setattr("segprune.search.budget.time_models", lambda models, image_size, threads, *runtime_settings: [1e-6, 1e-7])
     settings = SearchSettings(target="latency=0.85", image_size=64, final_epochs=0)
     result = greedy_search(model, data, tmp_path, settings, CANDIDATES, iterations=2)
     rechecks = [r for r in _log(tmp_path) if r["type"] == "recheck"]
@@ -107,7 +107,7 @@ def test_a_latency_search_that_times_over_budget_searches_on(data, model, tmp_pa
 
 
 def test_a_latency_target_below_what_the_narrowest_model_times_is_refused_up_front(data, model, tmp_path, monkeypatch):
-    monkeypatch.setattr("segprune.search.budget.time_models", lambda models, image_size, threads: [10.0, 4.0])  # floor 0.4
+    monkeypatch.setattr("segprune.search.budget.time_models", lambda models, image_size, threads, *runtime_settings: [10.0, 4.0])  # floor 0.4
     settings = SearchSettings(target="latency=0.3", image_size=64, final_epochs=0)
     with pytest.raises(ValueError, match="narrowest configuration .* times at 0.400"):
         greedy_search(model, data, tmp_path, settings, CANDIDATES)
@@ -116,7 +116,7 @@ def test_a_latency_target_below_what_the_narrowest_model_times_is_refused_up_fro
 def test_measure_times_both_models_together_and_reports_the_ratios(model, monkeypatch):
     calls = []
 
-    def fake_time_models(models, image_size, threads):
+    def fake_time_models(models, image_size, threads, *runtime_settings):
         calls.append((list(models), image_size, threads))
         return [10.0, 4.0]
 
