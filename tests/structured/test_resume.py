@@ -36,7 +36,7 @@ def dense():
 
 # (method, options, epoch after which the run is killed)
 CASES = [
-    ("l0-channel", {"target": "flops=0.5", "regularise_epochs": 2, "finetune_epochs": 1}, 1),  # while the gates learn
+    ("l0-channel", {"target": "flops=0.5", "regularise_epochs": 2, "finetune_epochs": 0}, 1),  # while the gates learn
     ("slimming", {"target": "flops=0.5", "regularise_epochs": 1, "finetune_epochs": 2}, 2),  # fine-tuning the pruned model
 ]
 
