@@ -39,7 +39,7 @@ SPARSE_METHODS = ("magnitude", "l1", "l0")
 
 # The settings each method accepts beyond the common arguments of `prune` / `sparsify` ("l1" names both a
 # one-shot criterion and a sparse method, hence two tables).
-_SEARCH_SETTINGS = ("candidate_steps", "threads", "workers", "data_source", "time_result", "max_minutes", "executor", "ray_address")
+_SEARCH_SETTINGS = ("candidate_steps", "threads", "runtime", "precision", "workers", "data_source", "time_result", "max_minutes", "executor", "ray_address")
 STRUCTURED_SETTINGS: dict[str, tuple[str, ...]] = {
     **dict.fromkeys(ONESHOT_METHODS, ("global_ranking", "compensate")),
     **dict.fromkeys(REGULARISED_METHODS, ("regularise_epochs", "strength")),
@@ -129,11 +129,11 @@ def prune(
         train_config: How fine-tuning trains.
         distill: Fine-tune with knowledge distillation from `model` (the dense teacher's soft masks next to
             the ground truth); None trains on the ground truth alone.
-        checkpoint_path: Where the finished model is saved (one-shot and regularised methods), and beside
-            which a trained run keeps its state (`<checkpoint_path>.resume/`) until it finishes.
+        checkpoint_path: Where the finished model is saved (every method), and beside which a trained run
+            keeps its state (`<checkpoint_path>.resume/`) until it finishes.
         folder: A search's folder (log, candidate models, latency table); a temporary one when None.
         resume: Continue the interrupted run that wrote `checkpoint_path` (searches: the search logged in
-            `folder`). A state from another method, model, data or settings is refused, naming what
+            `folder`, then the fine-tune kept beside `checkpoint_path`). A state from another method, model, data or settings is refused, naming what
             differs; without `resume` an existing state is an error. With no checkpoint_path (or folder)
             there is nothing to continue and the run starts afresh. Ctrl-C stops a resumable run when
             the current epoch ends and raises `RunInterrupted` (the state is kept).
@@ -184,16 +184,24 @@ def prune(
                         )
                     )
             else:
-                result = _regularised(model, method, target, data, finetune_epochs, round_to, ignore, train_config, on_epoch, method_settings, run)
+                result = _regularised(model, method, target, data, round_to, ignore, train_config, on_epoch, method_settings, run)
+                if finetune_epochs:
+                    result.training.append(
+                        train_phase(
+                            run, "finetune", result.model, data, finetune_epochs, train_config or TrainConfig(patience=None), on_epoch,
+                            teacher=model if distill is not None else None, distill=distill,
+                        )
+                    )
             run.complete(result.model, checkpoint_path)
     else:
         if ignore:
             raise ValueError("ignore= is not supported by the searches yet; use a one-shot method to keep layers whole.")
         search_settings = SearchSettings(
             target=target, image_size=image_size, threads=method_settings.pop("threads", 2), round_to=round_to,
-            final_epochs=finetune_epochs, workers=method_settings.pop("workers", 1),
+            final_epochs=0, workers=method_settings.pop("workers", 1),  # the fine-tune below is prune's, as for every method
             time_result=method_settings.pop("time_result", True), max_minutes=method_settings.pop("max_minutes", None),
             executor=method_settings.pop("executor", "local"), ray_address=method_settings.pop("ray_address", None),
+            runtime=method_settings.pop("runtime", "onnxruntime"), precision=method_settings.pop("precision", "fp32"),
         )
         candidate_settings = CandidateSettings(
             finetune_steps=method_settings.pop("candidate_steps", 20), importance="l1", seed=0 if seed is None else seed
@@ -204,6 +212,17 @@ def prune(
                 on_search_start,
             )
         result.search_folder = Path(folder) if folder is not None else None
+        identity = run_identity("prune", method, model, data, dict(target=target, finetune_epochs=finetune_epochs, seed=seed,
+                                train_config=train_config, distill=distill, configuration=result.search.config))
+        with RunState.open(checkpoint_path if finetune_epochs else None, identity, resume) as run:
+            if finetune_epochs:
+                result.training.append(
+                    train_phase(
+                        run, "finetune", result.model, data, finetune_epochs, train_config or TrainConfig(patience=None), on_epoch,
+                        teacher=model if distill is not None else None, distill=distill,
+                    )
+                )
+            run.complete(result.model, checkpoint_path)
     result.summary = pruning_summary(model, result.model, (image_size, image_size))
     result.seconds = time.perf_counter() - started
     return result
@@ -308,11 +327,12 @@ def _oneshot(model, method, target, ratio, data, round_to, ignore, settings, run
     return PruneResult(model=pruned, method=method)
 
 
-def _regularised(model, method, target, data, finetune_epochs, round_to, ignore, train_config, on_epoch, settings, run: RunState) -> PruneResult:
+def _regularised(model, method, target, data, round_to, ignore, train_config, on_epoch, settings, run: RunState) -> PruneResult:
+    """The regularised phase and the surgery; the fine-tune that follows is `prune`'s, as for every method."""
     prune_by = l0_channel_prune if method == "l0-channel" else slimming_prune
     options = {"strength": settings["strength"]} if settings.get("strength") is not None else {}
     outcome = prune_by(
-        model, data, target, epochs=settings.get("regularise_epochs", 15), finetune_epochs=finetune_epochs, round_to=round_to,
+        model, data, target, epochs=settings.get("regularise_epochs", 15), finetune_epochs=0, round_to=round_to,
         ignore=ignore, config=train_config, on_epoch=on_epoch, run=run, **options,
     )
     return PruneResult(model=outcome.model, method=method, notes=list(outcome.notes), training=list(outcome.training))

@@ -41,30 +41,44 @@ def test_oneshot_fine_tunes_when_asked(model, data):
 
 
 def test_settings_reach_the_regularised_and_search_methods(model, data, tmp_path, monkeypatch):
-    """The dispatch routes each setting to its method under the method's own name (the methods are tested apart)."""
+    """The dispatch routes each setting to its method under the method's own name, then fine-tunes (with the
+    dense model as teacher when distilling) the same way for every method. The methods are tested apart."""
     calls = {}
 
     def record(name):
         def method(*args, **kwargs):
             calls[name] = (args, kwargs)
-            return SimpleNamespace(model=args[0], notes=[f"{name} ran"], training=[])
+            return SimpleNamespace(model=args[0], notes=[f"{name} ran"], training=[], config={"group": 8})
         return method
+
+    finetunes = []
+
+    def finetune(run, phase, student, data, epochs, config, on_epoch, teacher=None, distill=None):
+        finetunes.append((phase, epochs, teacher, distill))
+        return SimpleNamespace(history=[None] * epochs, seconds=1.0)
 
     monkeypatch.setattr(segprune.api, "slimming_prune", record("slimming"))
     monkeypatch.setattr(segprune.api, "random_search", record("random"))
-    slim = segprune.prune(model, "slimming", target="flops=0.5", data=data, finetune_epochs=3, regularise_epochs=2, strength=1e-3)
+    monkeypatch.setattr(segprune.api, "train_phase", finetune)
+    distill = segprune.DistillConfig(temperature=3.0, weight=0.25)
+    slim = segprune.prune(
+        model, "slimming", target="flops=0.5", data=data, finetune_epochs=3, regularise_epochs=2, strength=1e-3, distill=distill
+    )
     args, kwargs = calls["slimming"]
-    assert args[2] == "flops=0.5" and kwargs["epochs"] == 2 and kwargs["strength"] == 1e-3 and kwargs["finetune_epochs"] == 3
-    assert slim.notes == ["slimming ran"] and slim.summary.macs_ratio == 1.0
+    assert args[2] == "flops=0.5" and kwargs["epochs"] == 2 and kwargs["strength"] == 1e-3 and kwargs["finetune_epochs"] == 0
+    assert finetunes == [("finetune", 3, model, distill)]
+    assert slim.notes == ["slimming ran"] and slim.summary.macs_ratio == 1.0 and slim.finetune_epochs == 3
 
+    finetunes.clear()
     search = segprune.prune(
         model, "random-search", target="params=0.5", data=data, image_size=32, folder=tmp_path, candidates=3, candidate_steps=5,
         threads=1, time_result=False, seed=7,
     )
     args, kwargs = calls["random"]
     settings, candidate_settings, num_candidates = args[3], args[4], args[5]
-    assert (settings.target, settings.image_size, settings.threads, settings.time_result, settings.final_epochs) == ("params=0.5", 32, 1, False, 20)
+    assert (settings.target, settings.image_size, settings.threads, settings.time_result) == ("params=0.5", 32, 1, False)
     assert (candidate_settings.finetune_steps, candidate_settings.seed, num_candidates) == (5, 7, 3)
+    assert finetunes == [("finetune", 20, None, None)]  # searches default to 20 epochs; no distillation asked
     assert search.search is not None and search.search_folder == tmp_path
 
 
@@ -94,7 +108,11 @@ def test_every_structured_method_has_its_settings_listed():
 
 def test_sparsify_dispatches_and_checks_its_settings(model, data, monkeypatch):
     seen = {}
-    monkeypatch.setattr(segprune.api, "magnitude_prune", lambda *args: seen.setdefault("args", args))
+    def magnitude_prune(*args, **kwargs):
+        seen["args"] = args
+        return SimpleNamespace(model=args[0])
+
+    monkeypatch.setattr(segprune.api, "magnitude_prune", magnitude_prune)
     segprune.sparsify(model, "magnitude", sparsity=0.8, data=data, epochs=4, schedule="constant", pattern="2:4")
     _, _, sparsity, epochs, schedule, ranking, pattern, *_ = seen["args"]
     assert (sparsity, epochs, schedule, ranking, pattern) == (0.8, 4, "constant", "global", "2:4")

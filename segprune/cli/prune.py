@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from segprune._io import check_output, save_model
+from segprune._io import check_output
 from segprune.api import ONESHOT_METHODS, REGULARISED_METHODS, SEARCH_METHODS, STRUCTURED_SETTINGS, PruneResult, prune
 from segprune.cli import _console
 from segprune.cli._common import (  # noqa: F401  (USER_ERRORS is read by segprune.cli.main)
@@ -19,6 +19,8 @@ from segprune.cost import parse_target
 from segprune.data import load_data
 from segprune.metrics import evaluate
 from segprune.models import load_model
+from segprune.runtime.latency import PRECISIONS
+from segprune.runtime.latency import RUNTIMES as LATENCY_RUNTIMES
 from segprune.training_state import RunInterrupted, run_folder
 
 DESCRIPTION = (
@@ -37,6 +39,8 @@ _SETTING_OPTIONS = {
     "accuracy_floor": "accuracy_floor",
     "candidate_steps": "candidate_steps",
     "threads": "threads",
+    "runtime": "runtime",
+    "precision": "precision",
     "workers": "workers",
     "max_minutes": "max_minutes",
     "executor": "executor",
@@ -71,7 +75,12 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--accuracy-floor", type=float, default=None, help="random-search: stop once a candidate's validation Dice reaches this")
     parser.add_argument("--iterations", type=int, default=None, help="greedy: steps from dense to the target (default 10)")
     parser.add_argument("--candidate-steps", type=int, default=None, help="search: short fine-tune steps per candidate (default 20; 0 scores inherited weights)")
-    parser.add_argument("--threads", type=int, default=None, help="search: ONNX Runtime threads for latency targets and the final timing (default 2)")
+    parser.add_argument("--threads", type=int, default=None, help="search: runtime threads for latency targets and the final timing (default 2)")
+    parser.add_argument(
+        "--runtime", default=None, choices=LATENCY_RUNTIMES,
+        help="search: the runtime the model will ship on, which latency targets are tabled and timed on (default onnxruntime)",
+    )
+    parser.add_argument("--precision", default=None, choices=PRECISIONS, help="search: fp32 (default) or int8, as the model will ship")
     parser.add_argument("--seed", type=int, default=0, help="seed of random criteria, searches and fine-tuning (default 0)")
     parser.add_argument("--workers", type=int, default=None, help="search: processes evaluating candidates (default 1)")
     parser.add_argument(
@@ -104,8 +113,7 @@ def run(arguments: argparse.Namespace) -> int:
         result = prune(
             model, arguments.method, target=arguments.target, ratio=arguments.ratio, data=data, finetune_epochs=arguments.finetune_epochs,
             round_to=arguments.round_to, ignore=layer_names(arguments.ignore), image_size=arguments.image_size, seed=arguments.seed,
-        distill=distill_config(arguments),
-            checkpoint_path=None if is_search else out, folder=folder, resume=arguments.resume,
+            distill=distill_config(arguments), checkpoint_path=out, folder=folder, resume=arguments.resume,
             on_epoch=_console.print_epoch, on_candidate=_print_candidate, on_search_start=_print_plan, **settings,
         )
     except RunInterrupted as interruption:
@@ -116,8 +124,6 @@ def run(arguments: argparse.Namespace) -> int:
     print_pruning_summary(result.summary, arguments.method)
     if result.search is not None:
         _print_search(result, arguments)
-    if is_search:
-        save_model(result.model, out)  # the other methods' models are saved by prune() before their state is removed
     if data is not None and data.splits.get("test"):
         before, after = evaluate(model, data, "test"), evaluate(result.model, data, "test")
         _console.output_console.print(f"test Dice: dense {before.dice:.4f}, pruned {after.dice:.4f}")
@@ -177,7 +183,7 @@ def _print_search(result: PruneResult, arguments: argparse.Namespace) -> None:
     measured = search.measured
     if measured:
         line += (
-            f"; timed on ONNX Runtime (1x{arguments.image_size}x{arguments.image_size}): "
+            f"; timed on {arguments.runtime or 'onnxruntime'} {arguments.precision or 'fp32'} (1x{arguments.image_size}x{arguments.image_size}): "
             f"{measured['dense_ms']:.2f} ms -> {measured['pruned_ms']:.2f} ms ({measured['speedup']:.2f}x)"
         )
     _console.output_console.print(line)

@@ -12,6 +12,9 @@ from segprune.runtime.latency import LatencyTable, time_models
 from segprune.search.space import ChannelSpace, Configuration, shrink
 
 
+RUNTIME_NAMES = {"onnxruntime": "ONNX Runtime", "openvino": "OpenVINO"}
+
+
 class Budget:
     """The dense model's channel space, the resource a target names, and how far a configuration is from it."""
 
@@ -22,10 +25,13 @@ class Budget:
         self.space = ChannelSpace(graph, settings.round_to)
         self.latency_source = None
         if self.resource_name == "latency":
-            self.resource = LatencyTable(settings.threads, path=folder / "latency_table.json")
+            self.resource = LatencyTable(
+                settings.threads, path=folder / "latency_table.json", runtime=settings.runtime, precision=settings.precision
+            )
             self._calibrate(model, settings)
             self.latency_source = (
-                f"per-layer ONNX Runtime latency table ({settings.threads} threads, 1x{settings.image_size}x{settings.image_size}), "
+                f"per-layer {RUNTIME_NAMES[settings.runtime]} {settings.precision} latency table ({settings.threads} threads, "
+                f"1x{settings.image_size}x{settings.image_size}), "
                 "calibrated on the timed dense model"
             )
         else:
@@ -48,7 +54,7 @@ class Budget:
         table = self.resource
         if table.rest_ms is None or table.timed_floor is None:
             narrowest = shrink(model, self.space.dense(), self.narrowest())
-            dense_ms, narrowest_ms = time_models([model, narrowest], settings.image_size, settings.threads)
+            dense_ms, narrowest_ms = time_models([model, narrowest], settings.image_size, settings.threads, settings.runtime, settings.precision)
             table.timed_floor = narrowest_ms / dense_ms
             table.calibrate(self.space.graph, dense_ms)
         if table.timed_floor > self.fraction:
@@ -67,5 +73,5 @@ class Budget:
 
 def measure(dense: keras.Model, pruned: keras.Model, settings) -> dict:
     """The dense and the pruned model timed together on ONNX Runtime at the search's image size and threads."""
-    dense_ms, pruned_ms = time_models([dense, pruned], settings.image_size, settings.threads)
+    dense_ms, pruned_ms = time_models([dense, pruned], settings.image_size, settings.threads, settings.runtime, settings.precision)
     return {"dense_ms": dense_ms, "pruned_ms": pruned_ms, "speedup": dense_ms / pruned_ms, "latency_fraction": pruned_ms / dense_ms}

@@ -6,6 +6,7 @@ from dataclasses import dataclass, field
 
 import keras
 
+from segprune.runtime.latency import check_runtime
 from segprune.search.space import Configuration
 
 EXECUTORS = ("local", "ray")
@@ -28,6 +29,9 @@ class SearchSettings:
             (greedy: the last finished step, narrowed to the budget); `resume` continues past the limit.
         executor: `"local"` (this process, or `workers` processes) or `"ray"` (every candidate a Ray task).
         ray_address: The Ray cluster to use (`"auto"`, `"ray://host:10001"`); None starts a local one.
+        runtime: The runtime latency is tabled and timed on (`"onnxruntime"`, `"openvino"`): the one the
+            model will ship on.
+        precision: `"fp32"` or `"int8"` (QDQ), the precision the model will ship in.
     """
 
     target: str = "flops=0.25"
@@ -40,8 +44,11 @@ class SearchSettings:
     max_minutes: float | None = None
     executor: str = "local"
     ray_address: str | None = None
+    runtime: str = "onnxruntime"
+    precision: str = "fp32"
 
     def __post_init__(self) -> None:
+        check_runtime(self.runtime, self.precision)
         if self.executor not in EXECUTORS:
             raise ValueError(f"Unknown executor {self.executor!r}; choose one of {list(EXECUTORS)}.")
         if self.ray_address is not None and self.executor != "ray":

@@ -32,6 +32,7 @@ def _log(folder):
     return [json.loads(line) for line in (folder / "search.jsonl").read_text().splitlines()]
 
 
+@pytest.mark.slow
 def test_greedy_meets_the_budget_step_by_step_and_times_the_result_it_returns(data, model, tmp_path, monkeypatch):
     timed = []
 
@@ -55,6 +56,7 @@ def test_greedy_meets_the_budget_step_by_step_and_times_the_result_it_returns(da
     assert kept == sorted(step["model"] for step in family(tmp_path)), "the chosen model of every step is kept, no other"
 
 
+@pytest.mark.slow
 def test_random_search_is_deterministic_meets_the_budget_and_stops_at_the_floor(data, model, tmp_path):
     first = random_search(model, data, tmp_path / "a", SETTINGS, CANDIDATES, num_candidates=3)
     second = random_search(model, data, tmp_path / "b", SETTINGS, CANDIDATES, num_candidates=3)
@@ -88,6 +90,7 @@ def test_two_workers_find_what_one_finds(make_folder_dataset, tmp_path):
     assert scores(tmp_path / "one") == pytest.approx(scores(tmp_path / "two"), abs=1e-6)
 
 
+@pytest.mark.slow
 def test_a_latency_search_that_times_over_budget_searches_on(data, model, tmp_path, monkeypatch):
     timings = iter([0.9, 0.5, 0.5])  # timed fractions: over the 0.85 budget at first, then under
 
