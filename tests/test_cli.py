@@ -9,6 +9,7 @@ from segprune.cli import main
 from segprune.data import load_data
 
 
+@pytest.mark.slow
 def test_train_then_evaluate_json(make_folder_dataset, tmp_path, capsys):
     root = make_folder_dataset(count=8)
     out = tmp_path / "runs" / "unet.keras"

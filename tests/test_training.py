@@ -16,6 +16,7 @@ def tiny_data():
     return synthetic_dataset(num_train=16, num_val=4, num_test=4, image_size=32, channels=1)
 
 
+@pytest.mark.slow
 def test_training_learns_and_checkpoints_a_plain_model(make_folder_dataset, tmp_path):
     blobs = folder_dataset(make_folder_dataset(count=12), val_fraction=0.25, test_fraction=0.0)
     model = unet(num_classes=2, input_channels=1, base_filters=8, depth=2)
@@ -32,6 +33,7 @@ def test_training_learns_and_checkpoints_a_plain_model(make_folder_dataset, tmp_
     assert not list(tmp_path.glob(".*tmp*")), "no temporary files are left behind"
 
 
+@pytest.mark.slow
 def test_early_stopping(tiny_data):
     model = unet(num_classes=4, input_channels=1, base_filters=4, depth=1)
     config = TrainConfig(learning_rate=1e-9, patience=1, batches=FAST.batches)
@@ -40,6 +42,7 @@ def test_early_stopping(tiny_data):
     assert len(result.history) < 20
 
 
+@pytest.mark.slow
 def test_ctrl_c_keeps_the_best_weights(tiny_data):
     model = unet(num_classes=4, input_channels=1, base_filters=4, depth=1)
 
@@ -58,6 +61,7 @@ def test_class_mismatch_is_refused(tiny_data):
         train(unet(num_classes=2, input_channels=1, base_filters=4), tiny_data, epochs=1)
 
 
+@pytest.mark.slow
 def test_interrupted_run_resumes_to_the_same_result(tiny_data, tmp_path):
     def run(checkpoint, stop_after=None, resume=False):
         keras.utils.set_random_seed(1)

@@ -39,6 +39,7 @@ def swept(tmp_path_factory):
     return out, data, model, config, rows, messages, timed
 
 
+@pytest.mark.slow  # the module's sweep trains four networks
 def test_rows_tables_and_latency(swept):
     out, _, _, _, rows, messages, timed = swept
     assert [(r["method"], r["budget"]) for r in rows] == [
@@ -57,6 +58,7 @@ def test_rows_tables_and_latency(swept):
     assert (out / "results.csv").read_text().splitlines()[0].startswith("method,budget,dice")
 
 
+@pytest.mark.slow  # the module's sweep trains four networks
 def test_resume_skips_finished_candidates(swept):
     out, data, model, config, rows, _, _ = swept
     messages = []
@@ -82,6 +84,7 @@ def report(swept):
     return build_report(rows, data, out, config.tolerance, "test sweep")
 
 
+@pytest.mark.slow  # the module's sweep trains four networks
 def test_report_opens_with_the_balance_point_and_marks_its_row(swept, report):
     _, _, _, config, rows, _, _ = swept
     path, balance = report
@@ -100,6 +103,7 @@ def test_report_opens_with_the_balance_point_and_marks_its_row(swept, report):
         assert marked.startswith(f"<td>{expected['method']}</td><td>{expected['budget']:g}</td>"), marked
 
 
+@pytest.mark.slow  # the module's sweep trains four networks
 def test_report_renders_in_headless_chromium(report, tmp_path):
     path, _ = report
     browser = shutil.which("chromium") or shutil.which("chromium-browser")

@@ -12,6 +12,7 @@ from segprune.sparse import sparsity_summary
 
 @pytest.mark.parametrize("method,extra", [("magnitude", ["--pattern", "2:4", "--schedule", "constant", "--epochs", "2"]),
                                           ("l0", ["--epochs", "1", "--recovery-epochs", "0"])])
+@pytest.mark.slow
 def test_sparsify_writes_a_plain_sparse_model_and_keeps_the_input(make_folder_dataset, tmp_path, capsys, method, extra):
     root = make_folder_dataset(count=8)
     source = tmp_path / "unet.keras"

@@ -79,6 +79,7 @@ def test_masks_survive_a_save_and_reload_in_the_middle_of_training(data, tmp_pat
     assert sum(m.sum() for m in masks) / sum(m.size for m in masks) == pytest.approx(0.8, abs=2e-3)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("schedule,pattern", [("polynomial", None), ("constant", "2:4")])
 def test_magnitude_prune_returns_a_plain_model_whose_measured_sparsity_is_the_reported_one(data, tmp_path, schedule, pattern):
     """Per-layer ranking, so that every kernel's own sparsity can be checked."""

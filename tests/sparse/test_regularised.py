@@ -45,6 +45,7 @@ def test_gates_are_deterministic_at_inference_and_strip_keeps_the_function(data)
     assert 0.05 < sparsity_summary(plain, input_shape=(32, 32)).sparsity < 0.6  # some gates are exactly closed
 
 
+@pytest.mark.slow
 def test_l0_penalty_closes_gates_during_training(data):
     model = unet(num_classes=data.num_classes, input_channels=1, base_filters=8, depth=2)
     gated = with_weight_gates(model, strength=50.0)
@@ -61,6 +62,7 @@ def test_l0_penalty_closes_gates_during_training(data):
     assert closed[-1] > 0.2 and closed == sorted(closed)
 
 
+@pytest.mark.slow
 def test_l0_sparsify_ends_at_least_at_the_requested_sparsity(data):
     model = unet(num_classes=data.num_classes, input_channels=1, base_filters=8, depth=2)
     result = l0_sparsify(model, data, 0.5, epochs=2, strength=20.0, recovery_epochs=1, config=CONFIG)
@@ -70,6 +72,7 @@ def test_l0_sparsify_ends_at_least_at_the_requested_sparsity(data):
     assert any("L0 gates closed" in note for note in result.notes)
 
 
+@pytest.mark.slow
 def test_l1_records_its_trajectory_and_ends_at_the_exact_sparsity(data):
     model = unet(num_classes=data.num_classes, input_channels=1, base_filters=8, depth=2)
     result = l1_sparsify(model, data, 0.6, epochs=2, strength=1e-3, recovery_epochs=1, config=CONFIG)

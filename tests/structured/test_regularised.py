@@ -63,6 +63,7 @@ def test_gates_weigh_channels_by_the_macs_they_carry():
     assert by_producer["enc0a_conv"] > by_producer["mid_a_conv"], "full-resolution channels cost more"
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("method", [l0_channel_prune, slimming_prune])
 def test_regularised_channel_pruning_meets_its_target(data, method):
     model = unet(num_classes=data.num_classes, input_channels=3, base_filters=16, depth=2)
