@@ -11,7 +11,6 @@ from segprune.graph.groups import build_channel_graph
 from segprune.runtime.latency import LatencyTable, time_models
 from segprune.search.space import ChannelSpace, Configuration, shrink
 
-
 RUNTIME_NAMES = {"onnxruntime": "ONNX Runtime", "openvino": "OpenVINO"}
 
 

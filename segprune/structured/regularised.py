@@ -21,12 +21,12 @@ from dataclasses import dataclass, field
 import keras
 import numpy as np
 
+from segprune.cost.resources import macs_after, parse_target, resource_after
 from segprune.data.dataset import SegmentationDataset
 from segprune.graph.channels import handler_for
 from segprune.graph.groups import ChannelGraph, Group, build_channel_graph
 from segprune.graph.surgery import remove_channels
 from segprune.models.loading import copy_model
-from segprune.cost.resources import macs_after, parse_target, resource_after
 from segprune.sparse.finetune import finetune, train_phase, training_from_record, training_record
 from segprune.sparse.gates import deterministic
 from segprune.sparse.model import HARD_CONCRETE, GateSpec, Site, SparseModel, strip
@@ -144,7 +144,7 @@ def _select(graph: ChannelGraph, scores: dict[int, float], closed: set[int], tar
     """Removes all closed channels, then the lowest-scored ones until `target` holds (raw global ranking)."""
     unscored = [c for group in graph.prunable_groups() for c in group.classes if c not in scores]
     high = max(scores.values(), default=0.0) + 1e6
-    full_scores = {**{c: high for c in unscored}, **scores}
+    full_scores = {**dict.fromkeys(unscored, high), **scores}
     strategy = ratio_for_target(graph, full_scores, target, round_to, lambda r: GlobalRanking(r, normalize=False))
     removed = set(strategy.select(graph, full_scores, round_to))
     prunable = sum(group.num_prunable for group in graph.prunable_groups())
