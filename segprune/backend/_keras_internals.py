@@ -188,6 +188,8 @@ def _run_model(model, inputs, path: tuple[str, ...], calls: list[LayerCall], kee
 _ELEMENTWISE_BINARY_OPS = ("Add", "Subtract", "Multiply", "Divide", "TrueDivide", "Maximum", "Minimum", "Power")
 _ELEMENTWISE_UNARY_OPS = (
     ("numpy", ("Negative", "Absolute", "Abs", "Square", "Sqrt", "Exp", "Log", "Tanh", "Clip")),
+    ("core", ("Cast",)),
+    ("image", ("Resize",)),
     ("nn", ("Relu", "Relu6", "Sigmoid", "Softplus", "Softsign", "Silu", "LeakyRelu", "HardSigmoid", "HardSilu", "Elu", "Selu", "Gelu", "Celu")),
 )
 
@@ -199,13 +201,22 @@ def elementwise_operations() -> tuple[list[type], list[type]]:
     `CustomScaleLayer` of `keras.applications.InceptionResNetV2` (`a + b * scale`) counts as binary.
     """
     from keras.src.applications.inception_resnet_v2 import CustomScaleLayer
+    from keras.src.ops import core as core_ops
+    from keras.src.ops import image as image_ops
     from keras.src.ops import nn as nn_ops
     from keras.src.ops import numpy as numpy_ops
 
-    modules = {"numpy": numpy_ops, "nn": nn_ops}
+    modules = {"numpy": numpy_ops, "nn": nn_ops, "core": core_ops, "image": image_ops}
     binary = [getattr(numpy_ops, name) for name in _ELEMENTWISE_BINARY_OPS if hasattr(numpy_ops, name)]
     unary = [getattr(modules[module], name) for module, names in _ELEMENTWISE_UNARY_OPS for name in names if hasattr(modules[module], name)]
     return [*binary, CustomScaleLayer], unary
+
+
+def concatenate_operation() -> type:
+    """The op class that `keras.ops.concatenate` on symbolic tensors becomes (it has an `axis`, like the layer)."""
+    from keras.src.ops import numpy as numpy_ops
+
+    return numpy_ops.Concatenate
 
 
 def application_channelwise_layers() -> tuple[type, type]:
@@ -230,7 +241,7 @@ def is_functional_subclass(layer) -> bool:
     return isinstance(layer, Functional) and type(layer) is not Functional
 
 
-def plain_functional(model: keras.Model, _rebuilt: dict | None = None) -> keras.Model:
+def plain_functional(model: keras.Model, expand: Callable | None = None, _rebuilt: dict | None = None) -> keras.Model:
     """The same layers re-called as a plain `keras.Model(inputs, outputs)`, functional subclasses flattened.
 
     A functional subclass (at the top or nested as a layer) is replaced by a plain functional model over
@@ -238,15 +249,18 @@ def plain_functional(model: keras.Model, _rebuilt: dict | None = None) -> keras.
     constructor. Models holding no functional subclass are returned as they are. Layers (and so weights)
     are shared with `model`, not copied.
     """
+    expand = expand or (lambda layer: False)
     rebuilt = {} if _rebuilt is None else _rebuilt
-    if isinstance(model, keras.Sequential) or not _holds_functional_subclass(model):
+    if isinstance(model, keras.Sequential) or not _needs_rebuild(model, expand):
         return model
     if id(model) in rebuilt:
         return rebuilt[id(model)]
 
     def operation_fn(operation):
-        if is_graph_model(operation) and _holds_functional_subclass(operation):
-            return plain_functional(operation, rebuilt)
+        if is_graph_model(operation) and _needs_rebuild(operation, expand):
+            return plain_functional(operation, expand, rebuilt)
+        if not is_graph_model(operation) and expand(operation):
+            return lambda *args, **kwargs: _expanded(operation, args, kwargs)(*args, **kwargs)
         return operation
 
     inputs = [
@@ -258,7 +272,30 @@ def plain_functional(model: keras.Model, _rebuilt: dict | None = None) -> keras.
     return rebuilt[id(model)]
 
 
-def _holds_functional_subclass(model) -> bool:
+def _needs_rebuild(model, expand: Callable) -> bool:
     if is_functional_subclass(model):
         return True
-    return is_graph_model(model) and any(_holds_functional_subclass(layer) for layer in model.layers if is_graph_model(layer))
+    return is_graph_model(model) and any(
+        _needs_rebuild(layer, expand) if is_graph_model(layer) else expand(layer) for layer in model.layers
+    )
+
+
+def sublayers(layer: keras.layers.Layer) -> list:
+    """The layers a layer holds directly (a composite layer's branches), not itself."""
+    return list(layer._flatten_layers(include_self=False, recursive=False))
+
+
+def _expanded(layer: keras.layers.Layer, args: tuple, kwargs: dict) -> keras.Model:
+    """A composite layer's `call` traced on symbolic inputs: a functional model over its own sublayers."""
+    if len(args) != 1 or not isinstance(args[0], keras.KerasTensor) or any(isinstance(x, keras.KerasTensor) for x in keras.tree.flatten(kwargs)):
+        raise TypeError(f"Layer {layer.name!r} ({type(layer).__name__}) is called with more than one tensor; it cannot be expanded.")
+    inputs = keras.Input(batch_shape=tuple(args[0].shape), dtype=args[0].dtype)
+    expanded = keras.Model(inputs, layer.call(inputs), name=layer.name)
+    for inner in expanded.layers:
+        if isinstance(inner, keras.layers.Resizing) and (inner.height is None or inner.width is None):
+            raise TypeError(
+                f"Layer {layer.name!r} ({type(layer).__name__}) resizes to its input's size, which is unknown here "
+                f"(input {tuple(args[0].shape)}), so its call cannot be written as plain layers. Build the model "
+                "for a fixed image size (e.g. image_shape=(512, 512, 3)) to prune it."
+            )
+    return expanded

@@ -20,7 +20,7 @@ from typing import NamedTuple, Protocol
 import keras
 import numpy as np
 
-from segprune.backend._keras_internals import LayerCall, application_channelwise_layers, elementwise_operations
+from segprune.backend._keras_internals import LayerCall, application_channelwise_layers, concatenate_operation, elementwise_operations
 
 
 class UnsupportedLayerError(TypeError):
@@ -498,6 +498,11 @@ def register_handler(layer_class: type, handler: ChannelHandler) -> None:
     _REGISTRY[layer_class] = handler
 
 
+def has_handler(layer: keras.layers.Layer) -> bool:
+    """Whether a handler is registered for exactly this layer's class."""
+    return type(layer) in _REGISTRY
+
+
 def handler_for(layer: keras.layers.Layer) -> ChannelHandler:
     """The handler registered for exactly this layer's class (subclasses are not assumed to behave alike)."""
     handler = _REGISTRY.get(type(layer))
@@ -522,6 +527,7 @@ register_handler(keras.layers.Conv2DTranspose, TransposeConvHandler())
 register_handler(keras.layers.DepthwiseConv2D, DepthwiseHandler())
 register_handler(keras.layers.SeparableConv2D, SeparableHandler())
 register_handler(keras.layers.Concatenate, ConcatenateHandler())
+register_handler(concatenate_operation(), ConcatenateHandler())
 register_handler(keras.layers.Rescaling, RescalingHandler())
 register_handler(keras.layers.Reshape, ReshapeHandler())
 register_handler(keras.layers.Flatten, FlattenHandler())

@@ -15,8 +15,8 @@ from dataclasses import dataclass, field
 import keras
 import numpy as np
 
-from segprune.backend._keras_internals import GraphTrace, LayerCall, plain_functional, trace_graph
-from segprune.graph.channels import UnsupportedLayerError, handler_for
+from segprune.backend._keras_internals import GraphTrace, LayerCall, plain_functional, sublayers, trace_graph
+from segprune.graph.channels import UnsupportedLayerError, handler_for, has_handler
 from segprune.models.loading import require_graph_model
 
 
@@ -156,7 +156,10 @@ def build_channel_graph(
     """
     require_graph_model(model, source=f"Model {model.name!r}")
     # A functional subclass (keras-hub) configures itself by constructor arguments; the surgery needs a layer list.
-    model = plain_functional(model)
+    try:
+        model = plain_functional(model, expand=is_composite)
+    except TypeError as error:  # a composite layer whose call is not a composition of its sublayers
+        raise UnsupportedLayerError(f"{error} Otherwise register a handler for it with segprune.graph.register_handler.") from error
     ignore = set(ignore)
     _check_ignore_names(model, ignore)
     shapes = None
@@ -222,6 +225,16 @@ def _groups(builder: _Builder) -> tuple[list[Group], dict[int, int]]:
         for root in roots:
             group_of_class[root] = index
     return groups, group_of_class
+
+
+def is_composite(layer: keras.layers.Layer) -> bool:
+    """A layer with no handler made only of sublayers (keras-hub's SpatialPyramidPooling): its call is traced
+    into the graph, so its sublayers are pruned like any others. One with weights of its own is not."""
+    if has_handler(layer) or not isinstance(layer, keras.layers.Layer):
+        return False
+    children = sublayers(layer)
+    own = {id(w) for w in layer.weights} - {id(w) for child in children for w in child.weights}
+    return bool(children) and not own
 
 
 def _require_channels_last(call: LayerCall) -> None:
