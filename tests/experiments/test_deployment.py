@@ -5,6 +5,7 @@ import pytest
 from segprune.data import synthetic_dataset
 from segprune.experiments import SweepConfig, run_sweep
 from segprune.models import unet
+from segprune.report.deployments import deployment_section
 from segprune.report.tables import best_deployments
 
 
@@ -36,6 +37,13 @@ def test_every_network_is_deployed_on_every_runtime_and_precision(tmp_path):
     assert best[1]["deployment"] == fastest
     strict = best_deployments(rows, tolerance=-100.0)  # none can be 1 Dice above dense
     assert all(entry["deployment"] is None for entry in strict)
+
+    section = deployment_section(rows, tolerance=100.0)
+    assert section.count("<tr>") + section.count('<tr class="balance">') == 1 + 2 * 4  # the header and 4 per network
+    assert section.count('<tr class="balance">') == 2 and section.count("fastest within tolerance") == 2
+    assert deployment_section(rows, tolerance=-100.0).count('class="balance"') == 0
+    one_setting = [dict(row, deployments=row["deployments"][:1]) for row in rows]
+    assert deployment_section(one_setting, tolerance=1.0) == ""
 
 
 def test_unknown_runtimes_are_refused_up_front():

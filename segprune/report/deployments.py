@@ -1,0 +1,54 @@
+"""The balance point across runtimes and precisions: per network, the fastest deployment that keeps Dice."""
+
+from __future__ import annotations
+
+import html
+
+from segprune.report.tables import best_deployments
+
+_RUNTIME_NAMES = {"onnxruntime": "ONNX Runtime", "openvino": "OpenVINO", "litert": "LiteRT"}
+
+
+def deployment_section(rows: list[dict], tolerance: float) -> str:
+    """An HTML section: every deployment of every network, the fastest within `tolerance` Dice points marked.
+
+    Empty when the sweep timed one runtime at one precision only (the main table already says it all).
+    """
+    settings = {(d["runtime"], d["precision"]) for row in rows for d in row.get("deployments") or []}
+    if len(settings) < 2:
+        return ""
+    chosen = {(entry["method"], entry["budget"]): entry["deployment"] for entry in best_deployments(rows, tolerance)}
+    body = []
+    for row in rows:
+        best = chosen.get((row["method"], row["budget"]))
+        for deployment in row.get("deployments") or []:
+            marked = deployment is best
+            cells = [
+                row["method"] if row["budget"] is None else f"{row['method']} at {row['budget']:g}",
+                _RUNTIME_NAMES.get(deployment["runtime"], deployment["runtime"]),
+                deployment["precision"],
+                f"{deployment['latency_ms']:.2f}",
+                _times(deployment.get("speedup_vs_reference")),
+                _times(deployment.get("speedup_vs_dense_same_runtime")),
+                f"{deployment['dice']:.4f}",
+                f"{100 * deployment['mask_agreement']:.2f}%",
+                "fastest within tolerance" if marked else "",
+            ]
+            css = ' class="balance"' if marked else ""
+            body.append(f"<tr{css}>" + "".join(f"<td>{html.escape(cell)}</td>" for cell in cells) + "</tr>")
+    header = "".join(
+        f"<th>{label}</th>"
+        for label in ("network", "runtime", "precision", "ms", "vs dense fp32 on ONNX Runtime", "vs dense, same runtime",
+                      "Dice", "mask agreement", "")
+    )
+    return (
+        '<h2 id="deployments">Runtimes and precisions</h2>'
+        f"<p>Every network exported at a fixed shape and timed on each runtime (interleaved per runtime). "
+        f"'vs dense fp32 on ONNX Runtime' is what a user deploying the dense model today would gain; 'vs dense, same "
+        f"runtime' is what pruning itself bought. Marked: each network's fastest deployment within {tolerance:g} Dice "
+        f"points of the dense model.</p><table><thead><tr>{header}</tr></thead><tbody>{''.join(body)}</tbody></table>"
+    )
+
+
+def _times(value: float | None) -> str:
+    return "-" if value is None else f"{value:.2f}x"
