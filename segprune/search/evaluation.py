@@ -44,6 +44,8 @@ from segprune.structured.importance import channel_importance
 from segprune.structured.regularised import channel_gates
 from segprune.structured.selection import lowest_scored
 
+KEPT_WEIGHTS_BYTES = 512 * 2**20  # fine-tuned candidates kept in memory, so the chosen one need not be trained again
+
 
 @dataclass(frozen=True)
 class CandidateSettings:
@@ -127,6 +129,7 @@ class CandidateEvaluator:
             self.masked.append((variable, constraint))
         self.initial = [variable.numpy() for variable in self.model.variables]
         self.removed: list[int] = []
+        self.scored: dict[tuple, tuple[list, list[int]]] = {}  # (wanted widths, seed) -> fine-tuned weights, removed
         if settings.finetune_steps > 0:
             self.model.compile(
                 optimizer=keras.optimizers.Adam(settings.learning_rate), loss=CrossEntropyDiceLoss(output_kind(self.model), data.ignore_index)
@@ -159,7 +162,21 @@ class CandidateEvaluator:
             batches = TrainingBatches(self.data, "train", input_channels(self.model), replace(self.settings.batches, seed=seed))
             per_epoch = min(steps, batches.num_batches)
             self.model.fit(batches, epochs=math.ceil(steps / per_epoch), steps_per_epoch=per_epoch, verbose=0)
+        weights = [variable.numpy() for variable in self.model.variables]
+        if len(self.scored) >= max(1, KEPT_WEIGHTS_BYTES // sum(w.nbytes for w in weights)):
+            self.scored.pop(next(iter(self.scored)))  # the oldest goes; building it would evaluate it again
+        self.scored[(tuple(sorted(wanted.items())), seed)] = (weights, list(self.removed))
         return float(evaluate(self.model, self.data, self.settings.split).dice)
+
+    def restore(self, wanted: Configuration, seed: int) -> bool:
+        """Puts back the weights a candidate scored in this process had (no second fine-tune); False if it was not."""
+        found = self.scored.get((tuple(sorted(wanted.items())), seed))
+        if found is None:
+            return False
+        for variable, value in zip(self.model.variables, found[0]):
+            variable.assign(value)
+        self.removed = list(found[1])
+        return True
 
     def build(self) -> keras.Model:
         """The last scored candidate with its masked channels removed: a plain, smaller model with its fine-tuned weights."""
@@ -197,7 +214,9 @@ def evaluate_candidate(candidate: Candidate, data: SegmentationDataset, settings
 def build_candidate(candidate: Candidate, data: SegmentationDataset, settings: CandidateSettings, parent: keras.Model | None = None) -> keras.Model:
     """The candidate as a genuinely smaller model, fine-tuned as it was when scored (evaluated again, seeded)."""
     evaluator = evaluator_for(candidate.parent, data, settings, parent)
-    evaluator.score(candidate.parent_config, candidate.config, candidate_seed(settings, candidate.name))
+    seed = candidate_seed(settings, candidate.name)
+    if not evaluator.restore(candidate.config, seed):  # scored elsewhere (a worker, or before a resume)
+        evaluator.score(candidate.parent_config, candidate.config, seed)
     return evaluator.build()
 
 
