@@ -79,7 +79,7 @@ def uniformly_narrowed(budget: Budget, config: Configuration) -> Configuration:
     lower, upper = 0.0, 1.0
     for _ in range(30):
         middle = (lower + upper) / 2
-        lower, upper = (lower, middle) if budget.cost(scaled(middle)) <= budget.limit else (middle, upper)
+        lower, upper = (middle, upper) if budget.cost(scaled(middle)) <= budget.limit else (lower, middle)
     narrowed = scaled(lower) if budget.cost(scaled(lower)) <= budget.limit else scaled(0.0)
     return narrowed if budget.cost(narrowed) <= budget.limit else budget.narrowest()
 

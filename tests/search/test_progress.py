@@ -101,3 +101,14 @@ def test_random_search_stops_at_the_time_limit_with_its_best_so_far(data, model,
     _limit_after(monkeypatch, 2)
     result = random_search(model, data, tmp_path, LIMITED, CANDIDATES, num_candidates=5)
     assert result.candidates == 2 and "time limit" in result.notes[-1] and result.resource_fraction <= 0.5
+
+
+def test_the_last_step_is_narrowed_to_the_budget_and_no_further(data, model, tmp_path):
+    from segprune.search.budget import Budget
+    from segprune.search.greedy import uniformly_narrowed
+
+    budget = Budget(model, SETTINGS, tmp_path)
+    narrowed = uniformly_narrowed(budget, budget.space.dense())
+    assert budget.share(narrowed) <= 0.5
+    wider = {key: next((w for w in budget.space.widths(key) if w > width), width) for key, width in narrowed.items()}
+    assert budget.share(wider) > 0.5, "one notch wider everywhere would miss the budget: the cut is as small as it can be"
