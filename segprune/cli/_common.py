@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import argparse
+import importlib
+
+import keras
 
 from segprune.cli import _console
 from segprune.data import DataError
 from segprune.graph.channels import UnsupportedLayerError
-from segprune.models import ModelFileError
+from segprune.models import ModelFileError, load_model
 from segprune.runtime.export import ExportMismatchError
 from segprune.structured.summary import PruningSummary
 from segprune.training import DistillConfig
@@ -33,6 +36,40 @@ def add_distill_options(parser: argparse.ArgumentParser) -> None:
 
 def distill_config(arguments: argparse.Namespace) -> DistillConfig | None:
     return DistillConfig(arguments.temperature, arguments.distill_weight) if arguments.distill else None
+
+
+def add_loading_options(parser: argparse.ArgumentParser) -> None:
+    """--custom-objects MODULE and --unsafe-lambda: loading model files that need code of their own."""
+    parser.add_argument(
+        "--custom-objects", metavar="MODULE", default=None,
+        help="an importable Python module whose classes and functions the model file needs (e.g. mypackage.layers)",
+    )
+    parser.add_argument(
+        "--unsafe-lambda", action="store_true",
+        help="load Lambda layers: their stored bytecode runs on load, so only for files you trust",
+    )
+
+
+def read_model(arguments: argparse.Namespace, path: str) -> keras.Model:
+    """The user's model file, with the custom objects and the Lambda opt-in the command line gave."""
+    return load_model(path, custom_objects=custom_objects(arguments.custom_objects), safe_mode=not arguments.unsafe_lambda)
+
+
+def custom_objects(module_name: str | None) -> dict | None:
+    """The public classes and functions of an importable module, by name (None for no module)."""
+    if module_name is None:
+        return None
+    try:
+        module = importlib.import_module(module_name)
+    except ImportError as error:
+        raise ValueError(
+            f"--custom-objects {module_name!r} cannot be imported ({error}); give a module on the Python path, "
+            "e.g. run from the folder that holds it or install its package."
+        ) from None
+    objects = {name: value for name, value in vars(module).items() if not name.startswith("_") and (isinstance(value, type) or callable(value))}
+    if not objects:
+        raise ValueError(f"--custom-objects {module_name!r} defines no public classes or functions to load a model with.")
+    return objects
 
 
 def layer_names(text: str) -> list[str]:

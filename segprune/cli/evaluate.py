@@ -7,10 +7,14 @@ import json
 import math
 
 from segprune.cli import _console
-from segprune.cli._common import DATA_HELP, USER_ERRORS  # noqa: F401  (USER_ERRORS is read by segprune.cli.main)
+from segprune.cli._common import (  # noqa: F401  (USER_ERRORS is read by segprune.cli.main)
+    DATA_HELP,
+    USER_ERRORS,
+    add_loading_options,
+    read_model,
+)
 from segprune.data import load_data
 from segprune.metrics import evaluate
-from segprune.models import load_model
 
 DESCRIPTION = "Dice, IoU and pixel accuracy over a whole split."
 
@@ -20,13 +24,14 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--data", default="nuclei", help=DATA_HELP)
     parser.add_argument("--split", default="test", choices=("train", "val", "test"))
     parser.add_argument("--json", action="store_true", help="one JSON object per model per line")
+    add_loading_options(parser)
 
 
 def run(arguments: argparse.Namespace) -> int:
     data = load_data(arguments.data)
     rows = []
     for path in arguments.models:
-        model = load_model(path)
+        model = read_model(arguments, path)
         scores = evaluate(model, data, arguments.split)
         row = {
             "model": path,

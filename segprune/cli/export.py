@@ -6,10 +6,14 @@ import argparse
 
 from segprune._io import check_output
 from segprune.cli import _console
-from segprune.cli._common import DATA_HELP, USER_ERRORS  # noqa: F401  (USER_ERRORS is read by segprune.cli.main)
+from segprune.cli._common import (  # noqa: F401  (USER_ERRORS is read by segprune.cli.main)
+    DATA_HELP,
+    USER_ERRORS,
+    add_loading_options,
+    read_model,
+)
 from segprune.data import adapt_channels, load_data
 from segprune.inference import input_channels, pad_to_multiple
-from segprune.models import load_model
 from segprune.runtime.export import FORMATS, export_model, parse_input_shape
 
 DESCRIPTION = "Export to ONNX, OpenVINO IR or LiteRT and check it against Keras."
@@ -25,11 +29,12 @@ def configure(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--tolerance", type=float, default=1e-4, help="largest allowed difference (default 1e-4)")
     parser.add_argument("--out", required=True, help="the exported file (.onnx, .tflite, or .xml for OpenVINO, its weights in a .bin beside it)")
+    add_loading_options(parser)
 
 
 def run(arguments: argparse.Namespace) -> int:
     check_output(arguments.out, arguments.model, suffix=None)
-    model = load_model(arguments.model)
+    model = read_model(arguments, arguments.model)
     samples = []
     if arguments.data:
         data = load_data(arguments.data)

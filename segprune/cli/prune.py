@@ -11,14 +11,15 @@ from segprune.cli._common import (  # noqa: F401  (USER_ERRORS is read by segpru
     DATA_HELP,
     USER_ERRORS,
     add_distill_options,
+    add_loading_options,
     distill_config,
     layer_names,
     print_pruning_summary,
+    read_model,
 )
 from segprune.cost import parse_target
 from segprune.data import load_data
 from segprune.metrics import evaluate
-from segprune.models import load_model
 from segprune.runtime.latency import PRECISIONS
 from segprune.runtime.latency import RUNTIMES as LATENCY_RUNTIMES
 from segprune.training_state import RunInterrupted, run_folder
@@ -97,6 +98,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
         help="continue the interrupted run that wrote --out (state in OUT.resume/, searches in OUT.search/); refused if it was another run",
     )
     parser.add_argument("--out", required=True, help="where to save the pruned model (.keras)")
+    add_loading_options(parser)
 
 
 def run(arguments: argparse.Namespace) -> int:
@@ -104,7 +106,7 @@ def run(arguments: argparse.Namespace) -> int:
     settings = _method_settings(arguments)
     if arguments.method in SEARCH_METHODS and arguments.data:
         settings["data_source"] = arguments.data  # worker processes load the data themselves
-    model = load_model(arguments.model)
+    model = read_model(arguments, arguments.model)
     data = load_data(arguments.data) if arguments.data else None
     is_search = arguments.method in SEARCH_METHODS
     folder = out.with_suffix(".search") if is_search else None

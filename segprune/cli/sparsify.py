@@ -7,10 +7,15 @@ import argparse
 from segprune._io import check_output
 from segprune.api import SPARSE_SETTINGS, sparsify
 from segprune.cli import _console
-from segprune.cli._common import DATA_HELP, USER_ERRORS, layer_names  # noqa: F401  (USER_ERRORS is read by segprune.cli.main)
+from segprune.cli._common import (  # noqa: F401  (USER_ERRORS is read by segprune.cli.main)
+    DATA_HELP,
+    USER_ERRORS,
+    add_loading_options,
+    layer_names,
+    read_model,
+)
 from segprune.data import BatchConfig, load_data
 from segprune.metrics import evaluate
-from segprune.models import load_model
 from segprune.sparse import sparsity_summary
 from segprune.training import TrainConfig
 from segprune.training_state import RunInterrupted, run_folder
@@ -34,6 +39,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", required=True, help="where to save the sparse model (.keras)")
     parser.add_argument("--resume", action="store_true", help="continue the interrupted run that wrote --out (its state is in OUT.resume/)")
+    add_loading_options(parser)
 
 
 def run(arguments: argparse.Namespace) -> int:
@@ -46,7 +52,7 @@ def run(arguments: argparse.Namespace) -> int:
         if option not in SPARSE_SETTINGS[arguments.method]:
             raise ValueError(f"--{option.replace('_', '-')} does not apply to --method {arguments.method}; it takes {list(SPARSE_SETTINGS[arguments.method])}.")
         settings[option] = value
-    model = load_model(arguments.model)
+    model = read_model(arguments, arguments.model)
     data = load_data(arguments.data)
     ignore = layer_names(arguments.ignore)
     config = TrainConfig(patience=None, batches=BatchConfig(seed=arguments.seed))

@@ -10,12 +10,13 @@ from segprune.cli._common import (  # noqa: F401  (USER_ERRORS is read by segpru
     DATA_HELP,
     USER_ERRORS,
     add_distill_options,
+    add_loading_options,
     distill_config,
     print_balance,
+    read_model,
 )
 from segprune.data import load_data
 from segprune.experiments import SWEEP_METHODS, SweepConfig, run_sweep
-from segprune.models import load_model
 from segprune.report import build_report
 
 DESCRIPTION = "Prune with each method at each budget, fine-tune, measure, report."
@@ -36,6 +37,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--int8", action="store_true", help="also quantize every network to int8 per runtime and time it")
     parser.add_argument("--image-size", type=int, default=256, help="the fixed input size models are exported and timed at (default 256)")
+    add_loading_options(parser)
 
 
 def run(arguments: argparse.Namespace) -> int:
@@ -50,7 +52,7 @@ def run(arguments: argparse.Namespace) -> int:
         image_size=arguments.image_size,
     )
     data = load_data(arguments.data)
-    rows = run_sweep(load_model(arguments.model), data, arguments.out, config, progress=_console.progress_console.print)
+    rows = run_sweep(read_model(arguments, arguments.model), data, arguments.out, config, progress=_console.progress_console.print)
     report, balance = build_report(rows, data, arguments.out, config.tolerance, f"segprune sweep: {Path(arguments.model).name} on {data.name}")
     print_balance(balance, config.tolerance)
     _console.output_console.print(f"report: {report}\nresults: {Path(arguments.out) / 'results.csv'}")

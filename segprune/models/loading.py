@@ -194,7 +194,7 @@ def _keras_load(path: Path, options: _LoadOptions, shown_as: Path | None = None,
                 f"{shown!r} contains a Lambda layer. Lambda layers store Python bytecode that runs when the model "
                 "is loaded, so a model file from an untrusted source can execute arbitrary code on your machine; "
                 "segprune refuses them by default. If you trust where this file came from, load it with "
-                "segprune.load_model(path, safe_mode=False)."
+                "segprune.load_model(path, safe_mode=False) (--unsafe-lambda on the command line)."
             ) from error
         if class_name is not None and class_name not in _GRAPH_CLASS_NAMES:
             raise ModelFileError(
