@@ -6,7 +6,8 @@ candidates as `CandidateSettings` says, and keep a resumable JSON-lines log in t
 
 from segprune.search.evaluation import CandidateSettings
 from segprune.search.greedy import family, greedy_search
+from segprune.search.progress import SearchTimeLimit
 from segprune.search.random_search import random_search
 from segprune.search.settings import SearchResult, SearchSettings
 
-__all__ = ["CandidateSettings", "SearchResult", "SearchSettings", "family", "greedy_search", "random_search"]
+__all__ = ["CandidateSettings", "SearchResult", "SearchSettings", "SearchTimeLimit", "family", "greedy_search", "random_search"]
