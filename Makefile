@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 export TF_CPP_MIN_LOG_LEVEL ?= 2
 export KERAS_BACKEND ?= tensorflow
 
-.PHONY: demo test install clean chromium lint
+.PHONY: demo test test-all install clean chromium lint
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -23,6 +23,10 @@ demo: install
 
 test: install chromium lint
 	$(BIN)/python -m pytest -q $(PYTEST_ARGS)
+
+# The default suite plus the exhaustive instances (every keras.applications CNN): about twice as long.
+test-all: install chromium lint
+	$(BIN)/python -m pytest -q --exhaustive $(PYTEST_ARGS)
 
 # The layering (import-linter contracts in pyproject.toml) and the lint rules, checked before the tests.
 lint: install

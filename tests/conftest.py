@@ -69,6 +69,19 @@ def make_folder_dataset(tmp_path):
     return make
 
 
+def pytest_addoption(parser):
+    parser.addoption("--exhaustive", action="store_true", help="also run the tests marked exhaustive (make test-all)")
+
+
+def pytest_collection_modifyitems(config, items):
+    if config.getoption("--exhaustive"):
+        return
+    skip = pytest.mark.skip(reason="exhaustive: the default suite covers this kind; run `make test-all` for every instance")
+    for item in items:
+        if "exhaustive" in item.keywords:
+            item.add_marker(skip)
+
+
 def pytest_terminal_summary(terminalreporter):
     """Makes a skipped rendering check impossible to miss in the summary."""
     unchecked = []

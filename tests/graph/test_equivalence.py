@@ -13,8 +13,9 @@ ARCHITECTURES = {
     "unet-bilinear": (lambda: unet(num_classes=2, input_channels=3, base_filters=8, upsampling="bilinear"), (64, 64, 3)),
     "fcn8s": (lambda: fcn(num_classes=3, input_channels=1, base_filters=8), (64, 64, 1)),
     "mobilenet-unet": (lambda: mobilenet_unet(num_classes=2, alpha=0.35), (64, 64, 3)),
-    "resnet50": (lambda: keras.applications.ResNet50(weights=None), (224, 224, 3)),
-    "mobilenetv2": (lambda: keras.applications.MobileNetV2(weights=None, alpha=0.5), (224, 224, 3)),
+    # the coupling does not depend on the input size or the head: small inputs, 10 classes
+    "resnet50": (lambda: keras.applications.ResNet50(weights=None, input_shape=(64, 64, 3), classes=10), (64, 64, 3)),
+    "mobilenetv2": (lambda: keras.applications.MobileNetV2(weights=None, alpha=0.5, input_shape=(64, 64, 3), classes=10), (64, 64, 3)),
 }
 
 

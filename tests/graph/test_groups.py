@@ -124,7 +124,10 @@ class _Doubler(keras.layers.Layer):
         return inputs * 2.0
 
 
-def test_unknown_layer_is_named_with_the_fix_and_can_be_registered():
+def test_unknown_layer_is_named_with_the_fix_and_can_be_registered(monkeypatch):
+    from segprune.graph import channels
+
+    monkeypatch.setattr(channels, "_REGISTRY", dict(channels._REGISTRY))  # this test's registration stays its own
     inputs = keras.Input((None, None, 3))
     x = _Doubler(name="doubler")(_conv(8, "a")(inputs))
     model = keras.Model(inputs, _conv(2, "out")(x))
@@ -132,6 +135,9 @@ def test_unknown_layer_is_named_with_the_fix_and_can_be_registered():
         build_channel_graph(model)
     register_handler(_Doubler, ChannelwiseHandler())
     assert build_channel_graph(model).group_of_layer("a").num_prunable == 8
+    monkeypatch.undo()
+    with pytest.raises(UnsupportedLayerError):  # no other test sees the handler
+        build_channel_graph(model)
 
 
 def test_reshape_that_moves_channels_is_refused():

@@ -16,10 +16,16 @@ APPLICATIONS = {
     "EfficientNetB0": 32, "EfficientNetV2B0": 32, "Xception": 71, "InceptionV3": 75, "InceptionResNetV2": 75,
     "NASNetMobile": 32, "VGG16": 32, "ConvNeXtTiny": 32,
 }
+# One of each coupling kind in the default suite: residual adds (ResNet50), depthwise inverted residuals
+# (MobileNetV2), squeeze-and-excitation gates (EfficientNetB0), grouped convs with LayerNormalization
+# (ConvNeXtTiny). The rest repeat these kinds at several minutes' cost and run with `make test-all`.
+DEFAULT_SUITE = ("ResNet50", "MobileNetV2", "EfficientNetB0", "ConvNeXtTiny")
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("name", list(APPLICATIONS))
+@pytest.mark.parametrize(
+    "name", [name if name in DEFAULT_SUITE else pytest.param(name, marks=pytest.mark.exhaustive) for name in APPLICATIONS]
+)
 def test_application_prunes_and_round_trips(name, tmp_path):
     size = APPLICATIONS[name]
     model = getattr(keras.applications, name)(weights=None, input_shape=(size, size, 3), classes=10)
