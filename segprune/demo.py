@@ -25,9 +25,10 @@ from segprune.training_state import state_path
 
 DEMO_DATA = "nuclei"
 DEMO_EPOCHS = 40
-# One-shot L1 at half and a quarter of the MACs, fine-tuned with distillation from the dense model (see
-# benchmarks/distill_nuclei.py and the table in its closing note for why these epochs), and the two
-# classical baselines that work on fluorescence nuclei. More methods: `segprune sweep --methods ...`.
+# One-shot L1 at half and a quarter of the MACs, fine-tuned with distillation from the dense model, and the two
+# classical baselines that work on fluorescence nuclei. benchmarks/distill_nuclei.py measured (test Dice, dense
+# 0.9488): L1 at 1/2 reaches 0.9387 after 10 epochs, 1/4 reaches 0.938, with or without distillation; 20 epochs
+# buy margin over the 1-point tolerance. More methods: `segprune sweep --methods ...`.
 DEMO_SWEEP = SweepConfig(
     methods=("oneshot-l1", "classical-otsu", "classical-watershed"),
     budgets=(0.5, 0.25),
