@@ -32,7 +32,10 @@ def test_prune_l0_channel_needs_data_and_target(tmp_path, capsys):
     source = tmp_path / "unet.keras"
     unet(num_classes=2, input_channels=1, base_filters=16, depth=2).save(source)
     assert main(["prune", str(source), "--method", "l0-channel", "--ratio", "0.5", "--out", str(tmp_path / "p.keras")]) == 2
-    assert "--data and --target" in capsys.readouterr().err
+    assert "prunes to a budget: give target=" in capsys.readouterr().err
+    assert main(["prune", str(source), "--method", "l0-channel", "--target", "flops=0.5", "--out", str(tmp_path / "p.keras")]) == 2
+    assert "trains on data" in capsys.readouterr().err
+    assert not (tmp_path / "p.keras").exists()
 
 
 def test_prune_slimming_from_the_command_line(make_folder_dataset, tmp_path, capsys):
