@@ -138,13 +138,13 @@ def _run_one(model, data, method: str, budget: float | None, config: SweepConfig
         row["found_nothing"] = not result.dice > 0  # no foreground pixel of the truth found on any test tile
         return row
     pruned = None
+    path = out_dir / "models" / f"{method}-{budget}.keras" if budget else out_dir / "models" / "dense.keras"
     if method == "dense":
         candidate = model
-    else:
-        pruned = _pruned(model, data, method, f"flops={budget}", config, out_dir / "search" / f"{method}-{budget}")
+        save_model(candidate, path)
+    else:  # prune() saves the model at `path`, and keeps its fine-tune's state beside it until then (resumable)
+        pruned = _pruned(model, data, method, f"flops={budget}", config, out_dir / "search" / f"{method}-{budget}", path)
         candidate = pruned.model
-    path = out_dir / "models" / f"{method}-{budget}.keras" if budget else out_dir / "models" / "dense.keras"
-    save_model(candidate, path)
     scores = evaluate(candidate, data, "test")
     macs = flops(candidate, (config.image_size, config.image_size)).macs
     row = _row(method, budget, scores.dice, scores.iou, scores.pixel_accuracy, macs / dense_macs, candidate.count_params(), str(path), None)
@@ -156,7 +156,7 @@ def _run_one(model, data, method: str, budget: float | None, config: SweepConfig
     return row
 
 
-def _pruned(model, data, method: str, target: str, config: SweepConfig, folder: Path) -> PruneResult:
+def _pruned(model, data, method: str, target: str, config: SweepConfig, folder: Path, path: Path) -> PruneResult:
     """`model` pruned to `target` by the sweep method `method` and fine-tuned for its epochs."""
     epochs = config.epochs_for(method)
     if method in REGULARISED_METHODS:
@@ -169,7 +169,7 @@ def _pruned(model, data, method: str, target: str, config: SweepConfig, folder: 
         method, settings = method.removeprefix("oneshot-"), {}
     return prune(
         model, method, target=target, data=data, finetune_epochs=epochs, image_size=config.image_size, train_config=config.train,
-        distill=config.distill, folder=folder if method in SEARCH_METHODS else None, resume=True, **settings,
+        distill=config.distill, checkpoint_path=path, folder=folder if method in SEARCH_METHODS else None, resume=True, **settings,
     )
 
 

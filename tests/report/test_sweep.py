@@ -12,7 +12,7 @@ from segprune.data import BatchConfig, synthetic_dataset
 from segprune.experiments import SweepConfig, run_sweep
 from segprune.models import unet
 from segprune.report import balance_point, build_report
-from segprune.runtime.benchmark import onnx_latency
+from segprune.runtime.benchmark import file_latency
 from segprune.training import TrainConfig
 from tests.conftest import NOT_RENDERED
 
@@ -29,12 +29,12 @@ def swept(tmp_path_factory):
     messages, timed = [], {}
 
     def recording_latency(paths, **settings):
-        latencies = onnx_latency(paths, **settings)
+        latencies = file_latency(paths, **settings)
         timed.update({Path(path).stem: latency.median_ms for path, latency in zip(paths, latencies)})
         return latencies
 
     with pytest.MonkeyPatch.context() as patch:
-        patch.setattr("segprune.experiments.sweep.onnx_latency", recording_latency)
+        patch.setattr("segprune.experiments.deployment.file_latency", recording_latency)
         rows = run_sweep(model, data, out, config, progress=messages.append)
     return out, data, model, config, rows, messages, timed
 
