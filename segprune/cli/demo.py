@@ -6,7 +6,7 @@ import argparse
 
 from segprune.cli import _console
 from segprune.cli._common import USER_ERRORS, print_balance  # noqa: F401  (USER_ERRORS is read by segprune.cli.main)
-from segprune.demo import DEMO_EPOCHS, DEMO_SWEEP, run_demo
+from segprune.demo import DEMO_EPOCHS, DEMO_SWEEP, run_demo, summary_table
 
 DESCRIPTION = "Train a U-Net on the built-in nuclei tiles, prune it, time every model, write the report."
 
@@ -24,6 +24,7 @@ def run(arguments: argparse.Namespace) -> int:
         f"dense U-Net: test Dice {scores.dice:.4f}  mean IoU {scores.iou:.4f}  pixel accuracy {scores.pixel_accuracy:.4f}; "
         f"{result.params:,} parameters, {result.macs / 1e6:.1f}M MACs"
     )
+    _console.output_console.print(summary_table(result.rows))
     print_balance(result.balance, DEMO_SWEEP.tolerance)
     _console.output_console.print(f"model:   {result.model_path}\nmetrics: {result.metrics_path}\nreport:  {result.report_path}")
     return 0

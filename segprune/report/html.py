@@ -7,6 +7,7 @@ import html
 from pathlib import Path
 
 from segprune._io import write_text
+from segprune.report.deployments import deployment_section
 
 _STYLE = """
 body { font-family: system-ui, sans-serif; margin: 2em; color: #222; max-width: 75em; }
@@ -168,7 +169,8 @@ def write_report(path: str | Path, title: str, rows: list[dict], balance: dict |
 <p class="headline" id="balance-sentence">{html.escape(sentence)}</p>
 <p class="detail"><b>Balance point</b>: {html.escape(detail)}</p>
 <table><thead><tr>{header}</tr></thead><tbody>{''.join(body)}</tbody></table>
-<p>Latency: ONNX Runtime, interleaved rounds, median. Classical rows are timed by their own Python code and
+{deployment_section(rows, tolerance)}
+<p>Latency: the first runtime timed (ONNX Runtime by default), fixed input shape, interleaved rounds, median. Classical rows are timed by their own Python code and
 do not run on ONNX Runtime. MACs: multiply-accumulates per image, as a fraction of the full model.{caveat}</p>
 <div class="figures">{pictures}</div>
 <script>{_RENDER_CHECK}</script>
