@@ -21,12 +21,13 @@ install: $(VENV)/.installed
 demo: install
 	$(BIN)/segprune demo --out runs/demo
 
+# One worker per core (pytest-xdist), each test file on one worker so module fixtures are built once.
 test: install chromium lint
-	$(BIN)/python -m pytest -q $(PYTEST_ARGS)
+	$(BIN)/python -m pytest -q -n auto --dist loadfile $(PYTEST_ARGS)
 
 # The default suite plus the exhaustive instances (every keras.applications CNN): about twice as long.
 test-all: install chromium lint
-	$(BIN)/python -m pytest -q --exhaustive $(PYTEST_ARGS)
+	$(BIN)/python -m pytest -q -n auto --dist loadfile --exhaustive $(PYTEST_ARGS)
 
 # The layering (import-linter contracts in pyproject.toml) and the lint rules, checked before the tests.
 lint: install
