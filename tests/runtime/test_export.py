@@ -5,8 +5,9 @@ import numpy as np
 import pytest
 
 from segprune import prune_channels
+from segprune.cost import flops
 from segprune.models import mobilenet_unet, unet
-from segprune.runtime.benchmark import onnx_latency
+from segprune.runtime.benchmark import onnx_latency, zipped_size
 from segprune.runtime.export import (
     ExportMismatchError,
     export_model,
@@ -47,7 +48,8 @@ def test_interleaved_latency(tmp_path):
     export_onnx(prune_channels(model, ratio=0.5), paths[1])
     dense, pruned = onnx_latency(paths, image_size=64, rounds=5, warmup=1)
     assert dense.runs == pruned.runs == 5
-    assert dense.median_ms > 0 and pruned.median_ms > 0 and dense.p90_ms >= dense.median_ms
+    assert (dense.model, pruned.model) == tuple(map(str, paths))  # each figure belongs to its own file
+    assert dense.p90_ms >= dense.median_ms and pruned.p90_ms >= pruned.median_ms
 
 
 @pytest.mark.parametrize("fmt,suffix", [("onnx", ".onnx"), ("litert", ".tflite")])
@@ -171,9 +173,11 @@ def test_benchmark_cli_json_for_every_runtime(runtime, tmp_path, capsys):
     assert code == 0
     rows = [json.loads(line) for line in capsys.readouterr().out.strip().splitlines()]
     assert [row["model"] for row in rows] == [str(p) for p in paths]
-    for row in rows:
-        assert row["runtime"] == runtime and row["latency_ms"] > 0 and row["macs"] > 0 and row["params"] > 0
-        assert row["zipped_bytes"] > 0 and row["cpu_ms_per_image"] >= 0
+    for row, path in zip(rows, paths):
+        model = keras.saving.load_model(path)
+        assert row["runtime"] == runtime and row["p90_ms"] >= row["latency_ms"]
+        assert row["macs"] == flops(model, (64, 64)).macs and row["params"] == model.count_params()
+        assert row["zipped_bytes"] == zipped_size(path) and row["cpu_ms_per_image"] >= 0
         assert row["gmacs_per_second"] == pytest.approx(row["macs"] / row["latency_ms"] / 1e6)
         assert row["static_shape"] is (runtime != "keras")
     assert rows[1]["macs"] < rows[0]["macs"]
