@@ -24,7 +24,7 @@ def run(arguments: argparse.Namespace) -> int:
         f"dense U-Net: test Dice {scores.dice:.4f}  mean IoU {scores.iou:.4f}  pixel accuracy {scores.pixel_accuracy:.4f}; "
         f"{result.params:,} parameters, {result.macs / 1e6:.1f}M MACs"
     )
-    _console.output_console.print(summary_table(result.rows))
+    _console.output_console.print(summary_table(result.rows), markup=False)
     print_balance(result.balance, DEMO_SWEEP.tolerance)
     _console.output_console.print(f"model:   {result.model_path}\nmetrics: {result.metrics_path}\nreport:  {result.report_path}")
     return 0
