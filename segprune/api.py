@@ -176,22 +176,10 @@ def prune(
         with RunState.open(checkpoint_path if trains else None, identity, resume) as run:
             if method in ONESHOT_METHODS:
                 result = _oneshot(model, method, target, ratio, data, round_to, ignore, method_settings, run)
-                if finetune_epochs:
-                    result.training.append(
-                        train_phase(
-                            run, "finetune", result.model, data, finetune_epochs, train_config, on_epoch,
-                            teacher=model if distill is not None else None, distill=distill,
-                        )
-                    )
             else:
                 result = _regularised(model, method, target, data, round_to, ignore, train_config, on_epoch, method_settings, run)
-                if finetune_epochs:
-                    result.training.append(
-                        train_phase(
-                            run, "finetune", result.model, data, finetune_epochs, train_config or TrainConfig(patience=None), on_epoch,
-                            teacher=model if distill is not None else None, distill=distill,
-                        )
-                    )
+                train_config = train_config or TrainConfig(patience=None)  # the regularised phase set the length
+            _finetune(result, model, data, finetune_epochs, train_config, distill, on_epoch, run)
             run.complete(result.model, checkpoint_path)
     else:
         if ignore:
@@ -215,13 +203,7 @@ def prune(
         identity = run_identity("prune", method, model, data, dict(target=target, finetune_epochs=finetune_epochs, seed=seed,
                                 train_config=train_config, distill=distill, configuration=result.search.config))
         with RunState.open(checkpoint_path if finetune_epochs else None, identity, resume) as run:
-            if finetune_epochs:
-                result.training.append(
-                    train_phase(
-                        run, "finetune", result.model, data, finetune_epochs, train_config or TrainConfig(patience=None), on_epoch,
-                        teacher=model if distill is not None else None, distill=distill,
-                    )
-                )
+            _finetune(result, model, data, finetune_epochs, train_config or TrainConfig(patience=None), distill, on_epoch, run)
             run.complete(result.model, checkpoint_path)
     result.summary = pruning_summary(model, result.model, (image_size, image_size))
     result.seconds = time.perf_counter() - started
@@ -289,6 +271,13 @@ def sparsify(
             result = regularise(model, data, sparsity, epochs, config=train_config, ignore=ignore, on_epoch=on_epoch, run=run, **method_settings)
         run.complete(result.model, checkpoint_path)
     return result
+
+
+def _finetune(result: PruneResult, dense: keras.Model, data, epochs: int, config, distill, on_epoch, run: RunState) -> None:
+    """The fine-tune every method ends with: the run's `finetune` phase, taught by the dense model when distilling."""
+    if epochs:
+        teacher = dense if distill is not None else None
+        result.training.append(train_phase(run, "finetune", result.model, data, epochs, config, on_epoch, teacher=teacher, distill=distill))
 
 
 def _check_method(method: str, table: Mapping[str, tuple[str, ...]], settings: Mapping[str, object]) -> None:
