@@ -6,6 +6,7 @@ settings it takes, what it needs, what it defaults to, how it is fine-tuned) liv
 
 from __future__ import annotations
 
+import contextlib
 import tempfile
 import time
 from collections.abc import Callable, Iterable, Mapping
@@ -194,7 +195,9 @@ def prune(
         candidate_settings = CandidateSettings(
             finetune_steps=method_settings.pop("candidate_steps", 20), importance="l1", seed=0 if seed is None else seed
         )
-        with _search_folder(folder) as search_folder:
+        # the user's folder, or a temporary one removed afterwards
+        scratch = tempfile.TemporaryDirectory(prefix="segprune-search-") if folder is None else contextlib.nullcontext(str(folder))
+        with scratch as search_folder:
             result = _search(
                 model, method, data, Path(search_folder), search_settings, candidate_settings, resume, on_candidate, on_epoch, method_settings,
                 on_search_start,
@@ -338,21 +341,3 @@ def _search(model, method, data, folder, settings, candidates, resume, on_candid
             model, data, folder, settings, candidates, method_settings.get("candidates", 20), method_settings.get("accuracy_floor"), **common
         )
     return PruneResult(model=outcome.model, method=method, notes=list(outcome.notes), search=outcome)
-
-
-class _search_folder:
-    """The user's folder, or a temporary one removed afterwards."""
-
-    def __init__(self, folder: str | Path | None) -> None:
-        self.folder = folder
-        self.temporary: tempfile.TemporaryDirectory | None = None
-
-    def __enter__(self) -> str:
-        if self.folder is not None:
-            return str(self.folder)
-        self.temporary = tempfile.TemporaryDirectory(prefix="segprune-search-")
-        return self.temporary.name
-
-    def __exit__(self, *exc) -> None:
-        if self.temporary is not None:
-            self.temporary.cleanup()
