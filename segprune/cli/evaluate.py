@@ -14,9 +14,12 @@ from segprune.cli._common import (  # noqa: F401  (USER_ERRORS is read by segpru
     read_model,
 )
 from segprune.data import load_data
+from segprune.data.instances import load_instance_data
+from segprune.instance_metrics import evaluate_instances
 from segprune.metrics import evaluate
+from segprune.models.mask_rcnn import is_mask_rcnn_file, load_mask_rcnn
 
-DESCRIPTION = "Dice, IoU and pixel accuracy over a whole split."
+DESCRIPTION = "Dice, IoU and pixel accuracy over a whole split; mask AP, AP50, AP75 and the DSB score for a Mask R-CNN."
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
@@ -24,13 +27,23 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--data", default="nuclei", help=DATA_HELP)
     parser.add_argument("--split", default="test", choices=("train", "val", "test"))
     parser.add_argument("--json", action="store_true", help="one JSON object per model per line")
+    parser.add_argument(
+        "--instances", action="store_true",
+        help="every MODEL is a Mask R-CNN scored on DATA's instances/ (a Mask R-CNN file is recognised without it; with it, other files are refused)",
+    )
     add_loading_options(parser)
 
 
 def run(arguments: argparse.Namespace) -> int:
+    instance_paths = [path for path in arguments.models if arguments.instances or is_mask_rcnn_file(path)]
+    if instance_paths:
+        _evaluate_detectors(arguments, instance_paths)
+    paths = [path for path in arguments.models if path not in instance_paths]
+    if not paths:
+        return 0
     data = load_data(arguments.data)
     rows = []
-    for path in arguments.models:
+    for path in paths:
         model = read_model(arguments, path)
         scores = evaluate(model, data, arguments.split)
         row = {
@@ -50,6 +63,21 @@ def run(arguments: argparse.Namespace) -> int:
         columns = ["model", "dice", "iou", "pixel_accuracy", "params"]
         _console.output_console.print(_console.table(f"{data.name}, split {arguments.split}", columns, [[row[c] for c in columns] for row in rows]))
     return 0
+
+
+def _evaluate_detectors(arguments: argparse.Namespace, paths: list[str]) -> None:
+    detectors = {path: load_mask_rcnn(path) for path in paths}  # every file is checked before any scoring
+    data = load_instance_data(arguments.data)
+    rows = []
+    for path, detector in detectors.items():
+        scores = evaluate_instances(detector, data, arguments.split)
+        row = {"model": path, "split": arguments.split, **scores, "params": detector.count_params()}
+        if arguments.json:
+            print(json.dumps({key: json_number(value) for key, value in row.items()}), flush=True)
+        rows.append(row)
+    if not arguments.json:
+        columns = ["model", "ap", "ap50", "ap75", "dsb", "params"]
+        _console.output_console.print(_console.table(f"{data.name} instances, split {arguments.split}", columns, [[row[c] for c in columns] for row in rows]))
 
 
 def json_number(value):

@@ -21,6 +21,8 @@ from segprune.data._imageio import DataError, read_array, read_image, read_mask
 from segprune.data.folder import _files_by_stem, _read_or_make_split
 
 INSTANCES_FOLDER = "instances"
+# The packaged nuclei tiles (segprune.data.NUCLEI_ROOT) carry instances/ too.
+_BUILT_IN_NUCLEI = Path(__file__).resolve().parent / "builtin" / "nuclei"
 
 
 @dataclass(frozen=True)
@@ -118,7 +120,7 @@ def read_instances(path: Path, image_shape: tuple[int, int], class_mask: np.ndar
     if labels.shape[:2] != tuple(image_shape):
         raise DataError(
             f"Instance image {str(path)!r} is {'x'.join(map(str, labels.shape))} but its image is "
-            f"{image_shape[0]}x{image_shape[1]}; they must be the same size."
+            f"{image_shape[0]}x{image_shape[1]}; write the label image at its image's size (resize with nearest-neighbour, never interpolate ids)."
         )
     return instances_from_labels(labels, class_mask, source=str(path))
 
@@ -164,6 +166,37 @@ class InstanceDataset:
         for sample_id in self.ids(split):
             image, instances = self.load(sample_id)
             yield sample_id, image, instances
+
+    def check(self) -> None:
+        """Reads every sample once, so that an unusable file fails now (naming it) rather than mid-training."""
+        for sample_ids in self.splits.values():
+            for sample_id in sample_ids:
+                self.load(sample_id)
+
+
+def load_instance_data(source: str | Path, **options) -> InstanceDataset:
+    """Resolves what the CLI calls DATA for instance models: `"nuclei"` (the built-in tiles) or a folder with `instances/`.
+
+    Args:
+        source: `"nuclei"` or a folder path.
+        **options: Passed to `instance_dataset` (for example `val_fraction=`).
+
+    Raises:
+        DataError: The source has no instance labels (named, with the layout it needs).
+
+    Example:
+        >>> load_instance_data("nuclei", val_fraction=0.15).num_classes
+        2
+    """
+    if str(source) == "nuclei":
+        return instance_dataset(_BUILT_IN_NUCLEI, **options)
+    root = Path(source)
+    if not root.is_dir():
+        raise DataError(
+            f"No instance dataset at {str(source)!r}: instance models take 'nuclei' (built in) or a folder with images/ and "
+            f"{INSTANCES_FOLDER}/ (one 16-bit label image per image, 0 = background)."
+        )
+    return instance_dataset(root, **options)
 
 
 def instance_dataset(root: str | Path, val_fraction: float = 0.0, test_fraction: float = 0.15, seed: int = 0) -> InstanceDataset:

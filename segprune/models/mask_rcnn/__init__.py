@@ -2,8 +2,8 @@
 
 from segprune.models.mask_rcnn.config import MaskRCNNConfig
 from segprune.models.mask_rcnn.model import Detections, MaskRCNN
-from segprune.models.mask_rcnn.saving import load_mask_rcnn, save_mask_rcnn
-from segprune.models.mask_rcnn.training import train_mask_rcnn
+from segprune.models.mask_rcnn.saving import is_mask_rcnn_file, load_mask_rcnn, save_mask_rcnn
+from segprune.models.mask_rcnn.training import FitResult, fit_mask_rcnn, train_mask_rcnn
 
 
 def mask_rcnn(num_classes: int = 2, input_channels: int = 1, **options) -> MaskRCNN:
@@ -22,4 +22,4 @@ def mask_rcnn(num_classes: int = 2, input_channels: int = 1, **options) -> MaskR
     return MaskRCNN(MaskRCNNConfig(num_classes=num_classes, input_channels=input_channels, **options))
 
 
-__all__ = ["Detections", "MaskRCNN", "MaskRCNNConfig", "load_mask_rcnn", "mask_rcnn", "save_mask_rcnn", "train_mask_rcnn"]
+__all__ = ["Detections", "FitResult", "MaskRCNN", "MaskRCNNConfig", "fit_mask_rcnn", "is_mask_rcnn_file", "load_mask_rcnn", "mask_rcnn", "save_mask_rcnn", "train_mask_rcnn"]

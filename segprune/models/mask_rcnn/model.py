@@ -145,10 +145,16 @@ class MaskRCNN(keras.Model):
         classifier, box, mask = head_losses(class_logits, box_deltas, mask_logits, rois.class_ids, rois.deltas, rois.masks)
         return {"rpn_objectness": rpn_objectness, "rpn_box": rpn_box, "classifier": classifier, "box": box, "mask": mask}
 
-    def detect(self, images) -> list[Detections]:
-        """Detections per image: boxes, scores, classes and full-size masks (inference mode)."""
+    def detect(self, images, min_score: float | None = None) -> list[Detections]:
+        """Detections per image: boxes, scores, classes and full-size masks (inference mode).
+
+        Args:
+            images: float32 (batch, height, width, channels), sides multiples of `config.size_multiple`.
+            min_score: Class probability a detection needs; `config.detection_min_score` when None (mask AP
+                is measured with low-scoring detections too, COCO practice).
+        """
         images = self._check_images(images)
-        config = self.config
+        config = self.config if min_score is None else dataclasses.replace(self.config, detection_min_score=float(min_score))
         image_shape = images.shape[1:3]
         features, logits, deltas = self._forward(images, training=False)
         proposals = propose(logits, deltas, config.anchors(image_shape), image_shape, config.pre_nms, config.post_nms_test, config.rpn_nms_iou)
@@ -159,7 +165,7 @@ class MaskRCNN(keras.Model):
         class_logits, box_deltas = self.box_head(self._pool(features, boxes, indices, config.pool_size), training=False)
         probabilities = ops.convert_to_numpy(ops.softmax(class_logits, axis=-1))
         box_deltas = ops.convert_to_numpy(box_deltas).reshape(len(boxes), config.num_classes, 4)
-        chosen = [self._select(boxes[indices == i], probabilities[indices == i], box_deltas[indices == i], image_shape) for i in range(len(images))]
+        chosen = [self._select(boxes[indices == i], probabilities[indices == i], box_deltas[indices == i], image_shape, config) for i in range(len(images))]
         all_boxes = np.concatenate([c[0] for c in chosen])
         if len(all_boxes) == 0:
             return [self._empty(image_shape) for _ in proposals]
@@ -174,9 +180,8 @@ class MaskRCNN(keras.Model):
             detections.append(Detections(image_boxes, scores, classes, masks))
         return detections
 
-    def _select(self, proposals, probabilities, deltas, image_shape):
+    def _select(self, proposals, probabilities, deltas, image_shape, config: MaskRCNNConfig):
         """Per-class refinement, score threshold and NMS; the best `max_detections` over all classes."""
-        config = self.config
         boxes, scores, classes = [], [], []
         for class_id in range(1, config.num_classes):
             class_scores = probabilities[:, class_id]

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+import zipfile
 from pathlib import Path
 
 import keras
@@ -20,6 +22,24 @@ def save_mask_rcnn(model: MaskRCNN, path: str | Path) -> Path:
     if not isinstance(model, MaskRCNN):
         raise TypeError(f"save_mask_rcnn saves a MaskRCNN, got {type(model).__name__}; save other models with segprune.save_model.")
     return save_model(model, path)
+
+
+def is_mask_rcnn_file(path: str | Path) -> bool:
+    """Whether a `.keras` file holds a Mask R-CNN, read from its config without building anything.
+
+    Example:
+        >>> is_mask_rcnn_file("runs/mask_rcnn.keras")
+        True
+    """
+    path = Path(path)
+    if path.suffix != ".keras" or not zipfile.is_zipfile(path):
+        return False
+    try:
+        with zipfile.ZipFile(path) as archive:
+            config = json.loads(archive.read("config.json"))
+    except (KeyError, ValueError, zipfile.BadZipFile):
+        return False
+    return config.get("class_name") == MaskRCNN.__name__ and config.get("registered_name") in (None, "segprune>MaskRCNN")
 
 
 def load_mask_rcnn(path: str | Path) -> MaskRCNN:
@@ -43,7 +63,7 @@ def load_mask_rcnn(path: str | Path) -> MaskRCNN:
         raise ModelFileError(f"Cannot load {str(path)!r} as a Mask R-CNN: {error}") from error
     if not isinstance(model, MaskRCNN):
         raise ModelFileError(
-            f"{str(path)!r} holds a {type(model).__name__} named {model.name!r}, not a Mask R-CNN; pass a file saved by "
-            "save_mask_rcnn (for example from a model trained with train_mask_rcnn)."
+            f"{str(path)!r} holds a {type(model).__name__} named {model.name!r}, not a Mask R-CNN; pass a file written by "
+            "`segprune train --model mask-rcnn` or save_mask_rcnn."
         )
     return model
