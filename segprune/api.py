@@ -17,6 +17,9 @@ import keras
 
 from segprune.cost.resources import parse_target
 from segprune.data.dataset import SegmentationDataset
+from segprune.data.instances import InstanceDataset
+from segprune.instance_metrics import evaluate_instances
+from segprune.models.mask_rcnn import MaskRCNN, fit_mask_rcnn, save_mask_rcnn
 from segprune.search.evaluation import CandidateSettings
 from segprune.search.greedy import greedy_search
 from segprune.search.random_search import random_search
@@ -114,7 +117,8 @@ def prune(
     """Removes channels from `model` by any structured method and returns a smaller plain model.
 
     Args:
-        model: A trained functional model; it is never modified.
+        model: A trained functional model, or a `MaskRCNN` (its trunk is pruned, its RoI heads kept; one-shot
+            data-free criteria only, fine-tuned on an `InstanceDataset`); it is never modified.
         method: A one-shot importance criterion (`"l1"`, `"l2"`, `"bn-scale"`, `"taylor"`, `"activation"`,
             `"random"`, `"mutual-info"`), a regularised method (`"l0-channel"`, `"slimming"`) or a search
             (`"greedy"`, `"random-search"`).
@@ -158,6 +162,12 @@ def prune(
     """
     _check_method(method, STRUCTURED_SETTINGS, method_settings)
     _check_amount(method, target, ratio)
+    if isinstance(model, MaskRCNN):
+        unsupported = {"train_config": train_config, "distill": distill, "folder": folder, "resume": resume or None}
+        return _prune_mask_rcnn(
+            model, method, target, ratio, data, finetune_epochs or 0, round_to, tuple(ignore), image_size, seed, checkpoint_path,
+            on_epoch, method_settings, [name for name, value in unsupported.items() if value is not None],
+        )
     if finetune_epochs is None:
         finetune_epochs = 0 if method in ONESHOT_METHODS else 20
     if finetune_epochs < 0:
@@ -281,6 +291,67 @@ def _finetune(result: PruneResult, dense: keras.Model, data, epochs: int, config
     if epochs:
         teacher = dense if distill is not None else None
         result.training.append(train_phase(run, "finetune", result.model, data, epochs, config, on_epoch, teacher=teacher, distill=distill))
+
+
+# Criteria that need no data: the data-driven ones read a segmentation dataset, which a detector does not train on.
+MASK_RCNN_METHODS = ("l1", "l2", "bn-scale", "random")
+
+
+def _prune_mask_rcnn(
+    model: MaskRCNN, method, target, ratio, data, finetune_epochs, round_to, ignore, image_size, seed, checkpoint_path, on_epoch, settings,
+    unsupported: list[str],
+) -> PruneResult:
+    """Prunes the detector's trunk (encoder, FPN, shared RPN head) one-shot; the RoI heads are kept whole and copied.
+
+    The trunk is one functional graph, so the structured path prunes it as any model (its P2-P4, objectness and
+    box-delta outputs keep their channels). Fine-tuning trains the whole detector and keeps the epoch with the
+    best validation mask AP.
+    """
+    if method not in MASK_RCNN_METHODS:
+        raise ValueError(
+            f"A Mask R-CNN is pruned one-shot by a criterion that needs no data ({', '.join(MASK_RCNN_METHODS)}); method {method!r} "
+            "scores segmentation Dice, which a detector has not. Use method='l1' with target= or ratio=."
+        )
+    if unsupported:
+        raise ValueError(f"Pruning a Mask R-CNN does not take {', '.join(unsupported)}; leave them out.")
+    if finetune_epochs < 0:
+        raise ValueError(f"finetune_epochs must be >= 0, got {finetune_epochs}.")
+    if finetune_epochs and not isinstance(data, InstanceDataset):
+        raise ValueError(
+            "Fine-tuning a Mask R-CNN trains on instances: pass data=load_instance_data(DATA, val_fraction=0.15) "
+            f"(a folder with instances/), got {type(data).__name__}."
+        )
+    if finetune_epochs and not data.splits.get("val"):
+        raise ValueError(f"Fine-tuning keeps the epoch with the best validation mask AP, and {data.name!r} has no val split: "
+                         "load it with val_fraction=0.15.")
+    if seed is not None:
+        keras.utils.set_random_seed(seed)
+    started = time.perf_counter()
+    if settings.get("global_ranking") and ratio is not None and not isinstance(ratio, (Mapping, GlobalRanking)):
+        ratio = GlobalRanking(float(ratio))
+    trunk = prune_channels(
+        model.trunk, ratio=0.0 if ratio is None else ratio, importance=method, round_to=round_to, ignore=ignore, target=target,
+        compensate=bool(settings.get("compensate", False)),
+    )
+    pruned = MaskRCNN(model.config, trunk, _copy_network(model.box_head), _copy_network(model.mask_head))
+    result = PruneResult(model=pruned, method=method)
+    if finetune_epochs:
+        fit = fit_mask_rcnn(
+            pruned, data, finetune_epochs, score=lambda detector: evaluate_instances(detector, data, "val")["ap"], learning_rate=1e-3,
+            seed=0 if seed is None else seed, checkpoint_path=checkpoint_path, on_epoch=on_epoch,
+        )
+        result.notes.append(f"fine-tuned {finetune_epochs} epochs in {fit.seconds:.0f}s; best validation mask AP {fit.best_score:.4f} at epoch {fit.best_epoch}")
+    elif checkpoint_path is not None:
+        save_mask_rcnn(pruned, checkpoint_path)
+    result.summary = pruning_summary(model.trunk, trunk, (image_size, image_size))
+    result.seconds = time.perf_counter() - started
+    return result
+
+
+def _copy_network(network: keras.Model) -> keras.Model:
+    copy = keras.models.clone_model(network)
+    copy.set_weights(network.get_weights())
+    return copy
 
 
 def _check_method(method: str, table: Mapping[str, tuple[str, ...]], settings: Mapping[str, object]) -> None:

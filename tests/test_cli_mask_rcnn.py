@@ -85,3 +85,17 @@ def test_options_of_the_segmentation_models_are_refused(tmp_path, capsys, option
     root = _write_instances(tmp_path / "cells")
     assert main(["train", "--data", str(root), "--model", "mask-rcnn", *TINY, *option, "--out", str(tmp_path / "d.keras")]) == 2
     assert option[0] in capsys.readouterr().err
+
+
+def test_prune_takes_a_mask_rcnn_file_and_refuses_a_search(tmp_path, capsys):
+    from segprune.models.mask_rcnn import mask_rcnn, save_mask_rcnn
+    from tests.models.test_mask_rcnn import TINY as TINY_CONFIG
+
+    dense = save_mask_rcnn(mask_rcnn(**TINY_CONFIG), tmp_path / "dense.keras")
+    out = tmp_path / "pruned.keras"
+    assert main(["prune", str(dense), "--ratio", "0.5", "--round-to", "1", "--image-size", "64", "--out", str(out)]) == 0
+    assert "MACs at 64x64" in capsys.readouterr().out
+    assert isinstance(load_mask_rcnn(out), MaskRCNN)
+    searched = tmp_path / "searched.keras"
+    assert main(["prune", str(dense), "--method", "greedy", "--target", "flops=0.5", "--out", str(searched)]) == 2
+    assert "one-shot" in capsys.readouterr().err and not searched.exists()

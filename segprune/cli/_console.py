@@ -25,6 +25,16 @@ def print_epoch(record: EpochRecord, result: TrainResult, epochs: int) -> None:
     )
 
 
+def print_detector_epoch(record: dict, result, epochs: int) -> None:
+    """One line per Mask R-CNN epoch: its mean losses, validation mask AP, the best so far, seconds."""
+    marker = " *" if result.best_epoch == record["epoch"] else ""
+    losses = "  ".join(f"{name} {record[name]:.3f}" for name in ("rpn_objectness", "rpn_box", "classifier", "box", "mask") if name in record)
+    progress_console.print(
+        f"epoch {record['epoch']:>3}/{epochs}  {losses}  val mask AP {record['validation']:.4f}"
+        f"  best {result.best_score:.4f} (epoch {result.best_epoch})  {record['seconds']:.1f}s{marker}"
+    )
+
+
 def table(title: str, columns: list[str], rows: list[list]) -> Table:
     rendered = Table(title=title, title_justify="left")
     for column in columns:

@@ -19,7 +19,10 @@ from segprune.cli._common import (  # noqa: F401  (USER_ERRORS is read by segpru
 )
 from segprune.cost import parse_target
 from segprune.data import load_data
+from segprune.data.instances import load_instance_data
+from segprune.instance_metrics import evaluate_instances
 from segprune.metrics import evaluate
+from segprune.models.mask_rcnn import is_mask_rcnn_file, load_mask_rcnn
 from segprune.runtime.latency import PRECISIONS
 from segprune.runtime.latency import RUNTIMES as LATENCY_RUNTIMES
 from segprune.training_state import RunInterrupted, run_folder
@@ -106,8 +109,11 @@ def run(arguments: argparse.Namespace) -> int:
     settings = _method_settings(arguments)
     if arguments.method in SEARCH_METHODS and arguments.data:
         settings["data_source"] = arguments.data  # worker processes load the data themselves
-    model = read_model(arguments, arguments.model)
-    data = load_data(arguments.data) if arguments.data else None
+    detector = is_mask_rcnn_file(arguments.model)  # a Mask R-CNN: its trunk is pruned, fine-tuned on DATA's instances
+    model = load_mask_rcnn(arguments.model) if detector else read_model(arguments, arguments.model)
+    data = None
+    if arguments.data:
+        data = load_instance_data(arguments.data, val_fraction=0.15, seed=arguments.seed) if detector else load_data(arguments.data)
     is_search = arguments.method in SEARCH_METHODS
     folder = out.with_suffix(".search") if is_search else None
     _console.progress_console.print(_plan(arguments, folder))
@@ -115,8 +121,8 @@ def run(arguments: argparse.Namespace) -> int:
         result = prune(
             model, arguments.method, target=arguments.target, ratio=arguments.ratio, data=data, finetune_epochs=arguments.finetune_epochs,
             round_to=arguments.round_to, ignore=layer_names(arguments.ignore), image_size=arguments.image_size, seed=arguments.seed,
-            distill=distill_config(arguments), checkpoint_path=out, folder=folder, resume=arguments.resume,
-            on_epoch=_console.print_epoch, on_candidate=_print_candidate, on_search_start=_print_plan, **settings,
+            distill=None if detector else distill_config(arguments), checkpoint_path=out,  # a detector fine-tunes on its ground truth only folder=folder, resume=arguments.resume,
+            on_epoch=_console.print_detector_epoch if detector else _console.print_epoch, on_candidate=_print_candidate, on_search_start=_print_plan, **settings,
         )
     except RunInterrupted as interruption:
         _console.progress_console.print(str(interruption))
@@ -126,7 +132,12 @@ def run(arguments: argparse.Namespace) -> int:
     print_pruning_summary(result.summary, arguments.method)
     if result.search is not None:
         _print_search(result, arguments)
-    if data is not None and data.splits.get("test"):
+    if detector and data is not None and data.splits.get("test"):
+        before, after = evaluate_instances(model, data, "test"), evaluate_instances(result.model, data, "test")
+        _console.output_console.print(
+            f"test mask AP50: dense {before['ap50']:.4f}, pruned {after['ap50']:.4f}; mask AP: dense {before['ap']:.4f}, pruned {after['ap']:.4f}"
+        )
+    elif data is not None and data.splits.get("test"):
         before, after = evaluate(model, data, "test"), evaluate(result.model, data, "test")
         _console.output_console.print(f"test Dice: dense {before.dice:.4f}, pruned {after.dice:.4f}")
     _console.output_console.print(f"pruned model: {out}")

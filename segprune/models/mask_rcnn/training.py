@@ -96,14 +96,14 @@ def fit_mask_rcnn(
     dataset: InstanceDataset,
     epochs: int,
     score: Callable[[MaskRCNN], float],
-    steps_per_epoch: int = 50,
+    steps_per_epoch: int | None = None,
     batch_size: int = 4,
     learning_rate: float = 3e-3,
     seed: int = 0,
     checkpoint_path: str | Path | None = None,
     on_epoch: EpochCallback | None = None,
 ) -> FitResult:
-    """Trains in epochs of `steps_per_epoch` batches, scoring every epoch; the best epoch is kept and saved.
+    """Trains in epochs (one pass over the training images by default), scoring each; the best epoch is kept and saved.
 
     The model ends holding the weights of the epoch with the highest `score` (for example the validation
     mask AP); with `checkpoint_path` that epoch is also saved there (atomically, rewritten at each better
@@ -114,7 +114,8 @@ def fit_mask_rcnn(
         dataset: Its `train` split is trained on.
         epochs: Number of epochs.
         score: Higher is better; called with the model after every epoch.
-        steps_per_epoch: Batches per epoch (batches are drawn at random, with augmentation).
+        steps_per_epoch: Batches per epoch (drawn at random, with augmentation); None: as many as one pass over
+            the training split takes.
         batch_size: Images per batch.
         learning_rate: Peak Adam learning rate (cosine decay over the whole run).
         seed: Seed of batches and augmentation.
@@ -124,6 +125,8 @@ def fit_mask_rcnn(
     Example:
         >>> result = fit_mask_rcnn(model, data, epochs=12, score=lambda m: evaluate_instances(m, data, "val")["ap"])
     """
+    if steps_per_epoch is None:
+        steps_per_epoch = -(-len(dataset.ids("train")) // batch_size)
     if epochs < 1 or steps_per_epoch < 1:
         raise ValueError(f"epochs and steps_per_epoch must be >= 1, got epochs={epochs}, steps_per_epoch={steps_per_epoch}.")
     result = FitResult()
