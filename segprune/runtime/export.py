@@ -67,7 +67,7 @@ def export_model(
         raise ValueError(f"An OpenVINO IR is an .xml file (its weights go to a .bin beside it); got {str(path)!r}.")
     shape = resolve_input_shape(model, input_shape)
     inputs = verification_inputs(shape, samples, check_size)
-    expected = [np.asarray(model.predict(x, verbose=0)) for x in inputs]  # export needs a called model
+    expected = [output_list(model.predict(x, verbose=0)) for x in inputs]  # export needs a called model
     with staged_file(path) as temporary:
         write_model(model, temporary, format, shape)
         difference = largest_difference(open_runner(temporary, threads=2), inputs, expected)
@@ -162,8 +162,27 @@ def verification_inputs(shape: InputShape, samples: Sequence[np.ndarray], check_
     return inputs
 
 
-def largest_difference(runner, inputs: Sequence[np.ndarray], expected: Sequence[np.ndarray]) -> float:
-    return max(float(np.max(np.abs(runner(x) - y))) for x, y in zip(inputs, expected))
+def output_list(outputs) -> list[np.ndarray]:
+    """A model's outputs as a list of arrays in the model's order, whether it has one output or several."""
+    if isinstance(outputs, dict):
+        return [np.asarray(value) for value in outputs.values()]
+    if isinstance(outputs, (list, tuple)):
+        return [np.asarray(value) for value in outputs]
+    return [np.asarray(outputs)]
+
+
+def largest_difference(runner, inputs: Sequence[np.ndarray], expected: Sequence[Sequence[np.ndarray]]) -> float:
+    """The largest absolute difference over every output of every input (`expected[i]`: Keras's outputs of `inputs[i]`)."""
+    worst = 0.0
+    for x, wanted in zip(inputs, expected):
+        got = runner.outputs(x)
+        if [g.shape for g in got] != [w.shape for w in wanted]:
+            raise ExportMismatchError(
+                f"The export gives outputs of shapes {[g.shape for g in got]} where Keras gives {[w.shape for w in wanted]}; "
+                "the file was not written."
+            )
+        worst = max(worst, *(float(np.max(np.abs(g - w))) for g, w in zip(got, wanted)))
+    return worst
 
 
 def companion_files(path: Path) -> list[Path]:
@@ -205,7 +224,7 @@ def onnx_session(path: str | Path, threads: int = 2):
 
 
 class OnnxRunner:
-    """Runs an ONNX file on ONNX Runtime: `runner(batch) -> output`."""
+    """Runs an ONNX file on ONNX Runtime: `runner(batch) -> output` (the first), `runner.outputs(batch)` -> all, in order."""
 
     def __init__(self, path: str | Path, threads: int) -> None:
         self.session = onnx_session(path, threads)
@@ -217,6 +236,9 @@ class OnnxRunner:
 
     def __call__(self, batch: np.ndarray) -> np.ndarray:
         return self.session.run(None, {self.input_name: batch})[0]
+
+    def outputs(self, batch: np.ndarray) -> list[np.ndarray]:
+        return list(self.session.run(None, {self.input_name: batch}))
 
 
 class OpenVINORunner:
@@ -243,6 +265,10 @@ class OpenVINORunner:
     def __call__(self, batch: np.ndarray) -> np.ndarray:
         return np.array(self.request.infer({0: batch})[0])
 
+    def outputs(self, batch: np.ndarray) -> list[np.ndarray]:
+        results = self.request.infer({0: batch})
+        return [np.array(results[index]) for index in range(len(self.compiled.outputs))]
+
 
 class LiteRTRunner:
     """Runs a `.tflite` file on the LiteRT interpreter (XNNPACK), resizing its input to each batch shape."""
@@ -252,7 +278,7 @@ class LiteRTRunner:
 
         self.interpreter = Interpreter(model_path=str(path), num_threads=threads)
         self.input = self.interpreter.get_input_details()[0]
-        self.output = self.interpreter.get_output_details()[0]
+        self.output_details = self.interpreter.get_output_details()
         self.shape: tuple[int, ...] | None = None
 
     @property
@@ -261,6 +287,9 @@ class LiteRTRunner:
         return tuple(int(d) if d > 0 else None for d in signature)
 
     def __call__(self, batch: np.ndarray) -> np.ndarray:
+        return self.outputs(batch)[0]
+
+    def outputs(self, batch: np.ndarray) -> list[np.ndarray]:
         if batch.shape != self.shape:
             if tuple(batch.shape) != tuple(self.input["shape"]):
                 self.interpreter.resize_tensor_input(self.input["index"], list(batch.shape))
@@ -268,7 +297,7 @@ class LiteRTRunner:
             self.shape = batch.shape
         self.interpreter.set_tensor(self.input["index"], _to_input_type(batch, self.input))
         self.interpreter.invoke()
-        return _from_output_type(self.interpreter.get_tensor(self.output["index"]), self.output)
+        return [_from_output_type(self.interpreter.get_tensor(detail["index"]), detail) for detail in self.output_details]
 
 
 def _to_input_type(batch: np.ndarray, detail: dict) -> np.ndarray:
