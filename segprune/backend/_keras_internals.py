@@ -260,7 +260,7 @@ def plain_functional(model: keras.Model, expand: Callable | None = None, _rebuil
         if is_graph_model(operation) and _needs_rebuild(operation, expand):
             return plain_functional(operation, expand, rebuilt)
         if not is_graph_model(operation) and expand(operation):
-            return lambda *args, **kwargs: _expanded(operation, args, kwargs)(*args, **kwargs)
+            return lambda *args, **kwargs: _call_expanded(operation, args, kwargs, expand, rebuilt)
         return operation
 
     inputs = [
@@ -270,6 +270,15 @@ def plain_functional(model: keras.Model, expand: Callable | None = None, _rebuil
     structured_inputs = keras.tree.pack_sequence_as(model._inputs_struct, inputs)
     rebuilt[id(model)] = keras.Model(structured_inputs, outputs, name=model.name)
     return rebuilt[id(model)]
+
+
+def _call_expanded(layer, args: tuple, kwargs: dict, expand: Callable, rebuilt: dict):
+    """A composite layer's call replaced by its traced graph, itself expanded (composites nest: a transformer
+    block holds an attention layer); a call that returns its input (stochastic depth at inference) vanishes."""
+    expanded = _expanded(layer, args, kwargs)
+    if all(isinstance(inner, keras.layers.InputLayer) for inner in expanded.layers):
+        return args[0]
+    return plain_functional(expanded, expand, rebuilt)(*args, **kwargs)
 
 
 def _needs_rebuild(model, expand: Callable) -> bool:
@@ -290,7 +299,7 @@ def _expanded(layer: keras.layers.Layer, args: tuple, kwargs: dict) -> keras.Mod
     if len(args) != 1 or not isinstance(args[0], keras.KerasTensor) or any(isinstance(x, keras.KerasTensor) for x in keras.tree.flatten(kwargs)):
         raise TypeError(f"Layer {layer.name!r} ({type(layer).__name__}) is called with more than one tensor; it cannot be expanded.")
     inputs = keras.Input(batch_shape=tuple(args[0].shape), dtype=args[0].dtype)
-    expanded = keras.Model(inputs, layer.call(inputs), name=layer.name)
+    expanded = _batch_free_reshapes(keras.Model(inputs, layer.call(inputs), name=layer.name))
     for inner in expanded.layers:
         if isinstance(inner, keras.layers.Resizing) and (inner.height is None or inner.width is None):
             raise TypeError(
@@ -299,3 +308,41 @@ def _expanded(layer: keras.layers.Layer, args: tuple, kwargs: dict) -> keras.Mod
                 "for a fixed image size (e.g. image_shape=(512, 512, 3)) to prune it."
             )
     return expanded
+
+
+def _batch_free_reshapes(model: keras.Model) -> keras.Model:
+    """`ops.reshape(x, (batch, ...))` traced with an unknown batch records `None` in its target shape, which no
+    backend accepts at run time (keras-hub's attention reshapes by `ops.shape(x)[0]`): such reshapes become
+    `keras.layers.Reshape` layers over the non-batch axes."""
+    from keras.src.ops import numpy as numpy_ops
+
+    def operation_fn(operation):
+        newshape = getattr(operation, "newshape", None)
+        if isinstance(operation, numpy_ops.Reshape) and newshape and newshape[0] is None:
+            return keras.layers.Reshape(tuple(-1 if size is None else size for size in newshape[1:]), name=operation.name)
+        return operation
+
+    if not any(isinstance(operation, numpy_ops.Reshape) and operation.newshape[0] is None for operation in model.operations):
+        return model
+    inputs = keras.Input(batch_shape=tuple(model.inputs[0].shape), dtype=model.inputs[0].dtype)
+    return keras.Model(inputs, model._run_through_graph(inputs, operation_fn=operation_fn), name=model.name)
+
+
+def attention_operations() -> tuple[type, type, type, type]:
+    """The op classes that attention written with `keras.ops` becomes in a functional graph: reshape,
+    transpose, matmul (`@`) and softmax (kept in `keras.src.ops`, not public API)."""
+    from keras.src.ops import nn as nn_ops
+    from keras.src.ops import numpy as numpy_ops
+
+    return numpy_ops.Reshape, numpy_ops.Transpose, numpy_ops.Matmul, nn_ops.Softmax
+
+
+def keras_hub_identity_layers() -> list[type]:
+    """keras-hub layers that are the identity at inference (stochastic depth), once keras_hub is imported."""
+    import sys
+
+    if "keras_hub" not in sys.modules:
+        return []
+    from keras_hub.src.models.mit.mit_layers import DropPath
+
+    return [DropPath]

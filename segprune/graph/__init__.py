@@ -7,6 +7,7 @@ from segprune.graph.channels import (
     MergeHandler,
     UnsupportedLayerError,
     register_handler,
+    register_traced,
 )
 from segprune.graph.groups import ChannelGraph, Group, build_channel_graph
 from segprune.graph.surgery import remove_channels
@@ -21,5 +22,6 @@ __all__ = [
     "UnsupportedLayerError",
     "build_channel_graph",
     "register_handler",
+    "register_traced",
     "remove_channels",
 ]

@@ -9,6 +9,12 @@ A handler answers two questions for its layer kind:
 * `slice`: given the kept input and output positions, what are the smaller layer's config and weights?
 
 A layer class with no handler is an error, never a guess: register one with `register_handler`.
+
+Attention splits channels into heads on another axis. For it, the graph describes every tensor by an
+*element array* over all its non-batch axes, of size 1 on an axis that carries no channels: (1, 1, C) for a
+(batch, height, width, C) map, (heads, 1, head_size) for per-head queries (batch, heads, tokens, head_size).
+Handlers that read channels on the last axis alone implement `couple`; reshape, transpose, matmul and
+softmax implement `couple_layout` on the arrays.
 """
 
 from __future__ import annotations
@@ -20,7 +26,14 @@ from typing import NamedTuple, Protocol
 import keras
 import numpy as np
 
-from segprune.backend._keras_internals import LayerCall, application_channelwise_layers, concatenate_operation, elementwise_operations
+from segprune.backend._keras_internals import (
+    LayerCall,
+    application_channelwise_layers,
+    attention_operations,
+    concatenate_operation,
+    elementwise_operations,
+    keras_hub_identity_layers,
+)
 
 
 class UnsupportedLayerError(TypeError):
@@ -77,8 +90,24 @@ class ChannelHandler:
     def couple(self, call: LayerCall, inputs: list[list[int]], builder: ChannelBuilder) -> list[list[int]]:
         raise NotImplementedError
 
+    def couple_layout(self, call: LayerCall, inputs: list[np.ndarray], builder: ChannelBuilder) -> list[np.ndarray]:
+        """`couple` on element arrays (see the module docstring); by default channels must lie on the last axis."""
+        for shape, elements in zip(call.input_shapes, inputs):
+            if not is_last_axis(elements):
+                raise UnsupportedLayerError(
+                    f"Layer {call.layer.name!r} ({type(call.layer).__name__}) reads a tensor of shape {shape} whose "
+                    f"channels span several axes {elements.shape} (attention heads); its handler reads channels on the "
+                    "last axis only. Register a handler that implements couple_layout, or keep these channels with ignore=[...]."
+                )
+        outputs = self.couple(call, [[int(e) for e in elements.ravel()] for elements in inputs], builder)
+        return [on_last_axis(elements, len(shape)) for elements, shape in zip(outputs, call.output_shapes)]
+
     def edit_config(self, config: dict, kept_in: list[np.ndarray], kept_out: list[np.ndarray]) -> dict:
         return config
+
+    def edit_call_config(self, call: LayerCall, config: dict, kept_in: list[np.ndarray], kept_out: list[np.ndarray]) -> dict:
+        """The pruned layer's config; handlers whose edit depends on the call's shapes override this."""
+        return self.edit_config(config, kept_in, kept_out)
 
     def channel_axes(self, call: LayerCall) -> list[ChannelAxis]:
         """Which weights of the called layer run over which channels; weights not listed have none."""
@@ -103,6 +132,16 @@ class ChannelHandler:
                 value = np.take(value, entries, axis=channel_axis.axis)
             sliced.append(value)
         return sliced
+
+
+def is_last_axis(elements: np.ndarray) -> bool:
+    """Whether an element array has its channels on the last axis alone."""
+    return all(size == 1 for size in elements.shape[:-1])
+
+
+def on_last_axis(elements: Sequence[int], rank: int) -> np.ndarray:
+    """The element array of a rank-`rank` tensor (batch included) whose channels are its last axis."""
+    return np.asarray(elements, dtype=np.int64).reshape((1,) * max(rank - 2, 0) + (-1,))
 
 
 def layer_weights(operation) -> list:
@@ -300,6 +339,13 @@ class ChannelwiseHandler(ChannelHandler):
     def couple(self, call, inputs, builder):
         return [list(inputs[0])]
 
+    def couple_layout(self, call, inputs, builder):
+        # A weightless per-element layer (dropout, GELU) passes any layout through: attention scores keep their heads.
+        per_element = type(self).couple is ChannelwiseHandler.couple and not layer_weights(call.layer)
+        if per_element and len(inputs) == 1 and call.input_shapes[0] == call.output_shapes[0]:
+            return [inputs[0]]
+        return super().couple_layout(call, inputs, builder)
+
     def edit_config(self, config, kept_in, kept_out):
         if self.width_key is None:
             return config
@@ -373,22 +419,111 @@ class RescalingHandler(ChannelwiseHandler):
         return config
 
 
-class ReshapeHandler(ChannelwiseHandler):
-    """Reshape that keeps the channel axis last and unchanged, like (C,) -> (1, 1, C) in squeeze-excitation."""
+class ReshapeHandler(ChannelHandler):
+    """Reshape (the layer, or `keras.ops.reshape` in functional code) of three kinds:
 
-    def couple(self, call, inputs, builder):
-        before, after = call.input_shapes[0], call.output_shapes[0]
-        if before[-1] != after[-1] or before[-1] is None:
-            raise UnsupportedLayerError(
-                f"Layer {call.layer.name!r} (Reshape) changes the channel axis {before} -> {after}; segprune can "
-                "prune only reshapes that keep the last axis. Mark it with ignore=[...] or register a handler."
-            )
-        return [list(inputs[0])]
+    * the channel axis stays last and whole: tokens <-> image in transformers, (C,) -> (1, 1, C) in
+      squeeze-excitation;
+    * the channel axis is split into (heads, head size), as attention does: a head's channels are one class,
+      so whole heads are pruned and every head keeps its size;
+    * the last two axes (heads, head size) are merged back into channels.
 
-    def edit_config(self, config, kept_in, kept_out):
+    `shape_key` names the config entry holding the target shape ("target_shape" for the layer, batch
+    excluded; "newshape" for the op, batch included).
+    """
+
+    def __init__(self, shape_key: str = "target_shape") -> None:
+        self.shape_key = shape_key
+
+    def couple_layout(self, call, inputs, builder):
+        before, after, elements = call.input_shapes[0], call.output_shapes[0], inputs[0]
+        kind = _reshape_kind(before, after, elements)
+        if kind == "keep":
+            return [on_last_axis(elements.ravel(), len(after))]
+        if kind == "split":
+            heads = elements.reshape(after[-2], after[-1])
+            for head in heads:
+                builder.union([int(e) for e in head[1:]], [int(head[0])] * (len(head) - 1))
+            return [heads.reshape((1,) * (len(after) - 3) + heads.shape)]
+        if kind == "merge":
+            return [on_last_axis(elements.ravel(), len(after))]
+        raise UnsupportedLayerError(
+            f"Layer {call.layer.name!r} (Reshape) changes the channel axis {before} -> {after}; segprune can "
+            "prune only reshapes that keep the last axis, split it into (heads, head size) or merge those back. "
+            "Mark it with ignore=[...] or register a handler."
+        )
+
+    def edit_call_config(self, call, config, kept_in, kept_out):
         config = copy.deepcopy(config)
-        config["target_shape"] = [*config["target_shape"][:-1], int(len(kept_out[0]))]
+        shape = list(config[self.shape_key])
+        before, after = call.input_shapes[0], call.output_shapes[0]
+        if _reshape_kind(before, after, None) == "split":
+            if shape[-2] != -1:
+                shape[-2] = int(len(kept_in[0])) // int(after[-1])
+        elif shape[-1] != -1:
+            shape[-1] = int(len(kept_out[0]))
+        config[self.shape_key] = shape
         return config
+
+
+def _reshape_kind(before: tuple, after: tuple, elements: np.ndarray | None) -> str:
+    channels_last = elements is None or is_last_axis(elements)
+    if channels_last and before[-1] is not None and before[-1] == after[-1]:
+        return "keep"
+    if channels_last and len(after) >= 3 and None not in (before[-1], after[-2], after[-1]) and after[-2] * after[-1] == before[-1]:
+        return "split"
+    heads_last = elements is None or (elements.ndim >= 2 and all(size == 1 for size in elements.shape[:-2]))
+    if heads_last and len(before) >= 3 and None not in (after[-1], before[-2], before[-1]) and before[-2] * before[-1] == after[-1]:
+        return "merge"
+    return "other"
+
+
+class TransposeHandler(ChannelHandler):
+    """`keras.ops.transpose`: the element array follows the axes (the batch axis must stay first)."""
+
+    def couple_layout(self, call, inputs, builder):
+        rank = len(call.input_shapes[0])
+        axes = call.layer.axes
+        permutation = list(range(rank))[::-1] if axes is None else [int(axis) % rank for axis in axes]
+        if permutation[0] != 0:
+            raise UnsupportedLayerError(f"Layer {call.layer.name!r} (Transpose) moves the batch axis ({permutation}); segprune cannot follow channels through it.")
+        return [np.transpose(inputs[0], [axis - 1 for axis in permutation[1:]])]
+
+
+class MatmulHandler(ChannelHandler):
+    """`a @ b` on tensors of rank 3 or more (attention scores, attention-weighted values).
+
+    Each output entry is made from a row of `a` and a column of `b`; every element among them, and so the
+    output entry, is pruned together. In attention, heads sit on a batch axis of both operands: query and
+    key heads (contracted), scores and value heads then become one class per head, whole heads go at once.
+    """
+
+    def couple_layout(self, call, inputs, builder):
+        first, second = inputs
+        if first.ndim < 2 or second.ndim < 2:
+            raise UnsupportedLayerError(f"Layer {call.layer.name!r} (Matmul) multiplies tensors of rank below 3 {call.input_shapes}; segprune follows channels only through batched matmuls.")
+        batch = np.broadcast_shapes(first.shape[:-2], second.shape[:-2])
+        first = np.broadcast_to(first, (*batch, *first.shape[-2:]))
+        second = np.broadcast_to(second, (*batch, *second.shape[-2:]))
+        outputs = np.empty((*batch, first.shape[-2], second.shape[-1]), dtype=np.int64)
+        for index in np.ndindex(*outputs.shape):
+            *batch_index, row, column = index
+            contributors = [int(e) for e in (*first[(*batch_index, row)].ravel(), *second[(*batch_index, slice(None), column)].ravel())]
+            builder.union(contributors[1:], contributors[:1] * (len(contributors) - 1))
+            outputs[index] = contributors[0]
+        return [outputs]
+
+
+class SoftmaxOperationHandler(ChannelHandler):
+    """`keras.ops.softmax`: normalising over channels mixes them (never pruned through); over tokens, as
+    attention scores do, the channels (heads) pass."""
+
+    def couple_layout(self, call, inputs, builder):
+        elements, rank = inputs[0], len(call.input_shapes[0])
+        axes = call.layer.axis if isinstance(call.layer.axis, (list, tuple)) else [call.layer.axis]
+        if any(elements.shape[int(axis) % rank - 1] > 1 for axis in axes):
+            builder.fix([int(e) for e in elements.ravel()])
+        return [elements]
 
 
 class FlattenHandler(ChannelwiseHandler):
@@ -428,6 +563,17 @@ class MergeHandler(ChannelHandler):
             if len(elements) == 1 and full > 1:
                 builder.fix(elements)
         return [list(coupled[0])]
+
+    def couple_layout(self, call, inputs, builder):
+        if all(is_last_axis(elements) for elements in inputs):
+            return super().couple_layout(call, inputs, builder)
+        if len(inputs) == 1:  # attention scores times a scalar
+            return [inputs[0]]
+        if any(elements.shape != inputs[0].shape for elements in inputs):
+            raise UnsupportedLayerError(f"Layer {call.layer.name!r} merges tensors whose channels span different axes {[e.shape for e in inputs]}.")
+        for other in inputs[1:]:
+            builder.union([int(e) for e in inputs[0].ravel()], [int(e) for e in other.ravel()])
+        return [inputs[0]]
 
 
 class ConcatenateHandler(ChannelHandler):
@@ -498,6 +644,35 @@ def register_handler(layer_class: type, handler: ChannelHandler) -> None:
     _REGISTRY[layer_class] = handler
 
 
+_TRACED: set[type] = set()
+
+
+def register_traced(layer_class: type) -> None:
+    """Tells segprune to trace a layer class's `call` into the graph, as the standard layers and `keras.ops`
+    it runs at inference, instead of handling the layer as one unit.
+
+    Layers made only of sublayers are traced anyway; this is for a layer without weights of its own whose
+    call is written in `keras.ops` (stochastic depth, which is the identity at inference, vanishes).
+
+    Example:
+        >>> register_traced(MyDropPath)
+    """
+    if not (isinstance(layer_class, type) and issubclass(layer_class, keras.layers.Layer)):
+        raise TypeError(f"register_traced needs a keras layer class, got {layer_class!r}.")
+    _TRACED.add(layer_class)
+
+
+def is_traced(layer: keras.layers.Layer) -> bool:
+    """Whether this layer's class was registered with `register_traced`."""
+    return type(layer) in _TRACED
+
+
+def register_known_layers() -> None:
+    """Registers the third-party layers segprune knows (keras-hub's stochastic depth), once their package is imported."""
+    for layer_class in keras_hub_identity_layers():
+        _TRACED.add(layer_class)
+
+
 def has_handler(layer: keras.layers.Layer) -> bool:
     """Whether a handler is registered for exactly this layer's class."""
     return type(layer) in _REGISTRY
@@ -529,7 +704,7 @@ register_handler(keras.layers.SeparableConv2D, SeparableHandler())
 register_handler(keras.layers.Concatenate, ConcatenateHandler())
 register_handler(concatenate_operation(), ConcatenateHandler())
 register_handler(keras.layers.Rescaling, RescalingHandler())
-register_handler(keras.layers.Reshape, ReshapeHandler())
+register_handler(keras.layers.Reshape, ReshapeHandler("target_shape"))
 register_handler(keras.layers.Flatten, FlattenHandler())
 register_handler(keras.layers.Softmax, FixedHandler())
 register_handler(keras.layers.Activation, ActivationHandler())
@@ -545,3 +720,8 @@ for _class in _UNARY_OPERATIONS:
 _LAYER_SCALE, _STOCHASTIC_DEPTH = application_channelwise_layers()
 register_handler(_LAYER_SCALE, ChannelwiseHandler(width_key="projection_dim"))
 register_handler(_STOCHASTIC_DEPTH, ChannelwiseHandler())
+_RESHAPE, _TRANSPOSE, _MATMUL, _SOFTMAX = attention_operations()
+register_handler(_RESHAPE, ReshapeHandler("newshape"))
+register_handler(_TRANSPOSE, TransposeHandler())
+register_handler(_MATMUL, MatmulHandler())
+register_handler(_SOFTMAX, SoftmaxOperationHandler())

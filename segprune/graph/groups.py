@@ -16,7 +16,14 @@ import keras
 import numpy as np
 
 from segprune.backend._keras_internals import GraphTrace, LayerCall, plain_functional, sublayers, trace_graph
-from segprune.graph.channels import UnsupportedLayerError, handler_for, has_handler
+from segprune.graph.channels import (
+    UnsupportedLayerError,
+    handler_for,
+    has_handler,
+    is_traced,
+    on_last_axis,
+    register_known_layers,
+)
 from segprune.models.loading import require_graph_model
 
 
@@ -155,11 +162,7 @@ def build_channel_graph(
         [16, 16, 32]
     """
     require_graph_model(model, source=f"Model {model.name!r}")
-    # A functional subclass (keras-hub) configures itself by constructor arguments; the surgery needs a layer list.
-    try:
-        model = plain_functional(model, expand=is_composite)
-    except TypeError as error:  # a composite layer whose call is not a composition of its sublayers
-        raise UnsupportedLayerError(f"{error} Otherwise register a handler for it with segprune.graph.register_handler.") from error
+    model = plain_graph(model)
     ignore = set(ignore)
     _check_ignore_names(model, ignore)
     shapes = None
@@ -167,41 +170,63 @@ def build_channel_graph(
         shapes = [(1, *input_shape[:2], *tuple(x.shape[3:])) for x in model.inputs]
     trace = trace_graph(model, shapes)
     builder = _Builder()
-    tensors: dict[int, list[int]] = {}
+    tensors: dict[int, np.ndarray] = {}  # element arrays over the non-batch axes (channels.py)
     for tensor_id, spec in zip(trace.input_ids, model.inputs):
-        tensors[tensor_id] = builder.new(int(spec.shape[-1]), "input")
-        builder.fix(tensors[tensor_id])
+        elements = builder.new(int(spec.shape[-1]), "input")
+        builder.fix(elements)
+        tensors[tensor_id] = on_last_axis(elements, len(spec.shape))
 
-    first_call_inputs: dict[int, list[list[int]]] = {}
+    first_call_inputs: dict[int, list[np.ndarray]] = {}
     element_inputs, element_outputs = [], []
     for call in trace.calls:
         inputs = [tensors[tensor_id] for tensor_id in call.input_ids]
         _require_channels_last(call)
-        outputs = handler_for(call.layer).couple(call, inputs, builder)
+        outputs = handler_for(call.layer).couple_layout(call, inputs, builder)
         if len(outputs) != len(call.output_ids):
             raise UnsupportedLayerError(f"Layer {call.qualified_name!r} returned {len(call.output_ids)} tensors; its handler described {len(outputs)}.")
         for tensor_id, elements in zip(call.output_ids, outputs):
             tensors[tensor_id] = elements
         if id(call.layer) in first_call_inputs:  # a shared layer prunes the same channels on every call
             for earlier, now in zip(first_call_inputs[id(call.layer)], inputs):
-                builder.union(earlier, now)
+                builder.union(_flat(earlier), _flat(now))
         else:
             first_call_inputs[id(call.layer)] = inputs
         if call.layer.name in ignore or call.qualified_name in ignore:
             for elements in [*inputs, *outputs]:
-                builder.fix(elements)
+                builder.fix(_flat(elements))
         element_inputs.append(inputs)
         element_outputs.append(outputs)
     for tensor_id in trace.output_ids:
-        builder.fix(tensors[tensor_id])
+        builder.fix(_flat(tensors[tensor_id]))
 
-    def classes(element_lists: list[list[int]]) -> list[np.ndarray]:
-        return [np.array([builder.find(e) for e in elements], dtype=np.int64) for elements in element_lists]
+    def classes(element_arrays: list[np.ndarray]) -> list[np.ndarray]:
+        # Channels on the last axis: one class per position. Spread over several axes (attention heads): the
+        # array flattened, which consumers with weights never read (they take channels on the last axis).
+        return [np.array([builder.find(e) for e in _flat(elements)], dtype=np.int64) for elements in element_arrays]
 
     call_inputs = [classes(lists) for lists in element_inputs]
     call_outputs = [classes(lists) for lists in element_outputs]
     groups, group_of_class = _groups(builder)
     return ChannelGraph(model, trace, call_inputs, call_outputs, groups, group_of_class)
+
+
+def plain_graph(model: keras.Model) -> keras.Model:
+    """The model as the plain functional graph segprune prunes: functional subclasses (keras-hub) re-traced as
+    layer lists, composite and traced layers (`register_traced`) replaced by the layers and ops they run.
+    A model with none of those is returned as it is; layers and weights are shared, not copied.
+
+    Raises:
+        UnsupportedLayerError: A composite layer's call cannot be written as plain layers.
+    """
+    register_known_layers()
+    try:
+        return plain_functional(model, expand=is_composite)
+    except TypeError as error:  # a composite layer whose call is not a composition of its sublayers
+        raise UnsupportedLayerError(f"{error} Otherwise register a handler for it with segprune.graph.register_handler.") from error
+
+
+def _flat(elements: np.ndarray) -> list[int]:
+    return [int(e) for e in np.asarray(elements).ravel()]
 
 
 def _groups(builder: _Builder) -> tuple[list[Group], dict[int, int]]:
@@ -230,6 +255,8 @@ def _groups(builder: _Builder) -> tuple[list[Group], dict[int, int]]:
 def is_composite(layer: keras.layers.Layer) -> bool:
     """A layer with no handler made only of sublayers (keras-hub's SpatialPyramidPooling): its call is traced
     into the graph, so its sublayers are pruned like any others. One with weights of its own is not."""
+    if is_traced(layer):
+        return True
     if has_handler(layer) or not isinstance(layer, keras.layers.Layer):
         return False
     children = sublayers(layer)

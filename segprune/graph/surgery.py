@@ -36,7 +36,7 @@ def remove_channels(graph: ChannelGraph, removed_classes: Iterable[int]) -> kera
     _drop_build_configs(config)
     for call, (kept_in, kept_out) in kept_by_layer.values():
         layer_config = _find_layer_config(config, call.path, call.layer.name)
-        layer_config["config"] = handler_for(call.layer).edit_config(layer_config["config"], kept_in, kept_out)
+        layer_config["config"] = handler_for(call.layer).edit_call_config(call, layer_config["config"], kept_in, kept_out)
     for path, width in _nested_input_widths(graph, removed).items():
         _resize_nested_input(_find_layer_config(config, path[:-1], path[-1])["config"], width)
     rebuilt = _rebuild(graph.model, config)
