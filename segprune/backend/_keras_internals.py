@@ -156,6 +156,8 @@ def _recording(path: tuple[str, ...], calls: list[LayerCall], keep_alive: list) 
             if is_graph_model(operation):
                 model_inputs = args[0] if args else kwargs["inputs"]
                 return _run_model(operation, model_inputs, (*path, operation.name), calls, keep_alive)
+            if "training" in kwargs and isinstance(operation, keras.layers.Layer) and not _accepts_training(operation):
+                kwargs = {key: value for key, value in kwargs.items() if key != "training"}  # as Layer.__call__ drops it
             outputs = operation.compute_output_spec(*args, **kwargs)
             inputs, results = _tensors((args, kwargs)), _tensors(outputs)
             keep_alive.extend(results)
@@ -294,12 +296,24 @@ def sublayers(layer: keras.layers.Layer) -> list:
     return list(layer._flatten_layers(include_self=False, recursive=False))
 
 
+def all_sublayers(layer: keras.layers.Layer) -> list:
+    """Every layer inside a layer or model, at any depth, not itself."""
+    return list(layer._flatten_layers(include_self=False, recursive=True))
+
+
 def _expanded(layer: keras.layers.Layer, args: tuple, kwargs: dict) -> keras.Model:
     """A composite layer's `call` traced on symbolic inputs: a functional model over its own sublayers."""
     if len(args) != 1 or not isinstance(args[0], keras.KerasTensor) or any(isinstance(x, keras.KerasTensor) for x in keras.tree.flatten(kwargs)):
         raise TypeError(f"Layer {layer.name!r} ({type(layer).__name__}) is called with more than one tensor; it cannot be expanded.")
     inputs = keras.Input(batch_shape=tuple(args[0].shape), dtype=args[0].dtype)
-    expanded = _batch_free_reshapes(keras.Model(inputs, layer.call(inputs), name=layer.name))
+    try:
+        expanded = _batch_free_reshapes(keras.Model(inputs, layer.call(inputs), name=layer.name))
+    except Exception as error:  # the layer's own code, on symbolic shapes: anything may go wrong there
+        raise TypeError(
+            f"Layer {layer.name!r} ({type(layer).__name__}) could not be traced into plain layers on input "
+            f"{tuple(args[0].shape)} ({type(error).__name__}: {error}). Build the model for a fixed image size, or mark "
+            "the layers feeding it with ignore=[...]."
+        ) from error
     for inner in expanded.layers:
         if isinstance(inner, keras.layers.Resizing) and (inner.height is None or inner.width is None):
             raise TypeError(
@@ -326,6 +340,13 @@ def _batch_free_reshapes(model: keras.Model) -> keras.Model:
         return model
     inputs = keras.Input(batch_shape=tuple(model.inputs[0].shape), dtype=model.inputs[0].dtype)
     return keras.Model(inputs, model._run_through_graph(inputs, operation_fn=operation_fn), name=model.name)
+
+
+def reduction_operations() -> list[type]:
+    """The op classes of `keras.ops.mean`, `max`, `min` and `sum` (squeeze-excitation pools with `ops.mean`)."""
+    from keras.src.ops import numpy as numpy_ops
+
+    return [numpy_ops.Mean, numpy_ops.Max, numpy_ops.Min, numpy_ops.Sum]
 
 
 def attention_operations() -> tuple[type, type, type, type]:

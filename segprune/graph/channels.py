@@ -33,6 +33,7 @@ from segprune.backend._keras_internals import (
     concatenate_operation,
     elementwise_operations,
     keras_hub_identity_layers,
+    reduction_operations,
 )
 
 
@@ -514,6 +515,21 @@ class MatmulHandler(ChannelHandler):
         return [outputs]
 
 
+class ReductionHandler(ChannelHandler):
+    """`keras.ops.mean` / `max` / `min` / `sum`: over other axes (global pooling in squeeze-excitation) the
+    channels pass; over the channel axis they are mixed and never pruned through."""
+
+    def couple(self, call, inputs, builder):
+        rank = len(call.input_shapes[0])
+        axes = call.layer.axis
+        axes = range(rank) if axes is None else (axes if isinstance(axes, (list, tuple)) else [axes])
+        if rank - 1 in [int(axis) % rank for axis in axes]:
+            outputs = builder.fresh(call.layer, call.output_shapes[0][-1] if call.output_shapes[0] else 0)
+            builder.fix([*inputs[0], *outputs])
+            return [outputs]
+        return [list(inputs[0])]
+
+
 class SoftmaxOperationHandler(ChannelHandler):
     """`keras.ops.softmax`: normalising over channels mixes them (never pruned through); over tokens, as
     attention scores do, the channels (heads) pass."""
@@ -725,3 +741,5 @@ register_handler(_RESHAPE, ReshapeHandler("newshape"))
 register_handler(_TRANSPOSE, TransposeHandler())
 register_handler(_MATMUL, MatmulHandler())
 register_handler(_SOFTMAX, SoftmaxOperationHandler())
+for _class in reduction_operations():
+    register_handler(_class, ReductionHandler())

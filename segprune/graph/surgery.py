@@ -8,6 +8,8 @@ from collections.abc import Iterable
 import keras
 import numpy as np
 
+from segprune.backend._keras_internals import all_sublayers
+
 from segprune.graph.channels import UnsupportedLayerError, handler_for, layer_weights
 from segprune.graph.groups import ChannelGraph
 
@@ -32,7 +34,7 @@ def remove_channels(graph: ChannelGraph, removed_classes: Iterable[int]) -> kera
     """
     removed = _validated(graph, removed_classes)
     kept_by_layer = kept_positions(graph, removed)
-    config = copy.deepcopy(graph.model.get_config())
+    config = copy.deepcopy(_model_config(graph.model))
     _drop_build_configs(config)
     for call, (kept_in, kept_out) in kept_by_layer.values():
         layer_config = _find_layer_config(config, call.path, call.layer.name)
@@ -45,6 +47,29 @@ def remove_channels(graph: ChannelGraph, removed_classes: Iterable[int]) -> kera
             target = find_layer(rebuilt, call.path, call.layer.name)
             target.set_weights(handler_for(call.layer).slice_weights(call, kept_in, kept_out))
     return rebuilt
+
+
+def _model_config(model: keras.Model) -> dict:
+    try:
+        return model.get_config()
+    except Exception as error:  # a layer whose get_config() fails; name the innermost
+        failing = [layer for layer in all_sublayers(model) if not _writes_config(layer)]
+        for layer in failing:
+            if not any(inner in failing for inner in all_sublayers(layer)):
+                raise UnsupportedLayerError(
+                    f"Layer {layer.name!r} ({type(layer).__module__}.{type(layer).__name__}) cannot write its config "
+                    f"({type(error).__name__}), so a smaller copy of model {model.name!r} cannot be rebuilt (segprune rebuilds "
+                    "from the config). Give the layer a get_config() that returns its constructor's arguments."
+                ) from error
+        raise UnsupportedLayerError(f"Keras could not write the config of model {model.name!r}: {type(error).__name__}: {error}") from error
+
+
+def _writes_config(layer: keras.layers.Layer) -> bool:
+    try:
+        layer.get_config()
+    except Exception:  # Keras raises NotImplementedError, TypeError, ... for the same reason
+        return False
+    return True
 
 
 def _rebuild(model: keras.Model, config: dict) -> keras.Model:
