@@ -9,7 +9,6 @@ import keras
 import numpy as np
 
 from segprune.backend._keras_internals import all_sublayers
-
 from segprune.graph.channels import UnsupportedLayerError, handler_for, layer_weights
 from segprune.graph.groups import ChannelGraph
 
