@@ -150,7 +150,8 @@ def build_channel_graph(
             functional graph of its layers: `graph.model` is that plain model, sharing the layers.
         ignore: Names of layers (plain or `nested/name`) whose input and output channels must stay.
         input_shape: (height, width) to trace at, so that the calls carry concrete shapes for cost
-            estimates; by default the model's own (possibly dynamic) input shape.
+            estimates; by default the model's own (possibly dynamic) input shape. Axes the model fixes keep
+            the model's size.
 
     Raises:
         UnsupportedLayerError: A layer's class has no registered handler, or a layer couples channels in a
@@ -167,7 +168,8 @@ def build_channel_graph(
     _check_ignore_names(model, ignore)
     shapes = None
     if input_shape is not None:
-        shapes = [(1, *input_shape[:2], *tuple(x.shape[3:])) for x in model.inputs]
+        # A model built for a fixed size (keras-hub's resizes in its call are baked in) is traced at that size.
+        shapes = [(1, *(given if known is None else known for known, given in zip(x.shape[1:3], input_shape[:2])), *tuple(x.shape[3:])) for x in model.inputs]
     trace = trace_graph(model, shapes)
     builder = _Builder()
     tensors: dict[int, np.ndarray] = {}  # element arrays over the non-batch axes (channels.py)
