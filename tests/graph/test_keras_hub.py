@@ -82,3 +82,9 @@ def test_segformer_prunes_a_whole_head_and_mlp_units_exactly():
     assert np.abs(expected - model.predict(sample, verbose=0)).max() > 1e-2  # the removed channels mattered
     attention = [layer for layer in pruned.layers[1].layers[1].get_layer("hierarchical_encoder_1_0").layers if layer.name == block.attn.name][0]
     assert attention.get_layer(block.attn.q.name).units == 8  # one of two heads of 8
+
+
+def test_a_model_built_for_a_fixed_size_is_traced_at_that_size():
+    # Cost estimates trace at a requested size; keras-hub bakes its input size into resizes and reshapes.
+    graph = build_channel_graph(_deeplab(), input_shape=(256, 256))
+    assert graph.trace.calls[0].input_shapes[0] == (1, 64, 64, 3)
