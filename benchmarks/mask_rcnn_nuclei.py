@@ -4,18 +4,22 @@ Trains the default `mask_rcnn()` (random init, no downloaded weights) with augme
 4 test tiles. AP is computed with detections down to score 0.05 (COCO practice); the DSB score takes the
 default detections (score >= 0.5), overlapping masks resolved by score.
 
-    flock /tmp/segprune-cpu.lock .venv/bin/python benchmarks/mask_rcnn_nuclei.py [--steps 600] [--batch-size 4]
+    flock /tmp/segprune-cpu.lock .venv/bin/python benchmarks/mask_rcnn_nuclei.py --save dense.keras --prune flops=0.5 --save-pruned pruned.keras
+    flock /tmp/segprune-cpu.lock .venv/bin/python benchmarks/mask_rcnn_nuclei.py --dense dense.keras --pruned pruned.keras  # figures and timings only
 
-On the shared 2-core machine a step took 1.0-1.2 s (batch 4): 600 steps are 11-12 minutes. Measured there
-(2026-11-28, seed 0, --eval-every 200; the run was stopped by its 660 s timeout at step ~560): after 200
-steps mask AP50 0.859, AP 0.482, DSB 0.422; after 400 steps AP50 0.830, AP 0.579, AP75 0.753, DSB 0.521
-(U-Net + watershed: AP50 0.652, DSB 0.462; classical watershed: AP50 0.561, DSB 0.298).
+Measured on the shared 2-core machine (2026-11-28, seed 0, defaults: 600 steps of batch 4, lr 3e-3), first command:
+trained in 736 s (1.2 s/step); test mask AP 0.594, AP50 0.835, AP75 0.751, DSB 0.523 (U-Net + watershed: AP 0.431,
+AP50 0.652, DSB 0.462; classical watershed: AP 0.316, AP50 0.561, DSB 0.298). Trunk pruned by l1 to flops=0.5
+(round_to 8: 0.42 of the trunk MACs at 256x256, 633.3 M -> 264.2 M; parameters 1,493,611 -> 1,200,451, the RoI
+heads kept) scores AP50 0.005 before and, after 200 fine-tuning steps (173 s, lr 1e-3), AP 0.590, AP50 0.909,
+AP75 0.722, DSB 0.521. Keras (eager, 4 tiles, median of 7): the trunk 78 ms dense vs 82 ms pruned, detect 386 ms
+vs 411 ms: at 128x128 Keras's per-layer dispatch hides the MACs.
 """
 
 from __future__ import annotations
 
 import argparse
-import dataclasses
+import tempfile
 import time
 from pathlib import Path
 from types import SimpleNamespace
@@ -29,8 +33,10 @@ import segprune  # noqa: F401  (first: it quiets TensorFlow's start-up logging)
 from segprune.classical import watershed_segment
 from segprune.cost import flops
 from segprune.data.instances import instance_dataset, instances_from_labels
-from segprune.instance_metrics import mask_ap, mean_dsb_score
+from segprune.instance_metrics import evaluate_instances, mask_ap, mean_dsb_score
 from segprune.models.mask_rcnn import MaskRCNN, load_mask_rcnn, mask_rcnn, save_mask_rcnn, train_mask_rcnn
+from segprune.runtime.benchmark import interleaved_timings
+from segprune.runtime.export import export_onnx, open_runner
 from segprune.structured.oneshot import prune_channels
 
 NUCLEI = Path(__file__).resolve().parents[1].parent / "shared" / "datasets" / "nuclei-dsb2018"
@@ -38,14 +44,8 @@ UNET = Path(__file__).resolve().parents[1].parent / "notes" / "models" / "unet-n
 
 
 def evaluate(model: MaskRCNN, data, split: str) -> dict[str, float]:
-    images, truths = zip(*(data.load(sample_id) for sample_id in data.ids(split)))
-    batch = np.stack(images)
-    low_threshold = MaskRCNN(dataclasses.replace(model.config, detection_min_score=0.05), model.trunk, model.box_head, model.mask_head)
-    scores = mask_ap(truths, low_threshold.detect(batch))
-    detections = model.detect(batch)
-    scores["dsb"] = mean_dsb_score(truths, detections)
-    scores["detections_per_tile"] = float(np.mean([len(d) for d in detections]))
-    scores["objects_per_tile"] = float(np.mean([len(t) for t in truths]))
+    scores = evaluate_instances(model, data, split)
+    del scores["num_images"]
     return scores
 
 
@@ -94,6 +94,8 @@ def main() -> None:
     parser.add_argument("--dense", default=None, help="a trained detector (.keras) to evaluate and prune instead of training one")
     parser.add_argument("--prune", default=None, help="prune the trunk to a budget such as flops=0.5 (l1), then fine-tune")
     parser.add_argument("--finetune-steps", type=int, default=200)
+    parser.add_argument("--save-pruned", default=None, help="save the pruned, fine-tuned detector here (.keras)")
+    parser.add_argument("--pruned", default=None, help="a pruned detector (.keras) to compare with --dense instead of pruning")
     parser.add_argument("--eval-every", type=int, default=0, help="also evaluate the test split every N steps (0: only at the end)")
     arguments = parser.parse_args()
 
@@ -115,15 +117,22 @@ def main() -> None:
     print(f"parameters {model.count_params():,} (trunk {model.trunk.count_params():,}); trunk MACs per 128x128 tile {macs / 1e6:.1f} M")
     figures = evaluate(model, data, "test")
     print("test: " + "  ".join(f"{name} {value:.3f}" for name, value in figures.items()))
-    if not arguments.prune:
+    if not (arguments.prune or arguments.pruned):
         return
-    pruned_trunk = prune_channels(model.trunk, importance="l1", target=arguments.prune)
-    pruned = MaskRCNN(model.config, pruned_trunk, copy_of(model.box_head), copy_of(model.mask_head))
-    dense_macs, pruned_macs = (flops(m.trunk, (256, 256)).macs for m in (model, pruned))
-    print(f"pruned trunk ({arguments.prune}, l1): MACs at 256x256 {dense_macs / 1e6:.1f} M -> {pruned_macs / 1e6:.1f} M ({pruned_macs / dense_macs:.2f})")
-    print("pruned, before fine-tuning: " + "  ".join(f"{k} {v:.3f}" for k, v in evaluate(pruned, data, "test").items()))
-    train(pruned, data, arguments, arguments.finetune_steps, arguments.learning_rate / 3)
+    if arguments.pruned:
+        pruned = load_mask_rcnn(arguments.pruned)
+        print(f"loaded {arguments.pruned}")
+    else:
+        pruned_trunk = prune_channels(model.trunk, importance="l1", target=arguments.prune)
+        pruned = MaskRCNN(model.config, pruned_trunk, copy_of(model.box_head), copy_of(model.mask_head))
+        print("pruned, before fine-tuning: " + "  ".join(f"{k} {v:.3f}" for k, v in evaluate(pruned, data, "test").items()))
+        train(pruned, data, arguments, arguments.finetune_steps, arguments.learning_rate / 3)
+        if arguments.save_pruned:
+            save_mask_rcnn(pruned, arguments.save_pruned)
     print("pruned, fine-tuned: " + "  ".join(f"{k} {v:.3f}" for k, v in evaluate(pruned, data, "test").items()))
+    for size in (128, 256):
+        dense_macs, pruned_macs = (flops(m.trunk, (size, size)).macs for m in (model, pruned))
+        print(f"pruned trunk ({arguments.prune or arguments.pruned}, l1): MACs at {size}x{size} {dense_macs / 1e6:.1f} M -> {pruned_macs / 1e6:.1f} M ({pruned_macs / dense_macs:.3f})")
     images = np.stack([data.load(sample_id)[0] for sample_id in data.ids("test")])
     timings = {"dense detect": [], "pruned detect": [], "dense trunk": [], "pruned trunk": []}
     for _ in range(7):  # interleaved, so that machine load hits all alike
@@ -135,6 +144,27 @@ def main() -> None:
             detector.trunk(images, training=False)
             timings[f"{name} trunk"].append(time.perf_counter() - start)
     print("Keras on the 4 test tiles, median of 7: " + "  ".join(f"{k} {1000 * np.median(v):.0f} ms" for k, v in timings.items()))
+    onnx_trunk_latency(model, pruned, images)
+
+
+def onnx_trunk_latency(dense: MaskRCNN, pruned: MaskRCNN, images: np.ndarray, threads: int = 2, rounds: int = 50) -> None:
+    """Both trunks exported to ONNX at the shape of the `images` batch (verified against Keras) and timed interleaved on ONNX Runtime.
+
+    Only the trunk (encoder, FPN, RPN head) exports; proposal decoding, NMS, RoIAlign, the two small RoI heads
+    and mask pasting run in Python (`MaskRCNN.detect`).
+    """
+    with tempfile.TemporaryDirectory(prefix="mask-rcnn-onnx-") as folder:
+        paths = [Path(folder) / f"{name}.onnx" for name in ("dense", "pruned")]
+        for detector, path in zip((dense, pruned), paths):
+            difference = export_onnx(detector.trunk, path, input_shape=images.shape[:3])
+            print(f"exported the {path.stem} trunk to ONNX, largest difference from Keras over its 9 outputs {difference:.2e}")
+        dense_ms, pruned_ms = interleaved_timings([open_runner(path, threads) for path in paths], [images, images], rounds=rounds)
+    dense_median, pruned_median = float(np.median(dense_ms)), float(np.median(pruned_ms))
+    print(
+        f"ONNX Runtime ({threads} threads), trunk on {len(images)} tiles of {images.shape[1]}x{images.shape[2]}, median of {rounds} interleaved: dense {dense_median:.2f} ms, "
+        f"pruned {pruned_median:.2f} ms ({dense_median / pruned_median:.2f}x faster); quartiles dense "
+        f"{np.percentile(dense_ms, 25):.2f}-{np.percentile(dense_ms, 75):.2f}, pruned {np.percentile(pruned_ms, 25):.2f}-{np.percentile(pruned_ms, 75):.2f}"
+    )
 
 
 def copy_of(network: keras.Model) -> keras.Model:
