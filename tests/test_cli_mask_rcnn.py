@@ -99,3 +99,10 @@ def test_prune_takes_a_mask_rcnn_file_and_refuses_a_search(tmp_path, capsys):
     searched = tmp_path / "searched.keras"
     assert main(["prune", str(dense), "--method", "greedy", "--target", "flops=0.5", "--out", str(searched)]) == 2
     assert "one-shot" in capsys.readouterr().err and not searched.exists()
+
+
+def test_steps_per_epoch_is_refused_for_a_segmentation_model(make_folder_dataset, tmp_path, capsys):
+    root = make_folder_dataset(count=4)
+    out = tmp_path / "unet.keras"
+    assert main(["train", "--data", str(root), "--model", "unet", "--steps-per-epoch", "3", "--out", str(out)]) == 2
+    assert "--steps-per-epoch is for --model mask-rcnn" in _one_error(capsys.readouterr().err) and not out.exists()

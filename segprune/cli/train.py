@@ -34,10 +34,10 @@ def configure(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--epochs", type=int, default=None, help="maximum epochs (default 40; mask-rcnn 150)")
     parser.add_argument("--steps-per-epoch", type=int, default=None, help="mask-rcnn: batches per epoch (default: one pass over the training images)")
-    parser.add_argument("--image-size", type=int, default=128, help="training patch size (default 128)")
+    parser.add_argument("--image-size", type=int, default=128, help="training patch size (default 128; mask-rcnn trains on whole images)")
     parser.add_argument("--batch-size", type=int, default=None, help="images per batch (default 8; mask-rcnn 4)")
     parser.add_argument("--learning-rate", type=float, default=None, help="peak Adam learning rate (default 1e-3; mask-rcnn 3e-3)")
-    parser.add_argument("--patience", type=int, default=15, help="epochs without improvement before stopping (default 15)")
+    parser.add_argument("--patience", type=int, default=15, help="epochs without improvement before stopping (default 15; mask-rcnn runs every epoch)")
     parser.add_argument("--base-filters", type=int, default=None, help="unet/fcn: filters of the first stage (default 16)")
     parser.add_argument("--seed", type=int, default=0, help="seed of initialisation, batches and augmentation")
     parser.add_argument("--out", required=True, help="where to save the model (.keras); rewritten at each better epoch")
@@ -53,6 +53,8 @@ def run(arguments: argparse.Namespace) -> int:
     keras.utils.set_random_seed(arguments.seed)
     if arguments.model == MASK_RCNN:
         return _train_mask_rcnn(arguments, out)
+    if arguments.steps_per_epoch is not None:
+        raise ValueError(f"--steps-per-epoch is for --model {MASK_RCNN}; an epoch of --model {arguments.model} is one pass over its training images.")
     data = load_data(arguments.data)
     options = {} if arguments.base_filters is None else {"base_filters": arguments.base_filters}
     model = build_model(arguments.model, data.num_classes, data.image_channels, **options)
