@@ -12,8 +12,11 @@ trained in 736 s (1.2 s/step); test mask AP 0.594, AP50 0.835, AP75 0.751, DSB 0
 AP50 0.652, DSB 0.462; classical watershed: AP 0.316, AP50 0.561, DSB 0.298). Trunk pruned by l1 to flops=0.5
 (round_to 8: 0.42 of the trunk MACs at 256x256, 633.3 M -> 264.2 M; parameters 1,493,611 -> 1,200,451, the RoI
 heads kept) scores AP50 0.005 before and, after 200 fine-tuning steps (173 s, lr 1e-3), AP 0.590, AP50 0.909,
-AP75 0.722, DSB 0.521. Keras (eager, 4 tiles, median of 7): the trunk 78 ms dense vs 82 ms pruned, detect 386 ms
-vs 411 ms: at 128x128 Keras's per-layer dispatch hides the MACs.
+AP75 0.722, DSB 0.521. Second command (the lock held, nothing else running): ONNX Runtime, 2 threads, both trunks
+at 4x128x128 (verified against Keras within 2.7e-5 over the 9 outputs), median of 50 interleaved: dense 7.27 ms,
+pruned 4.01 ms (1.81x; quartiles 6.91-7.45 vs 3.79-4.21). Keras eager on the 4 tiles, median of 7: trunk 63 -> 50 ms,
+detect 325 -> 303 ms (the Python between trunk and heads, NMS and mask pasting dominate detect; in the first run,
+under load from other jobs, Keras gave 78 vs 82 ms and 386 vs 411 ms: eager timings this small are noise-bound).
 """
 
 from __future__ import annotations
