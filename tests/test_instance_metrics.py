@@ -5,8 +5,8 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 
-from segprune.data.instances import instances_from_labels
-from segprune.instance_metrics import dsb_score, label_image, mask_ap, mean_dsb_score
+from segprune.data.instances import InstanceDataset, instances_from_labels
+from segprune.instance_metrics import AP_MIN_SCORE, dsb_score, evaluate_instances, label_image, mask_ap, mean_dsb_score
 
 
 def _square(labels, object_id, rows, cols):
@@ -84,3 +84,24 @@ def test_mask_ap_without_predictions_is_zero_and_without_objects_raises():
     assert mask_ap([truth], [empty]) == {"ap": 0.0, "ap50": 0.0, "ap75": 0.0}
     with pytest.raises(ValueError, match="no objects"):
         mask_ap([instances_from_labels(np.zeros((8, 8), np.int32))], [empty])
+
+
+def test_evaluate_instances_ranks_low_scores_for_ap_and_takes_the_default_detections_for_dsb():
+    truth = instances_from_labels(_two_objects())
+    image = np.zeros((32, 32, 1), np.float32)
+    data = InstanceDataset("two", 2, 1, {"test": ["a", "b", "c"]}, lambda _: (image, truth))
+    calls = []
+
+    class Detector:
+        def detect(self, images, min_score=None):
+            calls.append((len(images), min_score))
+            # the default threshold keeps only the first object; the low one keeps both
+            keep = 2 if min_score is not None else 1
+            return [SimpleNamespace(masks=truth.masks[:keep], scores=np.array([0.9, 0.1])[:keep], class_ids=truth.class_ids[:keep])
+                    for _ in images]
+
+    scores = evaluate_instances(Detector(), data, "test", batch_size=2)
+    assert calls == [(2, AP_MIN_SCORE), (2, None), (1, AP_MIN_SCORE), (1, None)]
+    assert scores["ap50"] == pytest.approx(1.0) and scores["ap"] == pytest.approx(1.0)
+    assert scores["dsb"] == pytest.approx(0.5)  # one of two objects found: TP 1, FN 1 at every threshold
+    assert scores["detections_per_image"] == 1.0 and scores["objects_per_image"] == 2.0 and scores["num_images"] == 3
