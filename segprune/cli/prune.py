@@ -121,7 +121,8 @@ def run(arguments: argparse.Namespace) -> int:
         result = prune(
             model, arguments.method, target=arguments.target, ratio=arguments.ratio, data=data, finetune_epochs=arguments.finetune_epochs,
             round_to=arguments.round_to, ignore=layer_names(arguments.ignore), image_size=arguments.image_size, seed=arguments.seed,
-            distill=None if detector else distill_config(arguments), checkpoint_path=out,  # a detector fine-tunes on its ground truth only folder=folder, resume=arguments.resume,
+            distill=None if detector else distill_config(arguments),  # a detector fine-tunes on its ground truth only
+            checkpoint_path=out, folder=folder, resume=arguments.resume,
             on_epoch=_console.print_detector_epoch if detector else _console.print_epoch, on_candidate=_print_candidate, on_search_start=_print_plan, **settings,
         )
     except RunInterrupted as interruption:
