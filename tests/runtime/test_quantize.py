@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 from segprune.runtime.export import open_runner
-from segprune.runtime.quantize import QuantizationRefused, calibration_batches, quantize, tiles_of
+from segprune.runtime.quantize import QuantizationRefused, calibration_batches, input_convolutions, quantize, tiles_of
 
 
 def threshold_model(outlier_gain: float) -> keras.Model:
@@ -42,6 +42,53 @@ def test_quantization_refused_beyond_tolerance(runtime, suffix, nuclei_path, tmp
     with pytest.raises(QuantizationRefused, match="Dice points.*more than the tolerance of 1"):
         quantize(threshold_model(outlier_gain=1000.0), nuclei_path, runtime, out=out, input_shape=(1, 64, 64), tolerance=1.0)
     assert not list(tmp_path.iterdir())
+
+
+def _float_weighted_convs(path) -> set[str]:
+    """Names of the ONNX Conv nodes whose weight is a plain initializer (not dequantized from int8)."""
+    import onnx
+
+    graph = onnx.load(path).graph
+    initializers = {initializer.name for initializer in graph.initializer}
+    return {node.name for node in graph.node if node.op_type == "Conv" and node.input[1] in initializers}
+
+
+@pytest.mark.parametrize("keep", [True, False])
+def test_the_convolution_reading_the_image_stays_fp32_unless_asked(keep, nuclei_path, tmp_path):
+    out = tmp_path / "int8.onnx"
+    result = quantize(threshold_model(1.0), nuclei_path, "onnxruntime", out=out, input_shape=(1, 64, 64), float_input_convs=keep)
+    kept = _float_weighted_convs(out)
+    assert len(kept) == (1 if keep else 0)
+    assert bool(result.notes) == keep and all(name in result.notes[0] for name in kept)
+
+
+def test_openvino_keeps_the_convolution_reading_the_image(nuclei_path, tmp_path):
+    import openvino
+
+    out = tmp_path / "int8.xml"
+    result = quantize(threshold_model(1.0), nuclei_path, "openvino", out=out, input_shape=(1, 64, 64))
+    ops = openvino.Core().read_model(str(out)).get_ordered_ops()
+    convolutions = [op for op in ops if op.get_type_name() == "Convolution"]
+    quantized = [
+        op for op in convolutions
+        if op.input(0).get_source_output().get_node().get_type_name() == "FakeQuantize"
+    ]
+    assert len(convolutions) == 2 and len(quantized) == 1 and quantized[0] is not convolutions[0]
+    assert convolutions[0].get_friendly_name() in result.notes[0]
+
+
+def test_input_convolutions_are_those_no_convolution_feeds():
+    nodes = [
+        ("scale", "Mul", ["image", "k"], ["scaled"]),
+        ("a", "Conv", ["scaled", "w1"], ["a_out"]),
+        ("b", "Conv", ["image", "w2"], ["b_out"]),  # a second branch on the image
+        ("relu", "Relu", ["a_out"], ["r"]),
+        ("c", "Conv", ["r", "w3"], ["c_out"]),
+        ("add", "Add", ["c_out", "b_out"], ["s"]),
+        ("up", "ConvTranspose", ["s", "w4"], ["out"]),
+    ]
+    assert input_convolutions(nodes) == ["a", "b"]
+    assert input_convolutions([("relu", "Relu", ["image"], ["r"])]) == []
 
 
 def test_litert_full_integer(nuclei_path, tmp_path):
