@@ -69,11 +69,30 @@ def make_folder_dataset(tmp_path):
     return make
 
 
+# The tests that must pass under every Keras backend (`KERAS_BACKEND=jax|torch pytest -m backends`); the
+# rest of the suite runs under TensorFlow only. Node-id prefixes, so a file or a single case can be listed.
+BACKEND_SUBSET = (
+    "tests/backend/",
+    "tests/graph/test_equivalence.py",
+    "tests/structured/test_applications.py::test_application_prunes_and_round_trips[ResNet50]",
+    "tests/structured/test_applications.py::test_application_prunes_and_round_trips[MobileNetV2]",
+    "tests/structured/test_importance.py",
+    "tests/sparse/test_model.py",
+)
+
+
+def pytest_configure(config):
+    config.addinivalue_line("markers", "backends: must pass under every Keras backend (CI runs them under JAX and PyTorch too)")
+
+
 def pytest_addoption(parser):
     parser.addoption("--exhaustive", action="store_true", help="also run the tests marked exhaustive (make test-all)")
 
 
 def pytest_collection_modifyitems(config, items):
+    for item in items:
+        if item.nodeid.startswith(BACKEND_SUBSET):
+            item.add_marker(pytest.mark.backends)
     if config.getoption("--exhaustive"):
         return
     skip = pytest.mark.skip(reason="exhaustive: the default suite covers this kind; run `make test-all` for every instance")

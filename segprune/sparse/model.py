@@ -196,13 +196,17 @@ class SparseModel(keras.Model):
     def call(self, inputs, training=None):
         pairs = self.gated_weights(self.gate_values(bool(training)))
         gated = {id(variable) for variable, _ in pairs}
-        with keras.StatelessScope(state_mapping=pairs) as scope:
+        # A scope answers only for the variables it maps, not its enclosing scope's: JAX's trainer runs this
+        # inside its own scope holding the step's weights, so the ungated weights (and the dropout seeds) are
+        # mapped to their current values here, or they would read the values from before `fit` started.
+        current = [(variable, variable.value) for variable in self.base_model.variables if id(variable) not in gated]
+        stateful = [variable for variable in self.base_model.non_trainable_variables if id(variable) not in gated]
+        with keras.StatelessScope(state_mapping=[*pairs, *current]) as scope:
+            before = [scope.get_current_value(variable) for variable in stateful]
             outputs = self.base_model(inputs, training=training)
-        for variable in self.base_model.non_trainable_variables:
-            if id(variable) in gated:
-                continue
+        for variable, value in zip(stateful, before):
             updated = scope.get_current_value(variable)
-            if updated is not None:
+            if updated is not value:  # BatchNorm statistics, dropout seeds: what the call assigned
                 variable.assign(updated)
         if training and self.l0_strength > 0:
             self.add_loss(self.l0_penalty())

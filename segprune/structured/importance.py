@@ -13,6 +13,7 @@ import keras
 import numpy as np
 
 from segprune.backend._keras_internals import LayerCall, run_with_hook
+from segprune.backend.gradients import loss_gradients
 from segprune.data.dataset import SegmentationDataset
 from segprune.data.pipeline import BatchConfig, TrainingBatches
 from segprune.graph.channels import ChannelAxis, handler_for, layer_weights, weight_name
@@ -151,43 +152,13 @@ def _taylor_scores(graph: ChannelGraph, batches) -> ScoreAccumulator:
     loss = CrossEntropyDiceLoss(output_kind(model))
     totals = {id(v): np.zeros(v.shape, dtype=np.float64) for v in model.trainable_weights}
     for images, masks in batches:
-        for variable, gradient in zip(model.trainable_weights, _gradients(model, loss, images, masks)):
+        for variable, gradient in zip(model.trainable_weights, loss_gradients(model, loss, images, masks)):
             totals[id(variable)] += np.abs(keras.ops.convert_to_numpy(variable) * gradient)
 
     def saliency(call: LayerCall) -> dict[str, np.ndarray]:
         return {weight_name(v): totals.get(id(v), np.zeros(v.shape)) for v in layer_weights(call.layer)}
 
     return _weight_norm_scores(graph, order=1, weights_of=saliency)
-
-
-def _gradients(model: keras.Model, loss, images: np.ndarray, masks: np.ndarray) -> list[np.ndarray]:
-    backend = keras.backend.backend()
-    if backend == "tensorflow":
-        import tensorflow as tf
-
-        with tf.GradientTape() as tape:
-            value = loss(masks, model(images, training=False))
-        return [g.numpy() if g is not None else np.zeros(v.shape) for g, v in zip(tape.gradient(value, model.trainable_weights), model.trainable_weights)]
-    if backend == "jax":
-        import jax
-
-        trainable = [v.value for v in model.trainable_variables]
-        frozen = [v.value for v in model.non_trainable_variables]
-
-        def compute(values):
-            outputs, _ = model.stateless_call(values, frozen, images, training=False)
-            return loss(masks, outputs)
-
-        return [np.asarray(g) for g in jax.grad(compute)(trainable)]
-    if backend == "torch":
-        outputs = model(images, training=False)
-        value = loss(masks, outputs)
-        value.backward()
-        gradients = [v.value.grad.detach().cpu().numpy() for v in model.trainable_variables]
-        for v in model.trainable_variables:
-            v.value.grad = None
-        return gradients
-    raise ValueError(f"Taylor importance does not support the {backend!r} backend.")
 
 
 def _activation_scores(graph: ChannelGraph, batches, statistic: Callable) -> ScoreAccumulator:
