@@ -12,8 +12,13 @@ $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 
-$(VENV)/.installed: pyproject.toml | $(BIN)/python
+# keras-hub (its models are tested) declares tensorflow-text, which pulls the full tensorflow wheel over
+# tensorflow-cpu; segprune needs none of its text or preset dependencies, so it is installed alone, pinned.
+KERAS_HUB := keras-hub==0.32.0
+
+$(VENV)/.installed: pyproject.toml Makefile | $(BIN)/python
 	$(BIN)/python -m pip install --quiet -e ".[test]"
+	$(BIN)/python -m pip install --quiet --no-deps "$(KERAS_HUB)"
 	touch $@
 
 install: $(VENV)/.installed

@@ -90,3 +90,38 @@ def test_bare_operations_in_the_graph_are_counted_without_parameters():
     report = flops(model, (8, 8))
     assert report.macs == 8 * 8 * 4 * 3
     assert report.params == model.count_params()
+
+
+class _ConvPair(keras.layers.Layer):
+    """A composite layer: two 1x1 convolutions run in its call."""
+
+    def __init__(self, **kwargs):
+        super().__init__(**kwargs)
+        self.first = keras.layers.Conv2D(4, 1)
+        self.second = keras.layers.Conv2D(2, 1)
+
+    def build(self, input_shape):
+        self.first.build(input_shape)
+        self.second.build((*input_shape[:-1], 4))
+
+    def call(self, inputs):
+        return self.second(keras.ops.relu(self.first(inputs)))
+
+
+class _Opaque(keras.layers.Layer):
+    """A custom layer segprune cannot see into (its call is no composition of sublayers)."""
+
+    def call(self, inputs):
+        return keras.ops.flip(inputs, axis=1)
+
+
+def test_composite_layers_are_priced_by_the_layers_they_run():
+    inputs = keras.Input((8, 8, 3))
+    model = keras.Model(inputs, _ConvPair()(keras.layers.Conv2D(3, 1)(inputs)))
+    assert flops(model, (8, 8)).macs == 8 * 8 * (3 * 3 + 4 * 3 + 2 * 4)
+
+
+def test_an_opaque_custom_layer_is_priced_by_what_can_be_seen():
+    inputs = keras.Input((8, 8, 3))
+    model = keras.Model(inputs, keras.layers.Conv2D(2, 1)(_Opaque()(keras.layers.Conv2D(3, 1)(inputs))))
+    assert flops(model, (8, 8)).macs == 8 * 8 * (3 * 3 + 2 * 3)

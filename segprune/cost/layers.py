@@ -8,7 +8,8 @@ from dataclasses import dataclass
 import keras
 
 from segprune.backend._keras_internals import LayerCall, is_graph_model, trace_layer_calls
-from segprune.graph.channels import MERGE_LAYERS, layer_weights
+from segprune.graph.channels import MERGE_LAYERS, UnsupportedLayerError, layer_weights
+from segprune.graph.groups import plain_graph
 
 _POOLING = (
     keras.layers.MaxPooling2D,
@@ -96,6 +97,10 @@ def flops(model: keras.Model, input_shape: tuple[int, ...]) -> CostReport:
         shape = (*shape, int(expected[-1]))
     if len(shape) != len(expected) or any(e is not None and e != s for e, s in zip(expected, shape)):
         raise ValueError(f"input_shape {tuple(input_shape)} does not fit the model's input {expected}.")
+    try:  # composite layers (keras-hub attention, SPP) priced by the layers they run
+        model = plain_graph(model)
+    except UnsupportedLayerError:  # a custom layer segprune cannot see into: priced by what it can see
+        pass
     calls = trace_layer_calls(model, (1, *shape))
     counted: set[int] = set()
     layers = []
