@@ -13,6 +13,7 @@ from collections.abc import Sequence
 import keras
 from keras import ops
 
+from segprune.backend.training_state import sync_training_state
 from segprune.data.dataset import SegmentationDataset
 from segprune.models.loading import copy_model
 from segprune.sparse.finetune import SparsifyResult, effective_sparsity, finetune, steps_per_epoch, training_from_record, training_record
@@ -74,6 +75,7 @@ class MaskUpdater(keras.callbacks.Callback):
         self.updates: list[tuple[int, float]] = []
 
     def on_train_batch_begin(self, batch, logs=None):
+        sync_training_state(self.sparse_model)
         optimizer = self.sparse_model.optimizer
         step = int(ops.convert_to_numpy(optimizer.iterations))
         due, sparsity = self.schedule.update(step)
