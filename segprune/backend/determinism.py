@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 import keras
 
 
@@ -10,11 +12,22 @@ def deterministic_kernels(enable: bool = True) -> bool:
 
     Thread scheduling otherwise changes the order of floating-point sums, and with it a candidate's score.
     TensorFlow exports only the switch-on; the switch-off and the query come from its private config
-    module, read here only. JAX on CPU and PyTorch's CPU kernels used here are deterministic for a fixed
-    seed, so there is nothing to switch (reported as off).
+    module, read here only. PyTorch has a public switch (`torch.use_deterministic_algorithms`). JAX's CPU
+    kernels are deterministic for a fixed seed (always on); on a GPU they are only with
+    `XLA_FLAGS=--xla_gpu_deterministic_ops=true` set before the process starts, which cannot be switched later.
+
+    Example:
+        >>> was_on = deterministic_kernels()
+        >>> ...  # score candidates
+        >>> deterministic_kernels(was_on)
     """
-    if keras.backend.backend() != "tensorflow":
-        return False
+    backend = keras.backend.backend()
+    if backend not in _SWITCHES:
+        raise NotImplementedError(f"Deterministic kernels are known for the {sorted(_SWITCHES)} Keras backends, not {backend!r}.")
+    return _SWITCHES[backend](enable)
+
+
+def _tensorflow(enable: bool) -> bool:
     from tensorflow.python.framework import config as tf_config  # only present under the TensorFlow backend
 
     was_on = bool(tf_config.is_op_determinism_enabled())
@@ -23,3 +36,30 @@ def deterministic_kernels(enable: bool = True) -> bool:
     else:
         tf_config.disable_op_determinism()
     return was_on
+
+
+def _torch(enable: bool) -> bool:
+    import torch
+
+    was_on = bool(torch.are_deterministic_algorithms_enabled())
+    torch.use_deterministic_algorithms(enable)
+    return was_on
+
+
+_JAX_GPU_FLAG = "--xla_gpu_deterministic_ops=true"
+
+
+def _jax(enable: bool) -> bool:
+    import jax
+
+    if jax.default_backend() == "cpu" or _JAX_GPU_FLAG in os.environ.get("XLA_FLAGS", ""):
+        return True
+    if enable:
+        raise RuntimeError(
+            f"JAX on {jax.default_backend()!r} runs deterministic kernels only when the process starts with "
+            f"XLA_FLAGS={_JAX_GPU_FLAG}; set it before starting Python (searches need it to be repeatable and resumable)."
+        )
+    return False
+
+
+_SWITCHES = {"tensorflow": _tensorflow, "torch": _torch, "jax": _jax}
