@@ -157,8 +157,9 @@ class CandidateEvaluator:
         steps = self.settings.finetune_steps
         if steps > 0:
             optimizer = self.model.optimizer
-            for variable in optimizer.variables:  # a fresh Adam for every candidate (after the first, built, one)
+            for variable in optimizer.variables:  # a fresh Adam for every candidate: step count and moments at zero...
                 variable.assign(keras.ops.zeros(variable.shape, variable.dtype))
+            optimizer.learning_rate = self.settings.learning_rate  # ...but not its learning rate, also one of its variables
             batches = TrainingBatches(self.data, "train", input_channels(self.model), replace(self.settings.batches, seed=seed))
             per_epoch = min(steps, batches.num_batches)
             self.model.fit(batches, epochs=math.ceil(steps / per_epoch), steps_per_epoch=per_epoch, verbose=0)

@@ -57,6 +57,16 @@ def test_fine_tuning_the_masked_parent_trains_the_narrower_model_exactly(data, m
     )
 
 
+def test_the_short_fine_tune_trains_every_candidate(data, model):
+    evaluator = CandidateEvaluator(model, data, SETTINGS)
+    dense, wanted = _narrowed(model)
+    for seed in (1, 2):  # the second candidate starts from a reset optimizer: it must train too
+        evaluator.score(dense, wanted, seed=seed)
+        moved = [np.abs(v.numpy() - model.get_layer(v.path.split("/")[0]).get_weights()[0]).max()
+                 for v in evaluator.model.trainable_variables if v.path.endswith("kernel")]
+        assert max(moved) > 1e-3, f"candidate {seed}: no kernel moved in {SETTINGS.finetune_steps} fine-tune steps"
+
+
 def test_scores_do_not_depend_on_what_was_evaluated_before(data, model):
     dense, wanted = _narrowed(model)
     evaluator = CandidateEvaluator(model, data, SETTINGS)
