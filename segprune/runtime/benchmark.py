@@ -21,6 +21,7 @@ from pathlib import Path
 import keras
 import numpy as np
 
+from segprune.backend.threads import limit_threads
 from segprune.cost import flops
 from segprune.runtime.export import FORMATS, export_model, open_runner
 
@@ -188,24 +189,10 @@ def limit_keras_threads(threads: int) -> str | None:
     """Caps the Keras backend's intra-op threads; must run before the backend executes anything.
 
     Returns:
-        None when the threads were set (or the backend has no such setting), else a note saying why not and
-        how many threads the backend runs with instead, for the benchmark to report next to its figures.
+        None when the threads were set, else a note saying why not and how many threads the backend runs
+        with instead, for the benchmark to report next to its figures.
     """
-    if keras.backend.backend() != "tensorflow":
-        return None
-    import tensorflow as tf
-
-    try:
-        tf.config.threading.set_intra_op_parallelism_threads(threads)
-        tf.config.threading.set_inter_op_parallelism_threads(1)
-    except RuntimeError as error:  # TensorFlow already ran something: its thread pools are fixed for this process
-        current = tf.config.threading.get_intra_op_parallelism_threads()
-        return (
-            f"Keras (TensorFlow) threads could not be set to {threads}: {error}. The figures use "
-            f"{current if current else 'all available cores'} intra-op threads; benchmark the keras runtime "
-            f"in a fresh process to control them."
-        )
-    return None
+    return limit_threads(threads)
 
 
 def _keras_runner(model: keras.Model):
