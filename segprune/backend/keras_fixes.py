@@ -28,3 +28,32 @@ def allow_dynamic_resize() -> None:
 
     resize._segprune_wrapped = True
     image_ops.resize = resize
+
+
+def contiguous_torch_cross_entropy() -> None:
+    """Lets channels-last sparse categorical cross-entropy train under the PyTorch backend.
+
+    Keras 3.15's torch `sparse_categorical_crossentropy` moves the class axis to position 1 with `movedim`,
+    a non-contiguous view; on the CPU, PyTorch's `nll_loss` backward then fails with "grad_input must be
+    contiguous", so no multi-class (softmax, probabilities) segmentation model trains. This wrapper hands it
+    the moved axis as a contiguous tensor and changes nothing else. Idempotent; a no-op on other backends.
+    """
+    if keras.backend.backend() != "torch":
+        return
+    from keras.src.backend.torch import nn as torch_nn  # the private module whose loss is wrapped
+
+    if getattr(torch_nn.sparse_categorical_crossentropy, "_segprune_wrapped", False):
+        return
+    original = torch_nn.sparse_categorical_crossentropy
+
+    def sparse_categorical_crossentropy(target, output, from_logits=False, axis=-1):
+        output, target = torch_nn.convert_to_tensor(output), torch_nn.convert_to_tensor(target)
+        class_axis = axis % output.dim()
+        if output.dim() > 2 and class_axis != 1:
+            if target.dim() == output.dim() and target.shape[class_axis] == 1:
+                target = target.squeeze(class_axis)
+            output, axis = output.movedim(class_axis, 1).contiguous(), 1
+        return original(target, output, from_logits=from_logits, axis=axis)
+
+    sparse_categorical_crossentropy._segprune_wrapped = True
+    torch_nn.sparse_categorical_crossentropy = sparse_categorical_crossentropy

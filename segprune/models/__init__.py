@@ -1,6 +1,6 @@
 """Segmentation architectures, a user's own model files, and the output convention they share."""
 
-from segprune.backend.keras_fixes import allow_dynamic_resize
+from segprune.backend.keras_fixes import allow_dynamic_resize, contiguous_torch_cross_entropy
 from segprune.models.fcn import fcn
 from segprune.models.loading import ModelFileError, load_model, require_graph_model
 from segprune.models.mask_rcnn import MaskRCNN, MaskRCNNConfig, load_mask_rcnn, mask_rcnn, save_mask_rcnn, train_mask_rcnn
@@ -9,6 +9,7 @@ from segprune.models.outputs import OutputKind, output_kind
 from segprune.models.unet import unet
 
 allow_dynamic_resize()  # before any model is built, loaded or run (every such path imports this package)
+contiguous_torch_cross_entropy()
 
 ARCHITECTURES = {"unet": unet, "fcn": fcn, "mobilenet-unet": mobilenet_unet}
 
