@@ -2,8 +2,10 @@
 
 From the full model, each iteration proposes, for every group, the widest narrowing of that group alone
 that cuts the resource by the iteration's step; the step decays as NetAdapt's does: every iteration cuts
-the same share of what is left (the share that reaches the target in `iterations` steps), so late steps
-stay as gentle as early ones instead of forcing groups down to their narrowest width. Every proposal is built from the current model, briefly
+the same share of what is left (the share that reaches the target in `iterations` steps). A group that
+cannot make the step alone proposes nothing; when no group can (late steps, once the groups that carry the
+most are narrow), the step shrinks to what three groups can each cut by at most half their width, rather
+than every group proposing its narrowest width. Every proposal is built from the current model, briefly
 fine-tuned and scored on held-out data; the proposal that loses the least accuracy per unit of resource
 saved becomes the current model. Iterations repeat until the budget is met; a long fine-tune follows.
 
@@ -38,25 +40,40 @@ from segprune.training import EpochReporter, TrainConfig, train
 
 Progress = Callable[[dict, dict], None]  # (candidate record with "done", "expected", "elapsed", "remaining"; best so far)
 MAX_RECHECKS = 3  # latency targets: times the search may continue after its model timed over the budget
+STEP_KEEP = 0.5  # a group keeps at least this share of its width in one step
+FALLBACK_PROPOSALS = 3  # a step no group can make alone shrinks until this many groups can make it
 
 
 def proposals(budget: Budget, config: Configuration, limit: float) -> dict[str, Configuration]:
     """For every group, `config` with that group narrowed as little as possible to cost <= `limit`.
 
-    When no single group can reach `limit` (late in a search, or in small models), every group that can
-    still shrink proposes its narrowest width instead, and the step is smaller.
+    No group loses more than `STEP_KEEP` of its width in one step (or one allowed width, where that is already
+    more): a group that cannot reach `limit` so proposes nothing. When no group can (the step is larger than
+    any one group can give gently), the step shrinks to the largest cut that `FALLBACK_PROPOSALS` groups can
+    each make, and those groups propose it, rather than groups falling to their narrowest width.
     """
-    found, narrowest = {}, {}
+    floors = {}  # the narrowest width each group may reach in this step
     for key in budget.space.groups:
         narrower = [w for w in budget.space.widths(key) if w < config[key]]
         if narrower:
-            narrowest[key] = {**config, key: narrower[0]}
-        for width in reversed(narrower):  # widest first: the least change that reaches the limit
-            proposal = {**config, key: width}
-            if budget.cost(proposal) <= limit:
-                found[key] = proposal
-                break
-    return found or narrowest
+            floors[key] = ([w for w in narrower if w >= STEP_KEEP * config[key]] or narrower[-1:])[0]
+    found = {key: _narrowed_to(budget, config, key, limit, floor) for key, floor in floors.items()}
+    found = {key: proposal for key, proposal in found.items() if proposal is not None}
+    if found or not floors:
+        return found
+    reachable = sorted(budget.cost({**config, key: floor}) for key, floor in floors.items())
+    shrunken = reachable[min(FALLBACK_PROPOSALS, len(reachable)) - 1]
+    found = {key: _narrowed_to(budget, config, key, shrunken, floor) for key, floor in floors.items()}
+    return {key: proposal for key, proposal in found.items() if proposal is not None}
+
+
+def _narrowed_to(budget: Budget, config: Configuration, key: str, limit: float, floor: int) -> Configuration | None:
+    """`config` with group `key` at the widest width >= `floor` that costs <= `limit`, or None."""
+    for width in reversed([w for w in budget.space.widths(key) if floor <= w < config[key]]):  # widest first
+        proposal = {**config, key: width}
+        if budget.cost(proposal) <= limit:
+            return proposal
+    return None
 
 
 def step_ratio(budget: Budget, iterations: int) -> float:

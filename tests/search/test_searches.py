@@ -8,9 +8,9 @@ import pytest
 from segprune import flops
 from segprune.data import BatchConfig, load_data, synthetic_dataset
 from segprune.models import unet
-from segprune.search.budget import measure
+from segprune.search.budget import Budget, measure
 from segprune.search.evaluation import CandidateSettings
-from segprune.search.greedy import family, greedy_search
+from segprune.search.greedy import FALLBACK_PROPOSALS, family, greedy_search, proposals
 from segprune.search.random_search import random_search
 from segprune.search.settings import SearchSettings
 
@@ -54,6 +54,22 @@ def test_greedy_meets_the_budget_step_by_step_and_times_the_result_it_returns(da
     assert records[-1]["type"] == "done" and records[-1]["measured"] == result.measured == fake_measure(model, result.model, settings)
     kept = sorted(str(p) for p in (tmp_path / "iterations").rglob("*.keras"))
     assert kept == sorted(step["model"] for step in family(tmp_path)), "the chosen model of every step is kept, no other"
+
+
+def test_steps_keep_half_of_each_group_and_a_step_no_group_can_make_shrinks_instead_of_collapsing_groups(model, tmp_path):
+    budget = Budget(model, SETTINGS, tmp_path)
+    dense = budget.space.dense()
+    reachable = proposals(budget, dense, 0.8 * budget.dense_cost)
+    assert reachable and all(budget.cost(p) <= 0.8 * budget.dense_cost for p in reachable.values())
+    assert all(p[key] >= dense[key] // 2 for key, p in reachable.items()), "no group loses more than half its width in a step"
+    found = proposals(budget, dense, 0.5 * budget.dense_cost)  # no single group halves the MACs of this U-Net
+    assert len(found) == FALLBACK_PROPOSALS
+    for key, proposal in found.items():
+        assert {k for k in dense if proposal[k] != dense[k]} == {key}, "a proposal narrows its own group only"
+        assert proposal[key] >= dense[key] // 2, f"{key} fell from {dense[key]} to {proposal[key]} in one step"
+    assert found["mid_a_conv"]["mid_a_conv"] == 16, "the 32-wide group goes to half, not to its narrowest width 8"
+    costs = sorted(budget.cost(p) for p in found.values())
+    assert costs[-1] < budget.dense_cost, "the shrunken step still cuts"
 
 
 @pytest.mark.slow
