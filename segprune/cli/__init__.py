@@ -47,7 +47,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return module.run(arguments)
     except user_errors as error:
-        progress_console.print(f"[bold red]error:[/] {error}", markup=True, highlight=False)
+        progress_console.print(f"[bold red]error:[/] {error}", markup=True, highlight=False, soft_wrap=True)  # one line, however long
         return 2
 
 

@@ -33,16 +33,35 @@ def configure(parser: argparse.ArgumentParser) -> None:
 
 
 def run(arguments: argparse.Namespace) -> int:
+    from segprune.models.mask_rcnn import is_mask_rcnn_file, load_mask_rcnn
+
     check_output(arguments.out, arguments.model, suffix=None)
-    model = read_model(arguments, arguments.model)
+    mask_rcnn = is_mask_rcnn_file(arguments.model)
+    model = load_mask_rcnn(arguments.model).trunk if mask_rcnn else read_model(arguments, arguments.model)
     samples = []
     if arguments.data:
-        data = load_data(arguments.data)
-        samples = [pad_to_multiple(adapt_channels(image, input_channels(model)), 32) for _, image, _ in data.samples("test")][:4]
+        samples = _instance_samples(arguments.data, model) if mask_rcnn else _samples(arguments.data, model)
     difference = export_model(model, arguments.out, arguments.format, arguments.tolerance, samples, input_shape=arguments.input_shape)
     shape = f" (input fixed to {'x'.join(map(str, arguments.input_shape))})" if arguments.input_shape else ""
+    if mask_rcnn:
+        _console.output_console.print(
+            f"Mask R-CNN: its trunk (encoder, FPN, shared RPN head; {len(model.outputs)} outputs, each verified) is exported; "
+            "proposal decoding, NMS, RoIAlign, the RoI heads and mask pasting run in Python (MaskRCNN.detect)."
+        )
     _console.output_console.print(
         f"{arguments.format} model{shape} written to {arguments.out}; largest difference from Keras {difference:.3g} "
         f"over {1 + len(samples)} input(s) (tolerance {arguments.tolerance:g})"
     )
     return 0
+
+
+def _samples(source: str, model) -> list:
+    data = load_data(source)
+    return [pad_to_multiple(adapt_channels(image, input_channels(model)), 32) for _, image, _ in data.samples("test")][:4]
+
+
+def _instance_samples(source: str, trunk) -> list:
+    from segprune.data.instances import load_instance_data
+
+    data = load_instance_data(source)
+    return [adapt_channels(image, input_channels(trunk)) for _, image, _ in data.samples("test")][:4]
