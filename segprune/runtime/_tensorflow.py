@@ -14,15 +14,13 @@ from pathlib import Path
 
 import keras
 
+from segprune.backend.capabilities import require_backend
+
 DEFAULT_OPSET = 17
 
 
 def check_backend() -> None:
-    if keras.backend.backend() != "tensorflow":
-        raise RuntimeError(
-            f"segprune exports through TensorFlow (tf2onnx, the TFLite converter); the Keras backend is "
-            f"{keras.backend.backend()!r}. Set KERAS_BACKEND=tensorflow to export."
-        )
+    require_backend("Export (through tf2onnx and the TFLite converter)", ("tensorflow",))
 
 
 def inference_function(model: keras.Model, input_shape: Sequence[int | None]):
