@@ -18,7 +18,9 @@ Then the issue's command, as a new user would run it:
     flock /tmp/segprune-cpu.lock /usr/bin/time -v .venv/bin/segprune prune /work/notes/models/unet-keras2.h5 \\
         --method greedy --target flops=0.25 --finetune-epochs 5 --data nuclei --out runs/keras2-greedy.keras
 
-Measured: see docs/DESIGN.md, "Searches at scale".
+Measured (2 cores, under the CPU lock, other engineers' unlocked tests sharing the cores): training 264 s
+(60 epochs), dense test Dice 0.9451; the command above 237 s end to end (55 candidates), 0.248 of the MACs,
+test Dice 0.9433.
 """
 
 from __future__ import annotations
