@@ -37,6 +37,11 @@ def configure(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--int8", action="store_true", help="also quantize every network to int8 per runtime and time it")
     parser.add_argument("--image-size", type=int, default=256, help="the fixed input size models are exported and timed at (default 256)")
+    parser.add_argument(
+        "--executor", choices=("local", "ray"), default="local",
+        help="run the cells one after another here (local, default) or each as a Ray task (ray; pip install 'segprune[ray]')",
+    )
+    parser.add_argument("--ray-address", default=None, help="with --executor ray: the cluster to use (e.g. auto); default: start a local one")
     add_loading_options(parser)
 
 
@@ -50,6 +55,8 @@ def run(arguments: argparse.Namespace) -> int:
         runtimes=tuple(name for name in arguments.runtimes.split(",") if name),
         int8=arguments.int8,
         image_size=arguments.image_size,
+        executor=arguments.executor,
+        ray_address=arguments.ray_address,
     )
     data = load_data(arguments.data)
     rows = run_sweep(read_model(arguments, arguments.model), data, arguments.out, config, progress=_console.progress_console.print)

@@ -1,13 +1,16 @@
 """The sweep: an experiment runner over every method at every budget, fine-tuned and measured the same way, resumable.
 
 Each finished candidate is appended to `results.jsonl` in the output folder (and its model saved), so an
-interrupted sweep restarts where it stopped. Deployment is measured last (`deployment.py`): every network
+interrupted sweep restarts where it stopped. With `executor="ray"` every cell (a method at a budget) is a Ray
+task: the dense model and the data go through the object store, the task returns its row and model file,
+and the driver alone writes them, so a cell retried after its worker died is logged once. Deployment is measured last (`deployment.py`): every network
 exported at a fixed shape for each runtime, optionally quantized to int8, and the files of one runtime timed
 together in interleaved rounds, so that the ratios between them are fair.
 """
 
 from __future__ import annotations
 
+import tempfile
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -25,12 +28,15 @@ from segprune.cost import flops
 from segprune.data.dataset import SegmentationDataset
 from segprune.experiments.deployment import check_runtimes, measure_deployments
 from segprune.metrics import evaluate
+from segprune.models.loading import load_model
 from segprune.report.tables import write_tables
+from segprune.search.pools import RAY_RETRIES, dataset_from_snapshot, import_ray, snapshot_dataset
 from segprune.training import DistillConfig, TrainConfig
 
 ONESHOT_METHODS = tuple(f"oneshot-{criterion}" for criterion in CRITERIA)
 STRUCTURED_METHODS = (*ONESHOT_METHODS, *REGULARISED_METHODS, *SEARCH_METHODS)
 SWEEP_METHODS = (*STRUCTURED_METHODS, *(f"classical-{name}" for name in CLASSICAL_METHODS))
+EXECUTORS = ("local", "ray")
 
 
 @dataclass(frozen=True)
@@ -53,6 +59,9 @@ class SweepConfig:
             the first one's fp32 figure fills `latency_ms` and `speedup`.
         int8: Also quantize every network to int8 for each runtime that supports it, and time that too.
         search_candidates: Random-search candidates, and greedy steps, per budget.
+        executor: `"local"` (cells one after another in this process) or `"ray"` (every cell a Ray task,
+            on the cluster at `ray_address`, or on a local one started for the sweep).
+        ray_address: The Ray cluster to use (`"auto"`, `"ray://host:10001"`); None starts a local one.
     """
 
     methods: tuple[str, ...] = ("oneshot-l1", "oneshot-random", "classical-otsu", "classical-kmeans")
@@ -67,6 +76,8 @@ class SweepConfig:
     int8: bool = False
     search_candidates: int = 8
     train: TrainConfig = field(default_factory=TrainConfig)
+    executor: str = "local"
+    ray_address: str | None = None
 
     def epochs_for(self, method: str) -> int:
         return self.method_epochs.get(method, self.finetune_epochs)
@@ -81,6 +92,10 @@ class SweepConfig:
             raise ValueError(f"method_epochs names method(s) {unknown} that the sweep does not run ({list(self.methods)}).")
         if any(not 0 < b <= 1 for b in self.budgets):
             raise ValueError(f"Budgets are fractions of the dense MACs in (0, 1], got {list(self.budgets)}.")
+        if self.executor not in EXECUTORS:
+            raise ValueError(f"Unknown executor {self.executor!r}; choose one of {list(EXECUTORS)}.")
+        if self.ray_address is not None and self.executor != "ray":
+            raise ValueError("ray_address is the Ray cluster the sweep's cells run on: it needs executor='ray' (--executor ray).")
 
 
 Progress = Callable[[str], None]
@@ -116,10 +131,9 @@ def run_sweep(
     for index, (method, budget) in enumerate(plan, start=1):
         if (method, budget) in done:
             say(f"[{index}/{len(plan)}] {method} {budget or ''}: done earlier (resumed)")
-            continue
-        started = time.perf_counter()
-        row = _run_one(model, data, method, budget, config, out_dir, dense_macs)
-        row["seconds"] = time.perf_counter() - started
+    pending = [(index, cell) for index, cell in enumerate(plan, start=1) if cell not in done]
+    runner = _run_on_ray if config.executor == "ray" else _run_here
+    for index, (method, budget), row in runner(model, data, pending, config, out_dir, dense_macs):
         log.append(row)
         done[(method, budget)] = row
         say(f"[{index}/{len(plan)}] {method} {budget or ''}: Dice {row['dice']:.4f} ({row['seconds']:.0f}s)")
@@ -128,6 +142,61 @@ def run_sweep(
     measure_deployments(rows, data, out_dir, config.runtimes, config.int8, config.image_size, config.threads, say)
     write_tables(rows, out_dir)
     return rows
+
+
+def _run_here(model, data, pending, config: SweepConfig, out_dir: Path, dense_macs: int):
+    """Yields `(index, cell, row)` for the pending cells, run one after another in this process."""
+    for index, (method, budget) in pending:
+        started = time.perf_counter()
+        row = _run_one(model, data, method, budget, config, out_dir, dense_macs)
+        row["seconds"] = time.perf_counter() - started
+        yield index, (method, budget), row
+
+
+def _run_on_ray(model, data, pending, config: SweepConfig, out_dir: Path, dense_macs: int):
+    """Yields `(index, cell, row)` for the pending cells, each run as a Ray task, in plan order.
+
+    Tasks return their row and their model file's bytes; the driver writes the file where a local sweep
+    would have, so the deployment phase and a resumed sweep find it. A task retried after its worker died
+    is handed over, and so logged, once.
+    """
+    if not pending:
+        return
+    ray = import_ray()
+    started_ray = not ray.is_initialized()
+    if started_ray:
+        ray.init(address=config.ray_address, include_dashboard=False, logging_level="ERROR", log_to_driver=False)
+    try:
+        with tempfile.TemporaryDirectory() as folder:
+            save_model(model, Path(folder) / "dense.keras")
+            shared = [ray.put((Path(folder) / "dense.keras").read_bytes()), ray.put(snapshot_dataset(data))]  # once for every cell
+        task = ray.remote(num_cpus=1, max_retries=RAY_RETRIES, retry_exceptions=False)(_cell_on_ray)
+        references = [task.remote(method, budget, shared, config, dense_macs) for _, (method, budget) in pending]
+        for (index, cell), reference in zip(pending, references):
+            row, model_bytes = ray.get(reference)
+            if model_bytes is not None:
+                path = out_dir / "models" / Path(row["model_path"]).name
+                path.write_bytes(model_bytes)
+                row["model_path"] = str(path)
+            yield index, cell, row
+    finally:
+        if started_ray:
+            ray.shutdown()
+
+
+def _cell_on_ray(method: str, budget: float | None, shared: list, config: SweepConfig, dense_macs: int) -> tuple[dict, bytes | None]:
+    """One sweep cell in a Ray worker, in a folder of its own; returns its row and its model file's bytes."""
+    ray = import_ray()
+    model_bytes, snapshot = ray.get(shared)
+    started = time.perf_counter()
+    with tempfile.TemporaryDirectory() as folder:
+        out_dir = Path(folder)
+        (out_dir / "models").mkdir()
+        (out_dir / "dense.keras").write_bytes(model_bytes)
+        row = _run_one(load_model(out_dir / "dense.keras"), dataset_from_snapshot(snapshot), method, budget, config, out_dir, dense_macs)
+        model_file = Path(row["model_path"]).read_bytes() if row["model_path"] else None
+    row["seconds"] = time.perf_counter() - started
+    return row, model_file
 
 
 def _run_one(model, data, method: str, budget: float | None, config: SweepConfig, out_dir: Path, dense_macs: int) -> dict:

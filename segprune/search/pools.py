@@ -45,14 +45,14 @@ class RayPool:
     """
 
     def __init__(self, data: SegmentationDataset, settings: CandidateSettings, data_source: str | None = None, address: str | None = None) -> None:
-        ray = _import_ray()
+        ray = import_ray()
         self.ray = ray
         self.settings = settings
         self.started_ray = not ray.is_initialized()
         if self.started_ray:
             ray.init(address=address, include_dashboard=False, logging_level="ERROR", log_to_driver=False)
         # Wrapped in a list so that Ray hands the reference itself to the task (each worker resolves it once).
-        self.data = [data_source] if data_source is not None else [ray.put(_snapshot(data))]
+        self.data = [data_source] if data_source is not None else [ray.put(snapshot_dataset(data))]
         self.task = ray.remote(num_cpus=1, max_retries=RAY_RETRIES, retry_exceptions=False)(_evaluate_on_ray)
         self.parents: dict[str, tuple[float, object]] = {}
 
@@ -86,7 +86,7 @@ class RayPool:
             self.ray.shutdown()
 
 
-def _import_ray():
+def import_ray():
     try:
         import ray
     except ImportError as error:
@@ -94,14 +94,14 @@ def _import_ray():
     return ray
 
 
-def _snapshot(data: SegmentationDataset) -> dict:
+def snapshot_dataset(data: SegmentationDataset) -> dict:
     """`data` as plain values that pickle (a dataset's reader may be a closure over local files, and it is cached)."""
     samples = {sample_id: data.load(sample_id) for ids in data.splits.values() for sample_id in ids}
     return {"name": data.name, "num_classes": data.num_classes, "image_channels": data.image_channels,
             "splits": {split: list(ids) for split, ids in data.splits.items()}, "ignore_index": data.ignore_index, "samples": samples}
 
 
-def _from_snapshot(snapshot: dict) -> SegmentationDataset:
+def dataset_from_snapshot(snapshot: dict) -> SegmentationDataset:
     fields = dict(snapshot)
     samples = fields.pop("samples")
     return SegmentationDataset(reader=samples.__getitem__, **fields)
@@ -112,12 +112,12 @@ _WORKER: dict = {}
 
 
 def _evaluate_on_ray(candidate: Candidate, parent: list, data: list, settings: CandidateSettings) -> dict:
-    ray = _import_ray()
+    ray = import_ray()
     if not _WORKER:
         deterministic_kernels()
     data_key = data[0] if isinstance(data[0], str) else data[0].hex()
     if _WORKER.get("data_key") != data_key:
-        _WORKER["data"] = load_data(data[0]) if isinstance(data[0], str) else _from_snapshot(ray.get(data[0]))
+        _WORKER["data"] = load_data(data[0]) if isinstance(data[0], str) else dataset_from_snapshot(ray.get(data[0]))
         _WORKER["data_key"] = data_key
     parent_key = parent[0].hex()
     if _WORKER.get("parent_key") != parent_key:

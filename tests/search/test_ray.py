@@ -125,3 +125,23 @@ def test_a_killed_driver_resumes_without_evaluating_a_finished_candidate_again(c
     indices = [r["index"] for r in _candidates(folder)]
     assert sorted(indices) == list(range(6)) and finished <= set(indices), "no finished candidate was evaluated again"
     assert out.exists()
+
+
+def test_sweep_cells_as_ray_tasks_give_the_rows_and_model_files_one_process_gives(cluster, data, model, tmp_path):
+    # Here rather than under tests/experiments: it shares this module's cluster and its warm workers.
+    from segprune.experiments import SweepConfig, run_sweep
+
+    local = SweepConfig(methods=("oneshot-l1", "classical-otsu"), budgets=(0.5,), finetune_epochs=1, image_size=32)
+    here = run_sweep(model, data, tmp_path / "here", local)
+    there = run_sweep(model, data, tmp_path / "there", replace(local, executor="ray"))
+    assert [(r["method"], r["budget"]) for r in there] == [(r["method"], r["budget"]) for r in here] == [
+        ("dense", None), ("oneshot-l1", 0.5), ("classical-otsu", None)]
+    for mine, theirs in zip(here, there):
+        assert theirs["dice"] == pytest.approx(mine["dice"], abs=1e-6) and theirs["macs_ratio"] == mine["macs_ratio"]
+        assert theirs["params"] == mine["params"]
+        if mine["model_path"] is not None:  # written by the driver where a local sweep writes it, and timed there
+            assert Path(theirs["model_path"]) == tmp_path / "there" / Path(mine["model_path"]).relative_to(tmp_path / "here")
+            assert Path(theirs["model_path"]).exists() and theirs["latency_ms"] is not None
+    messages = []
+    run_sweep(model, data, tmp_path / "there", replace(local, executor="ray"), progress=messages.append)
+    assert sum("done earlier" in message for message in messages) == 3, "a resumed Ray sweep runs no finished cell again"
