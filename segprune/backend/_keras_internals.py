@@ -278,9 +278,9 @@ def _call_expanded(layer, args: tuple, kwargs: dict, expand: Callable, rebuilt: 
     """A composite layer's call replaced by its traced graph, itself expanded (composites nest: a transformer
     block holds an attention layer); a call that returns its input (stochastic depth at inference) vanishes."""
     expanded = _expanded(layer, args, kwargs)
-    if all(isinstance(inner, keras.layers.InputLayer) for inner in expanded.layers):
+    if len(args) == 1 and all(isinstance(inner, keras.layers.InputLayer) for inner in expanded.layers):
         return args[0]
-    return plain_functional(expanded, expand, rebuilt)(*args, **kwargs)
+    return plain_functional(expanded, expand, rebuilt)(args[0] if len(args) == 1 else list(args))
 
 
 def _needs_rebuild(model, expand: Callable) -> bool:
@@ -303,11 +303,14 @@ def all_sublayers(layer: keras.layers.Layer) -> list:
 
 def _expanded(layer: keras.layers.Layer, args: tuple, kwargs: dict) -> keras.Model:
     """A composite layer's `call` traced on symbolic inputs: a functional model over its own sublayers."""
-    if len(args) != 1 or not isinstance(args[0], keras.KerasTensor) or any(isinstance(x, keras.KerasTensor) for x in keras.tree.flatten(kwargs)):
-        raise TypeError(f"Layer {layer.name!r} ({type(layer).__name__}) is called with more than one tensor; it cannot be expanded.")
-    inputs = keras.Input(batch_shape=tuple(args[0].shape), dtype=args[0].dtype)
+    if not args or not all(isinstance(x, keras.KerasTensor) for x in args) or any(isinstance(x, keras.KerasTensor) for x in keras.tree.flatten(kwargs)):
+        raise TypeError(
+            f"Layer {layer.name!r} ({type(layer).__name__}) is called with tensors that are not positional arguments "
+            "(or with nested structures of them); it cannot be expanded."
+        )
+    inputs = [keras.Input(batch_shape=tuple(x.shape), dtype=x.dtype) for x in args]
     try:
-        expanded = _batch_free_reshapes(keras.Model(inputs, layer.call(inputs), name=layer.name))
+        expanded = _batch_free_reshapes(keras.Model(inputs[0] if len(inputs) == 1 else inputs, layer.call(*inputs), name=layer.name))
     except Exception as error:  # the layer's own code, on symbolic shapes: anything may go wrong there
         raise TypeError(
             f"Layer {layer.name!r} ({type(layer).__name__}) could not be traced into plain layers on input "
@@ -338,7 +341,8 @@ def _batch_free_reshapes(model: keras.Model) -> keras.Model:
 
     if not any(isinstance(operation, numpy_ops.Reshape) and operation.newshape[0] is None for operation in model.operations):
         return model
-    inputs = keras.Input(batch_shape=tuple(model.inputs[0].shape), dtype=model.inputs[0].dtype)
+    inputs = [keras.Input(batch_shape=tuple(x.shape), dtype=x.dtype) for x in model.inputs]
+    inputs = inputs[0] if len(inputs) == 1 else inputs
     return keras.Model(inputs, model._run_through_graph(inputs, operation_fn=operation_fn), name=model.name)
 
 
@@ -347,6 +351,14 @@ def reduction_operations() -> list[type]:
     from keras.src.ops import numpy as numpy_ops
 
     return [numpy_ops.Mean, numpy_ops.Max, numpy_ops.Min, numpy_ops.Sum]
+
+
+def fused_attention_operations() -> tuple[type, type]:
+    """The op classes of `keras.ops.dot_product_attention` and `keras.ops.einsum` (what `MultiHeadAttention` runs)."""
+    from keras.src.ops import nn as nn_ops
+    from keras.src.ops import numpy as numpy_ops
+
+    return nn_ops.DotProductAttention, numpy_ops.Einsum
 
 
 def attention_operations() -> tuple[type, type, type, type]:

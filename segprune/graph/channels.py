@@ -32,6 +32,7 @@ from segprune.backend._keras_internals import (
     attention_operations,
     concatenate_operation,
     elementwise_operations,
+    fused_attention_operations,
     keras_hub_identity_layers,
     reduction_operations,
 )
@@ -530,6 +531,111 @@ class ReductionHandler(ChannelHandler):
         return [list(inputs[0])]
 
 
+def _einsum_letters(equation: str) -> tuple[list[str], str]:
+    inputs, output = equation.replace(" ", "").split("->")
+    return inputs.split(","), output
+
+
+def _outer_axis_classes(builder: ChannelBuilder, elements: np.ndarray, axes: list[int]) -> None:
+    """Makes the elements over several channel axes vary along the first of them only (one class per head)."""
+    moved = np.moveaxis(elements, axes, list(range(len(axes)))).reshape(elements.shape[axes[0]], -1) if axes else None
+    for row in [] if moved is None else moved:
+        builder.union([int(e) for e in row[1:]], [int(row[0])] * (len(row) - 1))
+
+
+class EinsumDenseHandler(ChannelHandler):
+    """EinsumDense (MultiHeadAttention's projections): "abc,cde->abde" splits C input channels into (heads, head
+    size), "abcd,cde->abe" merges them back. The equation's letters name the axes: kernel-only output letters
+    are the produced channels, input letters summed away are the consumed ones. When channels span several
+    letters, a class spans all but the first (heads go whole); the weights list that first letter's axis only."""
+
+    def couple_layout(self, call, inputs, builder):
+        (input_letters, kernel_letters), output_letters = _einsum_letters(call.layer.equation)
+        elements, output_shape = inputs[0], call.output_shapes[0]
+        for letter, size in zip(input_letters[1:], elements.shape):
+            if letter in output_letters and size > 1:
+                raise UnsupportedLayerError(f"Layer {call.layer.name!r} (EinsumDense {call.layer.equation}) carries channels through unchanged on axis {letter!r}; segprune cannot prune that.")
+        new = [index for index, letter in enumerate(output_letters) if index and letter in kernel_letters and letter not in input_letters]
+        sizes = [output_shape[index] for index in new]
+        fresh = np.array(builder.fresh(call.layer, int(np.prod(sizes))), dtype=np.int64).reshape(sizes)
+        _outer_axis_classes(builder, fresh, list(range(len(sizes))))
+        if _mixes_channels(getattr(call.layer, "activation", None)):
+            builder.fix([int(e) for e in fresh.ravel()])
+        return [fresh.reshape([output_shape[index] if index in new else 1 for index in range(1, len(output_letters))])]
+
+    def channel_axes(self, call):
+        (input_letters, kernel_letters), output_letters = _einsum_letters(call.layer.equation)
+        input_shape, output_shape = call.input_shapes[0], call.output_shapes[0]
+        axes = []
+        consumed = [index for index, letter in enumerate(input_letters) if index and letter in kernel_letters and letter not in output_letters]
+        if consumed:
+            inner = int(np.prod([input_shape[index] for index in consumed[1:]]))
+            axis = kernel_letters.index(input_letters[consumed[0]])
+            axes.append(ChannelAxis("kernel", "input", axis, np.arange(input_shape[consumed[0]]) * inner))
+        produced = [index for index, letter in enumerate(output_letters) if index and letter in kernel_letters and letter not in input_letters]
+        if produced:
+            first = output_letters[produced[0]]
+            inner = int(np.prod([output_shape[index] for index in produced[1:]]))
+            positions = np.arange(output_shape[produced[0]]) * inner
+            axes.append(ChannelAxis("kernel", "output", kernel_letters.index(first), positions))
+            bias_axes = call.layer.bias_axes or ""
+            if first in bias_axes and _weight_shape(call.layer, "bias") is not None:
+                axes.append(ChannelAxis("bias", "output", bias_axes.index(first), positions, "vector"))
+        return axes
+
+    def edit_call_config(self, call, config, kept_in, kept_out):
+        (input_letters, kernel_letters), output_letters = _einsum_letters(call.layer.equation)
+        output_shape = call.output_shapes[0]
+        produced = [index for index, letter in enumerate(output_letters) if index and letter in kernel_letters and letter not in input_letters]
+        if not produced:
+            return config
+        inner = int(np.prod([output_shape[index] for index in produced[1:]]))
+        shape = list(config["output_shape"]) if isinstance(config["output_shape"], (list, tuple)) else [config["output_shape"]]
+        shape[produced[0] - 1] = int(len(kept_out[0])) // inner
+        return {**config, "output_shape": shape}
+
+
+class DotProductAttentionHandler(ChannelHandler):
+    """`keras.ops.dot_product_attention` on (batch, tokens, heads, head size): a head of the query, key and value
+    and of the output is one class, so heads go whole."""
+
+    def couple_layout(self, call, inputs, builder):
+        query, key, value = inputs[:3]
+        if len(inputs) > 3 or min(query.ndim, key.ndim, value.ndim) != 3:
+            raise UnsupportedLayerError(f"Layer {call.layer.name!r} (DotProductAttention) with a bias or mask tensor, or not on (batch, tokens, heads, head size); segprune cannot prune it.")
+        heads = max(query.shape[-2], key.shape[-2], value.shape[-2])
+        for head in range(heads):
+            members = [int(e) for array in (query, key, value) for e in array[:, min(head, array.shape[-2] - 1), :].ravel()]
+            builder.union(members[1:], members[:1] * (len(members) - 1))
+        return [value]
+
+
+class EinsumOperationHandler(ChannelHandler):
+    """`keras.ops.einsum` between tensors (attention scores from queries and keys, scores times values): each
+    output entry is made from every operand entry with the same letters, all pruned together, like `@`."""
+
+    def couple_layout(self, call, inputs, builder):
+        operand_letters, output_letters = _einsum_letters(call.layer.subscripts)
+        if "." in call.layer.subscripts or any(len(letters) != array.ndim + 1 for letters, array in zip(operand_letters, inputs)):
+            raise UnsupportedLayerError(f"Layer {call.layer.name!r} (Einsum {call.layer.subscripts}): segprune follows channels through einsums over whole tensors with a leading batch letter only.")
+        sizes = {}
+        for letters, array in zip(operand_letters, inputs):
+            for letter, size in zip(letters[1:], array.shape):
+                sizes[letter] = max(sizes.get(letter, 1), size)
+        outputs = np.empty([sizes.get(letter, 1) for letter in output_letters[1:]], dtype=np.int64)
+        for index in np.ndindex(*outputs.shape):
+            position = dict(zip(output_letters[1:], index))
+            members = []
+            for letters, array in zip(operand_letters, inputs):
+                selector = tuple(
+                    (min(position[letter], size - 1) if letter in position else slice(None)) for letter, size in zip(letters[1:], array.shape)
+                )
+                members += [int(e) for e in np.asarray(array[selector]).ravel()]
+            builder.union(members[1:], members[:1] * (len(members) - 1))
+            outputs[index] = members[0]
+        return [outputs]
+
+
 class SoftmaxOperationHandler(ChannelHandler):
     """`keras.ops.softmax`: normalising over channels mixes them (never pruned through); over tokens, as
     attention scores do, the channels (heads) pass."""
@@ -722,7 +828,7 @@ register_handler(concatenate_operation(), ConcatenateHandler())
 register_handler(keras.layers.Rescaling, RescalingHandler())
 register_handler(keras.layers.Reshape, ReshapeHandler("target_shape"))
 register_handler(keras.layers.Flatten, FlattenHandler())
-register_handler(keras.layers.Softmax, FixedHandler())
+register_handler(keras.layers.Softmax, SoftmaxOperationHandler())
 register_handler(keras.layers.Activation, ActivationHandler())
 register_handler(keras.layers.GroupNormalization, GroupNormalizationHandler())
 register_handler(keras.layers.BatchNormalization, NormalizationHandler())
@@ -743,3 +849,7 @@ register_handler(_MATMUL, MatmulHandler())
 register_handler(_SOFTMAX, SoftmaxOperationHandler())
 for _class in reduction_operations():
     register_handler(_class, ReductionHandler())
+register_handler(keras.layers.EinsumDense, EinsumDenseHandler())
+_DOT_PRODUCT_ATTENTION, _EINSUM = fused_attention_operations()
+register_handler(_DOT_PRODUCT_ATTENTION, DotProductAttentionHandler())
+register_handler(_EINSUM, EinsumOperationHandler())

@@ -1,6 +1,6 @@
-"""Attention written with Dense layers and keras.ops (the way keras-hub's MiT writes it): traced into the graph,
-whole heads prune with query, key, value and output projection consistent, MLP hidden units prune through a
-depthwise conv over tokens reshaped to an image."""
+"""Attention written with Dense layers and keras.ops (the way keras-hub's MiT writes it) and keras's own
+MultiHeadAttention: traced into the graph, whole heads prune with query, key, value and output projection
+consistent; MLP hidden units prune through a depthwise conv over tokens reshaped to an image."""
 
 import keras
 import numpy as np
@@ -114,10 +114,21 @@ def test_softmax_over_channels_is_never_pruned_through():
     assert build_channel_graph(model).group_of_layer("conv").num_prunable == 0
 
 
-def test_keras_multi_head_attention_is_a_named_error():
+@pytest.mark.parametrize("dropout", [0.0, 0.1], ids=["fused", "einsum"])  # keras runs dot_product_attention, or einsums
+def test_keras_multi_head_attention_prunes_a_whole_head_exactly(dropout, tmp_path):
     inputs = keras.Input((16, 8))
     x = keras.layers.Dense(8, name="embed")(inputs)
-    x = keras.layers.MultiHeadAttention(2, 4, name="mha")(x, x)
-    model = keras.Model(inputs, keras.layers.Dense(3)(x))
-    with pytest.raises(UnsupportedLayerError, match="'mha' \\(MultiHeadAttention\\)"):
-        build_channel_graph(model)
+    x = x + keras.layers.MultiHeadAttention(2, 4, dropout=dropout, name="mha")(x, x)
+    model = keras.Model(inputs, keras.layers.Dense(3, name="logits")(keras.layers.Dense(16, activation="gelu", name="fc1")(x)))
+    randomize_weights(model)
+    graph = build_channel_graph(model)
+    heads = graph.group_of_layer("mha/query")
+    assert heads.size == 2 and set(heads.producers) == {"query", "key", "value"}
+    pruned, difference = _max_difference(graph, heads.classes[:1] + graph.group_of_layer("fc1").classes[:3], (16, 8))
+    assert difference < 1e-5
+    attention = pruned.get_layer("mha")
+    assert [tuple(attention.get_layer(name).kernel.shape) for name in ("query", "attention_output")] == [(8, 1, 4), (1, 4, 8)]
+    path = tmp_path / "pruned.keras"
+    pruned.save(path)
+    sample = np.ones((1, 16, 8), np.float32)
+    np.testing.assert_allclose(keras.saving.load_model(path).predict(sample, verbose=0), pruned.predict(sample, verbose=0), atol=1e-6)
