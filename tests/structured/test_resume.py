@@ -71,11 +71,12 @@ def test_ctrl_c_stops_oneshot_finetuning_at_the_epoch_end_and_resume_finishes_it
             os.kill(os.getpid(), signal.SIGINT)
 
     out = tmp_path / "resumed.keras"
+    handler_before = signal.getsignal(signal.SIGINT)  # SIG_IGN when the tests run as a background job
     with pytest.raises(RunInterrupted, match="--resume") as interruption:
         _prune(dense, data, "l1", out, on_epoch=press_ctrl_c, **options)
     assert interruption.value.folder == run_folder(out) and not out.exists()
     assert (run_folder(out) / "prune.result.keras").exists(), "the pruned architecture is kept for the fine-tune"
-    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler or callable(signal.getsignal(signal.SIGINT))
+    assert signal.getsignal(signal.SIGINT) == handler_before, "the caller's Ctrl-C handler is put back"
 
     epochs_seen = []
     resumed = _prune(dense, data, "l1", out, resume=True, on_epoch=lambda record, *_: epochs_seen.append(record.epoch), **options)
