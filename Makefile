@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 export TF_CPP_MIN_LOG_LEVEL ?= 2
 export KERAS_BACKEND ?= tensorflow
 
-.PHONY: demo test test-all install clean chromium lint
+.PHONY: demo test test-all test-backends install clean chromium lint
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -46,5 +46,18 @@ chromium:
 	    { apt-get update -q >/dev/null 2>&1 && DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium >/dev/null 2>&1; }; }; } || \
 	  echo "WARNING: chromium is not installed and could not be (needs root and apt-get): the report rendering test will be SKIPPED, and the test summary will say so"
 
+# The tests marked `backends` (tests/conftest.py BACKEND_SUBSET: graph and surgery exactness, importance, sparse gating
+# and masks) under JAX and PyTorch, in a venv of their own; not part of `make test` (about 5 more minutes on 2 cores).
+BACKENDS_VENV := .venv-backends
+$(BACKENDS_VENV)/.installed: pyproject.toml Makefile
+	$(PYTHON) -m venv $(BACKENDS_VENV)
+	$(BACKENDS_VENV)/bin/python -m pip install --quiet --upgrade pip
+	$(BACKENDS_VENV)/bin/python -m pip install --quiet -e ".[test,jax,torch]"
+	touch $@
+
+test-backends: $(BACKENDS_VENV)/.installed
+	KERAS_BACKEND=jax $(BACKENDS_VENV)/bin/python -m pytest -q -n auto --dist loadfile -m backends $(PYTEST_ARGS)
+	KERAS_BACKEND=torch $(BACKENDS_VENV)/bin/python -m pytest -q -n auto --dist loadfile -m backends $(PYTEST_ARGS)
+
 clean:
-	rm -rf $(VENV) runs .pytest_cache
+	rm -rf $(VENV) $(BACKENDS_VENV) runs .pytest_cache
