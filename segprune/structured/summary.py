@@ -7,7 +7,6 @@ from dataclasses import dataclass
 import keras
 
 from segprune.cost import flops
-from segprune.graph.groups import plain_graph
 
 
 @dataclass(frozen=True)
@@ -53,7 +52,7 @@ def pruning_summary(original: keras.Model, pruned: keras.Model, input_shape: tup
         >>> f"{summary.macs_ratio:.2f}"
         '0.26'
     """
-    before = flops(plain_graph(original), input_shape)  # what was pruned: composite layers' insides count too
+    before = flops(original, input_shape)  # flops prices the plain graph: composite layers' insides count too
     after = {layer.name: layer for layer in flops(pruned, input_shape).layers}
     rows = []
     for layer in before.layers:
