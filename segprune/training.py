@@ -11,6 +11,7 @@ import keras
 import numpy as np
 
 from segprune._io import save_model
+from segprune.backend.determinism import seed_random
 from segprune.data.dataset import SegmentationDataset
 from segprune.data.pipeline import BatchConfig, TrainingBatches, adapt_channels
 from segprune.inference import DEFAULT_PAD_MULTIPLE, input_channels, pad_to_multiple
@@ -271,7 +272,7 @@ class _BestWeights(keras.callbacks.Callback):
     def on_epoch_begin(self, epoch, logs=None):
         # Each epoch's randomness (dropout, Keras' seed generators) depends on (seed, epoch) only, so an
         # interrupted run that resumes at this epoch continues exactly as an uninterrupted one would.
-        keras.utils.set_random_seed(self.config.batches.seed * 100_003 + epoch)
+        seed_random(self.config.batches.seed * 100_003 + epoch)
         self.epoch_started = time.perf_counter()
 
     def on_epoch_end(self, epoch, logs=None):

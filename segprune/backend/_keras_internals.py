@@ -379,3 +379,14 @@ def keras_hub_identity_layers() -> list[type]:
     from keras_hub.src.models.mit.mit_layers import DropPath
 
     return [DropPath]
+
+
+def reset_keras_seed(seed: int) -> None:
+    """Sets Keras' global random seed and drops its global seed generator, the Keras half of
+    `keras.utils.set_random_seed` (which also seeds TensorFlow; see `determinism.seed_random`)."""
+    from keras.src.backend.common import global_state
+    from keras.src.random import seed_generator
+    from keras.src.utils import rng_utils
+
+    global_state.set_global_attribute(rng_utils.GLOBAL_RANDOM_SEED, seed)
+    global_state.set_global_attribute(seed_generator.GLOBAL_SEED_GENERATOR, None)

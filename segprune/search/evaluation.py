@@ -27,7 +27,7 @@ from pathlib import Path
 import keras
 import numpy as np
 
-from segprune.backend.determinism import deterministic_kernels
+from segprune.backend.determinism import deterministic_kernels, seed_random
 from segprune.data import load_data
 from segprune.data.dataset import SegmentationDataset
 from segprune.data.pipeline import BatchConfig, TrainingBatches
@@ -56,7 +56,8 @@ class CandidateSettings:
     Dice), at a fraction of the cost.
 
     Attributes:
-        finetune_steps: Optimizer steps of short fine-tuning before scoring (0 scores the inherited weights).
+        finetune_steps: Optimizer steps of short fine-tuning before scoring (0 scores the inherited weights);
+            rounded up to equal epochs when they span more than one pass over the training batches.
         learning_rate: Constant Adam learning rate of the short fine-tune.
         importance: The criterion that picks which channels a narrower group keeps.
         batches: Batching of the short fine-tune (its seed is replaced per candidate).
@@ -153,7 +154,7 @@ class CandidateEvaluator:
             self.removed += [int(c) for c in drop]
         for variable, constraint in self.masked:
             variable.assign(constraint(variable))
-        keras.utils.set_random_seed(seed)
+        seed_random(seed)
         steps = self.settings.finetune_steps
         if steps > 0:
             optimizer = self.model.optimizer
@@ -161,8 +162,9 @@ class CandidateEvaluator:
                 variable.assign(keras.ops.zeros(variable.shape, variable.dtype))
             optimizer.learning_rate = self.settings.learning_rate  # ...but not its learning rate, also one of its variables
             batches = TrainingBatches(self.data, "train", input_channels(self.model), replace(self.settings.batches, seed=seed))
-            per_epoch = min(steps, batches.num_batches)
-            self.model.fit(batches, epochs=math.ceil(steps / per_epoch), steps_per_epoch=per_epoch, verbose=0)
+            # Equal epochs of at most one pass each: 20 steps over 16 batches are 2 x 10, not 2 x 16.
+            epochs = math.ceil(steps / batches.num_batches)
+            self.model.fit(batches, epochs=epochs, steps_per_epoch=math.ceil(steps / epochs), verbose=0)
         weights = [variable.numpy() for variable in self.model.variables]
         if len(self.scored) >= max(1, KEPT_WEIGHTS_BYTES // sum(w.nbytes for w in weights)):
             self.scored.pop(next(iter(self.scored)))  # the oldest goes; building it would evaluate it again
