@@ -15,9 +15,10 @@ import keras
 from segprune._io import write_text
 from segprune.cost import flops
 from segprune.data import load_data
-from segprune.experiments import SweepConfig, run_sweep
+from segprune.experiments import InstanceSweepConfig, SweepConfig, instance_data, missing_mask_rcnn_note, run_instance_sweep, run_sweep
 from segprune.metrics import Evaluation, evaluate
 from segprune.models import load_model, unet
+from segprune.models.mask_rcnn import load_mask_rcnn
 from segprune.report import build_report
 from segprune.report.html import fine_tuning, row_notes
 from segprune.training import DistillConfig, EpochReporter, TrainConfig, train
@@ -35,6 +36,11 @@ DEMO_SWEEP = SweepConfig(
     finetune_epochs=20,
     distill=DistillConfig(),
 )
+# Instance rows: classical watershed and U-Net + watershed from the demo's own U-Nets always (seconds); a trained
+# Mask R-CNN given with --mask-rcnn adds its dense row and l1 at half the trunk MACs, fine-tuned (training one from
+# scratch takes ~12 minutes on 2 cores, too long for the demo's default).
+DEMO_INSTANCES = InstanceSweepConfig(criteria=("l1",), budgets=(0.5,), finetune_epochs=40)
+MASK_RCNN_COMMAND = "segprune demo --mask-rcnn runs/mask_rcnn.keras"
 
 
 @dataclass(frozen=True)
@@ -47,6 +53,8 @@ class DemoResult:
     macs: int
     params: int
     rows: tuple[dict, ...] = ()
+    instance_rows: tuple[dict, ...] = ()
+    instance_notes: tuple[str, ...] = ()
 
 
 def run_demo(
@@ -57,12 +65,17 @@ def run_demo(
     sweep: SweepConfig = DEMO_SWEEP,
     progress=None,
     data_source: str | Path = DEMO_DATA,
+    mask_rcnn: str | Path | None = None,
+    instances: InstanceSweepConfig = DEMO_INSTANCES,
 ) -> DemoResult:
     """Trains the default U-Net on the built-in nuclei tiles, prunes and fine-tunes it, writes metrics and the report.
 
     Writes `unet.keras`, `metrics.json`, `summary.md` (the report's table as text), the sweep's
     `results.csv`/`results.json` and `report.html` into `out_dir`. A second run resumes: a finished training
     and finished sweep candidates are reused, and an interrupted training continues from its last epoch.
+    When the data have `instances/` (the nuclei do), instance rows follow (`sweep/instance_results.*`):
+    classical watershed and U-Net + watershed for every U-Net of the sweep, and, given a trained `mask_rcnn`
+    file, that Mask R-CNN dense and pruned as `instances` says; the report says which rows were not run.
 
     Example:
         >>> result = run_demo("runs/demo")
@@ -70,6 +83,7 @@ def run_demo(
         'report.html'
     """
     out_dir = Path(out_dir)
+    detector = load_mask_rcnn(mask_rcnn) if mask_rcnn is not None else None  # a wrong file fails now, not after training
     keras.utils.set_random_seed(seed)
     data = load_data(data_source)
     model_path = out_dir / "unet.keras"
@@ -87,9 +101,11 @@ def run_demo(
     for row in rows:
         if row["method"] == "dense" and not row.get("notes") and best_epoch is not None:
             row["notes"] = [f"trained {len(training.history)} epochs ({train_seconds:.0f} s); best at epoch {best_epoch}"]
+    instance_rows, instance_notes = _instance_rows(data_source, data, rows, detector, instances, out_dir / "sweep", progress)
     title = f"segprune demo: U-Net on the {data.name} data"
-    report_path, balance = build_report(rows, data, out_dir, sweep.tolerance, title)
-    write_text(out_dir / "summary.md", summary_table(rows) + "\n")
+    report_path, balance = build_report(rows, data, out_dir, sweep.tolerance, title, instance_rows, instance_notes)
+    summary = summary_table(rows) + ("\n\n" + instance_table(instance_rows) if instance_rows else "")
+    write_text(out_dir / "summary.md", summary + "".join(f"\n\n{note}" for note in instance_notes) + "\n")
     metrics = {
         "data": data.name,
         "model": str(model_path),
@@ -99,11 +115,48 @@ def run_demo(
         "best_epoch": best_epoch,
         "train_seconds": train_seconds,
         "balance_point": balance,
+        "instances": [{key: row[key] for key in _INSTANCE_FIGURES} for row in instance_rows],
+        "instance_notes": instance_notes,
         "report": str(report_path),
     }
     metrics_path = out_dir / "metrics.json"
     write_text(metrics_path, json.dumps(metrics, indent=2) + "\n")
-    return DemoResult(model_path, metrics_path, report_path, evaluation, balance, cost.macs, cost.params, tuple(rows))
+    return DemoResult(
+        model_path, metrics_path, report_path, evaluation, balance, cost.macs, cost.params, tuple(rows), tuple(instance_rows), tuple(instance_notes)
+    )
+
+
+_INSTANCE_FIGURES = ("method", "budget", "ap", "ap50", "ap75", "dsb", "union_dice", "macs_ratio", "latency_ms", "python_ms_per_image")
+
+
+def _instance_rows(data_source, data, rows, detector, config: InstanceSweepConfig, sweep_dir: Path, progress) -> tuple[list[dict], list[str]]:
+    """The instance rows when the data have instances (else none, and a note saying so), and the notes on rows not run."""
+    instances = instance_data(data_source, data.ids("test"))
+    if instances is None:
+        return [], [f"No instance rows: {data.name!r} has no instances/ folder (one 16-bit label image per image)."]
+    instance_rows = run_instance_sweep(instances, sweep_dir, rows, detector, config, progress)
+    return instance_rows, [] if detector is not None else [missing_mask_rcnn_note(MASK_RCNN_COMMAND)]
+
+
+def instance_table(rows: list[dict]) -> str:
+    """The instance rows as markdown.
+
+    Example:
+        >>> print(instance_table(result.instance_rows))
+    """
+    lines = ["| instance method | MACs budget | mask AP | AP50 | DSB | union Dice | MACs | ONNX ms | Python ms |", "|---|---|---|---|---|---|---|---|---|"]
+    for row in rows:
+        cells = [
+            row["method"],
+            "-" if row.get("budget") is None else f"{row['budget']:g}",
+            *(f"{row[key]:.3f}" for key in ("ap", "ap50", "dsb")),
+            f"{row['union_dice']:.4f}",
+            "-" if row.get("macs_ratio") is None else f"{row['macs_ratio']:.3f}",
+            "-" if row.get("latency_ms") is None else f"{row['latency_ms']:.2f}",
+            "-" if row.get("python_ms_per_image") is None else f"{row['python_ms_per_image']:.1f}",
+        ]
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)
 
 
 def summary_table(rows: list[dict]) -> str:

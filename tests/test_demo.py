@@ -4,21 +4,38 @@ import json
 
 import pytest
 
-from segprune.demo import DEMO_SWEEP, run_demo, summary_table
-from segprune.experiments import SweepConfig
+from segprune._io import save_model
+from segprune.demo import DEMO_INSTANCES, DEMO_SWEEP, run_demo, summary_table
+from segprune.experiments import InstanceSweepConfig, SweepConfig
+from segprune.models import unet
+from segprune.models.loading import ModelFileError
+from segprune.models.mask_rcnn import mask_rcnn, save_mask_rcnn
 from segprune.training import DistillConfig
+from tests.models.test_mask_rcnn import TINY
 
 
 def test_demo_defaults_are_nuclei_with_distilled_fine_tuning():
     assert DEMO_SWEEP.distill is not None
     assert "oneshot-l1" in DEMO_SWEEP.methods and 0.5 in DEMO_SWEEP.budgets
     assert DEMO_SWEEP.finetune_epochs >= 5, "the demo fine-tunes long enough to recover, not for a token epoch or three"
+    assert DEMO_INSTANCES.criteria == ("l1",) and DEMO_INSTANCES.budgets == (0.5,) and DEMO_INSTANCES.finetune_epochs >= 20
+
+
+def test_a_wrong_mask_rcnn_file_fails_before_any_training(tmp_path):
+    with pytest.raises(FileNotFoundError, match="No Mask R-CNN file"):
+        run_demo(tmp_path / "demo", mask_rcnn=tmp_path / "missing.keras")
+    not_a_detector = save_model(unet(num_classes=2, input_channels=1, base_filters=4, depth=1), tmp_path / "unet.keras")
+    with pytest.raises(ModelFileError, match="not a Mask R-CNN"):
+        run_demo(tmp_path / "demo", mask_rcnn=not_a_detector)
+    assert not (tmp_path / "demo" / "unet.keras").exists()
 
 
 @pytest.mark.slow
 def test_demo_writes_a_report_that_opens_with_the_balance_sentence(tmp_path):
     sweep = SweepConfig(methods=("oneshot-l1", "classical-otsu"), budgets=(0.5,), finetune_epochs=1, distill=DistillConfig())
-    result = run_demo(tmp_path, epochs=1, sweep=sweep)
+    detector = save_mask_rcnn(mask_rcnn(detection_min_score=0.0, max_detections=20, **TINY), tmp_path / "mask_rcnn.keras")
+    instances = InstanceSweepConfig(finetune_epochs=1, round_to=1)
+    result = run_demo(tmp_path, epochs=1, sweep=sweep, mask_rcnn=detector, instances=instances)
     rows = list(result.rows)
     assert [row["method"] for row in rows] == ["dense", "oneshot-l1", "classical-otsu"]
     pruned = rows[1]
@@ -27,8 +44,15 @@ def test_demo_writes_a_report_that_opens_with_the_balance_sentence(tmp_path):
     sentence_at = page.index('id="balance-sentence"')
     assert sentence_at < page.index("<table") < page.index("<img")
     assert "1 epochs" in page and "distilled" in page
+    instance_rows = list(result.instance_rows)
+    assert [(row["method"], row["budget"]) for row in instance_rows] == [
+        ("mask-rcnn", None), ("mask-rcnn-l1", 0.5), ("dense+watershed", None), ("oneshot-l1+watershed", 0.5), ("classical-watershed", None)
+    ]
+    assert result.instance_notes == () and 'id="instances"' in page and "Objects outlined on test tiles" in page
+    assert page.count("data:image/png;base64,") == 4
     table = summary_table(rows)
-    assert table == (tmp_path / "summary.md").read_text().strip()
+    assert (tmp_path / "summary.md").read_text().startswith(table + "\n\n| instance method")
     assert table.count("\n") == 1 + len(rows)
     metrics = json.loads(result.metrics_path.read_text())
     assert metrics["data"] == "nuclei" and metrics["test"]["dice"] == pytest.approx(rows[0]["dice"])
+    assert [row["ap50"] for row in metrics["instances"]] == [row["ap50"] for row in instance_rows]

@@ -16,7 +16,7 @@ import numpy as np
 from segprune.classical.clustering import dbscan_segment, kmeans_segment
 from segprune.classical.edges import canny_segment, sobel_segment
 from segprune.classical.mapping import MAPPINGS, map_by_brightness, map_by_oracle
-from segprune.classical.thresholds import otsu_segment, watershed_segment
+from segprune.classical.thresholds import otsu_segment, watershed_segment, watershed_split
 from segprune.data.dataset import SegmentationDataset
 from segprune.metrics import ConfusionMatrix
 
@@ -128,4 +128,5 @@ __all__ = [
     "segment",
     "sobel_segment",
     "watershed_segment",
+    "watershed_split",
 ]

@@ -6,7 +6,7 @@ import argparse
 
 from segprune.cli import _console
 from segprune.cli._common import USER_ERRORS, print_balance  # noqa: F401  (USER_ERRORS is read by segprune.cli.main)
-from segprune.demo import DEMO_EPOCHS, DEMO_SWEEP, run_demo, summary_table
+from segprune.demo import DEMO_EPOCHS, DEMO_INSTANCES, DEMO_SWEEP, instance_table, run_demo, summary_table
 
 DESCRIPTION = "Train a U-Net on the built-in nuclei tiles, prune it, time every model, write the report."
 
@@ -14,11 +14,18 @@ DESCRIPTION = "Train a U-Net on the built-in nuclei tiles, prune it, time every 
 def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--out", default="runs/demo", help="output folder (default runs/demo)")
     parser.add_argument("--epochs", type=int, default=DEMO_EPOCHS, help=f"training epochs (default {DEMO_EPOCHS})")
+    parser.add_argument(
+        "--mask-rcnn", default=None, metavar="FILE",
+        help="a trained Mask R-CNN (segprune train --model mask-rcnn): adds its instance rows, dense and pruned by l1 to half the "
+        f"trunk MACs, fine-tuned {DEMO_INSTANCES.finetune_epochs} epochs",
+    )
 
 
 def run(arguments: argparse.Namespace) -> int:
     _console.progress_console.print(f"segprune demo: a U-Net on the built-in nuclei tiles, output in {arguments.out}")
-    result = run_demo(arguments.out, epochs=arguments.epochs, on_epoch=_console.print_epoch, progress=_console.progress_console.print)
+    result = run_demo(
+        arguments.out, epochs=arguments.epochs, on_epoch=_console.print_epoch, progress=_console.progress_console.print, mask_rcnn=arguments.mask_rcnn
+    )
     scores = result.evaluation
     _console.output_console.print(
         f"dense U-Net: test Dice {scores.dice:.4f}  mean IoU {scores.iou:.4f}  pixel accuracy {scores.pixel_accuracy:.4f}; "
@@ -26,5 +33,9 @@ def run(arguments: argparse.Namespace) -> int:
     )
     _console.output_console.print(summary_table(result.rows), markup=False)
     print_balance(result.balance, DEMO_SWEEP.tolerance)
+    if result.instance_rows:
+        _console.output_console.print(instance_table(list(result.instance_rows)), markup=False)
+    for note in result.instance_notes:
+        _console.output_console.print(note, markup=False)
     _console.output_console.print(f"model:   {result.model_path}\nmetrics: {result.metrics_path}\nreport:  {result.report_path}")
     return 0

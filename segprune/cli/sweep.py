@@ -16,7 +16,16 @@ from segprune.cli._common import (  # noqa: F401  (USER_ERRORS is read by segpru
     read_model,
 )
 from segprune.data import load_data
-from segprune.experiments import SWEEP_METHODS, SweepConfig, run_sweep
+from segprune.experiments import (
+    SWEEP_METHODS,
+    InstanceSweepConfig,
+    SweepConfig,
+    instance_data,
+    missing_mask_rcnn_note,
+    run_instance_sweep,
+    run_sweep,
+)
+from segprune.models.mask_rcnn import load_mask_rcnn
 from segprune.report import build_report
 
 DESCRIPTION = "Prune with each method at each budget, fine-tune, measure, report."
@@ -42,6 +51,16 @@ def configure(parser: argparse.ArgumentParser) -> None:
         help="run the cells one after another here (local, default) or each as a Ray task (ray; pip install 'segprune[ray]')",
     )
     parser.add_argument("--ray-address", default=None, help="with --executor ray: the cluster to use (e.g. auto); default: start a local one")
+    parser.add_argument(
+        "--instances", action="store_true",
+        help="with DATA holding instances/: instance rows too (mask AP, AP50, DSB, union Dice): U-Net + watershed for every network, classical watershed",
+    )
+    parser.add_argument(
+        "--mask-rcnn", default=None, metavar="FILE",
+        help="a trained Mask R-CNN: instance rows for it, dense and pruned by each --mask-rcnn-methods criterion at every budget (implies --instances)",
+    )
+    parser.add_argument("--mask-rcnn-methods", default="l1", help="comma-separated one-shot criteria for the Mask R-CNN trunk: l1, l2, bn-scale, random (default l1)")
+    parser.add_argument("--mask-rcnn-epochs", type=int, default=40, help="Mask R-CNN fine-tuning epochs after pruning (default 40)")
     add_loading_options(parser)
 
 
@@ -59,8 +78,26 @@ def run(arguments: argparse.Namespace) -> int:
         ray_address=arguments.ray_address,
     )
     data = load_data(arguments.data)
+    instances, detector, instance_config = None, None, None
+    if arguments.instances or arguments.mask_rcnn:  # checked before the sweep runs, so a wrong file costs no time
+        instances = instance_data(arguments.data, data.ids("test"))
+        if instances is None:
+            raise ValueError(f"--instances and --mask-rcnn need instance labels: {arguments.data!r} has no instances/ folder.")
+        detector = load_mask_rcnn(arguments.mask_rcnn) if arguments.mask_rcnn else None
+        instance_config = InstanceSweepConfig(
+            criteria=tuple(name for name in arguments.mask_rcnn_methods.split(",") if name), budgets=config.budgets,
+            finetune_epochs=arguments.mask_rcnn_epochs, image_size=config.image_size, threads=config.threads,
+        )
     rows = run_sweep(read_model(arguments, arguments.model), data, arguments.out, config, progress=_console.progress_console.print)
-    report, balance = build_report(rows, data, arguments.out, config.tolerance, f"segprune sweep: {Path(arguments.model).name} on {data.name}")
+    instance_rows, instance_notes = [], []
+    if instances is not None:
+        instance_rows = run_instance_sweep(instances, arguments.out, rows, detector, instance_config, _console.progress_console.print)
+        if detector is None:
+            instance_notes.append(missing_mask_rcnn_note(f"segprune sweep --model {arguments.model} --data {arguments.data} --out {arguments.out} "
+                                                         "--mask-rcnn runs/mask_rcnn.keras", arguments.data))
+    report, balance = build_report(
+        rows, data, arguments.out, config.tolerance, f"segprune sweep: {Path(arguments.model).name} on {data.name}", instance_rows, instance_notes,
+    )
     print_balance(balance, config.tolerance)
     _console.output_console.print(f"report: {report}\nresults: {Path(arguments.out) / 'results.csv'}")
     return 0

@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import base64
 import html
+from collections.abc import Sequence
 from pathlib import Path
 
 from segprune._io import write_text
 from segprune.report.deployments import deployment_section
+from segprune.report.instances import instance_section
 
 _STYLE = """
 body { font-family: system-ui, sans-serif; margin: 2em; color: #222; max-width: 75em; }
@@ -137,11 +139,15 @@ def row_notes(row: dict, dense_dice: float | None) -> list[str]:
     return notes
 
 
-def write_report(path: str | Path, title: str, rows: list[dict], balance: dict | None, tolerance: float, figures: dict[str, bytes]) -> Path:
+def write_report(
+    path: str | Path, title: str, rows: list[dict], balance: dict | None, tolerance: float, figures: dict[str, bytes],
+    instance_rows: Sequence[dict] = (), instance_notes: Sequence[str] = (),
+) -> Path:
     """Writes the report (figures embedded as base64 PNG) atomically; returns its path.
 
     The page opens with the balance point in one plain sentence, then the table (with how long each row
-    fine-tuned and a note on every row a reader should not take at face value), then the figures.
+    fine-tuned and a note on every row a reader should not take at face value), the instance rows when there
+    are any (with `instance_notes`, e.g. which rows were not run and how to add them), then the figures.
     """
     dense = next((row for row in rows if row["method"] == "dense"), None)
     dense_dice = None if dense is None else dense["dice"]
@@ -170,6 +176,7 @@ def write_report(path: str | Path, title: str, rows: list[dict], balance: dict |
 <p class="detail"><b>Balance point</b>: {html.escape(detail)}</p>
 <table><thead><tr>{header}</tr></thead><tbody>{''.join(body)}</tbody></table>
 {deployment_section(rows, tolerance)}
+{instance_section(instance_rows, instance_notes)}
 <p>Latency: the first runtime timed (ONNX Runtime by default), fixed input shape, interleaved rounds, median. Classical rows are timed by their own Python code and
 do not run on ONNX Runtime. MACs: multiply-accumulates per image, as a fraction of the full model.{caveat}</p>
 <div class="figures">{pictures}</div>
@@ -181,12 +188,19 @@ do not run on ONNX Runtime. MACs: multiply-accumulates per image, as a fraction 
     return path
 
 
-def build_report(rows: list[dict], data, out_dir: str | Path, tolerance: float, title: str) -> tuple[Path, dict | None]:
+def build_report(
+    rows: list[dict], data, out_dir: str | Path, tolerance: float, title: str, instance_rows: Sequence[dict] = (),
+    instance_notes: Sequence[str] = (),
+) -> tuple[Path, dict | None]:
     """Plots and overlays for a finished sweep, written with the table into `out_dir/report.html`.
+
+    With `instance_rows` (from `segprune.experiments.run_instance_sweep`) the report adds their table and the
+    objects' outlines on test tiles, read from the label images saved beside the rows.
 
     Returns:
         The report's path and the balance point row (None if no network is within tolerance).
     """
+    from segprune.report.instances import instance_outlines
     from segprune.report.plots import overlays, pareto_plot
     from segprune.report.tables import balance_point
 
@@ -196,5 +210,7 @@ def build_report(rows: list[dict], data, out_dir: str | Path, tolerance: float, 
         "Dice vs MACs (fraction of dense)": pareto_plot(rows, "macs_ratio", "MACs (fraction of dense)", balance),
         "Predictions on test images": overlays(rows, data),
     }
-    path = write_report(Path(out_dir) / "report.html", title, rows, balance, tolerance, figures)
+    if instance_rows:
+        figures["Objects outlined on test tiles, each in its own colour"] = instance_outlines(instance_rows, Path(instance_rows[0]["labels_path"]).parent)
+    path = write_report(Path(out_dir) / "report.html", title, rows, balance, tolerance, figures, instance_rows, instance_notes)
     return path, balance

@@ -48,16 +48,16 @@ def best_deployments(rows: list[dict], tolerance: float) -> list[dict]:
     return best
 
 
-def write_tables(rows: list[dict], out_dir: str | Path) -> None:
-    """Writes `results.json` and `results.csv` (one row per candidate, every column) into `out_dir`."""
+def write_tables(rows: list[dict], out_dir: str | Path, stem: str = "results") -> None:
+    """Writes `<stem>.json` and `<stem>.csv` (one row per candidate, every column) into `out_dir`."""
     out_dir = Path(out_dir)
-    write_text(out_dir / "results.json", json.dumps(rows, indent=2) + "\n")
+    write_text(out_dir / f"{stem}.json", json.dumps(rows, indent=2) + "\n")
     columns = list(dict.fromkeys(key for row in rows for key in row))
     buffer = io.StringIO()
     writer = csv.DictWriter(buffer, fieldnames=columns)
     writer.writeheader()
     writer.writerows({key: _cell(value) for key, value in row.items()} for row in rows)
-    write_text(out_dir / "results.csv", buffer.getvalue())
+    write_text(out_dir / f"{stem}.csv", buffer.getvalue())
 
 
 def _cell(value):

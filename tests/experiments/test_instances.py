@@ -1,0 +1,92 @@
+"""Instance rows of a sweep on a tiny Mask R-CNN and a tiny U-Net: every row scored, timed where it runs a network, resumable."""
+
+import json
+
+import numpy as np
+import pytest
+
+from segprune._io import save_model
+from segprune.data.instances import InstanceDataset, instances_from_labels
+from segprune.experiments import InstanceSweepConfig, missing_mask_rcnn_note, run_instance_sweep
+from segprune.experiments.instances import union_dice
+from segprune.models import unet
+from segprune.models.mask_rcnn import load_mask_rcnn, mask_rcnn
+from segprune.report.instances import instance_outlines
+from tests.models.test_mask_rcnn import TINY
+
+
+def _tiles() -> InstanceDataset:
+    labels = np.zeros((64, 64), np.uint16)
+    labels[8:20, 10:22] = 1
+    labels[36:46, 30:44] = 2
+    labels[36:46, 44:52] = 3  # touches object 2: the watershed rows must split them
+    image = np.where(labels > 0, 0.8, 0.1).astype(np.float32)[..., None]
+    instances = instances_from_labels(labels)
+    return InstanceDataset("tiles", 2, 1, {"train": ["a", "b"], "val": ["a"], "test": ["b"]}, lambda _: (image, instances))
+
+
+def test_union_dice_counts_pixels_of_the_union_masks():
+    truth = instances_from_labels(np.array([[1, 1, 0, 2], [0, 0, 0, 2]], np.uint16))
+    predicted = instances_from_labels(np.array([[1, 0, 0, 0], [0, 0, 2, 2]], np.uint16))  # 3 predicted pixels, 2 of them among the 4 true ones
+    assert union_dice([truth], [predicted]) == pytest.approx(2 * 2 / (4 + 3))
+    assert union_dice([truth], [truth]) == 1.0
+
+
+@pytest.fixture(scope="module")
+def swept(tmp_path_factory):
+    out = tmp_path_factory.mktemp("instances")
+    network = unet(num_classes=2, input_channels=1, base_filters=4, depth=1)
+    unet_path = save_model(network, out / "unet.keras")
+    networks = [{"method": "dense", "budget": None, "model_path": str(unet_path), "latency_ms": 1.5}]
+    config = InstanceSweepConfig(budgets=(0.5,), finetune_epochs=1, image_size=64, round_to=1)
+    detector = mask_rcnn(detection_min_score=0.0, max_detections=5, **TINY)
+    messages = []
+    rows = run_instance_sweep(_tiles(), out, networks, detector, config, messages.append)
+    return out, networks, detector, config, rows, messages
+
+
+def test_rows_carry_instance_figures_macs_and_latency(swept):
+    out, _, detector, _, rows, _ = swept
+    assert [(r["method"], r["budget"]) for r in rows] == [
+        ("mask-rcnn", None), ("mask-rcnn-l1", 0.5), ("dense+watershed", None), ("classical-watershed", None)
+    ]
+    for row in rows:
+        assert all(0.0 <= row[key] <= 1.0 for key in ("ap", "ap50", "ap75", "dsb", "union_dice")), row
+        assert np.load(row["labels_path"])["labels"].shape == (1, 64, 64)
+    dense, pruned, unet_row, classical = rows
+    assert dense["latency_ms"] > 0 and pruned["latency_ms"] > 0, "both trunks are timed on ONNX Runtime"
+    assert dense["macs_ratio"] == 1.0 and pruned["macs_ratio"] <= 0.5
+    assert pruned["finetune_epochs"] == 1 and "best validation mask AP" in pruned["notes"][0]
+    assert load_mask_rcnn(pruned["model_path"]).trunk.count_params() < detector.trunk.count_params()
+    assert unet_row["latency_ms"] == 1.5 and unet_row["macs_ratio"] == 1.0, "the U-Net's own timing, from its sweep row"
+    assert classical["latency_ms"] is None and classical["macs"] is None and classical["python_ms_per_image"] > 0
+    # the image is bright exactly on the objects: smoothed Otsu finds most of their pixels, the watershed splits them
+    assert classical["union_dice"] > 0.8 and len(np.unique(np.load(classical["labels_path"])["labels"])) >= 4
+    assert json.loads((out / "instance_results.json").read_text()) == rows
+    assert (out / "instance_results.csv").read_text().startswith("method,budget,family,ap,ap50")
+
+
+def test_a_second_run_resumes_every_row(swept):
+    out, networks, detector, config, rows, _ = swept
+    messages = []
+    again = run_instance_sweep(_tiles(), out, networks, detector, config, messages.append)
+    assert sum("resumed" in message for message in messages) == len(rows)
+    assert [r["ap"] for r in again] == [r["ap"] for r in rows]
+
+
+def test_outline_figure_is_drawn_from_the_saved_label_images(swept):
+    out, _, _, _, rows, _ = swept
+    png = instance_outlines(rows, out / "instances")
+    assert png.startswith(b"\x89PNG") and len(png) > 5_000
+
+
+def test_a_note_names_the_command_that_adds_missing_rows():
+    note = missing_mask_rcnn_note("segprune demo --mask-rcnn runs/mask_rcnn.keras")
+    assert "not run" in note and "segprune train --data nuclei --model mask-rcnn" in note and "--mask-rcnn runs/mask_rcnn.keras" in note
+
+
+def test_bad_settings_are_refused():
+    with pytest.raises(ValueError, match="one-shot by"):
+        InstanceSweepConfig(criteria=("taylor",))
+    with pytest.raises(ValueError, match=r"fractions of the dense trunk"):
+        InstanceSweepConfig(budgets=(1.5,))
