@@ -29,12 +29,10 @@ from segprune.search.random_search import random_search
 from segprune.search.settings import SearchSettings
 from segprune.structured.oneshot import prune_channels
 
-NUCLEI = Path(__file__).resolve().parents[1].parent / "shared" / "datasets" / "nuclei-dsb2018"
-
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--data", default=str(NUCLEI))
+    parser.add_argument("--data", default="nuclei", help="a dataset folder, or the built-in nuclei tiles")
     parser.add_argument("--dense", default=None, help="a trained model; trained here with the defaults when absent")
     parser.add_argument("--budgets", default="0.25,0.125", help="MACs fractions")
     parser.add_argument("--latency", type=float, default=0.25, help="latency fraction for the latency-budget greedy run (0 skips)")
