@@ -17,6 +17,7 @@ stops after the candidate that spends it and returns the last finished step, nar
 
 from __future__ import annotations
 
+import math
 import shutil
 import time
 from collections.abc import Callable
@@ -79,6 +80,17 @@ def _narrowed_to(budget: Budget, config: Configuration, key: str, limit: float, 
 def step_ratio(budget: Budget, iterations: int) -> float:
     """The share of its resource each step keeps, so that `iterations` steps reach the target (NetAdapt's decay)."""
     return (budget.limit / budget.dense_cost) ** (1.0 / iterations)
+
+
+def steps_left(budget: Budget, current: float, planned: float, done: int) -> int:
+    """Steps still needed, this one included, at the mean cut the finished steps made (the planned one before any).
+
+    Late steps are often smaller than planned (no group can make the full cut gently), so counting down
+    `iterations` would promise an end that keeps moving.
+    """
+    realised = (current / budget.dense_cost) ** (1.0 / done) if done and current < budget.dense_cost else planned
+    step = min(max(realised, planned), 1.0 - 1e-6)  # a step cuts at most the planned share
+    return max(1, math.ceil(math.log(budget.limit / current) / math.log(step) - 1e-9))
 
 
 def uniformly_narrowed(budget: Budget, config: Configuration) -> Configuration:
@@ -182,7 +194,7 @@ def greedy_search(
                 if not found:
                     raise ValueError(f"No group can be narrowed further, but {budget.share(config):.3f} of the {budget.resource_name} remain.")
                 in_step = sum((iteration, key) in evaluated for key in found)
-                clock.expected = clock.done - in_step + len(found) * max(iterations - iteration, 1)
+                clock.expected = clock.done - in_step + len(found) * steps_left(budget, current, ratio, iteration)
                 records = _evaluate(pool, found, iteration, config, parent, folder, budget, evaluated, log, best, on_candidate, clock)
                 if len(records) < len(found):  # the time limit ended the step
                     stopped = True

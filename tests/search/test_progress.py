@@ -112,3 +112,16 @@ def test_the_last_step_is_narrowed_to_the_budget_and_no_further(data, model, tmp
     assert budget.share(narrowed) <= 0.5
     wider = {key: next((w for w in budget.space.widths(key) if w > width), width) for key, width in narrowed.items()}
     assert budget.share(wider) > 0.5, "one notch wider everywhere would miss the budget: the cut is as small as it can be"
+
+
+def test_greedy_expects_the_steps_its_finished_steps_cut_at_not_the_planned_count():
+    from types import SimpleNamespace
+
+    from segprune.search.greedy import steps_left
+
+    budget = SimpleNamespace(dense_cost=100.0, limit=25.0)
+    planned = 0.25 ** (1 / 10)
+    assert steps_left(budget, 100.0, planned, done=0) == 10
+    assert steps_left(budget, 50.0, planned, done=8) == 8  # 8 steps made 0.917 each: 8 more reach 0.25, not 2
+    assert steps_left(budget, 50.0, planned, done=2) == 5  # faster than planned: still counted at the planned cut
+    assert steps_left(budget, 26.0, planned, done=16) == 1
