@@ -139,6 +139,7 @@ def run_instance_sweep(
         say(f"[instances {index}/{len(plan)}] {label}: mask AP {row['ap']:.3f}, AP50 {row['ap50']:.3f}, union Dice {row['union_dice']:.4f} "
             f"({row['seconds']:.0f}s)")
     rows = [done[(method, budget)] for method, budget, _ in plan]
+    _network_timings(rows, networks)
     _time_mask_rcnn_trunks(rows, out_dir / "deploy" / "instances", config, say)
     _macs_ratios(rows)
     write_tables(rows, out_dir, stem="instance_results")
@@ -274,6 +275,14 @@ def _pruned_mask_rcnn(model, criterion: str, budget: float, data: InstanceDatase
         pruned, f"{MASK_RCNN}-{criterion}", budget, test, config, path,
         finetune_epochs=config.finetune_epochs, finetune_seconds=seconds, notes=list(result.notes),
     )
+
+
+def _network_timings(rows: list[dict], networks: Sequence[dict]) -> None:
+    """U-Net + watershed rows take their U-Net's latency from this run's sweep rows (re-timed every run), not a resumed figure."""
+    latency = {(network["method"] + WATERSHED_SUFFIX, network["budget"]): network.get("latency_ms") for network in networks}
+    for row in rows:
+        if row["family"] == "unet+watershed":
+            row["latency_ms"] = latency.get((row["method"], row["budget"]))
 
 
 def _time_mask_rcnn_trunks(rows: list[dict], folder: Path, config: InstanceSweepConfig, say: Progress) -> None:
