@@ -176,9 +176,9 @@ def write_report(
 <p class="detail"><b>Balance point</b>: {html.escape(detail)}</p>
 <table><thead><tr>{header}</tr></thead><tbody>{''.join(body)}</tbody></table>
 {deployment_section(rows, tolerance)}
-{instance_section(instance_rows, instance_notes)}
 <p>Latency: the first runtime timed (ONNX Runtime by default), fixed input shape, interleaved rounds, median. Classical rows are timed by their own Python code and
 do not run on ONNX Runtime. MACs: multiply-accumulates per image, as a fraction of the full model.{caveat}</p>
+{instance_section(instance_rows, instance_notes)}
 <div class="figures">{pictures}</div>
 <script>{_RENDER_CHECK}</script>
 </body></html>
