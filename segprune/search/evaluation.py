@@ -16,7 +16,6 @@ which order, or whether the search was resumed.
 
 from __future__ import annotations
 
-import math
 import multiprocessing
 import time
 import zlib
@@ -56,8 +55,7 @@ class CandidateSettings:
     Dice), at a fraction of the cost.
 
     Attributes:
-        finetune_steps: Optimizer steps of short fine-tuning before scoring (0 scores the inherited weights);
-            rounded up to equal epochs when they span more than one pass over the training batches.
+        finetune_steps: Optimizer steps of short fine-tuning before scoring (0 scores the inherited weights).
         learning_rate: Constant Adam learning rate of the short fine-tune.
         importance: The criterion that picks which channels a narrower group keeps.
         batches: Batching of the short fine-tune (its seed is replaced per candidate).
@@ -161,10 +159,9 @@ class CandidateEvaluator:
             for variable in optimizer.variables:  # a fresh Adam for every candidate: step count and moments at zero...
                 variable.assign(keras.ops.zeros(variable.shape, variable.dtype))
             optimizer.learning_rate = self.settings.learning_rate  # ...but not its learning rate, also one of its variables
-            batches = TrainingBatches(self.data, "train", input_channels(self.model), replace(self.settings.batches, seed=seed))
-            # Equal epochs of at most one pass each: 20 steps over 16 batches are 2 x 10, not 2 x 16.
-            epochs = math.ceil(steps / batches.num_batches)
-            self.model.fit(batches, epochs=epochs, steps_per_epoch=math.ceil(steps / epochs), verbose=0)
+            # One epoch of exactly `steps` batches (Keras stops a PyDataset shorter than steps_per_epoch early).
+            config = replace(self.settings.batches, seed=seed, samples_per_epoch=steps * self.settings.batches.batch_size)
+            self.model.fit(TrainingBatches(self.data, "train", input_channels(self.model), config), epochs=1, verbose=0)
         weights = [variable.numpy() for variable in self.model.variables]
         if len(self.scored) >= max(1, KEPT_WEIGHTS_BYTES // sum(w.nbytes for w in weights)):
             self.scored.pop(next(iter(self.scored)))  # the oldest goes; building it would evaluate it again

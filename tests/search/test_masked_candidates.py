@@ -73,3 +73,12 @@ def test_scores_do_not_depend_on_what_was_evaluated_before(data, model):
     first = evaluator.score(dense, wanted, seed=3)
     evaluator.score(dense, dense, seed=4)
     assert evaluator.score(dense, wanted, seed=3) == pytest.approx(first, abs=1e-6)
+
+
+@pytest.mark.parametrize("steps", [3, 33])  # fewer, and more, than one pass over the training batches (32)
+def test_a_candidate_takes_exactly_its_fine_tune_steps(data, model, steps):
+    settings = CandidateSettings(finetune_steps=steps, batches=BatchConfig(batch_size=2, image_size=32))
+    evaluator = CandidateEvaluator(model, data, settings)
+    dense, wanted = _narrowed(model)
+    evaluator.score(dense, wanted, seed=1)
+    assert int(evaluator.model.optimizer.iterations.numpy()) == steps
