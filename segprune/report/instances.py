@@ -78,7 +78,8 @@ def instance_outlines(rows: Sequence[dict], folder: str | Path) -> bytes:
     """A grid as PNG bytes: ground truth, then one line per instance row; one column per saved test tile."""
     tiles = np.load(Path(folder) / TILES_FILE)
     images, truth = tiles["images"], tiles["labels"]
-    lines = [("ground truth", truth)] + [(row_label(row), np.load(row["labels_path"])["labels"]) for row in rows]
+    # long names ("U-Net (oneshot-l1 0.25) + watershed") wrap, so that they stay beside their own line of tiles
+    lines = [("ground truth", truth)] + [(row_label(row).replace(" + ", "\n+ "), np.load(row["labels_path"])["labels"]) for row in rows]
     height, width = truth.shape[1:]
     side = max(2.2, max(height, width) / 100)  # at least one screen pixel per tile pixel, so 1-pixel outlines survive
     figure, axes = plt.subplots(len(lines), len(images), figsize=(side * len(images), side * len(lines)), squeeze=False)
