@@ -15,6 +15,7 @@ NMS, RoIAlign, RoI heads and mask pasting (Keras `detect` minus the trunk's Kera
 
 from __future__ import annotations
 
+import hashlib
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -113,12 +114,14 @@ def run_instance_sweep(
     log = JsonLines(out_dir / "instances.jsonl")
     log.repair()
     done = {(row["method"], row["budget"]): row for row in log.read()}
+    fingerprint = None if mask_rcnn is None else weights_fingerprint(mask_rcnn)
+    _check_same_detector(done, fingerprint, log.path)
     test = _TestSplit.read(data, config.outline_tiles)
     np.savez_compressed(out_dir / "instances" / TILES_FILE, images=test.images[: config.outline_tiles], labels=test.outline_truth)
 
     plan: list[tuple[str, float | None, Callable[[], dict]]] = []
     if mask_rcnn is not None:
-        plan.append((MASK_RCNN, None, lambda: _dense_mask_rcnn(mask_rcnn, test, config, out_dir)))
+        plan.append((MASK_RCNN, None, lambda: {**_dense_mask_rcnn(mask_rcnn, test, config, out_dir), "detector": fingerprint}))
         for criterion in config.criteria:
             for budget in config.budgets:
                 plan.append((f"{MASK_RCNN}-{criterion}", budget, _bind(_pruned_mask_rcnn, mask_rcnn, criterion, budget, data, test, config, out_dir)))
@@ -144,6 +147,24 @@ def run_instance_sweep(
     _macs_ratios(rows)
     write_tables(rows, out_dir, stem="instance_results")
     return rows
+
+
+def weights_fingerprint(model: keras.Model) -> str:
+    """A short hash of a model's weights: which dense Mask R-CNN a sweep's rows came from."""
+    digest = hashlib.sha1()
+    for weight in model.get_weights():
+        digest.update(np.ascontiguousarray(weight).tobytes())
+    return digest.hexdigest()[:16]
+
+
+def _check_same_detector(done: dict, fingerprint: str | None, log_path: Path) -> None:
+    """Resumed Mask R-CNN rows must come from the Mask R-CNN given now, or the table would mix two detectors."""
+    earlier = done.get((MASK_RCNN, None), {}).get("detector")
+    if fingerprint is not None and earlier is not None and earlier != fingerprint:
+        raise ValueError(
+            f"{str(log_path)!r} holds rows of another Mask R-CNN than the one given now; give the sweep a new output folder "
+            "(or delete that file's mask-rcnn rows) to score this one."
+        )
 
 
 def _bind(function, *arguments):

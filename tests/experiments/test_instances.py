@@ -2,6 +2,7 @@
 
 import json
 
+import keras
 import numpy as np
 import pytest
 
@@ -74,6 +75,9 @@ def test_a_second_run_resumes_every_row(swept):
     assert sum("resumed" in message for message in messages) == len(rows)
     assert [r["ap"] for r in again] == [r["ap"] for r in rows]
     assert again[2]["latency_ms"] == 2.5, "a resumed U-Net + watershed row carries this run's timing of its U-Net"
+    keras.utils.set_random_seed(123)
+    with pytest.raises(ValueError, match="another Mask R-CNN"):
+        run_instance_sweep(_tiles(), out, retimed, mask_rcnn(**TINY), config)
 
 
 def test_outline_figure_is_drawn_from_the_saved_label_images(swept):
