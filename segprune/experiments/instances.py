@@ -15,7 +15,6 @@ NMS, RoIAlign, RoI heads and mask pasting (Keras `detect` minus the trunk's Kera
 
 from __future__ import annotations
 
-import hashlib
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -37,6 +36,7 @@ from segprune.report.instances import TILES_FILE
 from segprune.report.tables import write_tables
 from segprune.runtime.benchmark import file_latency
 from segprune.runtime.export import export_model
+from segprune.training_state import model_fingerprint
 
 CLASSICAL = "classical-watershed"
 MASK_RCNN = "mask-rcnn"
@@ -114,7 +114,7 @@ def run_instance_sweep(
     log = JsonLines(out_dir / "instances.jsonl")
     log.repair()
     done = {(row["method"], row["budget"]): row for row in log.read()}
-    fingerprint = None if mask_rcnn is None else weights_fingerprint(mask_rcnn)
+    fingerprint = None if mask_rcnn is None else model_fingerprint(mask_rcnn)
     _check_same_detector(done, fingerprint, log.path)
     test = _TestSplit.read(data, config.outline_tiles)
     np.savez_compressed(out_dir / "instances" / TILES_FILE, images=test.images[: config.outline_tiles], labels=test.outline_truth)
@@ -147,14 +147,6 @@ def run_instance_sweep(
     _macs_ratios(rows)
     write_tables(rows, out_dir, stem="instance_results")
     return rows
-
-
-def weights_fingerprint(model: keras.Model) -> str:
-    """A short hash of a model's weights: which dense Mask R-CNN a sweep's rows came from."""
-    digest = hashlib.sha1()
-    for weight in model.get_weights():
-        digest.update(np.ascontiguousarray(weight).tobytes())
-    return digest.hexdigest()[:16]
 
 
 def _check_same_detector(done: dict, fingerprint: str | None, log_path: Path) -> None:

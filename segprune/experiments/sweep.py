@@ -32,6 +32,7 @@ from segprune.models.loading import load_model
 from segprune.report.tables import write_tables
 from segprune.search.pools import RAY_RETRIES, dataset_from_snapshot, import_ray, snapshot_dataset
 from segprune.training import DistillConfig, TrainConfig
+from segprune.training_state import data_fingerprint, model_fingerprint
 
 ONESHOT_METHODS = tuple(f"oneshot-{criterion}" for criterion in CRITERIA)
 STRUCTURED_METHODS = (*ONESHOT_METHODS, *REGULARISED_METHODS, *SEARCH_METHODS)
@@ -124,6 +125,8 @@ def run_sweep(
     log = JsonLines(out_dir / "results.jsonl")
     log.repair()  # a row torn by a kill is cut off, so the next one starts a line of its own
     done = {(row["method"], row["budget"]): row for row in log.read()}
+    source = {"model": model_fingerprint(model), **data_fingerprint(data)}
+    _check_same_source(done, source, log.path)
     dense_macs = flops(model, (config.image_size, config.image_size)).macs
 
     plan = [("dense", None)] + [(m, b) for m in config.methods if m in STRUCTURED_METHODS for b in config.budgets]
@@ -134,6 +137,8 @@ def run_sweep(
     pending = [(index, cell) for index, cell in enumerate(plan, start=1) if cell not in done]
     runner = _run_on_ray if config.executor == "ray" else _run_here
     for index, (method, budget), row in runner(model, data, pending, config, out_dir, dense_macs):
+        if method == "dense":
+            row["source"] = source  # what a resumed sweep must be given again
         log.append(row)
         done[(method, budget)] = row
         say(f"[{index}/{len(plan)}] {method} {budget or ''}: Dice {row['dice']:.4f} ({row['seconds']:.0f}s)")
@@ -142,6 +147,18 @@ def run_sweep(
     measure_deployments(rows, data, out_dir, config.runtimes, config.int8, config.image_size, config.threads, say)
     write_tables(rows, out_dir)
     return rows
+
+
+def _check_same_source(done: dict, source: dict, log_path: Path) -> None:
+    """Rows resume by method and budget, so they must come from the dense model and data given now."""
+    earlier = done.get(("dense", None), {}).get("source")
+    if earlier is None or earlier == source:
+        return
+    differs = [key for key in source if earlier.get(key) != source[key]]
+    raise ValueError(
+        f"{str(log_path)!r} holds a sweep of another dense model or dataset ({', '.join(differs)} differ); its rows cannot be "
+        "resumed with these. Give the sweep a new output folder, or delete that one to start over."
+    )
 
 
 def _run_here(model, data, pending, config: SweepConfig, out_dir: Path, dense_macs: int):
