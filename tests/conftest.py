@@ -83,6 +83,7 @@ BACKEND_SUBSET = (
     "tests/sparse/test_magnitude.py::test_masks_survive_a_save_and_reload_in_the_middle_of_training",
     "tests/sparse/test_regularised.py::test_hard_concrete_gate_formulas",
     "tests/sparse/test_regularised.py::test_gates_are_deterministic_at_inference_and_strip_keeps_the_function",
+    "tests/runtime/test_export_backends.py",
 )
 
 

@@ -47,11 +47,18 @@ def write_onnx(model: keras.Model, path: str | Path, input_shape: Sequence[int |
         tf2onnx.convert.from_function(function, input_signature=signature, opset=opset, output_path=str(path))
 
 
+def write_litert(model: keras.Model, path: str | Path, input_shape: Sequence[int | None]) -> None:
+    """Float LiteRT model; Keras's LiteRT export calls the model with training=False itself."""
+    check_backend()
+    model.export(str(path), format="litert", verbose=False, input_signature=[keras.InputSpec(shape=tuple(input_shape), dtype="float32")])
+
+
 def write_litert_int8(model: keras.Model, path: str | Path, input_shape: Sequence[int], calibration: Sequence) -> None:
     """Full-integer LiteRT model: int8 builtins only, activation ranges from `calibration` batches, float I/O.
 
     Keras's LiteRT export calls the model with training=False and passes these converter settings on.
     """
+    require_backend("Full-integer LiteRT quantization (calibrated in the Keras process)", ("tensorflow",))
     import tensorflow as tf
 
     def representative_dataset():

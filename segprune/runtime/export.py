@@ -19,7 +19,7 @@ from pathlib import Path
 import keras
 import numpy as np
 
-from segprune.runtime import _tensorflow
+from segprune.runtime import _foreign
 
 DEFAULT_TOLERANCE = 1e-4
 FORMATS = {"onnx": ".onnx", "litert": ".tflite", "openvino": ".xml"}
@@ -87,14 +87,14 @@ def export_onnx(model: keras.Model, path: str | Path, tolerance: float = DEFAULT
 def write_model(model: keras.Model, path: Path, format: str, shape: InputShape) -> None:
     """Writes `model` in `format` at `shape`, unverified (`export_model` verifies)."""
     if format == "onnx":
-        _tensorflow.write_onnx(model, path, shape)
+        _foreign.write_onnx(model, path, shape)
     elif format == "openvino":
         with tempfile.TemporaryDirectory(prefix="segprune-ov-") as folder:
             onnx_path = Path(folder) / "model.onnx"
-            _tensorflow.write_onnx(model, onnx_path, shape)
+            _foreign.write_onnx(model, onnx_path, shape)
             onnx_to_openvino(onnx_path, path)
-    else:  # Keras's LiteRT export calls the model with training=False itself
-        model.export(str(path), format="litert", verbose=False, input_signature=[keras.InputSpec(shape=shape, dtype="float32")])
+    else:
+        _foreign.write_litert(model, path, shape)
 
 
 def onnx_to_openvino(onnx_path: str | Path, xml_path: str | Path) -> None:
