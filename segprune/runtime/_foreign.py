@@ -24,7 +24,7 @@ from segprune.runtime import _tensorflow
 TRACING_BACKEND = "tensorflow"
 CHILD_TIMEOUT_S = 900
 
-_WRITERS = {"onnx": _tensorflow.write_onnx, "litert": _tensorflow.write_litert}
+_WRITERS = {"onnx": "write_onnx", "litert": "write_litert"}  # looked up at call time (tests replace them)
 
 
 def write_onnx(model: keras.Model, path: str | Path, input_shape: Sequence[int | None]) -> None:
@@ -39,7 +39,7 @@ def write_litert(model: keras.Model, path: str | Path, input_shape: Sequence[int
 
 def _write(format: str, model: keras.Model, path: str | Path, input_shape: Sequence[int | None]) -> None:
     if keras.backend.backend() == TRACING_BACKEND:
-        _WRITERS[format](model, path, input_shape)
+        getattr(_tensorflow, _WRITERS[format])(model, path, input_shape)
         return
     with tempfile.TemporaryDirectory(prefix="segprune-export-") as folder:
         saved = Path(folder) / "model.keras"
@@ -62,7 +62,7 @@ def _run_child(format: str, saved: Path, path: Path, input_shape: Sequence[int |
 def _main(arguments: list[str]) -> None:
     format, saved, path, shape = arguments
     model = keras.saving.load_model(saved, compile=False)
-    _WRITERS[format](model, path, tuple(json.loads(shape)))
+    getattr(_tensorflow, _WRITERS[format])(model, path, tuple(json.loads(shape)))
 
 
 if __name__ == "__main__":
