@@ -7,10 +7,13 @@ warm-up that loads TensorFlow, the data and the parent in every worker (start-up
 
     flock /tmp/segprune-cpu.lock .venv/bin/python benchmarks/search_scaling.py --dense /work/notes/models/unet-nuclei.keras
 
-Measured (2 cores, under the lock, other engineers' unlocked tests sharing them; 8 timed candidates each,
-flops=0.5, 20 steps of 4x64x64): 1 process 17.0 candidates/min (3.54 s each); 2 processes 32.2 (1.90x);
-Ray on 2 CPUs 29.0 (1.71x); warm-up 13.8 / 14.5 / 16.2 s; Ray adds 0.004 s to a single candidate. One
-process keeps about one core busy, so `--workers 2` is where a 2-core machine's second core goes.
+Measured (2 cores, under the lock, other engineers' unlocked jobs sharing them; 8 timed candidates each,
+flops=0.5, 20 steps of 4x64x64), after the candidate fixes of 82d64dc/9a3b8aa: 1 process 58.2 candidates/min
+(1.03 s each); 2 processes 74.8 (1.29x); Ray on 2 CPUs 77.7 (1.33x); warm-up 7.4 / 11.0 / 13.8 s; Ray adds
+0.004 s to a single candidate. Before those fixes (3.54 s per candidate, most of it re-instantiating the
+train step on one thread) 1 process made 17.0/min and 2 processes 32.2 (1.90x): a candidate is now mostly
+TensorFlow's own 2-thread kernels, so one process already keeps both cores busy and workers gain little on
+a 2-core machine; they pay off where there are more cores than one process uses.
 """
 
 from __future__ import annotations
