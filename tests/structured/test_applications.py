@@ -10,6 +10,7 @@ import pytest
 
 from segprune import prune_channels, pruning_summary
 from segprune.graph import UnsupportedLayerError
+from tests.graph.harness import infer
 
 APPLICATIONS = {
     "ResNet50": 32, "ResNet50V2": 32, "MobileNet": 32, "MobileNetV2": 32, "MobileNetV3Small": 32, "DenseNet121": 32,
@@ -31,15 +32,15 @@ def test_application_prunes_and_round_trips(name, tmp_path):
     model = getattr(keras.applications, name)(weights=None, input_shape=(size, size, 3), classes=10)
     pruned = prune_channels(model, ratio=0.5)
     sample = np.random.default_rng(0).random((1, size, size, 3)).astype(np.float32)
-    output = pruned.predict(sample, verbose=0)
-    assert output.shape == model.predict(sample, verbose=0).shape == (1, 10)
+    output = infer(pruned, sample)
+    assert output.shape == infer(model, sample).shape == (1, 10)
     assert pruned.count_params() < 0.5 * model.count_params()
     summary = pruning_summary(model, pruned, (size, size))
     assert summary.params_before == model.count_params() and summary.params_after == pruned.count_params()
     assert summary.macs_ratio < 0.6
     path = tmp_path / "pruned.keras"
     pruned.save(path)
-    np.testing.assert_allclose(keras.saving.load_model(path).predict(sample, verbose=0), output, atol=1e-5)
+    np.testing.assert_allclose(infer(keras.saving.load_model(path), sample), output, atol=1e-5)
 
 
 def test_unsupported_layer_fails_clearly():
