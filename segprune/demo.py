@@ -21,6 +21,7 @@ from segprune.models import load_model, unet
 from segprune.models.mask_rcnn import load_mask_rcnn
 from segprune.report import build_report
 from segprune.report.html import fine_tuning, row_notes
+from segprune.report.instances import instance_markdown
 from segprune.training import DistillConfig, EpochReporter, TrainConfig, train
 from segprune.training_state import state_path
 
@@ -104,7 +105,7 @@ def run_demo(
     instance_rows, instance_notes = _instance_rows(data_source, data, rows, detector, instances, out_dir / "sweep", progress)
     title = f"segprune demo: U-Net on the {data.name} data"
     report_path, balance = build_report(rows, data, out_dir, sweep.tolerance, title, instance_rows, instance_notes)
-    summary = summary_table(rows) + ("\n\n" + instance_table(instance_rows) if instance_rows else "")
+    summary = summary_table(rows) + ("\n\n" + instance_markdown(instance_rows) if instance_rows else "")
     write_text(out_dir / "summary.md", summary + "".join(f"\n\n{note}" for note in instance_notes) + "\n")
     metrics = {
         "data": data.name,
@@ -136,27 +137,6 @@ def _instance_rows(data_source, data, rows, detector, config: InstanceSweepConfi
         return [], [f"No instance rows: {data.name!r} has no instances/ folder (one 16-bit label image per image)."]
     instance_rows = run_instance_sweep(instances, sweep_dir, rows, detector, config, progress)
     return instance_rows, [] if detector is not None else [missing_mask_rcnn_note(MASK_RCNN_COMMAND)]
-
-
-def instance_table(rows: list[dict]) -> str:
-    """The instance rows as markdown.
-
-    Example:
-        >>> print(instance_table(result.instance_rows))
-    """
-    lines = ["| instance method | MACs budget | mask AP | AP50 | DSB | union Dice | MACs | ONNX ms | Python ms |", "|---|---|---|---|---|---|---|---|---|"]
-    for row in rows:
-        cells = [
-            row["method"],
-            "-" if row.get("budget") is None else f"{row['budget']:g}",
-            *(f"{row[key]:.3f}" for key in ("ap", "ap50", "dsb")),
-            f"{row['union_dice']:.4f}",
-            "-" if row.get("macs_ratio") is None else f"{row['macs_ratio']:.3f}",
-            "-" if row.get("latency_ms") is None else f"{row['latency_ms']:.2f}",
-            "-" if row.get("python_ms_per_image") is None else f"{row['python_ms_per_image']:.1f}",
-        ]
-        lines.append("| " + " | ".join(cells) + " |")
-    return "\n".join(lines)
 
 
 def summary_table(rows: list[dict]) -> str:

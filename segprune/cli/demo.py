@@ -6,7 +6,8 @@ import argparse
 
 from segprune.cli import _console
 from segprune.cli._common import USER_ERRORS, print_balance  # noqa: F401  (USER_ERRORS is read by segprune.cli.main)
-from segprune.demo import DEMO_EPOCHS, DEMO_INSTANCES, DEMO_SWEEP, instance_table, run_demo, summary_table
+from segprune.demo import DEMO_EPOCHS, DEMO_INSTANCES, DEMO_SWEEP, run_demo, summary_table
+from segprune.report.instances import instance_markdown
 
 DESCRIPTION = "Train a U-Net on the built-in nuclei tiles, prune it, time every model, write the report."
 
@@ -34,7 +35,7 @@ def run(arguments: argparse.Namespace) -> int:
     _console.output_console.print(summary_table(result.rows), markup=False)
     print_balance(result.balance, DEMO_SWEEP.tolerance)
     if result.instance_rows:
-        _console.output_console.print(instance_table(list(result.instance_rows)), markup=False)
+        _console.output_console.print(instance_markdown(result.instance_rows), markup=False)
     for note in result.instance_notes:
         _console.output_console.print(note, markup=False)
     _console.output_console.print(f"model:   {result.model_path}\nmetrics: {result.metrics_path}\nreport:  {result.report_path}")

@@ -117,6 +117,18 @@ def _tuning(row: dict) -> str:
     return "none" if not epochs else f"{epochs} epochs, {row.get('finetune_seconds') or 0:.0f} s"
 
 
+def instance_markdown(rows: Sequence[dict]) -> str:
+    """The instance table as markdown (the terminal and `summary.md`), with the report's columns.
+
+    Example:
+        >>> print(instance_markdown(result.instance_rows))
+    """
+    lines = ["| instance method | " + " | ".join(label for _, label, _ in _COLUMNS) + " | fine-tuning |", "|---" * (len(_COLUMNS) + 2) + "|"]
+    for row in rows:
+        lines.append("| " + " | ".join([row_label(row), *(render(row.get(key)) for key, _, render in _COLUMNS), _tuning(row)]) + " |")
+    return "\n".join(lines)
+
+
 def instance_section(rows: Sequence[dict], notes: Sequence[str] = ()) -> str:
     """The HTML section: what the figures mean, the table, and which rows were not run (with the command that adds them)."""
     if not rows and not notes:
