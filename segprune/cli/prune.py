@@ -116,7 +116,7 @@ def run(arguments: argparse.Namespace) -> int:
         data = load_instance_data(arguments.data, val_fraction=0.15, seed=arguments.seed) if detector else load_data(arguments.data)
     is_search = arguments.method in SEARCH_METHODS
     folder = out.with_suffix(".search") if is_search else None
-    _console.progress_console.print(_plan(arguments, folder))
+    _console.progress_console.print(_plan(arguments, folder, detector))
     try:
         result = prune(
             model, arguments.method, target=arguments.target, ratio=arguments.ratio, data=data, finetune_epochs=arguments.finetune_epochs,
@@ -162,9 +162,12 @@ def _method_settings(arguments: argparse.Namespace) -> dict:
     return settings
 
 
-def _plan(arguments: argparse.Namespace, folder) -> str:
+def _plan(arguments: argparse.Namespace, folder, detector: bool) -> str:
     amount = f"to {arguments.target}" if arguments.target else f"by ratio {arguments.ratio}"
-    where = f"; log and state in {folder}" if folder else f"; state in {run_folder(arguments.out)} until it finishes"
+    if folder:
+        where = f"; log and state in {folder}"
+    else:  # a Mask R-CNN's prune keeps no resume state (its fine-tune checkpoints the best epoch in --out)
+        where = "" if detector else f"; state in {run_folder(arguments.out)} until it finishes"
     return f"pruning {arguments.model} with {arguments.method} {amount}{where}"
 
 
