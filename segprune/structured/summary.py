@@ -52,23 +52,22 @@ def pruning_summary(original: keras.Model, pruned: keras.Model, input_shape: tup
         >>> f"{summary.macs_ratio:.2f}"
         '0.26'
     """
-    before = flops(original, input_shape)  # flops prices the plain graph: composite layers' insides count too
-    after = {layer.name: layer for layer in flops(pruned, input_shape).layers}
+    before, after = flops(original, input_shape), flops(pruned, input_shape)  # flops prices the plain graph: composites' insides count
+    pruned_layers = _per_layer(after.layers)
     rows = []
-    for layer in before.layers:
-        other = after.get(layer.name)
-        if other is None:
+    for name, (class_name, channels, macs, params) in _per_layer(before.layers).items():
+        if name not in pruned_layers:
             continue
-        rows.append(
-            LayerChange(
-                name=layer.name,
-                class_name=layer.class_name,
-                channels_before=int(layer.output_shape[-1] or 0),
-                channels_after=int(other.output_shape[-1] or 0),
-                macs_before=layer.macs,
-                macs_after=other.macs,
-                params_before=layer.params,
-                params_after=other.params,
-            )
-        )
-    return PruningSummary(tuple(input_shape), tuple(rows), before.macs, sum(layer.macs for layer in after.values()), before.params, sum(layer.params for layer in after.values()))
+        _, channels_after, macs_after, params_after = pruned_layers[name]
+        rows.append(LayerChange(name, class_name, channels, channels_after, macs, macs_after, params, params_after))
+    return PruningSummary(tuple(input_shape), tuple(rows), before.macs, after.macs, before.params, after.params)
+
+
+def _per_layer(costs) -> dict[str, tuple[str, int, int, int]]:
+    """Class, output channels, MACs and parameters per layer name; a layer called several times (a head shared
+    across pyramid levels) is one entry with the MACs of all its calls."""
+    layers: dict[str, tuple[str, int, int, int]] = {}
+    for cost in costs:
+        class_name, channels, macs, params = layers.get(cost.name, (cost.class_name, int(cost.output_shape[-1] or 0), 0, 0))
+        layers[cost.name] = (class_name, channels, macs + cost.macs, params + cost.params)
+    return layers
