@@ -71,6 +71,10 @@ def mask_ap(truths: Sequence[Instances], predictions: Sequence[InstancePredictio
         predictions: Predictions per image, in the same order.
         max_detections: Detections per image that count (COCO's last maxDets).
 
+    An image with neither objects nor detections is skipped; detections on an image without objects are false
+    positives. With no objects in any image there is no recall to rank: the score is 1 when nothing was
+    detected either (every image skipped, nothing wrong) and 0 when anything was (every detection false).
+
     Returns:
         `{"ap": ..., "ap50": ..., "ap75": ...}`; 0 where there are objects but no predictions.
 
@@ -92,10 +96,9 @@ def mask_ap(truths: Sequence[Instances], predictions: Sequence[InstancePredictio
             )
         for mask, score, class_id in zip(prediction.masks, prediction.scores, prediction.class_ids):
             results.append({"image_id": image_id, "category_id": int(class_id), "segmentation": _encode(mask), "score": float(score)})
-    if not annotations:
-        raise ValueError("The ground truth holds no objects; mask AP is undefined. Evaluate on images with objects.")
-    if not results:
-        return {"ap": 0.0, "ap50": 0.0, "ap75": 0.0}
+    if not annotations or not results:  # pycocotools needs both; see the docstring for what each case scores
+        value = 1.0 if not annotations and not results else 0.0
+        return {"ap": value, "ap50": value, "ap75": value}
     with contextlib.redirect_stdout(io.StringIO()):  # pycocotools prints its progress
         ground_truth = COCO()
         ground_truth.dataset = {"images": images, "annotations": annotations, "categories": [{"id": c} for c in categories]}

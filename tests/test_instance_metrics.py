@@ -78,12 +78,25 @@ def test_mask_ap_perfect_half_and_shifted():
     assert mask_ap([single], [shifted]) == pytest.approx({"ap": 0.5, "ap50": 1.0, "ap75": 0.0})
 
 
-def test_mask_ap_without_predictions_is_zero_and_without_objects_raises():
+def test_mask_ap_without_predictions_is_zero():
     truth = instances_from_labels(_two_objects())
     empty = SimpleNamespace(masks=np.zeros((0, 32, 32), bool), scores=np.zeros(0), class_ids=np.zeros(0, int))
     assert mask_ap([truth], [empty]) == {"ap": 0.0, "ap50": 0.0, "ap75": 0.0}
-    with pytest.raises(ValueError, match="no objects"):
-        mask_ap([instances_from_labels(np.zeros((8, 8), np.int32))], [empty])
+
+
+def test_mask_ap_skips_an_empty_tile_with_nothing_detected_and_counts_detections_on_it_as_false():
+    truth = instances_from_labels(_two_objects())
+    no_objects = instances_from_labels(np.zeros((32, 32), np.int32))
+    nothing = SimpleNamespace(masks=np.zeros((0, 32, 32), bool), scores=np.zeros(0), class_ids=np.zeros(0, int))
+    perfect = _prediction(_two_objects(), [0.9, 0.8])
+    assert mask_ap([truth, no_objects], [perfect, nothing]) == pytest.approx({"ap": 1.0, "ap50": 1.0, "ap75": 1.0})
+    # Two confident detections on the empty tile rank above both true ones: precision 1/3 at recall 0.5, 1/2 at
+    # recall 1; COCO takes the best precision at any higher recall, so 1/2 throughout.
+    phantom = _prediction(_two_objects(), [0.99, 0.95])
+    assert mask_ap([truth, no_objects], [perfect, phantom])["ap50"] == pytest.approx(0.5)
+    # No objects anywhere: nothing detected is right (1), anything detected is wrong (0); neither raises.
+    assert mask_ap([no_objects], [nothing]) == {"ap": 1.0, "ap50": 1.0, "ap75": 1.0}
+    assert mask_ap([no_objects, no_objects], [nothing, phantom]) == {"ap": 0.0, "ap50": 0.0, "ap75": 0.0}
 
 
 def test_evaluate_instances_ranks_low_scores_for_ap_and_takes_the_default_detections_for_dsb():
