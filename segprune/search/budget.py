@@ -9,15 +9,20 @@ import keras
 from segprune.cost.resources import Resource, counted_resource, parse_target
 from segprune.graph.groups import build_channel_graph
 from segprune.runtime.latency import LatencyTable, time_models
+from segprune.search.kinds import network
 from segprune.search.space import ChannelSpace, Configuration, shrink
 
 RUNTIME_NAMES = {"onnxruntime": "ONNX Runtime", "openvino": "OpenVINO"}
 
 
 class Budget:
-    """The dense model's channel space, the resource a target names, and how far a configuration is from it."""
+    """The dense model's channel space, the resource a target names, and how far a configuration is from it.
+
+    A Mask R-CNN's budget is its trunk's (the network a search narrows; its RoI heads are kept whole).
+    """
 
     def __init__(self, model: keras.Model, settings, folder: Path) -> None:
+        model = network(model)
         self.resource_name, self.fraction = parse_target(settings.target)
         self.resource: Resource
         graph = build_channel_graph(model, input_shape=(settings.image_size, settings.image_size))
@@ -71,6 +76,6 @@ class Budget:
 
 
 def measure(dense: keras.Model, pruned: keras.Model, settings) -> dict:
-    """The dense and the pruned model timed together on ONNX Runtime at the search's image size and threads."""
-    dense_ms, pruned_ms = time_models([dense, pruned], settings.image_size, settings.threads, settings.runtime, settings.precision)
+    """The dense and the pruned model (a Mask R-CNN's trunks) timed together at the search's image size and threads."""
+    dense_ms, pruned_ms = time_models([network(dense), network(pruned)], settings.image_size, settings.threads, settings.runtime, settings.precision)
     return {"dense_ms": dense_ms, "pruned_ms": pruned_ms, "speedup": dense_ms / pruned_ms, "latency_fraction": pruned_ms / dense_ms}

@@ -7,9 +7,9 @@ from pathlib import Path
 
 import keras
 
-from segprune._io import save_model
 from segprune.search.budget import Budget
 from segprune.search.evaluation import CandidateSettings
+from segprune.search.kinds import save_parent
 from segprune.search.log import SearchLog
 from segprune.search.settings import RUN_SETTINGS, SearchSettings
 
@@ -33,5 +33,5 @@ def open_search(
     budget = Budget(model, settings, folder)
     dense_path = folder / "dense.keras"
     if not dense_path.exists():
-        save_model(model, dense_path)
+        save_parent(model, dense_path)  # a Mask R-CNN as one file that load_parent reads back
     return log, budget, dense_path

@@ -25,18 +25,16 @@ from pathlib import Path
 
 import keras
 
-from segprune._io import save_model
 from segprune.data.dataset import SegmentationDataset
-from segprune.metrics import evaluate
-from segprune.models.loading import copy_model, load_model
 from segprune.search.budget import Budget, measure
-from segprune.search.evaluation import Candidate, CandidateSettings, build_candidate
+from segprune.search.evaluation import Candidate, CandidateSettings
 from segprune.search.folder import open_search
+from segprune.search.kinds import copy_parent, load_parent, parent_score, save_parent, shrink_parent
 from segprune.search.log import SearchLog
-from segprune.search.pools import open_pool
+from segprune.search.pools import build_chosen, open_pool
 from segprune.search.progress import SearchClock, SearchTimeLimit, StartReporter
 from segprune.search.settings import SearchResult, SearchSettings
-from segprune.search.space import Configuration, shrink
+from segprune.search.space import Configuration
 from segprune.training import EpochReporter, TrainConfig, train
 
 Progress = Callable[[dict, dict], None]  # (candidate record with "done", "expected", "elapsed", "remaining"; best so far)
@@ -160,7 +158,7 @@ def greedy_search(
     ratio = step_ratio(budget, iterations)
 
     baseline = log.of_type("baseline")
-    score = baseline[0]["score"] if baseline else evaluate(model, data, candidate_settings.split).dice
+    score = baseline[0]["score"] if baseline else parent_score(model, data, candidate_settings.split)
     if not baseline:
         log.write({"type": "baseline", "score": score, "resource": budget.dense_cost})
     config, parent = budget.space.dense(), dense_path
@@ -214,7 +212,7 @@ def greedy_search(
                 break
             # The table is an estimate: time the model, and if it misses the budget, tighten the table's
             # limit by the miss and go on (NetAdapt's estimates are checked the same way).
-            timed = measure(model, load_model(parent), settings)["latency_fraction"]
+            timed = measure(model, load_parent(parent), settings)["latency_fraction"]
             if timed <= budget.fraction:
                 break
             recheck = {"type": "recheck", "timed": timed, "estimated": budget.share(config), "limit": budget.limit * budget.fraction / timed}
@@ -233,7 +231,7 @@ def greedy_search(
         log.write({"type": "stopped", "reason": "time limit", "steps": iteration, "config": config})
         notes.append(note)
     else:
-        result_model = load_model(parent) if Path(parent) != dense_path else copy_model(model)
+        result_model = load_parent(parent) if Path(parent) != dense_path else copy_parent(model)
     result = SearchResult(result_model, config, budget.share(config), latency_source=budget.latency_source, notes=notes)
     result.candidates = len(log.of_type("candidate"))
     if settings.final_epochs > 0:
@@ -249,7 +247,7 @@ def _finish_at_limit(budget, config, parent, steps, candidate_settings, data, se
     """The last finished step's model, narrowed uniformly (one-shot, by importance) to the budget if it is not there yet."""
     step_share = budget.share(config)
     narrowed = uniformly_narrowed(budget, config)
-    result_model = shrink(load_model(parent), config, narrowed, candidate_settings.importance, data)
+    result_model = shrink_parent(load_parent(parent), config, narrowed, candidate_settings.importance, data)
     note = (
         f"stopped at the time limit of {settings.max_minutes:g} minutes after {steps} greedy step(s) ({step_share:.3f} of the "
         f"{budget.resource_name}); the rest of the way to {budget.share(narrowed):.3f} was cut uniformly by "
@@ -299,7 +297,7 @@ def _build_chosen(candidate: Candidate, folder: Path, data: SegmentationDataset,
     key = candidate.name.split(":", 1)[1]
     path = folder / "iterations" / f"{int(candidate.name.split(':')[0]):03d}" / f"{key.replace('/', '_').replace(',', '+')}.keras"
     path.parent.mkdir(parents=True, exist_ok=True)
-    save_model(build_candidate(candidate, data, settings), path)
+    save_parent(build_chosen(candidate, data, settings), path)
     return path
 
 

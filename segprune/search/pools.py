@@ -19,21 +19,36 @@ from collections.abc import Iterator
 from dataclasses import replace
 from pathlib import Path
 
+import keras
+
 from segprune.backend.determinism import deterministic_kernels
 from segprune.data import load_data
 from segprune.data.dataset import SegmentationDataset
+from segprune.data.instances import InstanceDataset
 from segprune.models.loading import load_model
-from segprune.search.evaluation import Candidate, CandidatePool, CandidateSettings, evaluate_candidate
+from segprune.search.evaluation import Candidate, CandidatePool, CandidateSettings, build_candidate, evaluate_candidate
+from segprune.search.instance_evaluation import InstanceCandidatePool, build_instance_candidate
 from segprune.search.settings import SearchSettings
 
 RAY_RETRIES = 3  # reruns of a candidate whose worker died
 
 
 def open_pool(data: SegmentationDataset, candidate_settings: CandidateSettings, settings: SearchSettings, data_source: str | None):
-    """The pool `settings.executor` names: a `CandidatePool` (`"local"`) or a `RayPool` (`"ray"`)."""
+    """The pool `settings.executor` names: a `CandidatePool` (`"local"`) or a `RayPool` (`"ray"`); instance data
+    (a Mask R-CNN's search) get an `InstanceCandidatePool`, which builds and trains each candidate detector here."""
+    if isinstance(data, InstanceDataset):
+        return InstanceCandidatePool(data, candidate_settings, settings)
     if settings.executor == "ray":
         return RayPool(data, candidate_settings, data_source, settings.ray_address)
     return CandidatePool(data, candidate_settings, settings.workers, data_source)
+
+
+def build_chosen(candidate: Candidate, data: SegmentationDataset | InstanceDataset, settings: CandidateSettings) -> keras.Model:
+    """The chosen candidate as a genuinely smaller model, as it was scored: a segmentation network or, for
+    instance data, a Mask R-CNN whose trunk is narrowed."""
+    if isinstance(data, InstanceDataset):
+        return build_instance_candidate(candidate, data, settings)
+    return build_candidate(candidate, data, settings)
 
 
 class RayPool:

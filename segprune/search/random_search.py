@@ -20,10 +20,10 @@ import numpy as np
 
 from segprune.data.dataset import SegmentationDataset
 from segprune.search.budget import Budget, measure
-from segprune.search.evaluation import Candidate, CandidateSettings, build_candidate
+from segprune.search.evaluation import Candidate, CandidateSettings
 from segprune.search.folder import open_search
 from segprune.search.greedy import Progress
-from segprune.search.pools import open_pool
+from segprune.search.pools import build_chosen, open_pool
 from segprune.search.progress import SearchClock, SearchTimeLimit, StartReporter
 from segprune.search.settings import SearchResult, SearchSettings
 from segprune.search.space import Configuration
@@ -179,7 +179,7 @@ def random_search(
         ordered = ordered[: ordered.index(reaching[0]) + 1] if reaching else ordered
     chosen = max(ordered, key=lambda r: r["score"])
     config = {key: int(width) for key, width in chosen["config"].items()}
-    pruned = build_candidate(Candidate(f"candidate{chosen['index']}", str(dense_path), dense_config, config), data, candidate_settings)
+    pruned = build_chosen(Candidate(f"candidate{chosen['index']}", str(dense_path), dense_config, config), data, candidate_settings)
     if settings.final_epochs > 0:
         train(pruned, data, settings.final_epochs, TrainConfig(patience=None), on_epoch=on_epoch)
     result = SearchResult(pruned, config, budget.share(config), candidates=len(evaluated), latency_source=budget.latency_source)
