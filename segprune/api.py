@@ -163,10 +163,13 @@ def prune(
     _check_method(method, STRUCTURED_SETTINGS, method_settings)
     _check_amount(method, target, ratio)
     if isinstance(model, MaskRCNN):
-        unsupported = {"train_config": train_config, "distill": distill, "folder": folder, "resume": resume or None}
+        unsupported = {"train_config": train_config, "distill": distill}
+        if method not in SEARCH_METHODS:  # a search keeps its log in folder and resumes from it
+            unsupported.update(folder=folder, resume=resume or None)
+        search = dict(folder=folder, resume=resume, on_candidate=on_candidate, on_search_start=on_search_start)
         return _prune_mask_rcnn(
             model, method, target, ratio, data, finetune_epochs or 0, round_to, tuple(ignore), image_size, seed, checkpoint_path,
-            on_epoch, method_settings, [name for name, value in unsupported.items() if value is not None],
+            on_epoch, method_settings, [name for name, value in unsupported.items() if value is not None], search,
         )
     if finetune_epochs is None:
         finetune_epochs = 0 if method in ONESHOT_METHODS else 20
@@ -195,16 +198,7 @@ def prune(
     else:
         if ignore:
             raise ValueError("ignore= is not supported by the searches yet; use a one-shot method to keep layers whole.")
-        search_settings = SearchSettings(
-            target=target, image_size=image_size, threads=method_settings.pop("threads", 2), round_to=round_to,
-            final_epochs=0, workers=method_settings.pop("workers", 1),  # the fine-tune below is prune's, as for every method
-            time_result=method_settings.pop("time_result", True), max_minutes=method_settings.pop("max_minutes", None),
-            executor=method_settings.pop("executor", "local"), ray_address=method_settings.pop("ray_address", None),
-            runtime=method_settings.pop("runtime", "onnxruntime"), precision=method_settings.pop("precision", "fp32"),
-        )
-        candidate_settings = CandidateSettings(
-            finetune_steps=method_settings.pop("candidate_steps", 20), importance="l1", seed=0 if seed is None else seed
-        )
+        search_settings, candidate_settings = _search_settings(target, image_size, round_to, seed, method_settings)
         # the user's folder, or a temporary one removed afterwards
         scratch = tempfile.TemporaryDirectory(prefix="segprune-search-") if folder is None else contextlib.nullcontext(str(folder))
         with scratch as search_folder:
@@ -293,48 +287,79 @@ def _finetune(result: PruneResult, dense: keras.Model, data, epochs: int, config
         result.training.append(train_phase(run, "finetune", result.model, data, epochs, config, on_epoch, teacher=teacher, distill=distill))
 
 
+def _search_settings(target, image_size, round_to, seed, method_settings: dict) -> tuple[SearchSettings, CandidateSettings]:
+    """A search's settings from `prune`'s arguments; the run and candidate settings are popped from `method_settings`."""
+    search_settings = SearchSettings(
+        target=target, image_size=image_size, threads=method_settings.pop("threads", 2), round_to=round_to,
+        final_epochs=0, workers=method_settings.pop("workers", 1),  # the fine-tune after it is prune's, as for every method
+        time_result=method_settings.pop("time_result", True), max_minutes=method_settings.pop("max_minutes", None),
+        executor=method_settings.pop("executor", "local"), ray_address=method_settings.pop("ray_address", None),
+        runtime=method_settings.pop("runtime", "onnxruntime"), precision=method_settings.pop("precision", "fp32"),
+    )
+    candidate_settings = CandidateSettings(
+        finetune_steps=method_settings.pop("candidate_steps", 20), importance="l1", seed=0 if seed is None else seed
+    )
+    return search_settings, candidate_settings
+
+
 # Criteria that need no data: the data-driven ones read a segmentation dataset, which a detector does not train on.
 MASK_RCNN_METHODS = ("l1", "l2", "bn-scale", "random")
 
 
 def _prune_mask_rcnn(
     model: MaskRCNN, method, target, ratio, data, finetune_epochs, round_to, ignore, image_size, seed, checkpoint_path, on_epoch, settings,
-    unsupported: list[str],
+    unsupported: list[str], search: dict,
 ) -> PruneResult:
-    """Prunes the detector's trunk (encoder, FPN, shared RPN head) one-shot; the RoI heads are kept whole and copied.
+    """Prunes the detector's trunk (encoder, FPN, shared RPN head) one-shot or by a search; the RoI heads are copied.
 
     The trunk is one functional graph, so the structured path prunes it as any model (its P2-P4, objectness and
-    box-delta outputs keep their channels). Fine-tuning trains the whole detector and keeps the epoch with the
-    best validation mask AP.
+    box-delta outputs keep their channels). A search narrows the trunk's groups to a budget of the trunk's
+    MACs, scoring each candidate detector by validation mask AP after a few training steps
+    (`search.instance_evaluation`). Fine-tuning trains the whole detector and keeps the epoch with the best
+    validation mask AP.
     """
-    if method not in MASK_RCNN_METHODS:
+    if method not in MASK_RCNN_METHODS and method not in SEARCH_METHODS:
         raise ValueError(
-            f"A Mask R-CNN is pruned one-shot by a criterion that needs no data ({', '.join(MASK_RCNN_METHODS)}); method {method!r} "
-            "scores segmentation Dice, which a detector has not. Use method='l1' with target= or ratio=."
+            f"A Mask R-CNN is pruned one-shot by a criterion that needs no data ({', '.join(MASK_RCNN_METHODS)}) or searched "
+            f"({', '.join(SEARCH_METHODS)}); method {method!r} scores segmentation Dice, which a detector has not. "
+            "Use method='l1' with target= or ratio=, or a search with target=."
         )
     if unsupported:
         raise ValueError(f"Pruning a Mask R-CNN does not take {', '.join(unsupported)}; leave them out.")
     if finetune_epochs < 0:
         raise ValueError(f"finetune_epochs must be >= 0, got {finetune_epochs}.")
-    if finetune_epochs and not isinstance(data, InstanceDataset):
+    trains = bool(finetune_epochs) or method in SEARCH_METHODS
+    if trains and not isinstance(data, InstanceDataset):
         raise ValueError(
-            "Fine-tuning a Mask R-CNN trains on instances: pass data=load_instance_data(DATA, val_fraction=0.15) "
-            f"(a folder with instances/), got {type(data).__name__}."
+            f"{'Searching' if method in SEARCH_METHODS else 'Fine-tuning'} a Mask R-CNN trains on instances: pass "
+            f"data=load_instance_data(DATA, val_fraction=0.15) (a folder with instances/), got {type(data).__name__}."
         )
-    if finetune_epochs and not data.splits.get("val"):
-        raise ValueError(f"Fine-tuning keeps the epoch with the best validation mask AP, and {data.name!r} has no val split: "
-                         "load it with val_fraction=0.15.")
+    if trains and not data.splits.get("val"):
+        raise ValueError(f"{'Candidates are scored' if method in SEARCH_METHODS else 'Fine-tuning keeps the epoch'} by validation "
+                         f"mask AP, and {data.name!r} has no val split: load it with val_fraction=0.15.")
     if seed is not None:
         keras.utils.set_random_seed(seed)
     started = time.perf_counter()
     if settings.get("global_ranking") and ratio is not None and not isinstance(ratio, (Mapping, GlobalRanking)):
         ratio = GlobalRanking(float(ratio))
-    trunk = prune_channels(
-        model.trunk, ratio=0.0 if ratio is None else ratio, importance=method, round_to=round_to, ignore=ignore, target=target,
-        compensate=bool(settings.get("compensate", False)),
-    )
-    pruned = MaskRCNN(model.config, trunk, _copy_network(model.box_head), _copy_network(model.mask_head))
-    result = PruneResult(model=pruned, method=method)
+    if method in SEARCH_METHODS:
+        if ignore:
+            raise ValueError("ignore= is not supported by the searches yet; use a one-shot method to keep layers whole.")
+        search_settings, candidate_settings = _search_settings(target, image_size, round_to, seed, settings)
+        folder = search["folder"]
+        scratch = tempfile.TemporaryDirectory(prefix="segprune-search-") if folder is None else contextlib.nullcontext(str(folder))
+        with scratch as search_folder:
+            result = _search(model, method, data, Path(search_folder), search_settings, candidate_settings, search["resume"],
+                             search["on_candidate"], on_epoch, settings, search["on_search_start"])
+        result.search_folder = Path(folder) if folder is not None else None
+        pruned = result.model
+    else:
+        trunk = prune_channels(
+            model.trunk, ratio=0.0 if ratio is None else ratio, importance=method, round_to=round_to, ignore=ignore, target=target,
+            compensate=bool(settings.get("compensate", False)),
+        )
+        pruned = MaskRCNN(model.config, trunk, _copy_network(model.box_head), _copy_network(model.mask_head))
+        result = PruneResult(model=pruned, method=method)
     if finetune_epochs:
         fit = fit_mask_rcnn(
             pruned, data, finetune_epochs, score=lambda detector: evaluate_instances(detector, data, "val")["ap"], learning_rate=1e-3,
@@ -343,7 +368,7 @@ def _prune_mask_rcnn(
         result.notes.append(f"fine-tuned {finetune_epochs} epochs in {fit.seconds:.0f}s; best validation mask AP {fit.best_score:.4f} at epoch {fit.best_epoch}")
     elif checkpoint_path is not None:
         save_mask_rcnn(pruned, checkpoint_path)
-    result.summary = pruning_summary(model.trunk, trunk, (image_size, image_size))
+    result.summary = pruning_summary(model.trunk, pruned.trunk, (image_size, image_size))
     result.seconds = time.perf_counter() - started
     return result
 

@@ -52,8 +52,10 @@ def test_fine_tuning_keeps_the_best_validation_epoch(tmp_path):
 @pytest.mark.parametrize(
     ("method", "amount", "options", "message"),
     [
-        ("greedy", {"target": "flops=0.5"}, {}, "one-shot by a criterion that needs no data"),
+        ("greedy", {"target": "flops=0.5"}, {}, "Searching a Mask R-CNN trains on instances"),
+        ("greedy", {"target": "flops=0.5"}, {"distill": segprune.DistillConfig()}, "does not take distill"),
         ("taylor", {"ratio": 0.5}, {}, "one-shot by a criterion that needs no data"),
+        ("l1", {"ratio": 0.5}, {"resume": True}, "does not take resume"),
         ("l1", {"ratio": 0.5}, {"distill": segprune.DistillConfig()}, "does not take distill"),
         ("l1", {"ratio": 0.5}, {"finetune_epochs": 1}, "trains on instances"),
     ],

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import functools
 
 from segprune._io import check_output
 from segprune.api import ONESHOT_METHODS, REGULARISED_METHODS, SEARCH_METHODS, STRUCTURED_SETTINGS, PruneResult, prune
@@ -123,7 +124,7 @@ def run(arguments: argparse.Namespace) -> int:
             round_to=arguments.round_to, ignore=layer_names(arguments.ignore), image_size=arguments.image_size, seed=arguments.seed,
             distill=None if detector else distill_config(arguments),  # a detector fine-tunes on its ground truth only
             checkpoint_path=out, folder=folder, resume=arguments.resume,
-            on_epoch=_console.print_detector_epoch if detector else _console.print_epoch, on_candidate=_print_candidate, on_search_start=_print_plan, **settings,
+            on_epoch=_console.print_detector_epoch if detector else _console.print_epoch, on_candidate=functools.partial(_print_candidate, metric="val mask AP" if detector else "val Dice"), on_search_start=_print_plan, **settings,
         )
     except RunInterrupted as interruption:
         _console.progress_console.print(str(interruption))
@@ -176,14 +177,14 @@ def _print_plan(plan: dict) -> None:
     _console.progress_console.print(f"{plan['method']}: about {plan['expected']} candidates ({plan['description']}){resumed}")
 
 
-def _print_candidate(record: dict, best: dict) -> None:
+def _print_candidate(record: dict, best: dict, metric: str = "val Dice") -> None:
     where = f"step {record['iteration'] + 1} {record['key']}" if "iteration" in record else f"candidate {record['index'] + 1}"
     timing = ""
     if "elapsed" in record:
         left = "estimating time left" if record["remaining"] is None else f"~{_minutes(record['remaining'])} left"
         timing = f"; {record['done']}/{record['expected']}, {_minutes(record['elapsed'])} elapsed, {left}"
     _console.progress_console.print(
-        f"{where}: {record['share']:.3f} of dense, val Dice {record['score']:.4f} ({record['seconds']:.1f}s); best {best['score']:.4f}{timing}"
+        f"{where}: {record['share']:.3f} of dense, {metric} {record['score']:.4f} ({record['seconds']:.1f}s); best {best['score']:.4f}{timing}"
     )
 
 

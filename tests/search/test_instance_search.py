@@ -1,0 +1,79 @@
+"""Greedy and random search on a Mask R-CNN: the trunk narrowed to a budget of its MACs, candidates scored as detectors."""
+
+import numpy as np
+import pytest
+
+import segprune
+from segprune.cost import flops
+from segprune.models.mask_rcnn import MaskRCNN, is_mask_rcnn_file, mask_rcnn
+from segprune.search.evaluation import Candidate, CandidateSettings
+from segprune.search.instance_evaluation import _EVALUATORS, build_instance_candidate, evaluate_instance_candidate
+from segprune.search.kinds import save_parent
+from tests.models.test_mask_rcnn import TINY
+from tests.test_api_mask_rcnn import _tiles
+
+# At round_to=4 only the FPN laterals and the shared RPN convolution (16 channels each) can narrow: a search of a
+# few candidates, each a real detector trained one step and scored by validation mask AP.
+DETECTOR = {**TINY, "encoder_filters": (4, 4, 4, 4), "fpn_filters": 16, "detection_min_score": 0.0, "max_detections": 5}
+SEARCH = dict(target="flops=0.6", round_to=4, image_size=64, candidate_steps=1, time_result=False)
+
+
+def _trunk_share(dense: MaskRCNN, pruned: MaskRCNN) -> float:
+    return flops(pruned.trunk, (64, 64)).macs / flops(dense.trunk, (64, 64)).macs
+
+
+@pytest.mark.parametrize(("method", "options"), [("greedy", {"iterations": 1}), ("random-search", {"candidates": 2, "finetune_epochs": 1})])
+def test_a_search_narrows_the_trunk_to_its_budget_returns_a_detector_and_resumes_from_its_log(method, options, tmp_path):
+    model = mask_rcnn(**DETECTOR)
+    data = _tiles()
+    scores = []
+    result = segprune.prune(
+        model, method, data=data, folder=tmp_path / "search", on_candidate=lambda record, best: scores.append(record["score"]), **SEARCH, **options
+    )
+    pruned = result.model
+    assert isinstance(pruned, MaskRCNN) and pruned.trunk is not model.trunk
+    share = _trunk_share(model, pruned)
+    assert share <= 0.6 and result.summary.macs_ratio == pytest.approx(share)
+    assert [o.shape[-1] for o in pruned.trunk.outputs] == [o.shape[-1] for o in model.trunk.outputs]
+    assert result.search.candidates == len(scores) > 0 and all(0.0 <= score <= 1.0 for score in scores)
+    (detections,) = pruned.detect(data.load("a")[0][None])
+    assert len(detections) > 0 and detections.masks.shape[1:] == (64, 64)
+    assert is_mask_rcnn_file(tmp_path / "search" / "dense.keras")
+    if "finetune_epochs" in options:
+        assert "best validation mask AP" in result.notes[-1]
+
+    resumed = segprune.prune(
+        model, method, data=data, folder=tmp_path / "search", resume=True,
+        on_candidate=lambda record, best: pytest.fail("a resumed search evaluates no logged candidate again"), **SEARCH, **options,
+    )
+    assert resumed.search.config == result.search.config
+    if "finetune_epochs" not in options:  # the chosen candidate, rebuilt from the log, is the one that was scored
+        for before, after in zip(pruned.trunk.get_weights(), resumed.model.trunk.get_weights()):
+            np.testing.assert_allclose(after, before, atol=1e-5)
+
+
+def test_a_candidate_is_seeded_by_its_name_so_it_scores_and_builds_the_same_anywhere(tmp_path):
+    dense = save_parent(mask_rcnn(**DETECTOR), tmp_path / "dense.keras")
+    data, settings = _tiles(), CandidateSettings(finetune_steps=2, seed=3)
+    widths = {"fpn_lateral2,fpn_lateral3,fpn_lateral4": 16, "rpn_conv": 16}
+    candidate = Candidate("candidate0", str(dense), widths, {**widths, "rpn_conv": 8})
+    first = evaluate_instance_candidate(candidate, data, settings)["score"]
+    built = build_instance_candidate(candidate, data, settings)
+    _EVALUATORS.clear()  # another process, or a resumed search: nothing cached
+    rebuilt = build_instance_candidate(candidate, data, settings)
+    assert rebuilt is not built and rebuilt.trunk.get_layer("rpn_conv").filters == 8
+    for before, after in zip(built.get_weights(), rebuilt.get_weights()):
+        np.testing.assert_allclose(after, before, atol=1e-5)
+    assert evaluate_instance_candidate(candidate, data, settings)["score"] == first
+
+
+@pytest.mark.parametrize(
+    ("options", "message"),
+    [
+        ({"workers": 2}, "evaluates its candidates in this process"),
+        ({"data": None}, "Searching a Mask R-CNN trains on instances"),
+    ],
+)
+def test_what_a_mask_rcnn_search_cannot_do_is_refused(options, message, tmp_path):
+    with pytest.raises(ValueError, match=message):
+        segprune.prune(mask_rcnn(**DETECTOR), "greedy", **{"data": _tiles(), **options}, folder=tmp_path / "s", **SEARCH)
