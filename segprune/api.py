@@ -332,7 +332,7 @@ def _prune_mask_rcnn(
     if trains and not isinstance(data, InstanceDataset):
         raise ValueError(
             f"{'Searching' if method in SEARCH_METHODS else 'Fine-tuning'} a Mask R-CNN trains on instances: pass "
-            f"data=load_instance_data(DATA, val_fraction=0.15) (a folder with instances/), got {type(data).__name__}."
+            f"data=load_instance_data(DATA, val_fraction=0.15) (--data DATA on the command line; a folder with instances/), got {type(data).__name__}."
         )
     if trains and not data.splits.get("val"):
         raise ValueError(f"{'Candidates are scored' if method in SEARCH_METHODS else 'Fine-tuning keeps the epoch'} by validation "
