@@ -121,16 +121,17 @@ def benchmark_models(
     """Times Keras model files on a runtime, interleaved; exports them (verified) for ONNX Runtime, OpenVINO
     or LiteRT, at the fixed shape `batch` x `image_size` x `image_size` unless `static_shape=False`.
 
+    A Mask R-CNN file is timed by its trunk (encoder, FPN, shared RPN head: the part that exports), and its
+    MACs and parameters are the trunk's; the result's notes name what runs in Python and is not timed.
+
     Example:
         >>> for row in benchmark_models(["runs/unet.keras", "runs/unet-pruned.keras"]):
         ...     print(row.model, row.latency_ms)
     """
-    from segprune.models import load_model
-
     if runtime not in RUNTIMES:
         raise ValueError(f"Unknown runtime {runtime!r}; choose one of {list(RUNTIMES)}.")
     notes = tuple(note for note in [limit_keras_threads(threads)] if runtime == "keras" and note)
-    models = [load_model(path) for path in paths]
+    models, model_notes = zip(*(_timed_network(path) for path in paths)) if paths else ((), ())
     inputs = [random_input((batch, image_size, image_size, int(model.inputs[0].shape[-1])), batch, image_size) for model in models]
     with tempfile.TemporaryDirectory(prefix="segprune-bench-") as folder:
         runners = []
@@ -144,7 +145,7 @@ def benchmark_models(
                 runners.append(open_runner(exported, threads))
         timings, cpu_seconds, energy = _interleave(runners, inputs, rounds, warmup=5)
     results = []
-    for path, model, times, cpu, joules in zip(paths, models, timings, cpu_seconds, energy):
+    for path, model, times, cpu, joules, own_notes in zip(paths, models, timings, cpu_seconds, energy, model_notes):
         median = float(np.median(times))
         images = rounds * batch
         macs = flops(model, (image_size, image_size)).macs
@@ -166,10 +167,24 @@ def benchmark_models(
                 batch=batch,
                 threads=threads,
                 static_shape=static_shape and runtime != "keras",
-                notes=notes,
+                notes=notes + own_notes,
             )
         )
     return results
+
+
+def _timed_network(path: str | Path) -> tuple[keras.Model, tuple[str, ...]]:
+    """The network a file is timed by, and what a reader of its figures must know: a Mask R-CNN's trunk."""
+    from segprune.models import load_model
+    from segprune.models.mask_rcnn import is_mask_rcnn_file, load_mask_rcnn
+
+    if not is_mask_rcnn_file(path):
+        return load_model(path), ()
+    note = (
+        f"{Path(path).name} is a Mask R-CNN: its trunk (encoder, FPN, shared RPN head) is timed and its MACs and parameters are "
+        "the trunk's; proposal decoding, NMS, RoIAlign, the box and mask heads and mask pasting run in Python (MaskRCNN.detect), untimed"
+    )
+    return load_mask_rcnn(path).trunk, (note,)
 
 
 def achieved_gmacs(macs: int, latency_ms: float) -> float:
@@ -196,7 +211,7 @@ def limit_keras_threads(threads: int) -> str | None:
 
 
 def _keras_runner(model: keras.Model):
-    return lambda batch: np.asarray(model.predict_on_batch(batch))
+    return lambda batch: keras.tree.map_structure(np.asarray, model.predict_on_batch(batch))  # one output or several (a Mask R-CNN trunk)
 
 
 def interleaved_timings(runners, inputs, rounds: int = 30, warmup: int = 5) -> list[list[float]]:

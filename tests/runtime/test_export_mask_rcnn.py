@@ -21,3 +21,25 @@ def test_export_writes_the_trunk_of_a_mask_rcnn(tmp_path, capsys):
     image = np.random.default_rng(0).random((1, 64, 64, 1)).astype(np.float32)
     for exported, expected in zip(session.run(None, {session.get_inputs()[0].name: image}), model.trunk(image)):
         np.testing.assert_allclose(exported, np.asarray(expected), atol=1e-4)
+
+
+def test_benchmark_times_the_trunks_of_mask_rcnn_files_and_names_what_stays_in_python(tmp_path, capsys):
+    import json
+
+    import segprune
+    from segprune.cost import flops
+    from segprune.models import unet
+
+    dense = mask_rcnn(**TINY)
+    pruned = segprune.prune(dense, "l1", ratio=0.5, round_to=1, image_size=64).model
+    paths = [save_mask_rcnn(dense, tmp_path / "dense.keras"), save_mask_rcnn(pruned, tmp_path / "pruned.keras"), tmp_path / "unet.keras"]
+    unet(base_filters=4, depth=1).save(paths[2])
+    for runtime in ("onnxruntime", "keras"):
+        assert main(["benchmark", *map(str, paths), "--runtime", runtime, "--image-size", "64", "--rounds", "2", "--json"]) == 0
+        rows = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+        assert [row["macs"] for row in rows[:2]] == [flops(dense.trunk, (64, 64)).macs, flops(pruned.trunk, (64, 64)).macs]
+        assert rows[1]["params"] == pruned.trunk.count_params() and all(row["latency_ms"] > 0 for row in rows)
+        assert "dense.keras is a Mask R-CNN: its trunk" in " ".join(rows[0]["notes"]) and "NMS, RoIAlign" in rows[0]["notes"][-1]
+        assert not any("Mask R-CNN" in note for note in rows[2]["notes"])  # a segmentation model is timed whole, as before
+    assert main(["benchmark", str(paths[0]), "--image-size", "64", "--rounds", "2"]) == 0
+    assert "run in Python (MaskRCNN.detect), untimed" in " ".join(capsys.readouterr().out.split())
