@@ -117,8 +117,9 @@ def prune(
     """Removes channels from `model` by any structured method and returns a smaller plain model.
 
     Args:
-        model: A trained functional model, or a `MaskRCNN` (its trunk is pruned, its RoI heads kept; one-shot
-            data-free criteria only, fine-tuned on an `InstanceDataset`); it is never modified.
+        model: A trained functional model, or a `MaskRCNN` (its trunk is pruned, its RoI heads kept; data-free
+            one-shot criteria or a search, whose candidates are scored by validation mask AP; trained on an
+            `InstanceDataset`); it is never modified.
         method: A one-shot importance criterion (`"l1"`, `"l2"`, `"bn-scale"`, `"taylor"`, `"activation"`,
             `"random"`, `"mutual-info"`), a regularised method (`"l0-channel"`, `"slimming"`) or a search
             (`"greedy"`, `"random-search"`).
