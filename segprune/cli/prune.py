@@ -77,7 +77,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--regularise-epochs", type=int, default=None, help="l0-channel / slimming: epochs under the penalty (default 15)")
     parser.add_argument("--strength", type=float, default=None, help="l0-channel / slimming: penalty weight (defaults 1.0 / 1e-4)")
     parser.add_argument("--candidates", type=int, default=None, help="random-search: configurations to evaluate (default 20)")
-    parser.add_argument("--accuracy-floor", type=float, default=None, help="random-search: stop once a candidate's validation Dice reaches this")
+    parser.add_argument("--accuracy-floor", type=float, default=None, help="random-search: stop once a candidate's validation score (Dice; mask AP for a Mask R-CNN) reaches this")
     parser.add_argument("--iterations", type=int, default=None, help="greedy: steps from dense to the target (default 10)")
     parser.add_argument("--candidate-steps", type=int, default=None, help="search: short fine-tune steps per candidate (default 20; 0 scores inherited weights)")
     parser.add_argument("--threads", type=int, default=None, help="search: runtime threads for latency targets and the final timing (default 2)")
