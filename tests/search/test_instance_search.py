@@ -77,3 +77,13 @@ def test_a_candidate_is_seeded_by_its_name_so_it_scores_and_builds_the_same_anyw
 def test_what_a_mask_rcnn_search_cannot_do_is_refused(options, message, tmp_path):
     with pytest.raises(ValueError, match=message):
         segprune.prune(mask_rcnn(**DETECTOR), "greedy", **{"data": _tiles(), **options}, folder=tmp_path / "s", **SEARCH)
+
+
+def test_greedy_stopped_by_its_time_limit_narrows_the_last_step_of_a_detector_to_the_budget(tmp_path, monkeypatch):
+    from segprune.search.progress import SearchClock
+
+    monkeypatch.setattr(SearchClock, "out_of_time", lambda self: self.done >= 2)  # after the first step's two proposals
+    model = mask_rcnn(**DETECTOR)
+    result = segprune.prune(model, "greedy", data=_tiles(), iterations=1, max_minutes=100, folder=tmp_path / "search", **SEARCH)
+    assert isinstance(result.model, MaskRCNN) and _trunk_share(model, result.model) <= 0.6
+    assert result.search.candidates == 2 and "stopped at the time limit" in result.notes[0]
