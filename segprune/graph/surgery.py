@@ -8,7 +8,7 @@ from collections.abc import Iterable
 import keras
 import numpy as np
 
-from segprune.backend._keras_internals import all_sublayers
+from segprune.backend._keras_internals import all_sublayers, leaf_layers, placeholder_initial_values
 from segprune.graph.channels import UnsupportedLayerError, handler_for, layer_weights
 from segprune.graph.groups import ChannelGraph
 
@@ -45,6 +45,9 @@ def remove_channels(graph: ChannelGraph, removed_classes: Iterable[int]) -> kera
         if layer_weights(call.layer):
             target = find_layer(rebuilt, call.path, call.layer.name)
             target.set_weights(handler_for(call.layer).slice_weights(call, kept_in, kept_out))
+    for path, layer in leaf_layers(graph.model):  # a layer the trace never called keeps its weights whole
+        if (path, layer.name) not in kept_by_layer and layer.weights:
+            find_layer(rebuilt, path, layer.name).set_weights(layer.get_weights())
     return rebuilt
 
 
@@ -72,8 +75,10 @@ def _writes_config(layer: keras.layers.Layer) -> bool:
 
 
 def _rebuild(model: keras.Model, config: dict) -> keras.Model:
+    """The model `config` describes; its weights start as placeholders, as `remove_channels` assigns each one."""
     try:
-        return type(model).from_config(config)
+        with placeholder_initial_values():
+            return type(model).from_config(config)
     except Exception as error:  # Keras raises many types here; to the user they all mean one thing
         raise UnsupportedLayerError(
             f"Keras could not rebuild model {model.name!r} with its pruned widths: {type(error).__name__}: {error}. "

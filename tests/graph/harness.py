@@ -9,6 +9,7 @@ from __future__ import annotations
 import keras
 import numpy as np
 
+from segprune.backend._keras_internals import placeholder_initial_values
 from segprune.graph.channels import handler_for, weight_name
 from segprune.graph.groups import ChannelGraph, build_channel_graph
 from segprune.graph.surgery import find_layer, remove_channels
@@ -30,6 +31,28 @@ def randomize_weights(model: keras.Model, seed: int = 0) -> None:
         layer.set_weights(values)
 
 
+def built_with_numpy_weights(build, seed: int = 0) -> keras.Model:
+    """`build()` with its randomly initialised weights drawn by NumPy (Glorot uniform) instead of by Keras.
+
+    Under JAX, Keras compiles a random kernel per weight shape (most of a small model's build time); the
+    checks here need random weights, not Keras's own draws.
+    """
+    rng = np.random.default_rng(seed)
+    with placeholder_initial_values():
+        model = build()
+    for layer in _leaf_layers(model):
+        values = []
+        for variable in layer.weights:
+            value = keras.ops.convert_to_numpy(variable)
+            if value.ndim >= 2 and value.dtype.kind == "f" and not value.any():
+                receptive = int(np.prod(value.shape[:-2]))
+                limit = np.sqrt(6.0 / (receptive * (value.shape[-2] + value.shape[-1])))
+                value = rng.uniform(-limit, limit, value.shape).astype(value.dtype)
+            values.append(value)
+        layer.set_weights(values)
+    return model
+
+
 def choose_channels(graph: ChannelGraph, seed: int = 0, share_of_groups: float = 0.5, share_of_channels: float = 0.4) -> list[int]:
     """Random prunable channels from a random share of the prunable groups."""
     rng = np.random.default_rng(seed)
@@ -49,7 +72,8 @@ def choose_channels(graph: ChannelGraph, seed: int = 0, share_of_groups: float =
 def zeroed_copy(graph: ChannelGraph, removed: list[int]) -> keras.Model:
     """A copy of the original in which every consumer ignores the removed channels (input weights zeroed)."""
     model = graph.model
-    copy = type(model).from_config(model.get_config())
+    with placeholder_initial_values():  # every weight is assigned next
+        copy = type(model).from_config(model.get_config())
     copy.set_weights(model.get_weights())
     removed_array = np.array(removed)
     for call, inputs in zip(graph.trace.calls, graph.call_inputs):

@@ -4,9 +4,10 @@ import keras
 import numpy as np
 import pytest
 
+from segprune.backend._keras_internals import placeholder_initial_values
 from segprune.cost import flops
 from segprune.models import fcn, mobilenet_unet, unet
-from tests.graph.harness import assert_prunes_exactly
+from tests.graph.harness import assert_prunes_exactly, built_with_numpy_weights, infer
 
 ARCHITECTURES = {
     "unet-transpose": (lambda: unet(num_classes=3, input_channels=1, base_filters=8), (64, 64, 1)),
@@ -23,12 +24,13 @@ ARCHITECTURES = {
 @pytest.mark.parametrize("seed", [0, 1])
 def test_pruned_equals_zeroed_original(name, seed, tmp_path):
     build, input_shape = ARCHITECTURES[name]
-    model = build()
+    model = built_with_numpy_weights(build, seed)
     pruned = assert_prunes_exactly(model, input_shape, seed=seed)
     assert flops(pruned, input_shape[:2]).macs < flops(model, input_shape[:2]).macs
 
     path = tmp_path / "pruned.keras"
     pruned.save(path)
-    reloaded = keras.saving.load_model(path)
+    with placeholder_initial_values():  # a weight the file fails to restore stays zero and shows below
+        reloaded = keras.saving.load_model(path)
     sample = np.random.default_rng(9).random((1, *input_shape)).astype(np.float32)
-    np.testing.assert_allclose(reloaded.predict(sample, verbose=0), pruned.predict(sample, verbose=0), atol=1e-6)
+    np.testing.assert_allclose(infer(reloaded, sample), infer(pruned, sample), atol=1e-6)

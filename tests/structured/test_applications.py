@@ -9,8 +9,9 @@ import numpy as np
 import pytest
 
 from segprune import prune_channels, pruning_summary
+from segprune.backend._keras_internals import placeholder_initial_values
 from segprune.graph import UnsupportedLayerError
-from tests.graph.harness import infer
+from tests.graph.harness import built_with_numpy_weights, infer
 
 APPLICATIONS = {
     "ResNet50": 32, "ResNet50V2": 32, "MobileNet": 32, "MobileNetV2": 32, "MobileNetV3Small": 32, "DenseNet121": 32,
@@ -29,7 +30,7 @@ DEFAULT_SUITE = ("ResNet50", "MobileNetV2", "EfficientNetB0", "ConvNeXtTiny")
 )
 def test_application_prunes_and_round_trips(name, tmp_path):
     size = APPLICATIONS[name]
-    model = getattr(keras.applications, name)(weights=None, input_shape=(size, size, 3), classes=10)
+    model = built_with_numpy_weights(lambda: getattr(keras.applications, name)(weights=None, input_shape=(size, size, 3), classes=10))
     pruned = prune_channels(model, ratio=0.5)
     sample = np.random.default_rng(0).random((1, size, size, 3)).astype(np.float32)
     output = infer(pruned, sample)
@@ -40,7 +41,9 @@ def test_application_prunes_and_round_trips(name, tmp_path):
     assert summary.macs_ratio < 0.6
     path = tmp_path / "pruned.keras"
     pruned.save(path)
-    np.testing.assert_allclose(infer(keras.saving.load_model(path), sample), output, atol=1e-5)
+    with placeholder_initial_values():  # a weight the file fails to restore stays zero and shows below
+        reloaded = keras.saving.load_model(path)
+    np.testing.assert_allclose(infer(reloaded, sample), output, atol=1e-5)
 
 
 def test_unsupported_layer_fails_clearly():
