@@ -188,7 +188,8 @@ def _drop_keras2_only_arguments(config: dict, source: str) -> bool:
 def _keras_load(path: Path, options: _LoadOptions, shown_as: Path | None = None, class_name: str | None = None) -> keras.Model:
     shown = str(shown_as or path)
     try:
-        return keras.saving.load_model(path, custom_objects=options.custom_objects, compile=False, safe_mode=options.safe_mode)
+        with placeholder_initial_values():  # Keras assigns every weight from the file, or raises
+            return keras.saving.load_model(path, custom_objects=options.custom_objects, compile=False, safe_mode=options.safe_mode)
     except Exception as error:  # Keras raises many types here; all mean the same to the user.
         if options.safe_mode and "Lambda" in str(error):
             raise ModelFileError(
