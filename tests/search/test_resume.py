@@ -44,7 +44,11 @@ def _candidates(out: Path) -> int:
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("method,extra,kill_after", [("greedy", ["--iterations", "2"], 4), ("random-search", ["--candidates", "5"], 2)])
+@pytest.mark.parametrize("method,extra,kill_after", [
+    ("greedy", ["--iterations", "2"], 4),
+    # the same log and replay as greedy's; `make test-all` runs it (make test's 12 minutes hold three backends)
+    pytest.param("random-search", ["--candidates", "5"], 2, marks=pytest.mark.exhaustive),
+])
 def test_sigkill_then_resume_chooses_what_an_uninterrupted_run_chooses(make_folder_dataset, tmp_path, monkeypatch, method, extra, kill_after):
     data = make_folder_dataset(count=8)
     source = tmp_path / "unet.keras"
