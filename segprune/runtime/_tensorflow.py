@@ -23,6 +23,10 @@ def check_backend() -> None:
     require_backend("Export (through tf2onnx and the TFLite converter)", ("tensorflow",))
 
 
+def check_int8_backend() -> None:
+    require_backend("Full-integer LiteRT quantization (calibrated in the Keras process)", ("tensorflow",))
+
+
 def inference_function(model: keras.Model, input_shape: Sequence[int | None]):
     """A `tf.function` of `model(x, training=False)` for float32 inputs of `input_shape` (None: dynamic)."""
     import tensorflow as tf
@@ -58,7 +62,7 @@ def write_litert_int8(model: keras.Model, path: str | Path, input_shape: Sequenc
 
     Keras's LiteRT export calls the model with training=False and passes these converter settings on.
     """
-    require_backend("Full-integer LiteRT quantization (calibrated in the Keras process)", ("tensorflow",))
+    check_int8_backend()
     import tensorflow as tf
 
     def representative_dataset():

@@ -120,6 +120,8 @@ def quantize(
         raise ValueError(f"An int8 model for {runtime} is a {FORMATS[_EXPORT_FORMAT[runtime]]} file; got {str(out)!r}.")
     if tolerance < 0:
         raise ValueError(f"tolerance is in Dice points the int8 model may lose and cannot be negative; got {tolerance}.")
+    if runtime == "litert":  # refused before any model is loaded or exported
+        _tensorflow.check_int8_backend()
     model = model_or_path if isinstance(model_or_path, keras.Model) else load_model(model_or_path)
     dataset = data if isinstance(data, SegmentationDataset) else load_data(data)
     channels = input_channels(model)

@@ -40,3 +40,8 @@ def test_int8_litert_is_refused_in_one_line_off_tensorflow(tmp_path):
     model = unet(num_classes=2, input_channels=1, base_filters=4, depth=1)
     with pytest.raises(BackendUnsupported, match="KERAS_BACKEND=tensorflow"):
         _tensorflow.write_litert_int8(model, tmp_path / "int8.tflite", (1, 32, 32, 1), [])
+    from segprune.runtime.quantize import quantize
+
+    with pytest.raises(BackendUnsupported, match="KERAS_BACKEND=tensorflow"):  # before loading data or exporting anything
+        quantize(model, tmp_path / "no-such-dataset", "litert", out=tmp_path / "int8.tflite")
+    assert not list(tmp_path.iterdir())
