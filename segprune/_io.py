@@ -10,6 +10,8 @@ from pathlib import Path
 
 import keras
 
+from segprune.backend._keras_internals import placeholder_initial_values
+
 
 @contextlib.contextmanager
 def atomic_path(path: str | Path) -> Iterator[Path]:
@@ -47,9 +49,12 @@ def save_model(model: keras.Model, path: str | Path) -> Path:
     path = Path(path)
     if path.suffix != ".keras":
         raise ValueError(f"Models are saved in the Keras 3 format; the path must end in .keras, got {str(path)!r}.")
-    plain = type(model).from_config(model.get_config()) if model.compiled else model
-    if plain is not model:
+    if model.compiled:
+        with placeholder_initial_values():  # every weight is assigned next
+            plain = type(model).from_config(model.get_config())
         plain.set_weights(model.get_weights())
+    else:
+        plain = model
     with atomic_path(path) as temporary:
         plain.save(temporary)
     return path
