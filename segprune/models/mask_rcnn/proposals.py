@@ -7,7 +7,6 @@ NMS has no `keras.ops` form, so `non_max_suppression` calls the TensorFlow backe
 from __future__ import annotations
 
 import numpy as np
-import tensorflow as tf
 from keras import ops
 
 from segprune.models.mask_rcnn.boxes import clip_boxes, decode_boxes
@@ -15,6 +14,8 @@ from segprune.models.mask_rcnn.boxes import clip_boxes, decode_boxes
 
 def non_max_suppression(boxes, scores, max_outputs: int, iou_threshold: float, score_threshold: float = float("-inf")):
     """Indices of the boxes kept by greedy NMS, best score first (TensorFlow backend op)."""
+    import tensorflow as tf  # imported when used: segprune itself imports under every backend
+
     return tf.image.non_max_suppression(
         ops.convert_to_tensor(boxes, "float32"),
         ops.convert_to_tensor(scores, "float32"),
