@@ -11,7 +11,8 @@ from segprune.sparse import sparsity_summary
 
 
 @pytest.mark.parametrize("method,extra", [("magnitude", ["--pattern", "2:4", "--schedule", "constant", "--epochs", "2"]),
-                                          ("l0", ["--epochs", "1", "--recovery-epochs", "0"])])
+                                          # the same command path with another method: make test-all
+                                          pytest.param("l0", ["--epochs", "1", "--recovery-epochs", "0"], marks=pytest.mark.exhaustive)])
 @pytest.mark.slow
 def test_sparsify_writes_a_plain_sparse_model_and_keeps_the_input(make_folder_dataset, tmp_path, capsys, method, extra):
     root = make_folder_dataset(count=8)
