@@ -25,10 +25,10 @@ $(VENV)/.installed: pyproject.toml Makefile | $(BIN)/python
 # pip's index offers only PyTorch's CUDA build (public PyPI), pass its CPU index:
 #   make test TORCH_INDEX=https://download.pytorch.org/whl/cpu
 TORCH_INDEX ?=
-$(VENV)/.installed-test: $(VENV)/.installed
+$(VENV)/.installed-test: pyproject.toml Makefile | $(BIN)/python
 	$(BIN)/python -m pip install --quiet -e ".[test,jax,torch]" $(if $(TORCH_INDEX),--extra-index-url $(TORCH_INDEX))
 	$(BIN)/python -m pip install --quiet --no-deps "$(KERAS_HUB)"
-	touch $@
+	touch $@ $(VENV)/.installed
 
 install: $(VENV)/.installed
 

@@ -97,6 +97,7 @@ def test_a_time_limit_before_the_first_step_is_a_clear_error(data, model, tmp_pa
     assert len(_records(tmp_path, "candidate")) >= 1
 
 
+@pytest.mark.exhaustive  # greedy's time-limit test covers the limit; make test-all runs random search's too
 def test_random_search_stops_at_the_time_limit_with_its_best_so_far(data, model, tmp_path, monkeypatch):
     _limit_after(monkeypatch, 2)
     result = random_search(model, data, tmp_path, LIMITED, CANDIDATES, num_candidates=5)
