@@ -92,23 +92,25 @@ def steps_left(budget: Budget, current: float, planned: float, done: int) -> int
 
 
 def uniformly_narrowed(budget: Budget, config: Configuration) -> Configuration:
-    """`config` with every group narrowed by one common factor, as little as needed to meet the budget."""
+    """`config` narrowed evenly, one notch of one group at a time, until it meets the budget.
 
-    def scaled(factor: float) -> Configuration:
-        narrowed = {}
-        for key, width in config.items():
-            allowed = [w for w in budget.space.widths(key) if w <= max(factor * width, 1)]
-            narrowed[key] = allowed[-1] if allowed else budget.space.widths(key)[0]
-        return narrowed
-
-    if budget.cost(config) <= budget.limit:
-        return dict(config)
-    lower, upper = 0.0, 1.0
-    for _ in range(30):
-        middle = (lower + upper) / 2
-        lower, upper = (middle, upper) if budget.cost(scaled(middle)) <= budget.limit else (lower, middle)
-    narrowed = scaled(lower) if budget.cost(scaled(lower)) <= budget.limit else scaled(0.0)
-    return narrowed if budget.cost(narrowed) <= budget.limit else budget.narrowest()
+    Each notch goes to the group that keeps the largest share of its current width after it, so the groups
+    shrink by about one common factor; the narrowing stops at the first configuration within the budget
+    (one common factor applied at once overshot: with widths in steps of 8, a 16-wide group loses half at
+    the first notch, and a Mask R-CNN stopped at 0.545 of its MACs was cut to 0.332 for a budget of 0.5).
+    """
+    narrowed = dict(config)
+    while budget.cost(narrowed) > budget.limit:
+        notches = []
+        for key, width in narrowed.items():
+            smaller = [w for w in budget.space.widths(key) if w < width]
+            if smaller:
+                notches.append((smaller[-1] / config[key], smaller[-1] / width, key, smaller[-1]))
+        if not notches:
+            return budget.narrowest()
+        *_, key, width = max(notches)
+        narrowed[key] = width
+    return narrowed
 
 
 def greedy_search(
@@ -250,7 +252,7 @@ def _finish_at_limit(budget, config, parent, steps, candidate_settings, data, se
     result_model = shrink_parent(load_parent(parent), config, narrowed, candidate_settings.importance, data)
     note = (
         f"stopped at the time limit of {settings.max_minutes:g} minutes after {steps} greedy step(s) ({step_share:.3f} of the "
-        f"{budget.resource_name}); the rest of the way to {budget.share(narrowed):.3f} was cut uniformly by "
+        f"{budget.resource_name}); the rest of the way to {budget.share(narrowed):.3f} was cut evenly by "
         f"{candidate_settings.importance} importance. --resume continues the search past the limit."
     )
     return result_model, narrowed, note

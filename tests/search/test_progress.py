@@ -113,6 +113,10 @@ def test_the_last_step_is_narrowed_to_the_budget_and_no_further(data, model, tmp
     assert budget.share(narrowed) <= 0.5
     wider = {key: next((w for w in budget.space.widths(key) if w > width), width) for key, width in narrowed.items()}
     assert budget.share(wider) > 0.5, "one notch wider everywhere would miss the budget: the cut is as small as it can be"
+    assert any(budget.share({**narrowed, key: wider[key]}) > 0.5 for key in narrowed), "it stopped at the first notch within the budget"
+    just_over = next({**narrowed, key: wider[key]} for key in narrowed if budget.share({**narrowed, key: wider[key]}) > 0.5)
+    again = uniformly_narrowed(budget, just_over)  # a finished step just over the budget loses one notch, not a common factor
+    assert budget.share(again) <= 0.5 and sum(again[key] != just_over[key] for key in again) == 1
 
 
 def test_greedy_expects_the_steps_its_finished_steps_cut_at_not_the_planned_count():
