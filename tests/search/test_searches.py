@@ -98,9 +98,9 @@ def test_two_workers_find_what_one_finds(make_folder_dataset, tmp_path):
     root = make_folder_dataset(count=8)
     data = load_data(str(root))
     model = unet(num_classes=2, input_channels=1, base_filters=16, depth=1)
-    one = random_search(model, data, tmp_path / "one", SETTINGS, CANDIDATES, num_candidates=4)
+    one = random_search(model, data, tmp_path / "one", SETTINGS, CANDIDATES, num_candidates=2)
     two = random_search(model, data, tmp_path / "two", SearchSettings(**{**SETTINGS.__dict__, "workers": 2}), CANDIDATES,
-                        num_candidates=4, data_source=str(root))
+                        num_candidates=2, data_source=str(root))  # one candidate per worker
     assert one.config == two.config
     scores = lambda folder: [r["score"] for r in _log(folder) if r["type"] == "candidate"]  # noqa: E731
     assert scores(tmp_path / "one") == pytest.approx(scores(tmp_path / "two"), abs=1e-6)
