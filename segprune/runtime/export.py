@@ -27,6 +27,13 @@ FORMATS = {"onnx": ".onnx", "litert": ".tflite", "openvino": ".xml"}
 InputShape = tuple  # (batch, height, width, channels); None where dynamic
 
 
+# tf2onnx runs its graph optimisers with their exceptions caught and skipped. Rarely (about once in several
+# test-suite runs, depending on what ran before in the process) its reshape optimiser fails on the first
+# pass only, and the file's output keeps a leading dimension of 1: (1, 1, H, W, C) for (1, H, W, C). The
+# verification sees outputs of another shape; writing the file again gives the right graph.
+WRITE_ATTEMPTS = 2
+
+
 class ExportMismatchError(RuntimeError):
     """The exported model's outputs differ from the Keras model's beyond tolerance."""
 
@@ -69,8 +76,14 @@ def export_model(
     inputs = verification_inputs(shape, samples, check_size)
     expected = [output_list(model.predict(x, verbose=0)) for x in inputs]  # export needs a called model
     with staged_file(path) as temporary:
-        write_model(model, temporary, format, shape)
-        difference = largest_difference(open_runner(temporary, threads=2), inputs, expected)
+        for attempt in range(WRITE_ATTEMPTS):
+            write_model(model, temporary, format, shape)
+            try:
+                difference = largest_difference(open_runner(temporary, threads=2), inputs, expected)
+                break
+            except ExportMismatchError:  # outputs of another shape: see WRITE_ATTEMPTS
+                if attempt + 1 == WRITE_ATTEMPTS:
+                    raise
         if not difference <= tolerance:
             raise ExportMismatchError(
                 f"The {format} export of {model.name!r} differs from Keras by {difference:.3g} "

@@ -202,3 +202,26 @@ def test_export_cli_never_overwrites_its_input(tmp_path, capsys):
     assert main(["export", str(source), "--format", "onnx", "--out", str(source)]) == 2
     assert main(["export", str(source), "--format", "onnx", "--out", str(tmp_path / "model.onnx")]) == 0
     assert "largest difference" in capsys.readouterr().out
+
+
+def test_a_file_with_outputs_of_another_shape_is_written_once_more_then_refused(tmp_path, monkeypatch):
+    """tf2onnx can skip a failing optimiser pass and leave an output with an extra leading dimension."""
+    import segprune.runtime.export as export
+
+    model = unet(num_classes=2, input_channels=1, base_filters=4, depth=1)
+    inputs = keras.Input((32, 32, 1))
+    wrong = keras.Model(inputs, keras.layers.Reshape((1, 32, 32, model.output_shape[-1]))(model(inputs)))
+    writer, calls = export.write_model, []
+
+    def flaky(target, path, format, shape):
+        calls.append(target)
+        writer(wrong if len(calls) == 1 else target, path, format, shape)
+
+    monkeypatch.setattr(export, "write_model", flaky)
+    assert export.export_model(model, tmp_path / "model.onnx", "onnx", input_shape=(1, 32, 32)) <= 1e-4
+    assert len(calls) == 2 and (tmp_path / "model.onnx").exists()
+
+    monkeypatch.setattr(export, "write_model", lambda target, path, format, shape: writer(wrong, path, format, shape))
+    with pytest.raises(ExportMismatchError, match="outputs of shapes"):
+        export.export_model(model, tmp_path / "again.onnx", "onnx", input_shape=(1, 32, 32))
+    assert not (tmp_path / "again.onnx").exists()
