@@ -10,7 +10,7 @@ from pathlib import Path
 
 import keras
 
-from segprune.backend._keras_internals import placeholder_initial_values
+from segprune.backend._keras_internals import rebuilt_copy
 
 
 @contextlib.contextmanager
@@ -49,12 +49,7 @@ def save_model(model: keras.Model, path: str | Path) -> Path:
     path = Path(path)
     if path.suffix != ".keras":
         raise ValueError(f"Models are saved in the Keras 3 format; the path must end in .keras, got {str(path)!r}.")
-    if model.compiled:
-        with placeholder_initial_values():  # every weight is assigned next
-            plain = type(model).from_config(model.get_config())
-        plain.set_weights(model.get_weights())
-    else:
-        plain = model
+    plain = rebuilt_copy(model) if model.compiled else model
     with atomic_path(path) as temporary:
         plain.save(temporary)
     return path

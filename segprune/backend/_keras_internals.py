@@ -427,3 +427,11 @@ def placeholder_initial_values() -> Iterator[None]:
             variable_class._initialize_with_initializer = original
         else:
             del variable_class._initialize_with_initializer
+
+
+def rebuilt_copy(model: keras.Model) -> keras.Model:
+    """A new model from `model`'s config with its weights (uncompiled); no random draw is made for them."""
+    with placeholder_initial_values():
+        copy = type(model).from_config(model.get_config())
+    copy.set_weights(model.get_weights())
+    return copy

@@ -12,7 +12,7 @@ from pathlib import Path
 import h5py
 import keras
 
-from segprune.backend._keras_internals import is_graph_model, placeholder_initial_values, plain_functional
+from segprune.backend._keras_internals import is_graph_model, placeholder_initial_values, plain_functional, rebuilt_copy
 
 SUPPORTED_SUFFIXES = (".keras", ".h5", ".hdf5")
 _GRAPH_CLASS_NAMES = ("Functional", "Sequential", "Model")
@@ -84,11 +84,7 @@ def copy_model(model: keras.Model) -> keras.Model:
     A `keras.Model` subclass built functionally (keras-hub) is copied as the plain functional graph of its
     layers, so the copy does not depend on the subclass's constructor or its `get_config`.
     """
-    plain = plain_functional(model)
-    with placeholder_initial_values():  # every weight is assigned next
-        copy = type(plain).from_config(plain.get_config())
-    copy.set_weights(plain.get_weights())
-    return copy
+    return rebuilt_copy(plain_functional(model))
 
 
 def require_graph_model(model: keras.Model, source: str = "the model") -> None:

@@ -9,7 +9,7 @@ from __future__ import annotations
 import keras
 import numpy as np
 
-from segprune.backend._keras_internals import placeholder_initial_values
+from segprune.backend._keras_internals import placeholder_initial_values, rebuilt_copy
 from segprune.graph.channels import handler_for, weight_name
 from segprune.graph.groups import ChannelGraph, build_channel_graph
 from segprune.graph.surgery import find_layer, remove_channels
@@ -72,9 +72,7 @@ def choose_channels(graph: ChannelGraph, seed: int = 0, share_of_groups: float =
 def zeroed_copy(graph: ChannelGraph, removed: list[int]) -> keras.Model:
     """A copy of the original in which every consumer ignores the removed channels (input weights zeroed)."""
     model = graph.model
-    with placeholder_initial_values():  # every weight is assigned next
-        copy = type(model).from_config(model.get_config())
-    copy.set_weights(model.get_weights())
+    copy = rebuilt_copy(model)
     removed_array = np.array(removed)
     for call, inputs in zip(graph.trace.calls, graph.call_inputs):
         zeroed = {}
