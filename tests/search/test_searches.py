@@ -94,6 +94,7 @@ def test_an_existing_log_is_never_overwritten(data, model, tmp_path):
 
 
 @pytest.mark.slow
+@pytest.mark.exhaustive  # two worker processes start TensorFlow (~12 s): make test-all, beside the Ray tests
 def test_two_workers_find_what_one_finds(make_folder_dataset, tmp_path):
     root = make_folder_dataset(count=8)
     data = load_data(str(root))
