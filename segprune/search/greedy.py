@@ -94,8 +94,8 @@ def steps_left(budget: Budget, current: float, planned: float, done: int) -> int
 def uniformly_narrowed(budget: Budget, config: Configuration) -> Configuration:
     """`config` narrowed evenly, one notch of one group at a time, until it meets the budget.
 
-    Each notch goes to the group that keeps the largest share of its current width after it, so the groups
-    shrink by about one common factor; the narrowing stops at the first configuration within the budget
+    Each notch goes to the group that keeps the largest share of its width in `config` after it (ties: of
+    its current width), so the groups shrink by about one common factor; the narrowing stops at the first configuration within the budget
     (one common factor applied at once overshot: with widths in steps of 8, a 16-wide group loses half at
     the first notch, and a Mask R-CNN stopped at 0.545 of its MACs was cut to 0.332 for a budget of 0.5).
     """
