@@ -252,13 +252,17 @@ def plain_functional(model: keras.Model, expand: Callable | None = None, _rebuil
     its own layers, so the result's config is a layer list and rebuilding it needs no subclass
     constructor. Models holding no functional subclass are returned as they are. Layers (and so weights)
     are shared with `model`, not copied.
+
+    `_rebuilt` maps each model already flattened in this call to its flat copy, keyed by the model itself:
+    an `id()` key would let a traced composite, freed once used, hand its address and so its entry to the
+    next one traced (seen as a stem's copy called on an encoder stage's input).
     """
     expand = expand or (lambda layer: False)
     rebuilt = {} if _rebuilt is None else _rebuilt
     if isinstance(model, keras.Sequential) or not _needs_rebuild(model, expand):
         return model
-    if id(model) in rebuilt:
-        return rebuilt[id(model)]
+    if model in rebuilt:
+        return rebuilt[model]
 
     def operation_fn(operation):
         if is_graph_model(operation) and _needs_rebuild(operation, expand):
@@ -272,8 +276,8 @@ def plain_functional(model: keras.Model, expand: Callable | None = None, _rebuil
     ]
     outputs = model._run_through_graph(inputs, operation_fn=operation_fn)
     structured_inputs = keras.tree.pack_sequence_as(model._inputs_struct, inputs)
-    rebuilt[id(model)] = keras.Model(structured_inputs, outputs, name=model.name)
-    return rebuilt[id(model)]
+    rebuilt[model] = keras.Model(structured_inputs, outputs, name=model.name)
+    return rebuilt[model]
 
 
 def _call_expanded(layer, args: tuple, kwargs: dict, expand: Callable, rebuilt: dict):

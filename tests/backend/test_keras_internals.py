@@ -34,3 +34,45 @@ def test_outside_the_block_random_initializers_draw_again_and_the_model_trains()
     copy.compile(optimizer="sgd", loss="mse")
     copy.fit(sample, np.zeros((2, 6, 6, 4), "float32"), epochs=1, verbose=0)
     assert not np.allclose(copy.get_weights()[0], model.get_weights()[0])
+
+
+class ConvBlock(keras.layers.Layer):
+    """A composite layer (sublayers only, no weights of its own), as keras-hub writes its blocks."""
+
+    def __init__(self, filters: int, **kwargs):
+        super().__init__(**kwargs)
+        self.conv = keras.layers.Conv2D(filters, 3, padding="same")
+        self.relu = keras.layers.ReLU()
+
+    def call(self, x):
+        return self.relu(self.conv(x))
+
+
+class Stage(keras.layers.Layer):
+    """A composite of composites: its trace is flattened in turn, and that copy is what the cache holds."""
+
+    def __init__(self, filters: int, **kwargs):
+        super().__init__(**kwargs)
+        self.first = ConvBlock(filters)
+        self.second = ConvBlock(filters)
+
+    def call(self, x):
+        return self.second(self.first(x))
+
+
+def test_flattening_maps_each_traced_composite_to_its_own_copy_even_when_addresses_are_reused(monkeypatch):
+    # A traced composite is freed once flattened, and CPython may give the next one its address: a cache keyed
+    # by id() then answered a stage's trace with the stem's copy (seen in CI on keras-hub's HGNetV2). Every id()
+    # colliding is the extreme of that reuse.
+    from segprune.backend import _keras_internals
+
+    inputs = keras.Input((8, 8, 3))
+    outputs = Stage(4, name="stage")(Stage(6, name="stem")(inputs))
+    model = keras.Model(inputs, outputs)
+    monkeypatch.setattr(_keras_internals, "id", lambda obj: 0, raising=False)
+    flat = _keras_internals.plain_functional(model, expand=lambda layer: isinstance(layer, (ConvBlock, Stage)))
+    sample = np.random.default_rng(0).random((2, 8, 8, 3)).astype(np.float32)
+    np.testing.assert_allclose(flat.predict(sample, verbose=0), model.predict(sample, verbose=0), atol=1e-6)
+    convs = [layer for layer in _keras_internals.all_sublayers(flat) if isinstance(layer, keras.layers.Conv2D)]
+    expected = [block.conv for stage in model.layers[1:] for block in (stage.first, stage.second)]
+    assert sorted(layer.name for layer in convs) == sorted(layer.name for layer in expected)
