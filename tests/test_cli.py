@@ -64,3 +64,11 @@ def test_help(command, capsys):
         main([command, "--help"])
     assert exit_info.value.code == 0
     assert "usage: segprune" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("command", ["export", "quantize"])
+def test_a_malformed_input_shape_is_named_with_the_form_it_should_take(command, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        main([command, "model.keras", "--input-shape", "1x0x32", "--out", "model.onnx"])
+    assert exit_info.value.code == 2
+    assert "'1x0x32' is not HxW, BxHxW or BxHxWxC with positive integers, e.g. 1x256x256" in capsys.readouterr().err

@@ -11,7 +11,7 @@ from segprune.cli import _console
 from segprune.data import DataError
 from segprune.graph.channels import UnsupportedLayerError
 from segprune.models import ModelFileError, load_model
-from segprune.runtime.export import ExportMismatchError
+from segprune.runtime.export import ExportMismatchError, parse_input_shape
 from segprune.structured.summary import PruningSummary
 from segprune.training import DistillConfig
 
@@ -22,6 +22,14 @@ DATA_HELP = (
 
 # Errors that mean "your input is wrong": printed as one line with exit status 2, never as a traceback.
 USER_ERRORS = (DataError, ModelFileError, UnsupportedLayerError, ExportMismatchError)
+
+
+def input_shape_argument(text: str) -> tuple[int, ...]:
+    """`--input-shape`'s parser: argparse prints an `ArgumentTypeError`'s own message (a `ValueError`'s it hides)."""
+    try:
+        return parse_input_shape(text)
+    except ValueError as error:
+        raise argparse.ArgumentTypeError(str(error)) from None
 
 
 def add_distill_options(parser: argparse.ArgumentParser) -> None:

@@ -10,11 +10,12 @@ from segprune.cli._common import (  # noqa: F401  (USER_ERRORS is read by segpru
     DATA_HELP,
     USER_ERRORS,
     add_loading_options,
+    input_shape_argument,
     read_model,
 )
 from segprune.data import adapt_channels, load_data
 from segprune.inference import input_channels, pad_to_multiple
-from segprune.runtime.export import FORMATS, export_model, parse_input_shape
+from segprune.runtime.export import FORMATS, export_model
 
 DESCRIPTION = "Export to ONNX, OpenVINO IR or LiteRT and check it against Keras."
 
@@ -24,7 +25,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--format", default="onnx", choices=sorted(FORMATS))
     parser.add_argument("--data", default=None, help=DATA_HELP + "; its test images are checked too")
     parser.add_argument(
-        "--input-shape", default=None, type=parse_input_shape, metavar="BxHxW",
+        "--input-shape", default=None, type=input_shape_argument, metavar="BxHxW",
         help="fix the input shape (e.g. 1x256x256) and fold the shape arithmetic; default: dynamic batch, height and width",
     )
     parser.add_argument("--tolerance", type=float, default=1e-4, help="largest allowed difference (default 1e-4)")

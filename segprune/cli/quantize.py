@@ -7,9 +7,8 @@ import json
 
 from segprune._io import check_output
 from segprune.cli import _console
-from segprune.cli._common import DATA_HELP
+from segprune.cli._common import DATA_HELP, input_shape_argument
 from segprune.cli._common import USER_ERRORS as COMMON_USER_ERRORS
-from segprune.runtime.export import parse_input_shape
 from segprune.runtime.quantize import RUNTIMES, QuantizationRefused, quantize
 
 DESCRIPTION = (
@@ -24,7 +23,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--data", default="nuclei", help=DATA_HELP + "; train split calibrates, test split checks")
     parser.add_argument("--runtime", default="onnxruntime", choices=RUNTIMES, help="runtime the int8 model is for (default onnxruntime)")
     parser.add_argument(
-        "--input-shape", default=None, type=parse_input_shape, metavar="BxHxW",
+        "--input-shape", default=None, type=input_shape_argument, metavar="BxHxW",
         help="fixed input shape, e.g. 1x256x256 (default: the training tiles' size at batch 1)",
     )
     parser.add_argument("--tolerance", type=float, default=1.0, help="Dice points the int8 model may lose (default 1.0)")
