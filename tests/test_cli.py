@@ -51,6 +51,8 @@ def test_evaluate_table(make_folder_dataset, tmp_path, capsys):
         (["evaluate", "missing.keras", "--data", "synthetic"], "No model file"),
         (["evaluate", "x.keras", "--data", "/no/such/folder"], "No dataset"),
         (["train", "--out", "model.h5", "--epochs", "1"], "must end in .keras"),
+        # the target is read before the model: no load, and no "state in OUT.resume" line first
+        (["prune", "missing.keras", "--method", "l1", "--target", "flops=1.5", "--out", "out.keras"], "must be in (0, 1], got 1.5"),
     ],
 )
 def test_errors_exit_2_with_a_message(arguments, message, capsys):

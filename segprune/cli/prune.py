@@ -107,6 +107,8 @@ def configure(parser: argparse.ArgumentParser) -> None:
 
 def run(arguments: argparse.Namespace) -> int:
     out = check_output(arguments.out, arguments.model)
+    if arguments.target:
+        parse_target(arguments.target)  # a malformed target is refused before the model and data load
     settings = _method_settings(arguments)
     if arguments.method in SEARCH_METHODS and arguments.data:
         settings["data_source"] = arguments.data  # worker processes load the data themselves
