@@ -19,6 +19,7 @@ from segprune.cost.resources import parse_target
 from segprune.data.dataset import SegmentationDataset
 from segprune.data.instances import InstanceDataset
 from segprune.instance_metrics import evaluate_instances
+from segprune.metrics import check_fits_data
 from segprune.models.mask_rcnn import MaskRCNN, fit_mask_rcnn, save_mask_rcnn
 from segprune.search.evaluation import CandidateSettings
 from segprune.search.greedy import greedy_search
@@ -179,6 +180,8 @@ def prune(
     if data is None and (finetune_epochs or method not in ONESHOT_METHODS):
         needs = "fine-tuning" if method in ONESHOT_METHODS else f"method {method!r}"
         raise ValueError(f"{needs} trains on data: pass data=segprune.load_data(...) (or --data on the command line).")
+    if data is not None:
+        check_fits_data(model, data)  # before any work or run state: a classifier or another class count is refused now
     if seed is not None:
         keras.utils.set_random_seed(seed)
     started = time.perf_counter()
@@ -263,6 +266,7 @@ def sparsify(
         raise ValueError("Sparse pruning fine-tunes the model: pass data=segprune.load_data(...).")
     if not 0.0 < sparsity < 1.0:
         raise ValueError(f"sparsity is the share of kernel weights to zero, in (0, 1); got {sparsity}.")
+    check_fits_data(model, data)
     if seed is not None:
         keras.utils.set_random_seed(seed)
     ignore = tuple(ignore)

@@ -102,6 +102,20 @@ class Evaluation:
         return {key: (list(value) if isinstance(value, tuple) else value) for key, value in asdict(self).items()}
 
 
+def check_fits_data(model: keras.Model, data: SegmentationDataset) -> None:
+    """Refuses a model that is not a single-output segmentation model predicting `data`'s classes.
+
+    Raises:
+        ValueError: Naming the model's output (or class count) and what it should be.
+    """
+    kind = output_kind(model)
+    if kind.num_classes != data.num_classes:
+        raise ValueError(
+            f"Model {model.name!r} predicts {kind.num_classes} classes ({kind.channels} output channels) but "
+            f"dataset {data.name!r} has {data.num_classes}. Build the model with num_classes={data.num_classes}."
+        )
+
+
 def evaluate(
     model: keras.Model,
     data: SegmentationDataset,
@@ -119,12 +133,7 @@ def evaluate(
         >>> 0.0 <= result.dice <= 1.0
         True
     """
-    kind = output_kind(model)
-    if kind.num_classes != data.num_classes:
-        raise ValueError(
-            f"Model {model.name!r} predicts {kind.num_classes} classes ({kind.channels} output channels) but "
-            f"dataset {data.name!r} has {data.num_classes}. Build the model with num_classes={data.num_classes}."
-        )
+    check_fits_data(model, data)
     matrix = ConfusionMatrix(data.num_classes, data.ignore_index)
     ids = data.ids(split)
     for start in range(0, len(ids), batch_size):

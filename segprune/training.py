@@ -16,7 +16,7 @@ from segprune.data.dataset import SegmentationDataset
 from segprune.data.pipeline import BatchConfig, TrainingBatches, adapt_channels
 from segprune.inference import DEFAULT_PAD_MULTIPLE, input_channels, pad_to_multiple
 from segprune.losses import CrossEntropyDiceLoss, DistillationLoss, soft_predictions
-from segprune.metrics import evaluate
+from segprune.metrics import check_fits_data, evaluate
 from segprune.models.outputs import OutputKind, output_kind
 from segprune.training_state import load_state, save_state, state_path, summary_of
 
@@ -156,12 +156,8 @@ def train(
     if epochs < 1:
         raise ValueError(f"epochs must be >= 1, got {epochs}.")
     config = config or TrainConfig()
+    check_fits_data(model, data)
     kind = output_kind(model)
-    if kind.num_classes != data.num_classes:
-        raise ValueError(
-            f"Model {model.name!r} predicts {kind.num_classes} classes but dataset {data.name!r} has "
-            f"{data.num_classes}. Build the model with num_classes={data.num_classes}."
-        )
     if distill is not None and teacher is None:
         raise ValueError("distill= needs the teacher= model whose soft masks the student learns (the dense model).")
     loss: keras.losses.Loss = CrossEntropyDiceLoss(kind, data.ignore_index, config.dice_weight)

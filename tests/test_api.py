@@ -2,6 +2,7 @@
 
 from types import SimpleNamespace
 
+import keras
 import numpy as np
 import pytest
 
@@ -120,3 +121,18 @@ def test_sparsify_dispatches_and_checks_its_settings(model, data, monkeypatch):
         segprune.sparsify(model, "magnitude", sparsity=0.5, data=data, strength=1e-4)
     with pytest.raises(ValueError, match="in \\(0, 1\\)"):
         segprune.sparsify(model, "l1", sparsity=1.5, data=data)
+
+
+@pytest.mark.parametrize("method", ["l1", "slimming", "greedy", "magnitude"])
+def test_a_model_that_does_not_fit_the_data_is_refused_before_any_state_is_written(data, tmp_path, method):
+    inputs = keras.Input((32, 32, data.image_channels))
+    classifier = keras.Model(inputs, keras.layers.Dense(5)(keras.layers.GlobalAveragePooling2D()(keras.layers.Conv2D(16, 3)(inputs))))
+    other_classes = unet(num_classes=data.num_classes + 1, input_channels=data.image_channels, base_filters=16, depth=2)
+    out = tmp_path / "pruned.keras"
+    for model, message in ((classifier, "a segmentation model must output"), (other_classes, f"num_classes={data.num_classes}")):
+        with pytest.raises(ValueError, match=message):
+            if method == "magnitude":
+                segprune.sparsify(model, method, sparsity=0.5, data=data, epochs=1, checkpoint_path=out)
+            else:
+                segprune.prune(model, method, target="flops=0.5", data=data, finetune_epochs=1, checkpoint_path=out, folder=tmp_path / "search")
+    assert sorted(tmp_path.iterdir()) == []

@@ -7,6 +7,7 @@ right after an epoch's state is written), in their regularised phase and in thei
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -116,7 +117,7 @@ def test_sigkill_then_resume_magnitude_keeps_masks_and_schedule(data, dense, tmp
     assert_same_history(resumed.training, reference.training)
 
 
-def test_a_state_from_other_settings_or_another_command_is_refused_and_kept(make_folder_dataset, data, tmp_path, capsys):
+def test_a_state_from_other_settings_or_another_command_is_refused_and_kept(make_folder_dataset, tmp_path, capsys):
     root = make_folder_dataset(count=8)
     source = tmp_path / "unet.keras"
     unet(num_classes=2, input_channels=1, base_filters=8, depth=1).save(source)
@@ -133,8 +134,12 @@ def test_a_state_from_other_settings_or_another_command_is_refused_and_kept(make
     with pytest.raises(StateMismatchError, match="another command: `sparsify --method magnitude`, not `prune --method slimming`"):
         segprune.prune(model, "slimming", target="flops=0.5", data=folder_data, finetune_epochs=1, seed=0, train_config=CONFIG,
                        checkpoint_path=out, resume=True, regularise_epochs=1)
+    other_root = tmp_path / "fewer_tiles"  # the same classes, so only the state can refuse it
+    shutil.copytree(root, other_root)
+    for part in ("images", "masks"):
+        (other_root / part / "tile7.png").unlink()
     with pytest.raises(StateMismatchError, match="other data"):
-        segprune.sparsify(model, "magnitude", sparsity=0.5, data=data, train_config=CONFIG, resume=True, **common)
+        segprune.sparsify(model, "magnitude", sparsity=0.5, data=segprune.load_data(other_root), train_config=CONFIG, resume=True, **common)
     with pytest.raises(StateMismatchError, match="another model"):
         other = unet(num_classes=2, input_channels=1, base_filters=4, depth=1)
         segprune.sparsify(other, "magnitude", sparsity=0.5, data=folder_data, train_config=CONFIG, resume=True, **common)
