@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shutil
 from dataclasses import asdict
 from pathlib import Path
 
@@ -23,15 +24,32 @@ def open_search(
     limit, timing the result) are left out of the header, since they do not change what a search chooses.
     """
     folder = Path(folder)
+    existing = set(folder.iterdir()) if folder.is_dir() else None
     folder.mkdir(parents=True, exist_ok=True)
     candidates = asdict(candidate_settings)
     candidates["batches"] = asdict(candidate_settings.batches)
     header = {**method, **asdict(settings), **candidates}
     for name in RUN_SETTINGS:
         header.pop(name)
-    log = SearchLog(folder / "search.jsonl", header, resume)
-    budget = Budget(model, settings, folder)
+    try:
+        log = SearchLog(folder / "search.jsonl", header, resume)
+        budget = Budget(model, settings, folder)  # refuses a target the narrowest configuration cannot meet
+    except BaseException:  # a search refused before its first candidate leaves nothing of its own behind
+        _remove_new(folder, existing)
+        raise
     dense_path = folder / "dense.keras"
     if not dense_path.exists():
         save_parent(model, dense_path)  # a Mask R-CNN as one file that load_parent reads back
     return log, budget, dense_path
+
+
+def _remove_new(folder: Path, existing: set[Path] | None) -> None:
+    """Removes what this call added: the whole folder if it made it, else the files that were not there before."""
+    if existing is None:
+        shutil.rmtree(folder, ignore_errors=True)
+        return
+    for path in set(folder.iterdir()) - existing:
+        if path.is_dir():
+            shutil.rmtree(path, ignore_errors=True)
+        else:
+            path.unlink(missing_ok=True)

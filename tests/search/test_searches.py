@@ -145,3 +145,17 @@ def test_measure_times_both_models_together_and_reports_the_ratios(model, monkey
     measured = measure(model, pruned, SearchSettings(image_size=48, threads=3))
     assert calls == [([model, pruned], 48, 3)]
     assert measured == {"dense_ms": 10.0, "pruned_ms": 4.0, "speedup": 2.5, "latency_fraction": 0.4}
+
+
+@pytest.mark.parametrize("search", [greedy_search, random_search])
+def test_a_target_the_narrowest_model_cannot_meet_is_refused_and_leaves_no_folder(data, model, tmp_path, search):
+    folder = tmp_path / "out.search"
+    settings = SearchSettings(**{**SETTINGS.__dict__, "target": "flops=0.001"})
+    with pytest.raises(ValueError, match="cannot be met: the narrowest configuration"):
+        search(model, data, folder, settings, CANDIDATES)
+    assert not folder.exists()
+    folder.mkdir()  # a folder that was there is kept, with what it held and without the refused search's log
+    (folder / "notes.txt").write_text("mine")
+    with pytest.raises(ValueError, match="cannot be met"):
+        search(model, data, folder, settings, CANDIDATES)
+    assert [path.name for path in folder.iterdir()] == ["notes.txt"]
