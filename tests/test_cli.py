@@ -2,6 +2,7 @@
 
 import json
 
+import keras
 import pytest
 
 from segprune import evaluate, load_model
@@ -74,3 +75,17 @@ def test_a_malformed_input_shape_is_named_with_the_form_it_should_take(command, 
         main([command, "model.keras", "--input-shape", "1x0x32", "--out", "model.onnx"])
     assert exit_info.value.code == 2
     assert "'1x0x32' is not HxW, BxHxW or BxHxWxC with positive integers, e.g. 1x256x256" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    "command",
+    [["evaluate", "--data", "synthetic"], ["export", "--format", "onnx", "--out", "{tmp}/model.onnx"], ["benchmark", "--runtime", "keras"]],
+)
+def test_a_model_with_two_inputs_is_refused_with_what_segprune_feeds(command, tmp_path, capsys):
+    image, depth = keras.Input((32, 32, 3)), keras.Input((32, 32, 1))
+    path = tmp_path / "two_inputs.keras"
+    keras.Model([image, depth], keras.layers.Conv2D(1, 1, activation="sigmoid")(keras.layers.Concatenate()([image, depth]))).save(path)
+    arguments = [command[0], str(path), *(part.format(tmp=tmp_path) for part in command[1:])]
+    assert main(arguments) == 2
+    assert "takes 2 inputs ((None, 32, 32, 3), (None, 32, 32, 1)); segprune expects one image input" in capsys.readouterr().err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["two_inputs.keras"]

@@ -1,4 +1,5 @@
-"""What a segmentation model's output means: probabilities or logits, binary or multi-class."""
+"""What a segmentation model's input and output mean: one image batch in; probabilities or logits, binary or
+multi-class, out."""
 
 from __future__ import annotations
 
@@ -45,6 +46,22 @@ def base_model(model: keras.Model) -> keras.Model:
     return getattr(model, "base_model", model)
 
 
+def check_image_input(model: keras.Model) -> None:
+    """Refuses a model with more than one input: segprune feeds, times and exports one image batch.
+
+    Raises:
+        ValueError: Naming the inputs found and what segprune expects.
+    """
+    model = base_model(model)
+    if len(model.inputs) != 1:
+        shapes = ", ".join(str(tuple(x.shape)) for x in model.inputs)
+        raise ValueError(
+            f"Model {model.name!r} takes {len(model.inputs)} inputs ({shapes}); segprune expects one image input of shape "
+            "(batch, height, width, channels). Build a model whose only input is the image (stack extra image-like "
+            "inputs as channels of it)."
+        )
+
+
 def output_kind(model: keras.Model) -> OutputKind:
     """Detects the output convention of a single-output segmentation model from its last activation.
 
@@ -52,6 +69,7 @@ def output_kind(model: keras.Model) -> OutputKind:
         >>> output_kind(segprune.models.unet(num_classes=2))
         OutputKind(activation='sigmoid', channels=1)
     """
+    check_image_input(model)
     model = base_model(model)
     if len(model.outputs) != 1:
         raise ValueError(

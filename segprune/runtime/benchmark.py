@@ -177,9 +177,12 @@ def _timed_network(path: str | Path) -> tuple[keras.Model, tuple[str, ...]]:
     """The network a file is timed by, and what a reader of its figures must know: a Mask R-CNN's trunk."""
     from segprune.models import load_model
     from segprune.models.mask_rcnn import is_mask_rcnn_file, load_mask_rcnn
+    from segprune.models.outputs import check_image_input
 
     if not is_mask_rcnn_file(path):
-        return load_model(path), ()
+        model = load_model(path)
+        check_image_input(model)  # every runtime is fed one image batch
+        return model, ()
     note = (
         f"{Path(path).name} is a Mask R-CNN: its trunk (encoder, FPN, shared RPN head) is timed and its MACs and parameters are "
         "the trunk's; proposal decoding, NMS, RoIAlign, the box and mask heads and mask pasting run in Python (MaskRCNN.detect), untimed"

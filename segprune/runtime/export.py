@@ -19,6 +19,7 @@ from pathlib import Path
 import keras
 import numpy as np
 
+from segprune.models.outputs import check_image_input
 from segprune.runtime import _foreign
 
 DEFAULT_TOLERANCE = 1e-4
@@ -132,6 +133,7 @@ def parse_input_shape(text: str) -> tuple[int, ...]:
 
 def resolve_input_shape(model: keras.Model, input_shape: Sequence[int] | str | None) -> InputShape:
     """The 4-D export shape: (None, None, None, C) when `input_shape` is None, else fixed (B, H, W, C)."""
+    check_image_input(model)
     model_shape = tuple(model.inputs[0].shape)
     channels = int(model_shape[-1])
     if input_shape is None:
