@@ -18,6 +18,7 @@ import keras
 from segprune.cost.resources import parse_target
 from segprune.data.dataset import SegmentationDataset
 from segprune.data.instances import InstanceDataset
+from segprune.inference import measurement_size
 from segprune.instance_metrics import evaluate_instances
 from segprune.metrics import check_fits_data
 from segprune.models.mask_rcnn import MaskRCNN, fit_mask_rcnn, save_mask_rcnn
@@ -103,7 +104,7 @@ def prune(
     finetune_epochs: int | None = None,
     round_to: int = 8,
     ignore: Iterable[str] = (),
-    image_size: int = 256,
+    image_size: int | None = None,
     seed: int | None = None,
     train_config: TrainConfig | None = None,
     distill: DistillConfig | None = None,
@@ -131,7 +132,8 @@ def prune(
         finetune_epochs: Fine-tuning after pruning; defaults to 0 for one-shot methods and 20 for the others.
         round_to: Every pruned group keeps a multiple of this many channels.
         ignore: Layers whose channels must stay (not supported by the searches).
-        image_size: The square input size at which MACs and latency are measured.
+        image_size: The square input size at which MACs and latency are measured; by default the size the
+            model was built for, else 256.
         seed: Seeds Keras (initialisation, batches, random criteria and searches) when given.
         train_config: How fine-tuning trains.
         distill: Fine-tune with knowledge distillation from `model` (the dense teacher's soft masks next to
@@ -164,6 +166,7 @@ def prune(
     """
     _check_method(method, STRUCTURED_SETTINGS, method_settings)
     _check_amount(method, target, ratio)
+    image_size = measurement_size(model.trunk if isinstance(model, MaskRCNN) else model, image_size)
     if isinstance(model, MaskRCNN):
         unsupported = {"train_config": train_config, "distill": distill}
         if method not in SEARCH_METHODS:  # a search keeps its log in folder and resumes from it

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 
 import keras
 import numpy as np
@@ -25,17 +25,43 @@ def probabilities_to_classes(outputs: np.ndarray, kind: OutputKind) -> np.ndarra
     return np.argmax(outputs, axis=-1).astype(np.int32)
 
 
+def fixed_input_size(model: keras.Model) -> tuple[int, int] | None:
+    """The (height, width) a model was built for (keras-hub segmenters built with `image_shape`), or None
+    when it takes any size."""
+    height, width = base_model(model).inputs[0].shape[1:3]
+    return None if height is None or width is None else (int(height), int(width))
+
+
+def measurement_size(model: keras.Model, image_size: int | None = None) -> int:
+    """The square input size at which MACs and latency are measured: `image_size` when given, else the size the
+    model was built for, else 256.
+
+    Raises:
+        ValueError: The model is built for another size than `image_size`, or for a size that is not square.
+    """
+    fixed = fixed_input_size(model)
+    if fixed is None:
+        return 256 if image_size is None else int(image_size)
+    if fixed[0] != fixed[1]:
+        raise ValueError(
+            f"Model {base_model(model).name!r} is built for {fixed[0]}x{fixed[1]} inputs; segprune measures MACs and latency "
+            "at a square size. Build it for a square size, or for any size (image_shape=(None, None, channels))."
+        )
+    if image_size is not None and int(image_size) != fixed[0]:
+        raise ValueError(
+            f"Model {base_model(model).name!r} is built for {fixed[0]}x{fixed[1]} inputs, so it cannot be measured at "
+            f"{image_size}x{image_size}; leave the image size out (or pass {fixed[0]})."
+        )
+    return fixed[0]
+
+
 def predict_classes(
     model: keras.Model,
     images: Sequence[np.ndarray],
     pad_multiple: int = DEFAULT_PAD_MULTIPLE,
     batch_size: int = 8,
 ) -> list[np.ndarray]:
-    """Class-index maps for images of any size.
-
-    Each image is adapted to the model's input channels and reflect-padded to a multiple of
-    `pad_multiple` (the strides of encoder-decoder models demand it); the prediction is cropped back.
-    Images of one size are batched together.
+    """Class-index maps for images of any size (see `predict_maps`).
 
     Example:
         >>> masks = predict_classes(model, [image])
@@ -43,7 +69,26 @@ def predict_classes(
         True
     """
     kind = output_kind(model)
+    return [probabilities_to_classes(outputs[None], kind)[0] for outputs in predict_maps(model, images, pad_multiple, batch_size)]
+
+
+def predict_maps(
+    model: keras.Model,
+    images: Sequence[np.ndarray],
+    pad_multiple: int = DEFAULT_PAD_MULTIPLE,
+    batch_size: int = 8,
+) -> list[np.ndarray]:
+    """The model's outputs, (H, W, channels) per image, for images of any size.
+
+    Each image is adapted to the model's input channels. A model that takes any size sees the image
+    reflect-padded to a multiple of `pad_multiple` (the strides of encoder-decoder models demand it), and
+    the output is cropped back; images of one size are batched together. A model built for one size sees
+    tiles of that size (`tiles_of`), batched across images and stitched back.
+    """
     channels = input_channels(model)
+    fixed = fixed_input_size(model)
+    if fixed is not None:
+        return _predict_tiles(model, [adapt_channels(image, channels) for image in images], fixed, batch_size)
     results: list[np.ndarray | None] = [None] * len(images)
     by_shape: dict[tuple[int, int], list[int]] = {}
     for index, image in enumerate(images):
@@ -52,11 +97,55 @@ def predict_classes(
         for start in range(0, len(indices), batch_size):
             chunk = indices[start : start + batch_size]
             batch = np.stack([pad_to_multiple(adapt_channels(images[i], channels), pad_multiple) for i in chunk])
-            outputs = np.asarray(model.predict_on_batch(batch))
-            classes = probabilities_to_classes(outputs, kind)[:, :height, :width]
+            outputs = np.asarray(model.predict_on_batch(batch))[:, :height, :width]
             for position, index in enumerate(chunk):
-                results[index] = classes[position]
+                results[index] = outputs[position]
     return results  # type: ignore[return-value]
+
+
+def _predict_tiles(model: keras.Model, images: list[np.ndarray], size: tuple[int, int], batch_size: int) -> list[np.ndarray]:
+    height, width = size
+    placed = [(index, top, left, tile) for index, image in enumerate(images) for tile, (top, left) in tiles_of(image, height, width)]
+    results: list[np.ndarray | None] = [None] * len(images)
+    for start in range(0, len(placed), batch_size):
+        chunk = placed[start : start + batch_size]
+        outputs = np.asarray(model.predict_on_batch(np.stack([tile for *_, tile in chunk])))
+        for (index, top, left, _), output in zip(chunk, outputs):
+            image = images[index]
+            if results[index] is None:
+                results[index] = np.zeros((*image.shape[:2], output.shape[-1]), output.dtype)
+            rows, cols = min(height, image.shape[0] - top), min(width, image.shape[1] - left)
+            results[index][top : top + rows, left : left + cols] = output[:rows, :cols]
+    return results  # type: ignore[return-value]
+
+
+def tiles_of(image: np.ndarray, height: int, width: int) -> Iterator[tuple[np.ndarray, tuple[int, int]]]:
+    """(tile, (top, left)) covering an (H, W, C) image with tiles of exactly (height, width).
+
+    Tiles step by their size; the last of a row or column is moved back to end at the image's edge (it
+    overlaps its neighbour). An image smaller than a tile gives one mirror-padded tile.
+    """
+    tops = _starts(image.shape[0], height)
+    lefts = _starts(image.shape[1], width)
+    for top in tops:
+        for left in lefts:
+            yield fit_to_shape(image[top : top + height, left : left + width], height, width), (top, left)
+
+
+def _starts(size: int, tile: int) -> list[int]:
+    if size <= tile:
+        return [0]
+    starts = list(range(0, size - tile, tile))
+    return [*starts, size - tile]
+
+
+def fit_to_shape(image: np.ndarray, height: int, width: int) -> np.ndarray:
+    """An (H, W, C) image cropped (top-left) or mirror-padded (bottom, right) to exactly (height, width, C)."""
+    image = image[:height, :width]
+    pad_rows, pad_cols = height - image.shape[0], width - image.shape[1]
+    if pad_rows or pad_cols:
+        image = np.pad(image, ((0, pad_rows), (0, pad_cols), (0, 0)), mode="symmetric")
+    return image
 
 
 def pad_to_multiple(image: np.ndarray, multiple: int) -> np.ndarray:

@@ -13,8 +13,8 @@ import numpy as np
 from segprune._io import save_model
 from segprune.backend.determinism import seed_random
 from segprune.data.dataset import SegmentationDataset
-from segprune.data.pipeline import BatchConfig, TrainingBatches, adapt_channels
-from segprune.inference import DEFAULT_PAD_MULTIPLE, input_channels, pad_to_multiple
+from segprune.data.pipeline import BatchConfig, TrainingBatches
+from segprune.inference import fixed_input_size, input_channels, predict_maps
 from segprune.losses import CrossEntropyDiceLoss, DistillationLoss, soft_predictions
 from segprune.metrics import check_fits_data, evaluate
 from segprune.models.outputs import OutputKind, output_kind
@@ -171,7 +171,7 @@ def train(
             )
         soft_targets = teacher_soft_targets(teacher, data, "train", kind, distill.temperature)
         loss = DistillationLoss(kind, data.ignore_index, config.dice_weight, distill.temperature, distill.weight)
-    batches = TrainingBatches(data, "train", input_channels(model), config.batches, soft_targets=soft_targets)
+    batches = TrainingBatches(data, "train", input_channels(model), config.batches, soft_targets=soft_targets, patch=fixed_input_size(model))
     schedule = keras.optimizers.schedules.CosineDecay(
         config.learning_rate, decay_steps=epochs * batches.num_batches, alpha=config.final_learning_rate_fraction
     )
@@ -215,12 +215,9 @@ def teacher_soft_targets(
             f"{student_kind.channels}; distillation compares the two masks channel by channel, so both must "
             "follow the same output convention (the pruned model and the dense model it came from do)."
         )
-    channels = input_channels(teacher)
     targets = {}
     for sample_id, image, _ in data.samples(split):
-        height, width = image.shape[:2]
-        batch = pad_to_multiple(adapt_channels(image, channels), DEFAULT_PAD_MULTIPLE)[None]
-        outputs = np.asarray(teacher.predict_on_batch(batch))[:, :height, :width]
+        outputs = predict_maps(teacher, [image])[0][None]
         soft = keras.ops.convert_to_numpy(soft_predictions(outputs, teacher_kind, temperature))
         targets[sample_id] = soft[0].astype(np.float16)
     return targets

@@ -21,6 +21,7 @@ from segprune.cli._common import (  # noqa: F401  (USER_ERRORS is read by segpru
 from segprune.cost import parse_target
 from segprune.data import load_data
 from segprune.data.instances import load_instance_data
+from segprune.inference import measurement_size
 from segprune.instance_metrics import evaluate_instances
 from segprune.metrics import evaluate
 from segprune.models.mask_rcnn import is_mask_rcnn_file, load_mask_rcnn
@@ -73,7 +74,10 @@ def configure(parser: argparse.ArgumentParser) -> None:
         help="fine-tune the pruned model for N epochs (default 0 for one-shot methods, 20 for the others)",
     )
     add_distill_options(parser)
-    parser.add_argument("--image-size", type=int, default=256, help="image size at which MACs and latency are measured (default 256)")
+    parser.add_argument(
+        "--image-size", type=int, default=None,
+        help="image size at which MACs and latency are measured (default: the size the model was built for, else 256)",
+    )
     parser.add_argument("--regularise-epochs", type=int, default=None, help="l0-channel / slimming: epochs under the penalty (default 15)")
     parser.add_argument("--strength", type=float, default=None, help="l0-channel / slimming: penalty weight (defaults 1.0 / 1e-4)")
     parser.add_argument("--candidates", type=int, default=None, help="random-search: configurations to evaluate (default 20)")
@@ -117,6 +121,7 @@ def run(arguments: argparse.Namespace) -> int:
     data = None
     if arguments.data:
         data = load_instance_data(arguments.data, val_fraction=0.15, seed=arguments.seed) if detector else load_data(arguments.data)
+    arguments.image_size = measurement_size(model.trunk if detector else model, arguments.image_size)
     is_search = arguments.method in SEARCH_METHODS
     folder = out.with_suffix(".search") if is_search else None
     _console.progress_console.print(_plan(arguments, folder, detector))

@@ -15,6 +15,7 @@ from segprune.cli._common import (  # noqa: F401  (USER_ERRORS is read by segpru
     read_model,
 )
 from segprune.data import BatchConfig, load_data
+from segprune.inference import measurement_size
 from segprune.metrics import evaluate
 from segprune.sparse import sparsity_summary
 from segprune.training import TrainConfig
@@ -35,7 +36,9 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--recovery-epochs", type=int, default=None, help="l1 / l0: epochs after zeroing (default 5)")
     parser.add_argument("--strength", type=float, default=None, help="l1 / l0: penalty weight (defaults 1e-4 / 60)")
     parser.add_argument("--ignore", default="", help="comma-separated layer names whose kernels stay dense")
-    parser.add_argument("--image-size", type=int, default=256, help="image size at which MACs are reported (default 256)")
+    parser.add_argument(
+        "--image-size", type=int, default=None, help="image size at which MACs are reported (default: the size the model was built for, else 256)"
+    )
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", required=True, help="where to save the sparse model (.keras)")
     parser.add_argument("--resume", action="store_true", help="continue the interrupted run that wrote --out (its state is in OUT.resume/)")
@@ -53,6 +56,7 @@ def run(arguments: argparse.Namespace) -> int:
             raise ValueError(f"--{option.replace('_', '-')} does not apply to --method {arguments.method}; it takes {list(SPARSE_SETTINGS[arguments.method])}.")
         settings[option] = value
     model = read_model(arguments, arguments.model)
+    size = (measurement_size(model, arguments.image_size),) * 2  # checked before training, reported after
     data = load_data(arguments.data)
     ignore = layer_names(arguments.ignore)
     config = TrainConfig(patience=None, batches=BatchConfig(seed=arguments.seed))
@@ -69,7 +73,6 @@ def run(arguments: argparse.Namespace) -> int:
         return 130
     for note in result.notes:
         _console.progress_console.print(note)
-    size = (arguments.image_size, arguments.image_size)
     summary = sparsity_summary(result.model, size, ignore=ignore)
     rows = [[row.layer, row.weight, f"{row.size:,}", f"{row.sparsity:.3f}"] for row in summary.layers]
     _console.output_console.print(_console.table(f"kernel sparsity ({arguments.method})", ["layer", "weight", "size", "sparsity"], rows))

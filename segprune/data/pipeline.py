@@ -68,6 +68,9 @@ class TrainingBatches(keras.utils.PyDataset):
     `soft_targets` (sample id to a float (height, width, channels) map of the full image, such as a
     teacher's soft masks) travel with the mask through the same crops, flips and rotations; batches then
     yield targets of shape (batch, height, width, 1 + channels): the class indices, then those maps.
+
+    `patch` (height, width) overrides `config.image_size`: a model built for one input size trains on
+    patches of exactly that size.
     """
 
     def __init__(
@@ -78,6 +81,7 @@ class TrainingBatches(keras.utils.PyDataset):
         config: BatchConfig,
         workers: int = 2,
         soft_targets: Mapping[str, np.ndarray] | None = None,
+        patch: tuple[int, int] | None = None,
     ) -> None:
         super().__init__(workers=workers, use_multiprocessing=False, max_queue_size=8)
         self.dataset = dataset
@@ -86,6 +90,7 @@ class TrainingBatches(keras.utils.PyDataset):
         self.config = config
         self.epoch = 0
         self.soft_targets = soft_targets
+        self.patch = patch if patch is not None else None if config.image_size is None else (config.image_size, config.image_size)
         if soft_targets is not None:
             missing = [sample_id for sample_id in self.ids if sample_id not in soft_targets]
             if missing:
@@ -120,7 +125,7 @@ class TrainingBatches(keras.utils.PyDataset):
             if soft.shape[:2] != mask.shape:
                 raise DataError(f"The soft target of {sample_id!r} is {soft.shape[:2]}, its mask {mask.shape}; they must match.")
             mask = np.concatenate([mask[..., None].astype(np.float32), soft.astype(np.float32)], axis=-1)
-        size = self.config.image_size
+        size = self.patch
         if size is not None:
             if self.config.size_mode == "crop":
                 image, mask = random_crop(image, mask, size, rng)
@@ -132,30 +137,32 @@ class TrainingBatches(keras.utils.PyDataset):
         return np.ascontiguousarray(image, dtype=np.float32), np.ascontiguousarray(mask, dtype=mask_dtype)
 
 
-def random_crop(image: np.ndarray, mask: np.ndarray, size: int, rng: np.random.Generator, fill_mask: int = 0):
-    """A random `size` x `size` patch; smaller images are reflect-padded (the mask too) first."""
-    pad_rows, pad_cols = max(0, size - image.shape[0]), max(0, size - image.shape[1])
+def random_crop(image: np.ndarray, mask: np.ndarray, size: int | tuple[int, int], rng: np.random.Generator, fill_mask: int = 0):
+    """A random patch of `size` (an int for a square); smaller images are reflect-padded (the mask too) first."""
+    rows, cols = (size, size) if isinstance(size, int) else size
+    pad_rows, pad_cols = max(0, rows - image.shape[0]), max(0, cols - image.shape[1])
     if pad_rows or pad_cols:
         padding = ((pad_rows // 2, pad_rows - pad_rows // 2), (pad_cols // 2, pad_cols - pad_cols // 2))
         image = np.pad(image, (*padding, (0, 0)), mode="reflect")
         mask = np.pad(mask, padding + ((0, 0),) * (mask.ndim - 2), mode="reflect")
-    top = int(rng.integers(0, image.shape[0] - size + 1))
-    left = int(rng.integers(0, image.shape[1] - size + 1))
-    return image[top : top + size, left : left + size], mask[top : top + size, left : left + size]
+    top = int(rng.integers(0, image.shape[0] - rows + 1))
+    left = int(rng.integers(0, image.shape[1] - cols + 1))
+    return image[top : top + rows, left : left + cols], mask[top : top + rows, left : left + cols]
 
 
-def resize_pair(image: np.ndarray, mask: np.ndarray, size: int) -> tuple[np.ndarray, np.ndarray]:
-    """Rescales an image bilinearly and its mask by nearest neighbour to `size` x `size`.
+def resize_pair(image: np.ndarray, mask: np.ndarray, size: int | tuple[int, int]) -> tuple[np.ndarray, np.ndarray]:
+    """Rescales an image bilinearly and its mask by nearest neighbour to `size` (an int for a square).
 
     A (height, width, 1 + channels) float mask keeps channel 0 (class indices) nearest-neighbour and
     resizes the soft maps after it bilinearly.
     """
-    image = skimage_resize(image, (size, size), order=1, preserve_range=True, anti_aliasing=False)
+    shape = (size, size) if isinstance(size, int) else tuple(size)
+    image = skimage_resize(image, shape, order=1, preserve_range=True, anti_aliasing=False)
     if mask.ndim == 3:
-        labels = skimage_resize(mask[..., 0], (size, size), order=0, preserve_range=True, anti_aliasing=False)
-        soft = skimage_resize(mask[..., 1:], (size, size), order=1, preserve_range=True, anti_aliasing=False)
+        labels = skimage_resize(mask[..., 0], shape, order=0, preserve_range=True, anti_aliasing=False)
+        soft = skimage_resize(mask[..., 1:], shape, order=1, preserve_range=True, anti_aliasing=False)
         return image.astype(np.float32), np.concatenate([labels[..., None], soft], axis=-1).astype(np.float32)
-    mask = skimage_resize(mask, (size, size), order=0, preserve_range=True, anti_aliasing=False)
+    mask = skimage_resize(mask, shape, order=0, preserve_range=True, anti_aliasing=False)
     return image.astype(np.float32), mask.astype(np.int32)
 
 

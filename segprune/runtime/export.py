@@ -19,6 +19,7 @@ from pathlib import Path
 import keras
 import numpy as np
 
+from segprune.inference import fit_to_shape
 from segprune.models.outputs import check_image_input
 from segprune.runtime import _foreign
 
@@ -153,15 +154,6 @@ def resolve_input_shape(model: keras.Model, input_shape: Sequence[int] | str | N
 
 def is_static(shape: InputShape) -> bool:
     return all(dimension is not None for dimension in shape)
-
-
-def fit_to_shape(image: np.ndarray, height: int, width: int) -> np.ndarray:
-    """An (H, W, C) image cropped (top-left) or mirror-padded (bottom, right) to exactly (height, width, C)."""
-    image = image[:height, :width]
-    pad_rows, pad_cols = height - image.shape[0], width - image.shape[1]
-    if pad_rows or pad_cols:
-        image = np.pad(image, ((0, pad_rows), (0, pad_cols), (0, 0)), mode="symmetric")
-    return image
 
 
 def verification_inputs(shape: InputShape, samples: Sequence[np.ndarray], check_size: int) -> list[np.ndarray]:

@@ -18,7 +18,7 @@ see the raw pixels, whose 8-bit rounding costs the most mask agreement (nuclei U
 from __future__ import annotations
 
 import tempfile
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -26,7 +26,7 @@ import keras
 import numpy as np
 
 from segprune.data import SegmentationDataset, adapt_channels, load_data
-from segprune.inference import input_channels, pad_to_multiple, probabilities_to_classes
+from segprune.inference import fixed_input_size, input_channels, pad_to_multiple, probabilities_to_classes, tiles_of
 from segprune.metrics import ConfusionMatrix
 from segprune.models import load_model
 from segprune.models.outputs import output_kind
@@ -35,7 +35,6 @@ from segprune.runtime.export import (
     FORMATS,
     companion_files,
     export_model,
-    fit_to_shape,
     onnx_to_openvino,
     open_runner,
     resolve_input_shape,
@@ -128,8 +127,8 @@ def quantize(
     train_images = [adapt_channels(image, channels) for _, image, _ in dataset.samples("train")]
     if not train_images:
         raise ValueError(f"Dataset {dataset.name!r} has no training images to calibrate on.")
-    if input_shape is None:
-        height, width = pad_to_multiple(train_images[0], 32).shape[:2]
+    if input_shape is None:  # the size the model was built for, else the first training image's (padded)
+        height, width = fixed_input_size(model) or pad_to_multiple(train_images[0], 32).shape[:2]
         input_shape = (1, height, width)
     shape = resolve_input_shape(model, input_shape)
     calibration = calibration_batches(train_images, shape, calibration_tiles)
@@ -175,26 +174,6 @@ def calibration_batches(images: Sequence[np.ndarray], shape: tuple, limit: int) 
     batch, height, width, _ = shape
     tiles = [tile for image in images for tile, _ in tiles_of(image, height, width)][:limit]
     return [np.stack(tiles[start : start + batch]) for start in range(0, len(tiles) - batch + 1, batch)]
-
-
-def tiles_of(image: np.ndarray, height: int, width: int) -> Iterator[tuple[np.ndarray, tuple[int, int]]]:
-    """(tile, (top, left)) covering an (H, W, C) image with tiles of exactly (height, width).
-
-    Tiles step by their size; the last of a row or column is moved back to end at the image's edge (it
-    overlaps its neighbour). An image smaller than a tile gives one mirror-padded tile.
-    """
-    tops = _starts(image.shape[0], height)
-    lefts = _starts(image.shape[1], width)
-    for top in tops:
-        for left in lefts:
-            yield fit_to_shape(image[top : top + height, left : left + width], height, width), (top, left)
-
-
-def _starts(size: int, tile: int) -> list[int]:
-    if size <= tile:
-        return [0]
-    starts = list(range(0, size - tile, tile))
-    return [*starts, size - tile]
 
 
 def _quantize_file(

@@ -32,7 +32,7 @@ from segprune.data.dataset import SegmentationDataset
 from segprune.data.pipeline import BatchConfig, TrainingBatches
 from segprune.graph.groups import Group, build_channel_graph
 from segprune.graph.surgery import remove_channels
-from segprune.inference import input_channels
+from segprune.inference import fixed_input_size, input_channels
 from segprune.losses import CrossEntropyDiceLoss
 from segprune.metrics import evaluate
 from segprune.models.loading import copy_model, load_model
@@ -161,7 +161,8 @@ class CandidateEvaluator:
             optimizer.learning_rate = self.settings.learning_rate  # ...but not its learning rate, also one of its variables
             # One epoch of exactly `steps` batches (Keras stops a PyDataset shorter than steps_per_epoch early).
             config = replace(self.settings.batches, seed=seed, samples_per_epoch=steps * self.settings.batches.batch_size)
-            self.model.fit(TrainingBatches(self.data, "train", input_channels(self.model), config), epochs=1, verbose=0)
+            batches = TrainingBatches(self.data, "train", input_channels(self.model), config, patch=fixed_input_size(self.model))
+            self.model.fit(batches, epochs=1, verbose=0)
         weights = [variable.numpy() for variable in self.model.variables]
         if len(self.scored) >= max(1, KEPT_WEIGHTS_BYTES // sum(w.nbytes for w in weights)):
             self.scored.pop(next(iter(self.scored)))  # the oldest goes; building it would evaluate it again

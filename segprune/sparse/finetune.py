@@ -14,7 +14,7 @@ import numpy as np
 
 from segprune.data.dataset import SegmentationDataset
 from segprune.data.pipeline import TrainingBatches
-from segprune.inference import input_channels
+from segprune.inference import fixed_input_size, input_channels
 from segprune.sparse.model import SparseModel, find_weight
 from segprune.training import DistillConfig, EpochRecord, EpochReporter, TrainConfig, TrainResult, train
 from segprune.training_state import RunState, summary_of
@@ -46,7 +46,7 @@ class SparsifyResult:
 
 
 def steps_per_epoch(model: keras.Model, data: SegmentationDataset, config: TrainConfig) -> int:
-    return TrainingBatches(data, "train", input_channels(model), config.batches).num_batches
+    return TrainingBatches(data, "train", input_channels(model), config.batches, patch=fixed_input_size(model)).num_batches
 
 
 def kernel_sparsity(model: keras.Model, sites: Sequence, near_zero: float = 0.0) -> float:

@@ -18,6 +18,7 @@ from segprune.data.dataset import SegmentationDataset
 from segprune.data.pipeline import BatchConfig, TrainingBatches
 from segprune.graph.channels import ChannelAxis, handler_for, layer_weights, weight_name
 from segprune.graph.groups import ChannelGraph
+from segprune.inference import fixed_input_size, input_channels
 
 CRITERIA = ("l1", "l2", "bn-scale", "taylor", "activation", "random", "mutual-info")
 DATA_CRITERIA = ("taylor", "activation", "mutual-info")
@@ -135,10 +136,10 @@ def _bn_scale_scores(graph: ChannelGraph) -> Scores:
 
 
 def sample_batches(model: keras.Model, data: SegmentationDataset, num_batches: int, seed: int):
-    """`num_batches` batches of 4 un-augmented 128x128 training patches, adapted to the model's input."""
-    channels = int(model.inputs[0].shape[-1])
+    """`num_batches` batches of 4 un-augmented 128x128 training patches (of its size for a model built for one),
+    adapted to the model's input."""
     config = BatchConfig(batch_size=4, image_size=128, augment=False, samples_per_epoch=4 * num_batches, seed=seed)
-    batches = TrainingBatches(data, "train", channels, config, workers=1)
+    batches = TrainingBatches(data, "train", input_channels(model), config, workers=1, patch=fixed_input_size(model))
     for index in range(len(batches)):
         yield batches[index]
 

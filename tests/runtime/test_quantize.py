@@ -4,8 +4,9 @@ import keras
 import numpy as np
 import pytest
 
+from segprune.inference import tiles_of
 from segprune.runtime.export import open_runner
-from segprune.runtime.quantize import QuantizationRefused, calibration_batches, input_convolutions, quantize, tiles_of
+from segprune.runtime.quantize import QuantizationRefused, calibration_batches, input_convolutions, quantize
 
 
 def threshold_model(outlier_gain: float) -> keras.Model:

@@ -1,0 +1,67 @@
+"""Models built for one input size (keras-hub segmenters built with `image_shape`) on data of other sizes:
+predicted tile by tile, trained on patches of their size, measured at their size."""
+
+import keras
+import numpy as np
+import pytest
+
+import segprune
+from segprune.cli import main
+from segprune.data import BatchConfig, synthetic_dataset
+from segprune.inference import fixed_input_size, measurement_size, predict_classes, predict_maps
+from segprune.training import TrainConfig
+
+
+def _pointwise(height: int | None, width: int | None) -> keras.Model:
+    """A 1x1 convolution: its output at a pixel depends on that pixel alone, so tiling cannot change it."""
+    inputs = keras.Input((height, width, 3))
+    return keras.Model(inputs, keras.layers.Conv2D(4, 1, activation="softmax", name="head")(inputs))
+
+
+def _small_fixed(size: int, channels: int, num_classes: int) -> keras.Model:
+    inputs = keras.Input((size, size, channels))
+    x = keras.layers.Conv2D(16, 3, padding="same", activation="relu")(inputs)
+    skip = keras.layers.Conv2D(16, 3, padding="same", activation="relu")(x)
+    x = keras.layers.MaxPooling2D()(skip)
+    x = keras.layers.Conv2D(32, 3, padding="same", activation="relu")(x)
+    x = keras.layers.Concatenate()([keras.layers.UpSampling2D()(x), skip])
+    return keras.Model(inputs, keras.layers.Conv2D(num_classes, 1, activation="softmax")(x))
+
+
+@pytest.mark.parametrize("shape", [(40, 24), (16, 16), (9, 30), (5, 5)])
+def test_a_model_built_for_one_size_predicts_any_size_tile_by_tile_as_the_same_layers_would_whole(shape):
+    fixed, free = _pointwise(16, 16), _pointwise(None, None)
+    free.set_weights(fixed.get_weights())
+    images = [np.random.default_rng(seed).random((*shape, 3)).astype(np.float32) for seed in range(3)]
+    tiled = predict_maps(fixed, images, batch_size=2)
+    for image, maps in zip(images, tiled):
+        assert maps.shape == (*shape, 4)
+        np.testing.assert_allclose(maps, np.asarray(free.predict_on_batch(image[None]))[0], atol=1e-6)
+    assert [classes.shape for classes in predict_classes(fixed, images)] == [shape] * 3
+
+
+def test_measured_at_the_size_it_was_built_for_and_refused_at_another():
+    assert fixed_input_size(_pointwise(16, 16)) == (16, 16) and fixed_input_size(_pointwise(None, None)) is None
+    assert measurement_size(_pointwise(16, 16)) == 16 and measurement_size(_pointwise(None, None)) == 256
+    assert measurement_size(_pointwise(None, None), 64) == 64 and measurement_size(_pointwise(16, 16), 16) == 16
+    with pytest.raises(ValueError, match="built for 16x16 inputs, so it cannot be measured at 64x64; leave the image size out"):
+        measurement_size(_pointwise(16, 16), 64)
+    with pytest.raises(ValueError, match="built for 16x24 inputs; segprune measures MACs and latency at a square size"):
+        measurement_size(_pointwise(16, 24))
+
+
+def test_a_model_built_for_32_pixels_prunes_fine_tunes_and_evaluates_on_64_pixel_tiles(tmp_path, capsys):
+    data = synthetic_dataset(num_train=4, num_val=2, num_test=2, image_size=64, channels=1, seed=0)
+    model = _small_fixed(32, 1, data.num_classes)
+    config = TrainConfig(batches=BatchConfig(batch_size=2, image_size=128, samples_per_epoch=4), patience=None)  # 128: overridden
+    result = segprune.prune(model, "l1", target="flops=0.5", data=data, finetune_epochs=1, train_config=config, seed=0)
+    assert result.summary.input_shape[:2] == (32, 32) and result.summary.macs_ratio <= 0.5
+    assert fixed_input_size(result.model) == (32, 32)
+    assert 0.0 <= segprune.evaluate(result.model, data, "test").dice <= 1.0
+
+    source, out = tmp_path / "fixed.keras", tmp_path / "pruned.keras"
+    model.save(source)
+    assert main(["prune", str(source), "--method", "l1", "--target", "flops=0.5", "--out", str(out)]) == 0
+    assert "MACs at 32x32" in " ".join(capsys.readouterr().out.split())
+    assert main(["prune", str(source), "--method", "l1", "--target", "flops=0.5", "--image-size", "64", "--out", str(out)]) == 2
+    assert "cannot be measured at 64x64" in capsys.readouterr().err
