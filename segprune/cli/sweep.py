@@ -25,6 +25,7 @@ from segprune.experiments import (
     run_instance_sweep,
     run_sweep,
 )
+from segprune.inference import measurement_size
 from segprune.models.mask_rcnn import load_mask_rcnn
 from segprune.report import build_report
 
@@ -45,7 +46,10 @@ def configure(parser: argparse.ArgumentParser) -> None:
         help="comma-separated runtimes every network is exported to and timed on: onnxruntime, openvino, litert (default onnxruntime)",
     )
     parser.add_argument("--int8", action="store_true", help="also quantize every network to int8 per runtime and time it")
-    parser.add_argument("--image-size", type=int, default=256, help="the fixed input size models are exported and timed at (default 256)")
+    parser.add_argument(
+        "--image-size", type=int, default=None,
+        help="the fixed input size models are exported and timed at (default: the size the model was built for, else 256)",
+    )
     parser.add_argument(
         "--executor", choices=("local", "ray"), default="local",
         help="run the cells one after another here (local, default) or each as a Ray task (ray; pip install 'segprune[ray]')",
@@ -65,6 +69,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
 
 
 def run(arguments: argparse.Namespace) -> int:
+    model = read_model(arguments, arguments.model)
     config = SweepConfig(
         methods=tuple(name for name in arguments.methods.split(",") if name),
         budgets=tuple(float(value) for value in arguments.budgets.split(",") if value),
@@ -73,7 +78,7 @@ def run(arguments: argparse.Namespace) -> int:
         tolerance=arguments.tolerance,
         runtimes=tuple(name for name in arguments.runtimes.split(",") if name),
         int8=arguments.int8,
-        image_size=arguments.image_size,
+        image_size=measurement_size(model, arguments.image_size),
         executor=arguments.executor,
         ray_address=arguments.ray_address,
     )
@@ -88,7 +93,7 @@ def run(arguments: argparse.Namespace) -> int:
             criteria=tuple(name for name in arguments.mask_rcnn_methods.split(",") if name), budgets=config.budgets,
             finetune_epochs=arguments.mask_rcnn_epochs, image_size=config.image_size, threads=config.threads,
         )
-    rows = run_sweep(read_model(arguments, arguments.model), data, arguments.out, config, progress=_console.progress_console.print)
+    rows = run_sweep(model, data, arguments.out, config, progress=_console.progress_console.print)
     instance_rows, instance_notes = [], []
     if instances is not None:
         instance_rows = run_instance_sweep(instances, arguments.out, rows, detector, instance_config, _console.progress_console.print)
