@@ -65,3 +65,19 @@ def test_a_model_built_for_32_pixels_prunes_fine_tunes_and_evaluates_on_64_pixel
     assert "MACs at 32x32" in " ".join(capsys.readouterr().out.split())
     assert main(["prune", str(source), "--method", "l1", "--target", "flops=0.5", "--image-size", "64", "--out", str(out)]) == 2
     assert "cannot be measured at 64x64" in capsys.readouterr().err
+
+
+def test_benchmark_times_models_at_the_size_they_were_built_for_and_refuses_two_sizes(tmp_path):
+    from segprune.runtime.benchmark import benchmark_models
+
+    paths = {name: tmp_path / f"{name}.keras" for name in ("fixed16", "free", "fixed8")}
+    _pointwise(16, 16).save(paths["fixed16"])
+    _pointwise(None, None).save(paths["free"])
+    _pointwise(8, 8).save(paths["fixed8"])
+    results = benchmark_models([paths["fixed16"], paths["free"]], runtime="keras", rounds=2)
+    assert [result.image_size for result in results] == [16, 16]
+    assert benchmark_models([paths["free"]], runtime="keras", rounds=2)[0].image_size == 256
+    with pytest.raises(ValueError, match="built for different input sizes \\(fixed16.keras 16x16, fixed8.keras 8x8\\)"):
+        benchmark_models([paths["fixed16"], paths["fixed8"]], runtime="keras", rounds=2)
+    with pytest.raises(ValueError, match="cannot be measured at 32x32"):
+        benchmark_models([paths["fixed16"]], runtime="keras", image_size=32, rounds=2)

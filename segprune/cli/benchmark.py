@@ -16,7 +16,7 @@ DESCRIPTION = "Latency, throughput, achieved GMAC/s, CPU time, MACs and size, in
 def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("models", nargs="+", metavar="MODEL", help=".keras or .h5 model files")
     parser.add_argument("--runtime", default="onnxruntime", choices=RUNTIMES)
-    parser.add_argument("--image-size", type=int, default=256)
+    parser.add_argument("--image-size", type=int, default=None, help="default: the size the models were built for, else 256")
     parser.add_argument("--batch", type=int, default=1)
     parser.add_argument("--threads", type=int, default=2, help="intra-op threads (default 2)")
     parser.add_argument("--rounds", type=int, default=30, help="timed rounds after 5 warm-up rounds (default 30)")
@@ -41,7 +41,7 @@ def run(arguments: argparse.Namespace) -> int:
          f"{r.cpu_ms_per_image:.1f}", f"{r.macs / 1e6:.0f}M", f"{r.params:,}", f"{r.zipped_bytes / 1024:.0f} KiB"]
         for r in results
     ]
-    size = f"{arguments.batch}x{arguments.image_size}x{arguments.image_size}"
+    size = f"{arguments.batch}x{results[0].image_size}x{results[0].image_size}"
     shape = "dynamic-shape export" if arguments.dynamic_shape else "fixed-shape export"
     title = f"{arguments.runtime}, {size}, {shape}, {arguments.threads} threads, interleaved"
     columns = ["model", "median ms", "p90 ms", "speed-up", "images/s", "GMAC/s", "CPU ms/image", "MACs", "params", "zipped"]

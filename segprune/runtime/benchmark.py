@@ -23,6 +23,7 @@ import numpy as np
 
 from segprune.backend.threads import limit_threads
 from segprune.cost import flops
+from segprune.inference import fixed_input_size, measurement_size
 from segprune.runtime.export import FORMATS, export_model, open_runner
 
 RUNTIMES = ("onnxruntime", "openvino", "litert", "keras")
@@ -112,14 +113,15 @@ def random_input(shape: tuple, batch: int, image_size: int) -> np.ndarray:
 def benchmark_models(
     paths: list[str | Path],
     runtime: str = "onnxruntime",
-    image_size: int = 256,
+    image_size: int | None = None,
     batch: int = 1,
     threads: int = 2,
     rounds: int = 30,
     static_shape: bool = True,
 ) -> list[BenchmarkResult]:
     """Times Keras model files on a runtime, interleaved; exports them (verified) for ONNX Runtime, OpenVINO
-    or LiteRT, at the fixed shape `batch` x `image_size` x `image_size` unless `static_shape=False`.
+    or LiteRT, at the fixed shape `batch` x `image_size` x `image_size` unless `static_shape=False`. By default
+    `image_size` is the size the models were built for (all alike), else 256.
 
     A Mask R-CNN file is timed by its trunk (encoder, FPN, shared RPN head: the part that exports), and its
     MACs and parameters are the trunk's; the result's notes name what runs in Python and is not timed.
@@ -132,6 +134,7 @@ def benchmark_models(
         raise ValueError(f"Unknown runtime {runtime!r}; choose one of {list(RUNTIMES)}.")
     notes = tuple(note for note in [limit_keras_threads(threads)] if runtime == "keras" and note)
     models, model_notes = zip(*(_timed_network(path) for path in paths)) if paths else ((), ())
+    image_size = _shared_size(models, paths, image_size)
     inputs = [random_input((batch, image_size, image_size, int(model.inputs[0].shape[-1])), batch, image_size) for model in models]
     with tempfile.TemporaryDirectory(prefix="segprune-bench-") as folder:
         runners = []
@@ -171,6 +174,19 @@ def benchmark_models(
             )
         )
     return results
+
+
+def _shared_size(models, paths, image_size: int | None) -> int:
+    """The one size every model is timed at: `image_size`, else the size those built for one were built for."""
+    if image_size is None:
+        built_for = {path: fixed_input_size(model) for path, model in zip(paths, models) if fixed_input_size(model) is not None}
+        if len(set(built_for.values())) > 1:
+            listed = ", ".join(f"{Path(path).name} {size[0]}x{size[1]}" for path, size in built_for.items())
+            raise ValueError(f"The models are built for different input sizes ({listed}); they are timed side by side at one size.")
+        image_size = next(iter(built_for.values()), (256, 256))[0]
+    for model in models:
+        measurement_size(model, image_size)  # refuses a model built for another size, naming it
+    return image_size
 
 
 def _timed_network(path: str | Path) -> tuple[keras.Model, tuple[str, ...]]:
