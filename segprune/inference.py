@@ -8,7 +8,7 @@ import keras
 import numpy as np
 
 from segprune.data.pipeline import adapt_channels
-from segprune.models.outputs import OutputKind, base_model, output_kind
+from segprune.models.outputs import OutputKind, base_model, check_image_input, output_kind
 
 DEFAULT_PAD_MULTIPLE = 32
 
@@ -39,6 +39,7 @@ def measurement_size(model: keras.Model, image_size: int | None = None) -> int:
     Raises:
         ValueError: The model is built for another size than `image_size`, or for a size that is not square.
     """
+    check_image_input(model)  # a channels-first model's (channels, height) would read as a size
     fixed = fixed_input_size(model)
     if fixed is None:
         return 256 if image_size is None else int(image_size)

@@ -81,3 +81,15 @@ def test_benchmark_times_models_at_the_size_they_were_built_for_and_refuses_two_
         benchmark_models([paths["fixed16"], paths["fixed8"]], runtime="keras", rounds=2)
     with pytest.raises(ValueError, match="cannot be measured at 32x32"):
         benchmark_models([paths["fixed16"]], runtime="keras", image_size=32, rounds=2)
+
+
+@pytest.mark.parametrize("command", [["prune", "--method", "l1", "--target", "flops=0.5"], ["evaluate", "--data", "synthetic"], ["benchmark"]])
+def test_a_channels_first_model_is_refused_as_such_not_read_as_a_size(command, tmp_path, capsys):
+    inputs = keras.Input((1, 32, 32))
+    x = keras.layers.Conv2D(8, 3, padding="same", data_format="channels_first", name="first_conv")(inputs)
+    path = tmp_path / "channels_first.keras"
+    keras.Model(inputs, keras.layers.Conv2D(1, 1, activation="sigmoid", data_format="channels_first")(x)).save(path)
+    out = ["--out", str(tmp_path / "out.keras")] if command[0] == "prune" else []
+    assert main([command[0], str(path), *command[1:], *out]) == 2
+    error = " ".join(capsys.readouterr().err.split())
+    assert "'first_conv' (Conv2D) of model" in error and "uses data_format='channels_first'" in error and "Build the model channels-last" in error

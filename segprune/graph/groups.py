@@ -25,6 +25,7 @@ from segprune.graph.channels import (
     register_known_layers,
 )
 from segprune.models.loading import require_graph_model
+from segprune.models.outputs import CHANNELS_LAST_FIX
 
 
 @dataclass
@@ -271,9 +272,7 @@ def _require_channels_last(call: LayerCall) -> None:
     if getattr(call.layer, "data_format", None) == "channels_first":
         raise UnsupportedLayerError(
             f"Layer {call.qualified_name!r} ({type(call.layer).__name__}) uses data_format='channels_first'; segprune "
-            "only prunes channels-last models (channels on the last axis). Build the model channels-last "
-            "(keras.config.set_image_data_format('channels_last') before building it, or data_format='channels_last' "
-            "on each layer) and copy the weights across with set_weights(): conv kernels have the same shape in both."
+            f"only prunes channels-last models (channels on the last axis). {CHANNELS_LAST_FIX}"
         )
 
 

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 
 import keras
 
-from segprune.backend._keras_internals import is_graph_model, producing_layer
+from segprune.backend._keras_internals import all_sublayers, is_graph_model, producing_layer
 
 # Layers that move or resample values without changing what they mean: the activation is further back.
 _PASS_THROUGH = (
@@ -46,13 +46,27 @@ def base_model(model: keras.Model) -> keras.Model:
     return getattr(model, "base_model", model)
 
 
+CHANNELS_LAST_FIX = (
+    "Build the model channels-last (keras.config.set_image_data_format('channels_last') before building it, or "
+    "data_format='channels_last' on each layer) and copy the weights across with set_weights(): conv kernels have the "
+    "same shape in both."
+)
+
+
 def check_image_input(model: keras.Model) -> None:
-    """Refuses a model with more than one input: segprune feeds, times and exports one image batch.
+    """Refuses a model with more than one input, or a channels-first one: segprune feeds, times and exports one
+    image batch, channels on the last axis.
 
     Raises:
-        ValueError: Naming the inputs found and what segprune expects.
+        ValueError: Naming the inputs (or the channels-first layer) found and what segprune expects.
     """
     model = base_model(model)
+    first = next((layer for layer in all_sublayers(model) if getattr(layer, "data_format", None) == "channels_first"), None)
+    if first is not None:
+        raise ValueError(
+            f"Layer {first.name!r} ({type(first).__name__}) of model {model.name!r} uses data_format='channels_first'; "
+            f"segprune reads channels-last models (channels on the last axis). {CHANNELS_LAST_FIX}"
+        )
     if len(model.inputs) != 1:
         shapes = ", ".join(str(tuple(x.shape)) for x in model.inputs)
         raise ValueError(
