@@ -29,7 +29,13 @@ def fixed_input_size(model: keras.Model) -> tuple[int, int] | None:
     """The (height, width) a model was built for (keras-hub segmenters built with `image_shape`), or None
     when it takes any size."""
     height, width = base_model(model).inputs[0].shape[1:3]
-    return None if height is None or width is None else (int(height), int(width))
+    if (height is None) != (width is None):
+        raise ValueError(
+            f"Model {base_model(model).name!r} is built for inputs of height {height} and width {width}; segprune needs both "
+            "fixed or neither. Build it for one size (e.g. image_shape=(512, 512, channels)) or for any size "
+            "(image_shape=(None, None, channels))."
+        )
+    return None if height is None else (int(height), int(width))
 
 
 def measurement_size(model: keras.Model, image_size: int | None = None) -> int:
@@ -46,7 +52,7 @@ def measurement_size(model: keras.Model, image_size: int | None = None) -> int:
     if fixed[0] != fixed[1]:
         raise ValueError(
             f"Model {base_model(model).name!r} is built for {fixed[0]}x{fixed[1]} inputs; segprune measures MACs and latency "
-            "at a square size. Build it for a square size, or for any size (image_shape=(None, None, channels))."
+            "at a square size. Build it for a square size (or for any size, where its layers allow it)."
         )
     if image_size is not None and int(image_size) != fixed[0]:
         raise ValueError(
@@ -70,7 +76,11 @@ def predict_classes(
         True
     """
     kind = output_kind(model)
-    return [probabilities_to_classes(outputs[None], kind)[0] for outputs in predict_maps(model, images, pad_multiple, batch_size)]
+    classes = []
+    for start in range(0, len(images), batch_size):  # float maps of one batch of images at a time
+        maps = predict_maps(model, images[start : start + batch_size], pad_multiple, batch_size)
+        classes.extend(probabilities_to_classes(outputs[None], kind)[0] for outputs in maps)
+    return classes
 
 
 def predict_maps(

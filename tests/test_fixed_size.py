@@ -28,9 +28,10 @@ def _small_fixed(size: int, channels: int, num_classes: int) -> keras.Model:
     return keras.Model(inputs, keras.layers.Conv2D(num_classes, 1, activation="softmax")(x))
 
 
+@pytest.mark.parametrize("built_for", [(16, 16), (8, 12)])  # not square: height and width are not swapped
 @pytest.mark.parametrize("shape", [(40, 24), (16, 16), (9, 30), (5, 5)])
-def test_a_model_built_for_one_size_predicts_any_size_tile_by_tile_as_the_same_layers_would_whole(shape):
-    fixed, free = _pointwise(16, 16), _pointwise(None, None)
+def test_a_model_built_for_one_size_predicts_any_size_tile_by_tile_as_the_same_layers_would_whole(shape, built_for):
+    fixed, free = _pointwise(*built_for), _pointwise(None, None)
     free.set_weights(fixed.get_weights())
     images = [np.random.default_rng(seed).random((*shape, 3)).astype(np.float32) for seed in range(3)]
     tiled = predict_maps(fixed, images, batch_size=2)
@@ -48,6 +49,18 @@ def test_measured_at_the_size_it_was_built_for_and_refused_at_another():
         measurement_size(_pointwise(16, 16), 64)
     with pytest.raises(ValueError, match="built for 16x24 inputs; segprune measures MACs and latency at a square size"):
         measurement_size(_pointwise(16, 24))
+    with pytest.raises(ValueError, match="built for inputs of height 32 and width None; segprune needs both fixed or neither"):
+        predict_classes(_pointwise(32, None), [np.zeros((64, 64, 3), np.float32)])
+
+
+def test_the_sweep_measures_a_model_at_the_size_it_was_built_for(tmp_path):
+    from segprune.experiments import SweepConfig, run_sweep
+
+    data = synthetic_dataset(num_train=4, num_val=2, num_test=2, image_size=48, channels=1, seed=0)
+    model = _small_fixed(32, 1, data.num_classes)
+    rows = run_sweep(model, data, tmp_path, SweepConfig(methods=("classical-otsu",)))  # the dense model exported and timed at 32
+    dense = next(row for row in rows if row["method"] == "dense")
+    assert dense["macs_ratio"] == 1.0 and dense["latency_ms"] > 0  # at 256 its MACs could not be counted nor could it export
 
 
 def test_a_model_built_for_32_pixels_prunes_fine_tunes_and_evaluates_on_64_pixel_tiles(tmp_path, capsys):

@@ -13,7 +13,7 @@ from __future__ import annotations
 import tempfile
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import keras
@@ -27,6 +27,7 @@ from segprune.classical import evaluate_classical
 from segprune.cost import flops
 from segprune.data.dataset import SegmentationDataset
 from segprune.experiments.deployment import check_runtimes, measure_deployments
+from segprune.inference import measurement_size
 from segprune.metrics import evaluate
 from segprune.models.loading import load_model
 from segprune.report.tables import write_tables
@@ -54,7 +55,8 @@ class SweepConfig:
             `finetune_epochs` for them.
         distill: Fine-tune with knowledge distillation from the dense model (None: ground truth only).
         tolerance: Dice points below dense that still count as "as good" for the balance point.
-        image_size: Latency is measured on 1 x image_size x image_size inputs, exported at that fixed shape.
+        image_size: Latency is measured on 1 x image_size x image_size inputs, exported at that fixed shape; by
+            default the size the model was built for, else 256.
         threads: Runtime threads.
         runtimes: Runtimes every network is exported to and timed on (`onnxruntime`, `openvino`, `litert`);
             the first one's fp32 figure fills `latency_ms` and `speedup`.
@@ -71,7 +73,7 @@ class SweepConfig:
     method_epochs: Mapping[str, int] = field(default_factory=dict)
     distill: DistillConfig | None = None
     tolerance: float = 1.0
-    image_size: int = 256
+    image_size: int | None = None
     threads: int = 2
     runtimes: tuple[str, ...] = ("onnxruntime",)
     int8: bool = False
@@ -119,6 +121,7 @@ def run_sweep(
         >>> rows = run_sweep(model, segprune.load_data("nuclei"), "runs/sweep")
     """
     config = config or SweepConfig()
+    config = replace(config, image_size=measurement_size(model, config.image_size))
     say = progress or (lambda message: None)
     out_dir = Path(out_dir)
     (out_dir / "models").mkdir(parents=True, exist_ok=True)

@@ -24,6 +24,7 @@ import numpy as np
 from segprune.backend.threads import limit_threads
 from segprune.cost import flops
 from segprune.inference import fixed_input_size, measurement_size
+from segprune.models.outputs import check_image_input
 from segprune.runtime.export import FORMATS, export_model, open_runner
 
 RUNTIMES = ("onnxruntime", "openvino", "litert", "keras")
@@ -182,7 +183,10 @@ def _shared_size(models, paths, image_size: int | None) -> int:
         built_for = {path: fixed_input_size(model) for path, model in zip(paths, models) if fixed_input_size(model) is not None}
         if len(set(built_for.values())) > 1:
             listed = ", ".join(f"{Path(path).name} {size[0]}x{size[1]}" for path, size in built_for.items())
-            raise ValueError(f"The models are built for different input sizes ({listed}); they are timed side by side at one size.")
+            raise ValueError(
+                f"The models are built for different input sizes ({listed}); models timed side by side share one size. "
+                "Benchmark each size in its own run."
+            )
         image_size = next(iter(built_for.values()), (256, 256))[0]
     for model in models:
         measurement_size(model, image_size)  # refuses a model built for another size, naming it
@@ -193,7 +197,6 @@ def _timed_network(path: str | Path) -> tuple[keras.Model, tuple[str, ...]]:
     """The network a file is timed by, and what a reader of its figures must know: a Mask R-CNN's trunk."""
     from segprune.models import load_model
     from segprune.models.mask_rcnn import is_mask_rcnn_file, load_mask_rcnn
-    from segprune.models.outputs import check_image_input
 
     if not is_mask_rcnn_file(path):
         model = load_model(path)
