@@ -99,7 +99,7 @@ def predict_maps(
     channels = input_channels(model)
     fixed = fixed_input_size(model)
     if fixed is not None:
-        return _predict_tiles(model, [adapt_channels(image, channels) for image in images], fixed, batch_size)
+        return stitch_tiles(model.predict_on_batch, [adapt_channels(image, channels) for image in images], fixed, batch_size)
     results: list[np.ndarray | None] = [None] * len(images)
     by_shape: dict[tuple[int, int], list[int]] = {}
     for index, image in enumerate(images):
@@ -114,13 +114,22 @@ def predict_maps(
     return results  # type: ignore[return-value]
 
 
-def _predict_tiles(model: keras.Model, images: list[np.ndarray], size: tuple[int, int], batch_size: int) -> list[np.ndarray]:
+def stitch_tiles(run, images: Sequence[np.ndarray], size: tuple[int, int], batch_size: int, fixed_batch: bool = False) -> list[np.ndarray]:
+    """`run`'s outputs over images of any size, (H, W, channels) each, from tiles of `size` (`tiles_of`).
+
+    `run` maps a batch of tiles to their outputs (a Keras model's `predict_on_batch`, an exported model's
+    runner). Tiles are batched across images, `batch_size` at a time; with `fixed_batch` every batch holds
+    exactly `batch_size` tiles (an export with a fixed batch), the last filled by repeating its final tile.
+    """
     height, width = size
     placed = [(index, top, left, tile) for index, image in enumerate(images) for tile, (top, left) in tiles_of(image, height, width)]
     results: list[np.ndarray | None] = [None] * len(images)
     for start in range(0, len(placed), batch_size):
         chunk = placed[start : start + batch_size]
-        outputs = np.asarray(model.predict_on_batch(np.stack([tile for *_, tile in chunk])))
+        tiles = [tile for *_, tile in chunk]
+        if fixed_batch:
+            tiles += tiles[-1:] * (batch_size - len(tiles))
+        outputs = np.asarray(run(np.stack(tiles).astype(np.float32)))
         for (index, top, left, _), output in zip(chunk, outputs):
             image = images[index]
             if results[index] is None:

@@ -106,3 +106,21 @@ def test_a_channels_first_model_is_refused_as_such_not_read_as_a_size(command, t
     assert main([command[0], str(path), *command[1:], *out]) == 2
     error = " ".join(capsys.readouterr().err.split())
     assert "'first_conv' (Conv2D) of model" in error and "uses data_format='channels_first'" in error and "Build the model channels-last" in error
+
+
+@pytest.mark.parametrize("fixed_batch", [False, True])
+def test_stitched_tiles_rebuild_each_image_and_a_fixed_batch_is_always_full(fixed_batch):
+    from segprune.inference import stitch_tiles
+
+    images = [np.random.default_rng(seed).random(shape).astype(np.float32) for seed, shape in enumerate([(20, 13, 2), (7, 7, 2), (9, 30, 2)])]
+    seen = []
+
+    def identity(batch):
+        seen.append(len(batch))
+        return batch
+
+    stitched = stitch_tiles(identity, images, (8, 6), batch_size=4, fixed_batch=fixed_batch)
+    for image, result in zip(images, stitched):
+        np.testing.assert_array_equal(result, image)
+    tiles = 3 * 3 + 1 * 2 + 2 * 5  # rows x columns of tiles per image, the last of each moved back to the edge
+    assert seen == ([4] * 6 if fixed_batch else [4] * 5 + [1]) and tiles == 21

@@ -26,7 +26,7 @@ import keras
 import numpy as np
 
 from segprune.data import SegmentationDataset, adapt_channels, load_data
-from segprune.inference import fixed_input_size, input_channels, pad_to_multiple, probabilities_to_classes, tiles_of
+from segprune.inference import fixed_input_size, input_channels, pad_to_multiple, probabilities_to_classes, stitch_tiles, tiles_of
 from segprune.metrics import ConfusionMatrix
 from segprune.models import load_model
 from segprune.models.outputs import output_kind
@@ -298,12 +298,6 @@ def _compare(model: keras.Model, runner, dataset: SegmentationDataset, shape: tu
 
 
 def _predict_tiled(run, image: np.ndarray, shape: tuple, kind) -> np.ndarray:
-    """Class map of an (H, W, C) image from a model of fixed `shape`, tile by tile (batch filled by repeating)."""
+    """Class map of an (H, W, C) image from a model of fixed `shape` (B, H, W, C), tile by tile."""
     batch, height, width, _ = shape
-    classes = np.zeros(image.shape[:2], np.int32)
-    for tile, (top, left) in tiles_of(image, height, width):
-        output = run(np.repeat(tile[None].astype(np.float32), batch, axis=0))
-        predicted = probabilities_to_classes(np.asarray(output)[:1], kind)[0]
-        rows, cols = min(height, image.shape[0] - top), min(width, image.shape[1] - left)
-        classes[top : top + rows, left : left + cols] = predicted[:rows, :cols]
-    return classes
+    return probabilities_to_classes(stitch_tiles(run, [image], (height, width), batch, fixed_batch=True)[0][None], kind)[0]
