@@ -17,12 +17,8 @@ $(BIN)/python:
 # tensorflow-cpu; segprune needs none of its text or preset dependencies, so it is installed alone, pinned.
 KERAS_HUB := keras-hub==0.32.0
 
-# --no-compile: pip would byte-compile every module of TensorFlow, JAX and PyTorch (~30 s of the install on
-# 2 cores); Python compiles the modules that are imported, when they are.
-PIP_INSTALL := $(BIN)/python -m pip install --quiet --no-compile
-
 $(VENV)/.installed: pyproject.toml Makefile | $(BIN)/python
-	$(PIP_INSTALL) -e .
+	$(BIN)/python -m pip install --quiet -e .
 	touch $@
 
 # The tests also need JAX and PyTorch (CPU builds): `make test` runs the backend subset under both. Where
@@ -30,8 +26,8 @@ $(VENV)/.installed: pyproject.toml Makefile | $(BIN)/python
 #   make test TORCH_INDEX=https://download.pytorch.org/whl/cpu
 TORCH_INDEX ?=
 $(VENV)/.installed-test: pyproject.toml Makefile | $(BIN)/python
-	$(PIP_INSTALL) -e ".[test,jax,torch]" $(if $(TORCH_INDEX),--extra-index-url $(TORCH_INDEX))
-	$(PIP_INSTALL) --no-deps "$(KERAS_HUB)"
+	$(BIN)/python -m pip install --quiet -e ".[test,jax,torch]" $(if $(TORCH_INDEX),--extra-index-url $(TORCH_INDEX))
+	$(BIN)/python -m pip install --quiet --no-deps "$(KERAS_HUB)"
 	touch $@ $(VENV)/.installed
 
 install: $(VENV)/.installed
