@@ -62,20 +62,18 @@ def test_the_clock_estimates_the_time_left_after_a_few_candidates(monkeypatch):
         SearchClock(expected=1, max_minutes=0)
 
 
-def test_greedy_announces_its_candidates_and_reports_progress(data, model, tmp_path):
+def test_greedy_announces_its_candidates_reports_progress_and_resumes_after_its_time_limit(data, model, tmp_path, monkeypatch):
     plans, seen = [], []
-    greedy_search(model, data, tmp_path, SETTINGS, CANDIDATES, iterations=2, on_start=plans.append, on_candidate=lambda r, b: seen.append(r))
+    reference = greedy_search(
+        model, data, tmp_path / "reference", SETTINGS, CANDIDATES, iterations=3, on_start=plans.append, on_candidate=lambda r, b: seen.append(r)
+    )
     assert len(plans) == 1 and plans[0]["evaluated"] == 0
-    groups, steps = (int(word) for word in plans[0]["description"].split() if word.isdigit())
-    assert plans[0]["expected"] == groups * steps
+    groups, planned_steps = (int(word) for word in plans[0]["description"].split() if word.isdigit())
+    assert plans[0]["expected"] == groups * planned_steps
     assert all(r["expected"] >= r["done"] for r in seen), "the estimate is revised as steps turn out"
     assert [r["done"] for r in seen] == list(range(1, len(seen) + 1))
     assert all(r["remaining"] is None for r in seen[:2]) and seen[-1]["remaining"] is not None
-    assert seen[-1]["expected"] >= seen[-1]["done"]
 
-
-def test_greedy_stopped_by_the_time_limit_returns_a_budget_meeting_model_and_resumes(data, model, tmp_path, monkeypatch):
-    reference = greedy_search(model, data, tmp_path / "reference", SETTINGS, CANDIDATES, iterations=3)
     steps = len(_records(tmp_path / "reference", "step"))
     first_step = sum(r["iteration"] == 0 for r in _records(tmp_path / "reference", "candidate"))
     _limit_after(monkeypatch, first_step + 1)  # in the middle of step 2

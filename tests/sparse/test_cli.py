@@ -39,6 +39,7 @@ def test_prune_l0_channel_needs_data_and_target(tmp_path, capsys):
     assert not (tmp_path / "p.keras").exists()
 
 
+@pytest.mark.exhaustive  # the same prune command as l1's (tests/structured/test_oneshot.py); slimming itself: test_regularised.py
 def test_prune_slimming_from_the_command_line(make_folder_dataset, tmp_path, capsys):
     root = make_folder_dataset(count=8)
     source = tmp_path / "unet.keras"
