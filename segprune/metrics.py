@@ -9,7 +9,7 @@ import numpy as np
 
 from segprune.data.dataset import SegmentationDataset
 from segprune.inference import DEFAULT_PAD_MULTIPLE, predict_classes
-from segprune.models.outputs import output_kind
+from segprune.models.outputs import OutputKind, output_kind
 
 
 class ConfusionMatrix:
@@ -102,8 +102,9 @@ class Evaluation:
         return {key: (list(value) if isinstance(value, tuple) else value) for key, value in asdict(self).items()}
 
 
-def check_fits_data(model: keras.Model, data: SegmentationDataset) -> None:
-    """Refuses a model that is not a single-output segmentation model predicting `data`'s classes.
+def check_fits_data(model: keras.Model, data: SegmentationDataset) -> OutputKind:
+    """Refuses a model that is not a single-output segmentation model predicting `data`'s classes; returns
+    the output convention it read.
 
     Raises:
         ValueError: Naming the model's output (or class count) and what it should be.
@@ -114,6 +115,7 @@ def check_fits_data(model: keras.Model, data: SegmentationDataset) -> None:
             f"Model {model.name!r} predicts {kind.num_classes} classes ({kind.channels} output channels) but "
             f"dataset {data.name!r} has {data.num_classes}. Build the model with num_classes={data.num_classes}."
         )
+    return kind
 
 
 def evaluate(

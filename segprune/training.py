@@ -156,8 +156,7 @@ def train(
     if epochs < 1:
         raise ValueError(f"epochs must be >= 1, got {epochs}.")
     config = config or TrainConfig()
-    check_fits_data(model, data)
-    kind = output_kind(model)
+    kind = check_fits_data(model, data)
     if distill is not None and teacher is None:
         raise ValueError("distill= needs the teacher= model whose soft masks the student learns (the dense model).")
     loss: keras.losses.Loss = CrossEntropyDiceLoss(kind, data.ignore_index, config.dice_weight)

@@ -24,7 +24,6 @@ import numpy as np
 from segprune.backend.threads import limit_threads
 from segprune.cost import flops
 from segprune.inference import fixed_input_size, measurement_size
-from segprune.models.outputs import check_image_input
 from segprune.runtime.export import FORMATS, export_model, open_runner
 
 RUNTIMES = ("onnxruntime", "openvino", "litert", "keras")
@@ -180,7 +179,8 @@ def benchmark_models(
 def _shared_size(models, paths, image_size: int | None) -> int:
     """The one size every model is timed at: `image_size`, else the size those built for one were built for."""
     if image_size is None:
-        built_for = {path: fixed_input_size(model) for path, model in zip(paths, models) if fixed_input_size(model) is not None}
+        sizes = {path: fixed_input_size(model) for path, model in zip(paths, models)}
+        built_for = {path: size for path, size in sizes.items() if size is not None}
         if len(set(built_for.values())) > 1:
             listed = ", ".join(f"{Path(path).name} {size[0]}x{size[1]}" for path, size in built_for.items())
             raise ValueError(
@@ -189,7 +189,7 @@ def _shared_size(models, paths, image_size: int | None) -> int:
             )
         image_size = next(iter(built_for.values()), (256, 256))[0]
     for model in models:
-        measurement_size(model, image_size)  # refuses a model built for another size, naming it
+        measurement_size(model, image_size)  # refuses two inputs, channels-first, or a model built for another size
     return image_size
 
 
@@ -199,9 +199,7 @@ def _timed_network(path: str | Path) -> tuple[keras.Model, tuple[str, ...]]:
     from segprune.models.mask_rcnn import is_mask_rcnn_file, load_mask_rcnn
 
     if not is_mask_rcnn_file(path):
-        model = load_model(path)
-        check_image_input(model)  # every runtime is fed one image batch
-        return model, ()
+        return load_model(path), ()
     note = (
         f"{Path(path).name} is a Mask R-CNN: its trunk (encoder, FPN, shared RPN head) is timed and its MACs and parameters are "
         "the trunk's; proposal decoding, NMS, RoIAlign, the box and mask heads and mask pasting run in Python (MaskRCNN.detect), untimed"
