@@ -9,8 +9,7 @@ OpenVINO: NNCF) and checked on the test split (mask agreement with fp32, Dice). 
 comes from a large NumPy matmul at the same thread count (benchmarks/cpu_peak.py).
 
     flock /tmp/segprune-cpu.lock .venv/bin/python benchmarks/deploy_nuclei.py \\
-        --dense /work/notes/models/unet-nuclei.keras --pruned /work/notes/models/unet-nuclei-l1-q.keras \\
-        --data /work/shared/datasets/nuclei-dsb2018
+        --dense runs/demo/unet.keras --pruned runs/demo/sweep/models/oneshot-l1-0.25.keras --data nuclei
 
 Mask agreement and Dice of the int8 models are always measured at the data's own tile size (1 x T x T, from a
 quantization at that shape): at a larger fixed shape each test tile would be mirror-padded, and the nuclei U-Net's

@@ -87,7 +87,7 @@ def evaluate_classical(method: str, data: SegmentationDataset, split: str = "tes
     """Dice, IoU, pixel accuracy (one confusion matrix over the split) and milliseconds per image.
 
     Example:
-        >>> result = evaluate_classical("watershed", segprune.load_data("../shared/datasets/nuclei-dsb2018"))
+        >>> result = evaluate_classical("watershed", segprune.load_data("nuclei"))
         >>> round(result.dice, 2)
         0.8
     """
