@@ -15,6 +15,7 @@ from pathlib import Path
 
 import keras
 
+from segprune import defaults
 from segprune.cost.resources import parse_target
 from segprune.data.dataset import SegmentationDataset
 from segprune.data.instances import InstanceDataset
@@ -22,6 +23,7 @@ from segprune.inference import measurement_size
 from segprune.instance_metrics import evaluate_instances
 from segprune.metrics import check_fits_data
 from segprune.models.mask_rcnn import MaskRCNN, fit_mask_rcnn, save_mask_rcnn
+from segprune.progress_lines import LineReporters
 from segprune.search.evaluation import CandidateSettings
 from segprune.search.greedy import greedy_search
 from segprune.search.random_search import random_search
@@ -102,15 +104,16 @@ def prune(
     ratio: float | Mapping[str, float] | Strategy | None = None,
     data: SegmentationDataset | None = None,
     finetune_epochs: int | None = None,
-    round_to: int = 8,
+    round_to: int = defaults.ROUND_TO,
     ignore: Iterable[str] = (),
     image_size: int | None = None,
     seed: int | None = None,
     train_config: TrainConfig | None = None,
-    distill: DistillConfig | None = None,
+    distill: DistillConfig | bool | None = defaults.DISTILL,
     checkpoint_path: str | Path | None = None,
     folder: str | Path | None = None,
     resume: bool = False,
+    progress: bool = True,
     on_epoch: EpochReporter | None = None,
     on_candidate: CandidateReporter | None = None,
     on_search_start: Callable[[dict], None] | None = None,
@@ -129,7 +132,8 @@ def prune(
         ratio: One-shot only, instead of `target`: the share of channels to remove from every group (or a
             dict of layer name to ratio, or a selection strategy).
         data: The training data; needed by fine-tuning, the data-driven criteria and every trained method.
-        finetune_epochs: Fine-tuning after pruning; defaults to 0 for one-shot methods and 20 for the others.
+        finetune_epochs: Fine-tuning after pruning; defaults to 0 for one-shot methods and 20 for the others
+            (`segprune.defaults`, shared with the command line).
         round_to: Every pruned group keeps a multiple of this many channels.
         ignore: Layers whose channels must stay (not supported by the searches).
         image_size: The square input size at which MACs and latency are measured; by default the size the
@@ -137,7 +141,9 @@ def prune(
         seed: Seeds Keras (initialisation, batches, random criteria and searches) when given.
         train_config: How fine-tuning trains.
         distill: Fine-tune with knowledge distillation from `model` (the dense teacher's soft masks next to
-            the ground truth); None trains on the ground truth alone.
+            the ground truth): True (the default, as on the command line) with `DistillConfig()`'s temperature
+            and weight, or a `DistillConfig`; False or None trains on the ground truth alone. A Mask R-CNN
+            fine-tunes on its ground truth only (a `DistillConfig` is refused for it).
         checkpoint_path: Where the finished model is saved (every method), and beside which a trained run
             keeps its state (`<checkpoint_path>.resume/`) until it finishes.
         folder: A search's folder (log, candidate models, latency table); a temporary one when None.
@@ -146,6 +152,8 @@ def prune(
             differs; without `resume` an existing state is an error. With no checkpoint_path (or folder)
             there is nothing to continue and the run starts afresh. Ctrl-C stops a resumable run when
             the current epoch ends and raises `RunInterrupted` (the state is kept).
+        progress: Print a line per fine-tuning epoch, search plan and search candidate to stderr, as the
+            command line does, for every event that has no callback of its own; False prints nothing.
         on_epoch: Progress callback for every training epoch.
         on_candidate: Progress callback for every evaluated search candidate (with "done", "expected",
             "elapsed" and "remaining" seconds, None until a few candidates have finished).
@@ -167,8 +175,12 @@ def prune(
     _check_method(method, STRUCTURED_SETTINGS, method_settings)
     _check_amount(method, target, ratio)
     image_size = measurement_size(model.trunk if isinstance(model, MaskRCNN) else model, image_size)
+    if progress:
+        printed = LineReporters(detector=isinstance(model, MaskRCNN))
+        on_epoch, on_candidate, on_search_start = on_epoch or printed.epoch, on_candidate or printed.candidate, on_search_start or printed.plan
     if isinstance(model, MaskRCNN):
-        unsupported = {"train_config": train_config, "distill": distill}
+        # distillation is on by default; a detector's fine-tune has no distillation to turn on
+        unsupported = {"train_config": train_config, "distill": distill if isinstance(distill, DistillConfig) else None}
         if method not in SEARCH_METHODS:  # a search keeps its log in folder and resumes from it
             unsupported.update(folder=folder, resume=resume or None)
         search = dict(folder=folder, resume=resume, on_candidate=on_candidate, on_search_start=on_search_start)
@@ -177,7 +189,7 @@ def prune(
             on_epoch, method_settings, [name for name, value in unsupported.items() if value is not None], search,
         )
     if finetune_epochs is None:
-        finetune_epochs = 0 if method in ONESHOT_METHODS else 20
+        finetune_epochs = defaults.ONESHOT_FINETUNE_EPOCHS if method in ONESHOT_METHODS else defaults.FINETUNE_EPOCHS
     if finetune_epochs < 0:
         raise ValueError(f"finetune_epochs must be >= 0, got {finetune_epochs}.")
     if data is None and (finetune_epochs or method not in ONESHOT_METHODS):
@@ -185,6 +197,7 @@ def prune(
         raise ValueError(f"{needs} trains on data: pass data=segprune.load_data(...) (or --data on the command line).")
     if data is not None:
         check_fits_data(model, data)  # before any work or run state: a classifier or another class count is refused now
+    distill = _distill_config(distill)
     if seed is not None:
         keras.utils.set_random_seed(seed)
     started = time.perf_counter()
@@ -230,12 +243,13 @@ def sparsify(
     *,
     sparsity: float,
     data: SegmentationDataset,
-    epochs: int = 30,
+    epochs: int = defaults.SPARSIFY_EPOCHS,
     ignore: Iterable[str] = (),
     seed: int | None = None,
     train_config: TrainConfig | None = None,
     checkpoint_path: str | Path | None = None,
     resume: bool = False,
+    progress: bool = True,
     on_epoch: EpochReporter | None = None,
     **method_settings,
 ) -> SparsifyResult:
@@ -254,6 +268,7 @@ def sparsify(
             (`<checkpoint_path>.resume/`: masks and the schedule's step, L0 gates and their optimizer state,
             the phase reached) until it finishes.
         resume: Continue the interrupted run that wrote `checkpoint_path`, as in `prune`.
+        progress: Print a line per epoch to stderr, as the command line does, unless `on_epoch` is given; False prints nothing.
         on_epoch: Progress callback for every epoch.
         **method_settings: magnitude `schedule` ("polynomial" | "constant" | a schedule), `ranking`
             ("global" | "layer"), `pattern` ("unstructured", "2:4", "block:1x4"); l1 / l0 `strength`,
@@ -270,6 +285,8 @@ def sparsify(
     if not 0.0 < sparsity < 1.0:
         raise ValueError(f"sparsity is the share of kernel weights to zero, in (0, 1); got {sparsity}.")
     check_fits_data(model, data)
+    if progress and on_epoch is None:
+        on_epoch = LineReporters().epoch
     if seed is not None:
         keras.utils.set_random_seed(seed)
     ignore = tuple(ignore)
@@ -288,6 +305,15 @@ def sparsify(
     return result
 
 
+def _distill_config(distill: DistillConfig | bool | None) -> DistillConfig | None:
+    """`prune`'s `distill` argument as the fine-tune reads it: True is the default distillation, False or None none."""
+    if isinstance(distill, DistillConfig) or distill is None:
+        return distill
+    if isinstance(distill, bool):
+        return DistillConfig() if distill else None
+    raise ValueError(f"distill takes True, False or a DistillConfig(temperature=..., weight=...), got {distill!r}.")
+
+
 def _finetune(result: PruneResult, dense: keras.Model, data, epochs: int, config, distill, on_epoch, run: RunState) -> None:
     """The fine-tune every method ends with: the run's `finetune` phase, taught by the dense model when distilling."""
     if epochs:
@@ -298,14 +324,14 @@ def _finetune(result: PruneResult, dense: keras.Model, data, epochs: int, config
 def _search_settings(target, image_size, round_to, seed, method_settings: dict) -> tuple[SearchSettings, CandidateSettings]:
     """A search's settings from `prune`'s arguments; the run and candidate settings are popped from `method_settings`."""
     search_settings = SearchSettings(
-        target=target, image_size=image_size, threads=method_settings.pop("threads", 2), round_to=round_to,
+        target=target, image_size=image_size, threads=method_settings.pop("threads", defaults.THREADS), round_to=round_to,
         final_epochs=0, workers=method_settings.pop("workers", 1),  # the fine-tune after it is prune's, as for every method
         time_result=method_settings.pop("time_result", True), max_minutes=method_settings.pop("max_minutes", None),
         executor=method_settings.pop("executor", "local"), ray_address=method_settings.pop("ray_address", None),
         runtime=method_settings.pop("runtime", "onnxruntime"), precision=method_settings.pop("precision", "fp32"),
     )
     candidate_settings = CandidateSettings(
-        finetune_steps=method_settings.pop("candidate_steps", 20), importance="l1", seed=0 if seed is None else seed
+        finetune_steps=method_settings.pop("candidate_steps", defaults.CANDIDATE_STEPS), importance="l1", seed=0 if seed is None else seed
     )
     return search_settings, candidate_settings
 
@@ -428,7 +454,7 @@ def _regularised(model, method, target, data, round_to, ignore, train_config, on
     prune_by = l0_channel_prune if method == "l0-channel" else slimming_prune
     options = {"strength": settings["strength"]} if settings.get("strength") is not None else {}
     outcome = prune_by(
-        model, data, target, epochs=settings.get("regularise_epochs", 15), finetune_epochs=0, round_to=round_to,
+        model, data, target, epochs=settings.get("regularise_epochs", defaults.REGULARISE_EPOCHS), finetune_epochs=0, round_to=round_to,
         ignore=ignore, config=train_config, on_epoch=on_epoch, run=run, **options,
     )
     return PruneResult(model=outcome.model, method=method, notes=list(outcome.notes), training=list(outcome.training))
@@ -439,9 +465,9 @@ def _search(model, method, data, folder, settings, candidates, resume, on_candid
         resume=resume, data_source=method_settings.get("data_source"), on_candidate=on_candidate, on_epoch=on_epoch, on_start=on_start
     )
     if method == "greedy":
-        outcome = greedy_search(model, data, folder, settings, candidates, iterations=method_settings.get("iterations", 10), **common)
+        outcome = greedy_search(model, data, folder, settings, candidates, iterations=method_settings.get("iterations", defaults.GREEDY_ITERATIONS), **common)
     else:
         outcome = random_search(
-            model, data, folder, settings, candidates, method_settings.get("candidates", 20), method_settings.get("accuracy_floor"), **common
+            model, data, folder, settings, candidates, method_settings.get("candidates", defaults.SEARCH_CANDIDATES), method_settings.get("accuracy_floor"), **common
         )
     return PruneResult(model=outcome.model, method=method, notes=list(outcome.notes), search=outcome)

@@ -10,6 +10,7 @@ from pathlib import Path
 import keras
 import numpy as np
 
+from segprune import defaults
 from segprune._io import save_model
 from segprune.backend.determinism import seed_random
 from segprune.data.dataset import SegmentationDataset
@@ -34,7 +35,7 @@ class TrainConfig:
         validation_split: Split scored after every epoch; the best-scoring weights are kept.
     """
 
-    learning_rate: float = 1e-3
+    learning_rate: float = defaults.LEARNING_RATE
     final_learning_rate_fraction: float = 0.01
     patience: int | None = 15
     dice_weight: float = 1.0
@@ -59,8 +60,8 @@ class DistillConfig:
             (0 is plain training).
     """
 
-    temperature: float = 2.0
-    weight: float = 0.5
+    temperature: float = defaults.DISTILL_TEMPERATURE
+    weight: float = defaults.DISTILL_WEIGHT
 
     def __post_init__(self) -> None:
         if self.temperature <= 0:

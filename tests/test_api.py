@@ -79,8 +79,44 @@ def test_settings_reach_the_regularised_and_search_methods(model, data, tmp_path
     settings, candidate_settings, num_candidates = args[3], args[4], args[5]
     assert (settings.target, settings.image_size, settings.threads, settings.time_result) == ("params=0.5", 32, 1, False)
     assert (candidate_settings.finetune_steps, candidate_settings.seed, num_candidates) == (5, 7, 3)
-    assert finetunes == [("finetune", 20, None, None)]  # searches default to 20 epochs; no distillation asked
+    # searches default to 20 epochs, distilled as on the command line (segprune.defaults)
+    assert finetunes == [("finetune", 20, model, segprune.DistillConfig())]
     assert search.search is not None and search.search_folder == tmp_path
+
+
+def test_progress_is_printed_by_default_as_the_command_line_prints_it_and_off_with_progress_false(model, data, tmp_path, monkeypatch, capsys):
+    """Every event without a callback of its own becomes the command line's line on stderr: the search's plan,
+    its candidates and the fine-tune's epochs."""
+
+    def search(*args, on_start, on_candidate, **kwargs):
+        if on_start is None:  # progress=False
+            return SimpleNamespace(model=args[0], notes=[], config={})
+        on_start({"method": "random-search", "expected": 2, "evaluated": 0, "description": "2 candidates"})
+        on_candidate({"index": 0, "share": 0.4, "score": 0.8, "seconds": 1.0, "done": 1, "expected": 2, "elapsed": 1.0, "remaining": None},
+                     {"score": 0.8})
+        return SimpleNamespace(model=args[0], notes=[], config={})
+
+    def finetune(run, phase, student, data, epochs, config, on_epoch, teacher=None, distill=None):
+        record = SimpleNamespace(epoch=1, loss=0.5, val_dice=0.7, seconds=2.0)
+        if on_epoch is not None:
+            on_epoch(record, SimpleNamespace(best_epoch=1, best_val_dice=0.7), epochs)
+        return SimpleNamespace(history=[record], seconds=2.0)
+
+    monkeypatch.setattr(segprune.api, "random_search", search)
+    monkeypatch.setattr(segprune.api, "train_phase", finetune)
+    options = dict(target="params=0.5", data=data, image_size=32, folder=tmp_path, finetune_epochs=1, time_result=False)
+    segprune.prune(model, "random-search", **options)
+    printed = capsys.readouterr().err.splitlines()
+    assert printed == [
+        "random-search: about 2 candidates (2 candidates)",
+        "candidate 1: 0.400 of dense, val Dice 0.8000 (1.0s); best 0.8000; 1/2, 0:01 elapsed, estimating time left",
+        "epoch   1/1  loss 0.5000  val Dice 0.7000  best 0.7000 (epoch 1)  2.0s *",
+    ]
+    epochs = []
+    segprune.prune(model, "random-search", **options, on_epoch=lambda *event: epochs.append(event), resume=True)
+    assert len(epochs) == 1 and len(capsys.readouterr().err.splitlines()) == 2, "a callback replaces its printed line"
+    segprune.prune(model, "random-search", **options, progress=False, resume=True)
+    assert capsys.readouterr().err == ""
 
 
 @pytest.mark.parametrize(
