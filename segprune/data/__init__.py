@@ -1,15 +1,18 @@
-"""Datasets (built-in nuclei tiles, folder, Oxford-IIIT Pet, synthetic) and the pipeline that feeds them to a model."""
+"""Datasets (built-in nuclei tiles, folder, Oxford-IIIT Pet, Pascal VOC, Cityscapes, synthetic) and the pipeline that feeds them to a model."""
 
 from __future__ import annotations
 
+import inspect
 from pathlib import Path
 
 from segprune.data._imageio import DataError
+from segprune.data.cityscapes import cityscapes_dataset, is_cityscapes_layout
 from segprune.data.dataset import SegmentationDataset
 from segprune.data.folder import folder_dataset
 from segprune.data.pet import is_pet_layout, pet_dataset
 from segprune.data.pipeline import BatchConfig, TrainingBatches, adapt_channels
 from segprune.data.synthetic import synthetic_dataset
+from segprune.data.voc import is_voc_layout, voc_dataset
 
 NUCLEI_ROOT = Path(__file__).resolve().parent / "builtin" / "nuclei"
 # The names DATA may take besides a folder: real binary nuclei tiles (the default) and a multi-class generator.
@@ -38,26 +41,51 @@ def load_data(source: str | Path, **options) -> SegmentationDataset:
 
     Args:
         source: `"nuclei"` (built-in real tiles, binary), `"synthetic"` (generated, multi-class) or a folder path.
-        **options: Passed to the dataset constructor (for example `num_classes=` or `ignore_index=`).
+        **options: Passed to the dataset reader (for example `num_classes=`, `ignore_index=` or
+            `mask_pattern=`); None values are left out, and an option the layout does not take is refused.
+
+    A folder is read by the first layout it matches: Oxford-IIIT Pet (`pet_dataset`), Pascal VOC
+    (`voc_dataset`), Cityscapes (`cityscapes_dataset`), else a folder of images and masks (`folder_dataset`,
+    which also finds split folders such as `train/` + `train_masks/` and masks named `img_001_mask.png`).
 
     Example:
         >>> data = load_data("nuclei")
         >>> data.num_classes
         2
+        >>> data = load_data("mydata", mask_pattern="{stem}_mask.png", ignore_index=255)
     """
+    options = {name: value for name, value in options.items() if value is not None}
     if str(source) == "nuclei":
-        return nuclei_dataset(**options)
+        return _read(nuclei_dataset, "the built-in nuclei tiles", options)
     if str(source) == "synthetic":
-        return synthetic_dataset(**options)
+        return _read(synthetic_dataset, "the synthetic dataset", options)
     root = Path(source)
     if not root.exists():
         raise DataError(
             f"No dataset at {str(root)!r}. DATA is one of {', '.join(BUILT_IN)} (built in) or a folder with "
-            "images/ and masks/."
+            "images/ and masks/ (or train/ and train_masks/, Pascal VOC, Cityscapes, Oxford-IIIT Pet)."
         )
     if is_pet_layout(root):
-        return pet_dataset(root, **options)
-    return folder_dataset(root, **options)
+        return _read(pet_dataset, f"{str(root)!r} (Oxford-IIIT Pet layout)", options, root)
+    if is_voc_layout(root):
+        return _read(voc_dataset, f"{str(root)!r} (Pascal VOC layout)", options, root)
+    if is_cityscapes_layout(root):
+        return _read(cityscapes_dataset, f"{str(root)!r} (Cityscapes layout)", options, root)
+    return _read(folder_dataset, f"{str(root)!r}", options, root)
+
+
+def _read(reader, described: str, options: dict, *arguments) -> SegmentationDataset:
+    """Calls a dataset reader, refusing by name an option it does not take (a --mask-pattern for the Pet layout)."""
+    parameters = inspect.signature(reader).parameters
+    if not any(parameter.kind is parameter.VAR_KEYWORD for parameter in parameters.values()):
+        refused = sorted(set(options) - set(parameters))
+        if refused:
+            taken = [name for name in parameters if name not in ("root", "path")]
+            raise DataError(
+                f"{described} does not take {', '.join(refused)}: its classes and layout are fixed. "
+                f"It takes {', '.join(taken) or 'no options'}; leave the others out."
+            )
+    return reader(*arguments, **options)
 
 
 __all__ = [
@@ -67,9 +95,11 @@ __all__ = [
     "SegmentationDataset",
     "TrainingBatches",
     "adapt_channels",
+    "cityscapes_dataset",
     "folder_dataset",
     "load_data",
     "nuclei_dataset",
     "pet_dataset",
     "synthetic_dataset",
+    "voc_dataset",
 ]

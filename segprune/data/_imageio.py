@@ -8,18 +8,21 @@ import numpy as np
 import tifffile
 from PIL import Image, UnidentifiedImageError
 
-IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp")
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp", ".gif")
 
 
 class DataError(ValueError):
     """A dataset file or layout segprune cannot use; the message names the file and the fix."""
 
 
-def read_array(path: Path) -> np.ndarray:
+def read_array(path: Path, palette_indices: bool = False) -> np.ndarray:
+    """A file's pixels; palette images become RGB, or their palette indices with `palette_indices`."""
     try:
         if path.suffix.lower() in (".tif", ".tiff"):
             return np.asarray(tifffile.imread(path))
         with Image.open(path) as image:
+            if palette_indices and image.mode == "P":
+                return np.asarray(image)
             if image.mode in ("P", "CMYK", "YCbCr", "LA", "PA"):
                 image = image.convert("RGBA" if "A" in image.mode else "RGB")
             return np.asarray(image)
@@ -53,8 +56,8 @@ def to_unit_float(array: np.ndarray, source: str) -> np.ndarray:
 
 
 def read_mask(path: Path) -> np.ndarray:
-    """A mask as int32 (height, width) of class indices."""
-    array = read_array(path)
+    """A mask as int32 (height, width) of class indices; a palette PNG (Pascal VOC) gives its palette indices."""
+    array = read_array(path, palette_indices=True)
     if array.ndim == 3 and array.shape[-1] in (3, 4) and _channels_equal(array[..., :3]):
         array = array[..., 0]
     if array.ndim == 3 and array.shape[-1] == 1:

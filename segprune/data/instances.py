@@ -1,4 +1,5 @@
-"""Instance datasets: a folder's `instances/` label images (one id per object, 0 = background) as boxes and masks.
+"""Instance datasets: a folder's `instances/` label images (one id per object, 0 = background) or a COCO JSON file,
+as boxes and masks.
 
 A folder laid out as `images/`, `instances/` and optionally `masks/` (class index per pixel) and `split.txt`
 is read as instances. Without `masks/` every instance is of the one foreground class 1; with it, each
@@ -10,12 +11,15 @@ object covering rows 3..5 has `y1 = 3, y2 = 6`.
 
 from __future__ import annotations
 
+import contextlib
+import io
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
 
 import numpy as np
+from pycocotools.coco import COCO
 
 from segprune.data._imageio import DataError, read_array, read_image, read_mask
 from segprune.data.folder import _files_by_stem, _read_or_make_split
@@ -193,10 +197,91 @@ def load_instance_data(source: str | Path, **options) -> InstanceDataset:
     root = Path(source)
     if not root.is_dir():
         raise DataError(
-            f"No instance dataset at {str(source)!r}: instance models take 'nuclei' (built in) or a folder with images/ and "
-            f"{INSTANCES_FOLDER}/ (one 16-bit label image per image, 0 = background)."
+            f"No instance dataset at {str(source)!r}: instance models take 'nuclei' (built in), a folder with images/ and "
+            f"{INSTANCES_FOLDER}/ (one 16-bit label image per image, 0 = background), or a folder with images/ and a COCO JSON file."
         )
+    if not (root / INSTANCES_FOLDER).is_dir() and coco_file(root) is not None:
+        return coco_dataset(root, **options)
     return instance_dataset(root, **options)
+
+
+def coco_file(root: Path) -> Path | None:
+    """The one COCO annotation file of a folder: `root/*.json` or `root/annotations/*.json` (None when there is none)."""
+    found = sorted(root.glob("*.json")) + sorted((root / "annotations").glob("*.json"))
+    found = [path for path in found if path.name != "results.json"]
+    if len(found) > 1:
+        raise DataError(
+            f"{str(root)!r} holds {len(found)} JSON files ({', '.join(path.name for path in found[:4])}); "
+            "keep one COCO annotation file per dataset folder, or call coco_dataset(root, annotations=...)."
+        )
+    return found[0] if found else None
+
+
+def coco_dataset(
+    root: str | Path,
+    annotations: str | Path | None = None,
+    val_fraction: float = 0.0,
+    test_fraction: float = 0.15,
+    seed: int = 0,
+) -> InstanceDataset:
+    """Reads instances from a COCO JSON file (polygons or RLE, through pycocotools) and its images.
+
+    Images are looked up by each entry's `file_name` in `root/images/`, else in `root`. Categories become
+    classes 1..K in the order of their ids (0 is background); crowd regions (`iscrowd`) are left out, as COCO's
+    evaluation leaves them out. `root/split.txt` (lines `train|val|test <stem>`) fixes the split, else a
+    seeded split is made.
+
+    Args:
+        root: The dataset folder.
+        annotations: The JSON file; None finds the one in `root` or `root/annotations/`.
+        val_fraction: Share of the training images held out for validation (when split.txt has no val lines).
+        test_fraction: Share held out for testing when there is no split.txt.
+        seed: Seed of the split.
+
+    Raises:
+        DataError: No JSON file, a JSON file that is not COCO, or an image the file names but the folder lacks.
+
+    Example:
+        >>> data = coco_dataset("cells", annotations="cells/annotations.json")  # cells/images/*.png
+        >>> image, instances = data.load(data.ids("train")[0])
+    """
+    root = Path(root)
+    path = Path(annotations) if annotations is not None else coco_file(root)
+    if path is None or not path.is_file():
+        raise DataError(f"No COCO annotation file {str(path or root / 'annotations.json')!r}; give the JSON file with annotations=.")
+    try:
+        with contextlib.redirect_stdout(io.StringIO()):  # pycocotools prints its loading times
+            coco = COCO(str(path))
+    except (ValueError, KeyError, TypeError) as error:
+        raise DataError(f"{str(path)!r} is not a COCO annotation file ({error!r}); it needs images, annotations and categories.") from None
+    category_ids = sorted(coco.getCatIds())
+    classes = {category_id: index + 1 for index, category_id in enumerate(category_ids)}
+    image_folder = root / "images" if (root / "images").is_dir() else root
+    entries: dict[str, dict] = {}
+    for entry in coco.loadImgs(sorted(coco.getImgIds())):
+        stem = Path(entry["file_name"]).stem
+        if stem in entries:
+            raise DataError(f"{str(path)!r} names two images with the stem {stem!r}; give each image its own file name.")
+        if not (image_folder / entry["file_name"]).is_file():
+            raise DataError(f"{str(path)!r} names image {entry['file_name']!r}, which is not in {str(image_folder)!r}.")
+        entries[stem] = entry
+    if not entries:
+        raise DataError(f"{str(path)!r} lists no images.")
+    splits = _read_or_make_split(root, sorted(entries), val_fraction, test_fraction, seed)
+
+    def reader(stem: str) -> tuple[np.ndarray, Instances]:
+        entry = entries[stem]
+        image = read_image(image_folder / entry["file_name"])
+        if image.shape[:2] != (entry["height"], entry["width"]):
+            raise DataError(f"Image {entry['file_name']!r} is {image.shape[0]}x{image.shape[1]} but {str(path)!r} says {entry['height']}x{entry['width']}.")
+        objects = [item for item in coco.loadAnns(coco.getAnnIds(imgIds=entry["id"])) if not item.get("iscrowd", 0)]
+        masks = np.zeros((len(objects), *image.shape[:2]), dtype=bool)
+        for index, item in enumerate(objects):
+            masks[index] = coco.annToMask(item).astype(bool)
+        return image, instances_from_masks(masks, np.array([classes[item["category_id"]] for item in objects], dtype=np.int32))
+
+    first_image = read_image(image_folder / next(iter(entries.values()))["file_name"])
+    return InstanceDataset(root.name, len(category_ids) + 1, first_image.shape[-1], splits, reader)
 
 
 def instance_dataset(root: str | Path, val_fraction: float = 0.0, test_fraction: float = 0.15, seed: int = 0) -> InstanceDataset:
@@ -212,8 +297,8 @@ def instance_dataset(root: str | Path, val_fraction: float = 0.0, test_fraction:
         DataError: `instances/` is missing, a file has no partner, or an instance image is unusable (named).
 
     Example:
-        >>> data = instance_dataset("../shared/datasets/nuclei-dsb2018")
-        >>> image, instances = data.load("r0c0")
+        >>> data = instance_dataset("cells")  # cells/images/a.png, cells/instances/a.png
+        >>> image, instances = data.load("a")
         >>> instances.boxes.shape[1]
         4
     """

@@ -103,12 +103,13 @@ def test_unreadable_file_is_named(make_folder_dataset):
         folder_dataset(root, num_classes=2).load("tile1")
 
 
-def test_binary_masks_saved_as_0_255_get_advice(make_folder_dataset):
+def test_binary_masks_saved_as_0_255_read_as_0_1_with_a_note(make_folder_dataset):
     root = make_folder_dataset(count=2)
     for index in range(2):
         write_png(root / "masks" / f"tile{index}.png", (np.eye(32) * 255).astype(np.uint8))
-    with pytest.raises(DataError, match="0/255"):
-        folder_dataset(root)
+    data = folder_dataset(root)
+    assert data.num_classes == 2 and np.array_equal(data.load("tile0")[1], np.eye(32, dtype=np.int32))
+    assert any("255 as class 1" in note for note in data.notes)
 
 
 @pytest.mark.parametrize(
