@@ -21,6 +21,7 @@ import math
 import shutil
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 import keras
@@ -80,15 +81,49 @@ def step_ratio(budget: Budget, iterations: int) -> float:
     return (budget.limit / budget.dense_cost) ** (1.0 / iterations)
 
 
-def steps_left(budget: Budget, current: float, planned: float, done: int) -> int:
-    """Steps still needed, this one included, at the mean cut the finished steps made (the planned one before any).
+@dataclass
+class _CountedBudget:
+    """A latency budget's stand-in for planning: the same channel space, priced in MACs at the same fraction.
 
-    Late steps are often smaller than planned (no group can make the full cut gently), so counting down
-    `iterations` would promise an end that keeps moving.
+    Planning prices many configurations the search never visits; on a latency table each would be timed.
     """
-    realised = (current / budget.dense_cost) ** (1.0 / done) if done and current < budget.dense_cost else planned
-    step = min(max(realised, planned), 1.0 - 1e-6)  # a step cuts at most the planned share
-    return max(1, math.ceil(math.log(budget.limit / current) / math.log(step) - 1e-9))
+
+    space: object
+    fraction: float
+
+    def __post_init__(self) -> None:
+        self.dense_cost = self.space.resource({}, "flops")
+        self.limit = self.fraction * self.dense_cost
+
+    def cost(self, config: Configuration) -> float:
+        return self.space.resource(config, "flops")
+
+
+def planned_steps(budget: Budget, config: Configuration, ratio: float) -> list[tuple[float, int]]:
+    """The steps from `config` to the budget as the search would take them if every step chose the proposal
+    that cuts the most: `(share of the resource at the step's start, proposals it evaluates)` per step.
+
+    Proposals depend on widths and costs alone, not on scores, so this dry run counts the candidates a search
+    evaluates before any is trained; only which proposal wins is a guess (the cut is what the choice divides by,
+    so the largest one wins more often than any other).
+    """
+    path = []
+    while budget.cost(config) > budget.limit:
+        current = budget.cost(config)
+        found = proposals(budget, config, max(budget.limit, current * ratio))
+        if not found:
+            break
+        path.append((current / budget.dense_cost, len(found)))
+        config = min(found.values(), key=lambda proposal: (budget.cost(proposal), sorted(proposal.items())))
+    return path
+
+
+def candidates_after(path: list[tuple[float, int]], share: float) -> int:
+    """Candidates of the planned steps after the one that starts nearest to `share` (the step being made)."""
+    if not path:
+        return 0
+    nearest = min(range(len(path)), key=lambda index: abs(math.log(path[index][0] / share)))
+    return sum(count for _, count in path[nearest + 1:])
 
 
 def uniformly_narrowed(budget: Budget, config: Configuration) -> Configuration:
@@ -139,7 +174,8 @@ def greedy_search(
         data_source: How worker processes load `data` (with `settings.workers > 1`).
         on_candidate: Progress callback after each evaluated proposal.
         on_epoch: Progress callback of the final fine-tune.
-        on_start: Called once before the first candidate with the plan (candidates expected: groups x steps).
+        on_start: Called once before the first candidate with the plan: the candidates expected, counted by a dry
+            run of the steps on the widths and costs alone (`planned_steps`).
 
     Raises:
         SearchTimeLimit: `settings.max_minutes` ran out before the first step finished.
@@ -175,11 +211,14 @@ def greedy_search(
     if rechecks:
         budget.limit = rechecks[-1]["limit"]
     notes = [_recheck_note(r) for r in rechecks]
-    groups = len(budget.space.groups)
-    clock = SearchClock(groups * max(iterations - iteration, 0) + len(evaluated), len(evaluated), settings.max_minutes)
+    planning = budget if budget.resource_name != "latency" else _CountedBudget(budget.space, budget.fraction)
+    path = planned_steps(planning, config, ratio)
+    in_step = sum(step == iteration for step, _ in evaluated)  # a resumed step's candidates are in the plan's first step
+    clock = SearchClock(len(evaluated) - in_step + sum(count for _, count in path), len(evaluated), settings.max_minutes)
     if on_start is not None:
+        priced = " (planned on MACs)" if planning is not budget else ""
         on_start({"method": "greedy", "expected": clock.expected, "evaluated": len(evaluated),
-                  "description": f"at most {groups} groups x {iterations} steps"})
+                  "description": f"{len(path)} steps of up to {len(budget.space.groups)} groups{priced}"})
     stopped = False
     with open_pool(data, candidate_settings, settings, data_source) as pool:
         for _ in range(MAX_RECHECKS + 1):
@@ -194,7 +233,8 @@ def greedy_search(
                 if not found:
                     raise ValueError(f"No group can be narrowed further, but {budget.share(config):.3f} of the {budget.resource_name} remain.")
                 in_step = sum((iteration, key) in evaluated for key in found)
-                clock.expected = clock.done - in_step + len(found) * steps_left(budget, current, ratio, iteration)
+                later = candidates_after(path, planning.cost(config) / planning.dense_cost)
+                clock.expected = clock.done - in_step + len(found) + later
                 records = _evaluate(pool, found, iteration, config, parent, folder, budget, evaluated, log, best, on_candidate, clock)
                 if len(records) < len(found):  # the time limit ended the step
                     stopped = True

@@ -68,10 +68,9 @@ def test_greedy_announces_its_candidates_reports_progress_and_resumes_after_its_
         model, data, tmp_path / "reference", SETTINGS, CANDIDATES, iterations=3, on_start=plans.append, on_candidate=lambda r, b: seen.append(r)
     )
     assert len(plans) == 1 and plans[0]["evaluated"] == 0
-    groups, planned_steps = (int(word) for word in plans[0]["description"].split() if word.isdigit())
-    assert plans[0]["expected"] == groups * planned_steps
-    assert all(r["expected"] >= r["done"] for r in seen), "the estimate is revised as steps turn out"
-    assert [r["done"] for r in seen] == list(range(1, len(seen) + 1))
+    evaluated = len(_records(tmp_path / "reference", "candidate"))
+    assert plans[0]["expected"] == evaluated, "the first estimate counts the candidates the search evaluates"
+    assert [(r["done"], r["expected"]) for r in seen] == [(done, evaluated) for done in range(1, evaluated + 1)], "counters step by one to it"
     assert all(r["remaining"] is None for r in seen[:2]) and seen[-1]["remaining"] is not None
 
     steps = len(_records(tmp_path / "reference", "step"))
@@ -117,14 +116,14 @@ def test_the_last_step_is_narrowed_to_the_budget_and_no_further(data, model, tmp
     assert budget.share(again) <= 0.5 and sum(again[key] != just_over[key] for key in again) == 1
 
 
-def test_greedy_expects_the_steps_its_finished_steps_cut_at_not_the_planned_count():
-    from types import SimpleNamespace
+def test_greedy_plans_its_steps_from_widths_and_costs_and_counts_what_is_left_from_the_nearest_step(model, tmp_path):
+    from segprune.search.budget import Budget
+    from segprune.search.greedy import candidates_after, planned_steps, proposals, step_ratio
 
-    from segprune.search.greedy import steps_left
-
-    budget = SimpleNamespace(dense_cost=100.0, limit=25.0)
-    planned = 0.25 ** (1 / 10)
-    assert steps_left(budget, 100.0, planned, done=0) == 10
-    assert steps_left(budget, 50.0, planned, done=8) == 8  # 8 steps made 0.917 each: 8 more reach 0.25, not 2
-    assert steps_left(budget, 50.0, planned, done=2) == 5  # faster than planned: still counted at the planned cut
-    assert steps_left(budget, 26.0, planned, done=16) == 1
+    budget = Budget(model, SETTINGS, tmp_path)
+    ratio = step_ratio(budget, 3)
+    path = planned_steps(budget, budget.space.dense(), ratio)
+    assert path[0] == (1.0, len(proposals(budget, budget.space.dense(), budget.dense_cost * ratio)))
+    assert [share for share, _ in path] == sorted((share for share, _ in path), reverse=True) and path[-1][0] > 0.5
+    plan = [(1.0, 7), (0.8, 5), (0.6, 3)]
+    assert candidates_after(plan, 1.0) == 8 and candidates_after(plan, 0.78) == 3 and candidates_after(plan, 0.5) == 0
