@@ -1,57 +1,149 @@
-"""This machine's fp32 peak in GMAC/s, measured: a large float32 matrix multiply in NumPy (its BLAS).
+"""This CPU's peak GMAC/s per precision: computed from the CPU (segprune.runtime.peak), checked against matrix multiplies.
 
-A model's achieved GMAC/s (`segprune benchmark` prints it) over this figure says how close to the limit a
-runtime runs it. BLAS threads are capped with threadpoolctl to the thread count being compared.
+The computed peak is what `segprune benchmark` divides each model's achieved GMAC/s by. The check runs large
+matrix products on the kernels the shipped runtimes use: OpenVINO's oneDNN (MatMul of two inputs, compiled with
+INFERENCE_PRECISION_HINT f32 or bf16; int8 as a MatMul of two FakeQuantize'd inputs, which OpenVINO runs as a u8 x
+s8 brgemm) and ONNX Runtime's MLAS (MatMul fp32, MatMulInteger u8 x s8). Not NumPy: its BLAS follows
+OPENBLAS_CORETYPE, which this kind of machine pins to an older kernel (Haswell: half the AVX-512 rate).
 
-    flock /tmp/segprune-cpu.lock .venv/bin/python benchmarks/cpu_peak.py --threads 2
+Each precision is measured `--trials` times (each the best of `--runs` products, after warm-up); the line gives the
+median trial and the spread (lowest-highest). A busy machine lowers the measured figures: the load average is
+printed before and after.
+
+    flock /tmp/segprune-cpu.lock .venv/bin/python benchmarks/cpu_peak.py --threads 1
+    flock /tmp/segprune-cpu.lock .venv/bin/python benchmarks/cpu_peak.py --threads 2 --json
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import time
 
 import numpy as np
-from threadpoolctl import threadpool_info, threadpool_limits
+
+from segprune.runtime.peak import PRECISIONS, detect_cpu
+
+SHAPES = ((2048, 2048, 2048), (4096, 1024, 1024))  # (M, K, N): M x K times K x N, M*K*N multiply-accumulates
 
 
-def matmul_gmacs(size: int, threads: int, repeats: int) -> list[float]:
-    """GMAC/s of `repeats` (size x size) @ (size x size) float32 products (size**3 multiply-accumulates each)."""
+def openvino_matmul(precision: str, shape: tuple[int, int, int], threads: int):
+    """A callable running one M x K by K x N product on OpenVINO at `precision`, and the kernel OpenVINO chose."""
+    import openvino
+    import openvino.opset13 as ops
+
+    rows, inner, columns = shape
+    left, right = ops.parameter([rows, inner], np.float32), ops.parameter([inner, columns], np.float32)
+    if precision == "int8":  # unsigned activations times signed weights: VNNI's vpdpbusd operand types
+        left_node, right_node = _fake_quantize(left, 0.0, 2.55), _fake_quantize(right, -1.28, 1.27)
+    else:
+        left_node, right_node = left, right
+    model = openvino.Model([ops.matmul(left_node, right_node, False, False)], [left, right])
+    hint = "bf16" if precision == "bf16" else "f32"
+    compiled = openvino.Core().compile_model(
+        model, "CPU", {"INFERENCE_NUM_THREADS": threads, "PERFORMANCE_HINT": "LATENCY", "INFERENCE_PRECISION_HINT": hint}
+    )
+    request = compiled.create_infer_request()
     rng = np.random.default_rng(0)
-    left = rng.standard_normal((size, size), dtype=np.float32)
-    right = rng.standard_normal((size, size), dtype=np.float32)
-    out = np.empty((size, size), np.float32)
-    rates = []
-    with threadpool_limits(limits=threads, user_api="blas"):
-        np.matmul(left, right, out=out)  # warm-up: page in, spin up the threads
-        for _ in range(repeats):
-            started = time.perf_counter()
-            np.matmul(left, right, out=out)
-            rates.append(size**3 / (time.perf_counter() - started) / 1e9)
-    return rates
+    feed = {0: rng.random((rows, inner), dtype=np.float32), 1: rng.random((inner, columns), dtype=np.float32) - 0.5}
+    kernels = [
+        f"{op.get_rt_info()['primitiveType'].astype(str)} ({op.get_rt_info()['runtimePrecision'].astype(str)})"
+        for op in compiled.get_runtime_model().get_ordered_ops()
+        if op.get_rt_info()["layerType"].astype(str) in ("MatMul", "FullyConnected")
+    ]
+    return (lambda: request.infer(feed)), ", ".join(kernels)
+
+
+def _fake_quantize(node, low: float, high: float):
+    import openvino.opset13 as ops
+
+    low_node, high_node = ops.constant(np.float32(low)), ops.constant(np.float32(high))
+    return ops.fake_quantize(node, low_node, high_node, low_node, high_node, 256)
+
+
+def onnxruntime_matmul(precision: str, shape: tuple[int, int, int], threads: int):
+    """One product on ONNX Runtime: MatMul (fp32) or MatMulInteger (int8: u8 x s8 -> s32), weights constant."""
+    import onnxruntime
+    from onnx import TensorProto, helper, numpy_helper
+
+    rows, inner, columns = shape
+    rng = np.random.default_rng(0)
+    if precision == "int8":
+        node, input_type, output_type = "MatMulInteger", TensorProto.UINT8, TensorProto.INT32
+        weight, feed = rng.integers(-128, 128, (inner, columns), dtype=np.int8), rng.integers(0, 256, (rows, inner), dtype=np.uint8)
+    else:
+        node, input_type, output_type = "MatMul", TensorProto.FLOAT, TensorProto.FLOAT
+        weight, feed = rng.random((inner, columns), dtype=np.float32), rng.random((rows, inner), dtype=np.float32)
+    graph = helper.make_graph(
+        [helper.make_node(node, ["x", "w"], ["y"])], "matmul",
+        [helper.make_tensor_value_info("x", input_type, [rows, inner])], [helper.make_tensor_value_info("y", output_type, [rows, columns])],
+        [numpy_helper.from_array(weight, "w")],
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)])
+    model.ir_version = 8
+    options = onnxruntime.SessionOptions()
+    options.intra_op_num_threads, options.inter_op_num_threads = threads, 1
+    session = onnxruntime.InferenceSession(model.SerializeToString(), options, providers=["CPUExecutionProvider"])
+    return (lambda: session.run(None, {"x": feed})), f"MLAS {node}"
+
+
+def best_gmacs(run, macs: int, runs: int) -> float:
+    """The best of `runs` timed calls, in GMAC/s, after two warm-up calls."""
+    run(), run()
+    best = float("inf")
+    for _ in range(runs):
+        started = time.perf_counter()
+        run()
+        best = min(best, time.perf_counter() - started)
+    return macs / best / 1e9
+
+
+def measure(runtime: str, precision: str, threads: int, trials: int, runs: int) -> dict:
+    """Best GMAC/s over SHAPES, `trials` times, for one runtime at one precision."""
+    build = openvino_matmul if runtime == "openvino" else onnxruntime_matmul
+    prepared = [(shape, *build(precision, shape, threads)) for shape in SHAPES]
+    results = [max(best_gmacs(run, int(np.prod(shape)), runs) for shape, run, _ in prepared) for _ in range(trials)]
+    return {"runtime": runtime, "precision": precision, "kernels": sorted({kernel for _, _, kernel in prepared}), "trials_gmacs": results}
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--threads", type=int, default=2)
-    parser.add_argument("--sizes", default="1024,2048,4096")
-    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--trials", type=int, default=3)
+    parser.add_argument("--runs", type=int, default=5)
     parser.add_argument("--json", action="store_true")
     arguments = parser.parse_args()
-    rows = []
-    for size in (int(value) for value in arguments.sizes.split(",")):
-        rates = matmul_gmacs(size, arguments.threads, arguments.repeats)
-        rows.append({"size": size, "threads": arguments.threads, "best_gmacs": max(rates), "median_gmacs": float(np.median(rates))})
-    peak = max(row["best_gmacs"] for row in rows)
+    cpu = detect_cpu()
+    load_before = os.getloadavg()
+    measured = [
+        measure(runtime, precision, arguments.threads, arguments.trials, arguments.runs)
+        for runtime, precision in (("openvino", "fp32"), ("openvino", "bf16"), ("openvino", "int8"), ("onnxruntime", "fp32"), ("onnxruntime", "int8"))
+        if cpu.supports(precision)
+    ]
+    load_after = os.getloadavg()
+    for row in measured:
+        peak = cpu.peak_gmacs(row["precision"], arguments.threads)
+        row.update(computed_gmacs=peak, median_gmacs=float(np.median(row["trials_gmacs"])), share_of_peak=max(row["trials_gmacs"]) / peak)
     if arguments.json:
-        print(json.dumps({"peak_gmacs": peak, "rows": rows}))
+        computed = {precision: cpu.peak_gmacs(precision, arguments.threads) for precision in PRECISIONS}
+        print(json.dumps({"cpu": cpu.describe(), "threads": arguments.threads, "computed_gmacs": computed, "measured": measured,
+                          "load_before": load_before, "load_after": load_after}))
         return
-    blas = ", ".join(f"{info['internal_api']} {info['version']} ({info.get('architecture', '?')})" for info in threadpool_info() if info["user_api"] == "blas")
-    print(f"fp32 matrix multiply, {arguments.threads} thread(s), {blas}; GMAC/s = size^3 / seconds / 1e9")
-    for row in rows:
-        print(f"  {row['size']:>5} x {row['size']:<5}  best {row['best_gmacs']:7.1f}  median {row['median_gmacs']:7.1f} GMAC/s")
-    print(f"measured fp32 peak: {peak:.1f} GMAC/s ({2 * peak:.1f} GFLOP/s)")
+    print(f"{cpu.describe()}; {arguments.threads} thread(s); load average {load_before[0]:.2f} before, {load_after[0]:.2f} after")
+    for precision in PRECISIONS:
+        per_cycle = cpu.macs_per_cycle(precision)
+        if per_cycle is None:
+            print(f"  {precision:>4}: no instructions for it on this CPU")
+            continue
+        print(f"  {precision:>4}: computed peak {cpu.peak_gmacs(precision, arguments.threads):7.1f} GMAC/s ({per_cycle} MACs/cycle/core)")
+    print(f"measured: best of {arguments.runs} products per trial over {len(SHAPES)} shapes, {arguments.trials} trials (median, lowest-highest)")
+    for row in measured:
+        low, high = min(row["trials_gmacs"]), max(row["trials_gmacs"])
+        print(
+            f"  {row['runtime']:>11} {row['precision']:>4}: {row['median_gmacs']:7.1f} GMAC/s ({low:.1f}-{high:.1f}), best "
+            f"{100 * row['share_of_peak']:5.1f}% of computed; {', '.join(row['kernels'])}"
+        )
 
 
 if __name__ == "__main__":

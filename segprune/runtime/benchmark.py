@@ -2,8 +2,10 @@
 
 Each round runs every model once, in turn, so that machine noise hits them alike and their ratios are
 fair. Besides wall-clock latency, the process CPU time per image is recorded (what a busy server pays),
-the achieved GMAC/s (the model's multiply-accumulates over its latency: compare with the machine's peak,
-`benchmarks/cpu_peak.py`), and energy where the machine exposes Intel RAPL counters.
+the achieved GMAC/s (the model's multiply-accumulates over its latency) and its share of the machine's peak at the
+precision that ran (computed from the CPU by `segprune.runtime.peak`, checked by `benchmarks/cpu_peak.py`), and
+energy where the machine exposes Intel RAPL counters. Every figure names the precision that executed, read back
+from the runtime (OpenVINO's compiled `INFERENCE_PRECISION_HINT`): fp32 means fp32.
 
 Models are exported at the fixed shape they are timed at (`static_shape=True`, the default), as a deployment
 would ship them; `static_shape=False` times the dynamic-shape export instead.
@@ -25,8 +27,10 @@ from segprune.backend.threads import limit_threads
 from segprune.cost import flops
 from segprune.inference import fixed_input_size, measurement_size
 from segprune.runtime.export import FORMATS, export_model, open_runner
+from segprune.runtime.peak import peak_gmacs
 
 RUNTIMES = ("onnxruntime", "openvino", "litert", "keras")
+PRECISIONS = {"onnxruntime": ("fp32",), "openvino": ("fp32", "bf16"), "litert": ("fp32",), "keras": ("fp32",)}
 EXPORT_FORMATS = {"onnxruntime": "onnx", "openvino": "openvino", "litert": "litert"}
 _RAPL = Path("/sys/class/powercap/intel-rapl:0/energy_uj")
 
@@ -37,6 +41,7 @@ class Latency:
     median_ms: float
     p90_ms: float
     runs: int
+    precision: str = "fp32"  # what executed, read back from the runtime
 
 
 @dataclass(frozen=True)
@@ -55,14 +60,21 @@ class BenchmarkResult:
     file_bytes: int
     zipped_bytes: int
     gmacs_per_second: float  # achieved: MACs of one batch over its median latency
+    precision: str  # what executed, read back from the runtime ("fp32", "bf16", "int8 (fp32 fallback)")
+    peak_gmacs: float | None  # the CPU's peak at that precision for `threads` threads (None: unknown)
     image_size: int
     batch: int
     threads: int
     static_shape: bool
     notes: tuple[str, ...] = ()  # what makes these figures differ from what was asked (e.g. thread count)
 
+    @property
+    def peak_share(self) -> float | None:
+        """Achieved GMAC/s over the peak of the precision that ran."""
+        return None if not self.peak_gmacs else self.gmacs_per_second / self.peak_gmacs
+
     def to_dict(self) -> dict:
-        return asdict(self)
+        return {**asdict(self), "peak_share": self.peak_share}
 
 
 def onnx_latency(
@@ -89,18 +101,26 @@ def file_latency(
     threads: int = 2,
     rounds: int = 30,
     warmup: int = 5,
+    precision: str | None = None,
 ) -> list[Latency]:
     """Median and 90th-percentile latency of exported files (.onnx, .xml, .tflite) on `runtime`, interleaved.
 
     A file with a fixed input shape is timed at that shape; dynamic dimensions take `batch` and `image_size`.
+    `precision` ("fp32" or "bf16", OpenVINO only) overrides the float precision OpenVINO files record (default: the
+    file's, else fp32); each latency names the precision that executed.
 
     Example:
         >>> dense, int8 = file_latency(["dense.xml", "dense-int8.xml"], runtime="openvino")
+        >>> dense.precision, int8.precision
+        ('fp32', 'int8 (fp32 fallback)')
     """
-    runners = [open_runner(path, threads, runtime) for path in paths]
+    runners = [open_runner(path, threads, runtime, precision) for path in paths]
     inputs = [random_input(runner.input_shape, batch, image_size) for runner in runners]
     timings, _, _ = _interleave(runners, inputs, rounds, warmup)
-    return [Latency(str(path), float(np.median(t)), float(np.percentile(t, 90)), len(t)) for path, t in zip(paths, timings)]
+    return [
+        Latency(str(path), float(np.median(t)), float(np.percentile(t, 90)), len(t), runner.executed_precision)
+        for path, t, runner in zip(paths, timings, runners)
+    ]
 
 
 def random_input(shape: tuple, batch: int, image_size: int) -> np.ndarray:
@@ -118,6 +138,7 @@ def benchmark_models(
     threads: int = 2,
     rounds: int = 30,
     static_shape: bool = True,
+    precision: str = "fp32",
 ) -> list[BenchmarkResult]:
     """Times Keras model files on a runtime, interleaved; exports them (verified) for ONNX Runtime, OpenVINO
     or LiteRT, at the fixed shape `batch` x `image_size` x `image_size` unless `static_shape=False`. By default
@@ -126,12 +147,17 @@ def benchmark_models(
     A Mask R-CNN file is timed by its trunk (encoder, FPN, shared RPN head: the part that exports), and its
     MACs and parameters are the trunk's; the result's notes name what runs in Python and is not timed.
 
+    `precision` is "fp32", or "bf16" on OpenVINO (its INFERENCE_PRECISION_HINT; the CPU needs AVX512_BF16 or AMX).
+    Each result names the precision that executed and its achieved GMAC/s as a share of the CPU's peak at it.
+
     Example:
         >>> for row in benchmark_models(["runs/unet.keras", "runs/unet-pruned.keras"]):
         ...     print(row.model, row.latency_ms)
     """
     if runtime not in RUNTIMES:
         raise ValueError(f"Unknown runtime {runtime!r}; choose one of {list(RUNTIMES)}.")
+    if precision not in PRECISIONS[runtime]:
+        raise ValueError(f"{runtime} runs models at {list(PRECISIONS[runtime])} here; got precision {precision!r}. bf16 runs on openvino.")
     notes = tuple(note for note in [limit_keras_threads(threads)] if runtime == "keras" and note)
     models, model_notes = zip(*(_timed_network(path) for path in paths)) if paths else ((), ())
     image_size = _shared_size(models, paths, image_size)
@@ -140,15 +166,15 @@ def benchmark_models(
         runners = []
         for index, (model, x) in enumerate(zip(models, inputs)):
             if runtime == "keras":
-                runners.append(_keras_runner(model))
+                runners.append(_KerasRunner(model))
             else:
                 fmt = EXPORT_FORMATS[runtime]
                 exported = Path(folder) / f"model{index}{FORMATS[fmt]}"
                 export_model(model, exported, format=fmt, input_shape=x.shape if static_shape else None)
-                runners.append(open_runner(exported, threads))
+                runners.append(open_runner(exported, threads, runtime, precision))
         timings, cpu_seconds, energy = _interleave(runners, inputs, rounds, warmup=5)
     results = []
-    for path, model, times, cpu, joules, own_notes in zip(paths, models, timings, cpu_seconds, energy, model_notes):
+    for path, model, times, cpu, joules, own_notes, runner in zip(paths, models, timings, cpu_seconds, energy, model_notes, runners):
         median = float(np.median(times))
         images = rounds * batch
         macs = flops(model, (image_size, image_size)).macs
@@ -166,14 +192,22 @@ def benchmark_models(
                 file_bytes=Path(path).stat().st_size,
                 zipped_bytes=zipped_size(Path(path)),
                 gmacs_per_second=achieved_gmacs(macs * batch, median),
+                precision=runner.executed_precision,
+                peak_gmacs=peak_gmacs(runner.executed_precision, threads),
                 image_size=image_size,
                 batch=batch,
                 threads=threads,
                 static_shape=static_shape and runtime != "keras",
-                notes=notes + own_notes,
+                notes=notes + own_notes + _precision_note(precision, runner.executed_precision),
             )
         )
     return results
+
+
+def _precision_note(asked: str, executed: str) -> tuple[str, ...]:
+    if executed.split()[0] == asked:
+        return ()
+    return (f"{asked} was asked and {executed} ran: the CPU lacks {asked} instructions (AVX512_BF16 or AMX for bf16)",)
 
 
 def _shared_size(models, paths, image_size: int | None) -> int:
@@ -230,8 +264,17 @@ def limit_keras_threads(threads: int) -> str | None:
     return limit_threads(threads)
 
 
-def _keras_runner(model: keras.Model):
-    return lambda batch: keras.tree.map_structure(np.asarray, model.predict_on_batch(batch))  # one output or several (a Mask R-CNN trunk)
+class _KerasRunner:
+    """Runs a Keras model on a batch; its precision is the model's compute dtype."""
+
+    _NAMES = {"float32": "fp32", "bfloat16": "bf16", "float16": "fp16", "float64": "fp64"}
+
+    def __init__(self, model: keras.Model) -> None:
+        self.model = model
+        self.executed_precision = self._NAMES.get(model.dtype_policy.compute_dtype, model.dtype_policy.compute_dtype)
+
+    def __call__(self, batch: np.ndarray):
+        return keras.tree.map_structure(np.asarray, self.model.predict_on_batch(batch))  # one output or several (a Mask R-CNN trunk)
 
 
 def interleaved_timings(runners, inputs, rounds: int = 30, warmup: int = 5) -> list[list[float]]:

@@ -27,6 +27,11 @@ DEFAULT_TOLERANCE = 1e-4
 FORMATS = {"onnx": ".onnx", "litert": ".tflite", "openvino": ".xml"}
 
 InputShape = tuple  # (batch, height, width, channels); None where dynamic
+OPENVINO_HINTS = {"fp32": "f32", "bf16": "bf16"}  # segprune's precision names -> OpenVINO's INFERENCE_PRECISION_HINT
+_PRECISION_NAMES = {"f32": "fp32", "bf16": "bf16", "f16": "fp16", "i8": "int8", "u8": "int8"}
+_COMPUTE_LAYERS = frozenset({"Convolution", "Deconvolution", "FullyConnected", "MatMul"})  # OpenVINO CPU plugin layer types
+_ONNX_COMPUTE = frozenset({"Conv", "ConvTranspose", "MatMul", "Gemm"})
+_ONNX_INTEGER = frozenset({"QLinearConv", "QLinearMatMul", "ConvInteger", "MatMulInteger"})
 
 
 # tf2onnx runs its graph optimisers with their exceptions caught and skipped. Rarely (about once in several
@@ -112,11 +117,25 @@ def write_model(model: keras.Model, path: Path, format: str, shape: InputShape) 
         _foreign.write_litert(model, path, shape)
 
 
-def onnx_to_openvino(onnx_path: str | Path, xml_path: str | Path) -> None:
-    """Converts an ONNX file to an OpenVINO IR, weights kept in their precision (no fp16 compression)."""
+def onnx_to_openvino(onnx_path: str | Path, xml_path: str | Path, precision: str | None = None) -> None:
+    """Converts an ONNX file to an OpenVINO IR, weights kept in their precision (no fp16 compression).
+
+    `precision` ("fp32" or "bf16") is written into the IR as its `INFERENCE_PRECISION_HINT` runtime option, which
+    OpenVINO applies when it compiles the file (the weights stay fp32); None writes no hint.
+    """
     import openvino
 
-    openvino.save_model(openvino.convert_model(str(onnx_path)), str(xml_path), compress_to_fp16=False)
+    model = openvino.convert_model(str(onnx_path))
+    if precision is not None:
+        set_openvino_precision(model, precision)
+    openvino.save_model(model, str(xml_path), compress_to_fp16=False)
+
+
+def set_openvino_precision(model, precision: str) -> None:
+    """Records `precision` ("fp32" or "bf16") in an OpenVINO model as the inference precision it is compiled for."""
+    if precision not in OPENVINO_HINTS:
+        raise ValueError(f"OpenVINO float precisions are {list(OPENVINO_HINTS)}; got {precision!r}.")
+    model.set_rt_info(OPENVINO_HINTS[precision], ["runtime_options", "INFERENCE_PRECISION_HINT"])
 
 
 def parse_input_shape(text: str) -> tuple[int, ...]:
@@ -234,12 +253,28 @@ class OnnxRunner:
     """Runs an ONNX file on ONNX Runtime: `runner(batch) -> output` (the first), `runner.outputs(batch)` -> all, in order."""
 
     def __init__(self, path: str | Path, threads: int) -> None:
+        self.path = str(path)
         self.session = onnx_session(path, threads)
         self.input_name = self.session.get_inputs()[0].name
 
     @property
     def input_shape(self) -> tuple:
         return tuple(d if isinstance(d, int) else None for d in self.session.get_inputs()[0].shape)
+
+    @property
+    def executed_precision(self) -> str:
+        """"fp32", or "int8 (fp32 fallback)" for a quantized graph: ONNX Runtime runs a convolution or matrix
+        product whose inputs are dequantized (QDQ) or an integer operator in int8, everything else in fp32."""
+        import onnx
+
+        graph = onnx.load(self.path, load_external_data=False).graph
+        producers = {output: node.op_type for node in graph.node for output in node.output}
+        computed = [node for node in graph.node if node.op_type in _ONNX_COMPUTE or node.op_type in _ONNX_INTEGER]
+        quantized = [
+            node for node in computed
+            if node.op_type in _ONNX_INTEGER or all(producers.get(name) == "DequantizeLinear" for name in node.input[:2])
+        ]
+        return _quantized_name(len(quantized), len(computed), "fp32")
 
     def __call__(self, batch: np.ndarray) -> np.ndarray:
         return self.session.run(None, {self.input_name: batch})[0]
@@ -252,18 +287,35 @@ class OpenVINORunner:
     """Runs an OpenVINO IR (or ONNX file) on OpenVINO's CPU plugin.
 
     Threads are set like ONNX Runtime's (`INFERENCE_NUM_THREADS`), with the latency hint (one stream, one
-    request at a time) and fp32 as the floating-point precision (on CPUs with bf16 support OpenVINO would
-    otherwise run fp32 models in bf16); quantized (int8) layers still run in int8.
+    request at a time). The floating-point precision is `precision` ("fp32" or "bf16"), else the one the IR
+    records (`onnx_to_openvino`), else fp32, always set explicitly: on CPUs with AVX512_BF16 or AMX OpenVINO
+    would otherwise run fp32 models in bf16 (about 2x faster, and not fp32). Quantized (int8) layers run in
+    int8 whatever the hint; it sets the precision of the layers around them. `executed_precision` reads back
+    what the compiled model runs.
     """
 
-    def __init__(self, path: str | Path, threads: int) -> None:
+    def __init__(self, path: str | Path, threads: int, precision: str | None = None) -> None:
         import openvino
 
         core = openvino.Core()
         self.model = core.read_model(str(path))
-        config = {"INFERENCE_NUM_THREADS": threads, "PERFORMANCE_HINT": "LATENCY", "INFERENCE_PRECISION_HINT": "f32"}
+        if precision is not None and precision not in OPENVINO_HINTS:
+            raise ValueError(f"OpenVINO runs models at {list(OPENVINO_HINTS)}; got precision {precision!r}.")
+        recorded = ["runtime_options", "INFERENCE_PRECISION_HINT"]
+        hint = OPENVINO_HINTS[precision] if precision else self.model.get_rt_info(recorded).astype(str) if self.model.has_rt_info(recorded) else "f32"
+        config = {"INFERENCE_NUM_THREADS": threads, "PERFORMANCE_HINT": "LATENCY", "INFERENCE_PRECISION_HINT": hint}
         self.compiled = core.compile_model(self.model, "CPU", config)
         self.request = self.compiled.create_infer_request()
+
+    @property
+    def executed_precision(self) -> str:
+        """What runs: "fp32" or "bf16" as compiled (the compiled model's `INFERENCE_PRECISION_HINT`, which the CPU
+        plugin lowers to what the CPU supports), or "int8 (fp32 fallback)" when convolutions or matrix products run
+        in int8 and the others at the compiled float precision ("int8" when none is left in float)."""
+        floating = _PRECISION_NAMES.get(self.compiled.get_property("INFERENCE_PRECISION_HINT").get_type_name(), "fp32")
+        layers = [op.get_rt_info() for op in self.compiled.get_runtime_model().get_ordered_ops()]
+        computed = [_PRECISION_NAMES.get(info["runtimePrecision"].astype(str)) for info in layers if info["layerType"].astype(str) in _COMPUTE_LAYERS]
+        return _quantized_name(computed.count("int8"), len(computed), floating)
 
     @property
     def input_shape(self) -> tuple:
@@ -277,6 +329,12 @@ class OpenVINORunner:
         return [np.array(results[index]) for index in range(len(self.compiled.outputs))]
 
 
+def _quantized_name(int8_layers: int, compute_layers: int, floating: str) -> str:
+    if not int8_layers:
+        return floating
+    return "int8" if int8_layers == compute_layers else f"int8 ({floating} fallback)"
+
+
 class LiteRTRunner:
     """Runs a `.tflite` file on the LiteRT interpreter (XNNPACK), resizing its input to each batch shape."""
 
@@ -287,6 +345,12 @@ class LiteRTRunner:
         self.input = self.interpreter.get_input_details()[0]
         self.output_details = self.interpreter.get_output_details()
         self.shape: tuple[int, ...] | None = None
+
+    @property
+    def executed_precision(self) -> str:
+        """"int8" for a full-integer model (int8 weights), else "fp32"."""
+        weights = {detail["dtype"] for detail in self.interpreter.get_tensor_details()}
+        return "int8" if np.dtype(np.int8) in weights else "fp32"
 
     @property
     def input_shape(self) -> tuple:
@@ -323,9 +387,11 @@ def _from_output_type(output: np.ndarray, detail: dict) -> np.ndarray:
     return (output.astype(np.float32) - zero_point) * scale
 
 
-def open_runner(path: str | Path, threads: int = 2, runtime: str | None = None):
+def open_runner(path: str | Path, threads: int = 2, runtime: str | None = None, precision: str | None = None):
     """A callable that runs an exported model file: ONNX Runtime for `.onnx` (OpenVINO with
-    `runtime="openvino"`), OpenVINO for `.xml`, LiteRT for `.tflite`.
+    `runtime="openvino"`), OpenVINO for `.xml`, LiteRT for `.tflite`. `precision` ("fp32" or "bf16") is the
+    float precision OpenVINO compiles for (default: the file's, else fp32); the other runtimes run fp32 only.
+    Every runner's `executed_precision` names what runs ("fp32", "bf16", "int8 (fp32 fallback)", ...).
 
     Example:
         >>> runner = open_runner("runs/unet.xml", threads=2)
@@ -333,7 +399,9 @@ def open_runner(path: str | Path, threads: int = 2, runtime: str | None = None):
     """
     suffix = Path(path).suffix
     if suffix == ".xml" or (suffix == ".onnx" and runtime == "openvino"):
-        return OpenVINORunner(path, threads)
+        return OpenVINORunner(path, threads, precision)
+    if precision not in (None, "fp32"):
+        raise ValueError(f"{precision} runs on OpenVINO only (an .xml file, or runtime='openvino'); got {str(path)!r}.")
     if suffix == ".onnx":
         return OnnxRunner(path, threads)
     if suffix == ".tflite":

@@ -62,7 +62,7 @@ def test_file_latency_times_each_file_at_its_fixed_shape(tmp_path, monkeypatch):
 
     class Recording:
         def __init__(self, runner):
-            self.runner, self.input_shape = runner, runner.input_shape
+            self.runner, self.input_shape, self.executed_precision = runner, runner.input_shape, runner.executed_precision
 
         def __call__(self, batch):
             shapes.append(batch.shape)
