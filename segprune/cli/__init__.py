@@ -1,7 +1,8 @@
 """The `segprune` command: parses arguments, calls the Python API, prints. No pruning logic of its own.
 
-Each command is a module of this package with `HELP`, `configure(parser)` and `run(arguments)`. Only the
-command being run is imported, so `segprune --help` answers without starting TensorFlow.
+Each command is a module of this package with `DESCRIPTION`, `configure(parser)` and `run(arguments)`. Only the
+command being run is imported, and a command module imports its framework-heavy code inside `run`, so
+`segprune --help` and `segprune COMMAND --help` answer without starting TensorFlow.
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ import importlib
 import os
 import sys
 
+from segprune.cli._common import user_errors
 from segprune.cli._console import progress_console
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # before any command imports TensorFlow
@@ -43,10 +45,11 @@ def main(argv: list[str] | None = None) -> int:
         module = importlib.import_module(module_name)
         module.configure(commands.add_parser(name, help=help_text, description=module.DESCRIPTION))
     arguments = parser.parse_args(argv)
-    user_errors = (ValueError, FileNotFoundError, *getattr(module, "USER_ERRORS", ()))
     try:
         return module.run(arguments)
-    except user_errors as error:
+    except Exception as error:
+        if not isinstance(error, user_errors()):
+            raise
         progress_console.print(f"[bold red]error:[/] {error}", markup=True, highlight=False, soft_wrap=True)  # one line, however long
         return 2
 

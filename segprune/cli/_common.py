@@ -1,31 +1,44 @@
-"""What several commands share: help texts, the errors a user can fix, and printed summaries."""
+"""What several commands share: help texts, the errors a user can fix, and printed summaries.
+
+Importing it starts no framework (`segprune COMMAND --help` reads it): the functions that need the package's
+Keras side import it when called.
+"""
 
 from __future__ import annotations
 
 import argparse
 import importlib
-
-import keras
+from typing import TYPE_CHECKING
 
 from segprune.cli import _console
-from segprune.data import DataError
-from segprune.graph.channels import UnsupportedLayerError
-from segprune.models import ModelFileError, load_model
-from segprune.runtime.export import ExportMismatchError, parse_input_shape
-from segprune.structured.summary import PruningSummary
-from segprune.training import DistillConfig
+
+if TYPE_CHECKING:  # annotations only
+    import keras
+
+    from segprune.structured.summary import PruningSummary
+    from segprune.training import DistillConfig
 
 DATA_HELP = (
     "'nuclei' (built-in real microscopy tiles, binary; the default), 'synthetic' (generated, multi-class) "
     "or a folder with images/ and masks/ (or the Oxford-IIIT Pet layout)"
 )
 
-# Errors that mean "your input is wrong": printed as one line with exit status 2, never as a traceback.
-USER_ERRORS = (DataError, ModelFileError, UnsupportedLayerError, ExportMismatchError)
+
+def user_errors() -> tuple[type[Exception], ...]:
+    """Errors that mean "your input is wrong": printed as one line with exit status 2, never as a traceback."""
+    from segprune.data import DataError
+    from segprune.graph.channels import UnsupportedLayerError
+    from segprune.models import ModelFileError
+    from segprune.runtime.export import ExportMismatchError
+    from segprune.runtime.quantize import QuantizationRefused
+
+    return (ValueError, FileNotFoundError, DataError, ModelFileError, UnsupportedLayerError, ExportMismatchError, QuantizationRefused)
 
 
 def input_shape_argument(text: str) -> tuple[int, ...]:
     """`--input-shape`'s parser: argparse prints an `ArgumentTypeError`'s own message (a `ValueError`'s it hides)."""
+    from segprune.runtime.export import parse_input_shape
+
     try:
         return parse_input_shape(text)
     except ValueError as error:
@@ -43,6 +56,8 @@ def add_distill_options(parser: argparse.ArgumentParser) -> None:
 
 
 def distill_config(arguments: argparse.Namespace) -> DistillConfig | None:
+    from segprune.training import DistillConfig
+
     return DistillConfig(arguments.temperature, arguments.distill_weight) if arguments.distill else None
 
 
@@ -60,6 +75,8 @@ def add_loading_options(parser: argparse.ArgumentParser) -> None:
 
 def read_model(arguments: argparse.Namespace, path: str) -> keras.Model:
     """The user's model file, with the custom objects and the Lambda opt-in the command line gave."""
+    from segprune.models import load_model
+
     return load_model(path, custom_objects=custom_objects(arguments.custom_objects), safe_mode=not arguments.unsafe_lambda)
 
 

@@ -7,15 +7,14 @@ import json
 from pathlib import Path
 
 from segprune.cli import _console
-from segprune.cli._common import USER_ERRORS  # noqa: F401  (read by segprune.cli.main)
-from segprune.runtime.benchmark import RUNTIMES, benchmark_models
+from segprune.cli._choices import BENCHMARK_RUNTIMES
 
 DESCRIPTION = "Latency, throughput, achieved GMAC/s, CPU time, MACs and size, interleaved."
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("models", nargs="+", metavar="MODEL", help=".keras or .h5 model files")
-    parser.add_argument("--runtime", default="onnxruntime", choices=RUNTIMES)
+    parser.add_argument("--runtime", default="onnxruntime", choices=BENCHMARK_RUNTIMES)
     parser.add_argument("--image-size", type=int, default=None, help="default: the size the models were built for, else 256")
     parser.add_argument("--batch", type=int, default=1)
     parser.add_argument("--threads", type=int, default=2, help="intra-op threads (default 2)")
@@ -27,6 +26,8 @@ def configure(parser: argparse.ArgumentParser) -> None:
 
 
 def run(arguments: argparse.Namespace) -> int:
+    from segprune.runtime.benchmark import benchmark_models
+
     results = benchmark_models(
         arguments.models, arguments.runtime, arguments.image_size, arguments.batch, arguments.threads, arguments.rounds,
         static_shape=not arguments.dynamic_shape,

@@ -5,25 +5,26 @@ from __future__ import annotations
 import argparse
 import json
 
-from segprune.classical import METHODS, evaluate_classical
-from segprune.classical.mapping import MAPPINGS
 from segprune.cli import _console
-from segprune.cli._common import DATA_HELP, USER_ERRORS  # noqa: F401  (USER_ERRORS is read by segprune.cli.main)
+from segprune.cli._choices import CLASSICAL_MAPPINGS, CLASSICAL_METHODS
+from segprune.cli._common import DATA_HELP
 from segprune.cli.evaluate import json_number
-from segprune.data import load_data
 
 DESCRIPTION = "Canny, Sobel, Otsu, watershed, K-means or DBSCAN, scored like the networks."
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--method", required=True, choices=METHODS)
+    parser.add_argument("--method", required=True, choices=CLASSICAL_METHODS)
     parser.add_argument("--data", default="nuclei", help=DATA_HELP)
     parser.add_argument("--split", default="test", choices=("train", "val", "test"))
-    parser.add_argument("--mapping", default="bright", choices=MAPPINGS, help="cluster-to-class rule for kmeans/dbscan; oracle peeks at the truth")
+    parser.add_argument("--mapping", default="bright", choices=CLASSICAL_MAPPINGS, help="cluster-to-class rule for kmeans/dbscan; oracle peeks at the truth")
     parser.add_argument("--json", action="store_true", help="one JSON object")
 
 
 def run(arguments: argparse.Namespace) -> int:
+    from segprune.classical import evaluate_classical
+    from segprune.data import load_data
+
     result = evaluate_classical(arguments.method, load_data(arguments.data), arguments.split, mapping=arguments.mapping)
     row = result.to_dict()
     if arguments.json:

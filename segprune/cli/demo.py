@@ -5,9 +5,8 @@ from __future__ import annotations
 import argparse
 
 from segprune.cli import _console
-from segprune.cli._common import USER_ERRORS, print_balance  # noqa: F401  (USER_ERRORS is read by segprune.cli.main)
-from segprune.demo import DEMO_EPOCHS, DEMO_INSTANCES, DEMO_SWEEP, run_demo, summary_table
-from segprune.report.instances import instance_markdown
+from segprune.cli._choices import DEMO_EPOCHS, DEMO_MASK_RCNN_EPOCHS
+from segprune.cli._common import print_balance
 
 DESCRIPTION = "Train a U-Net on the built-in nuclei tiles, prune it, time every model, write the report."
 
@@ -18,11 +17,14 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--mask-rcnn", default=None, metavar="FILE",
         help="a trained Mask R-CNN (segprune train --model mask-rcnn): adds its instance rows, dense and pruned by l1 to half the "
-        f"trunk MACs, fine-tuned {DEMO_INSTANCES.finetune_epochs} epochs",
+        f"trunk MACs, fine-tuned {DEMO_MASK_RCNN_EPOCHS} epochs",
     )
 
 
 def run(arguments: argparse.Namespace) -> int:
+    from segprune.demo import DEMO_SWEEP, run_demo, summary_table
+    from segprune.report.instances import instance_markdown
+
     _console.progress_console.print(f"segprune demo: a U-Net on the built-in nuclei tiles, output in {arguments.out}")
     result = run_demo(
         arguments.out, epochs=arguments.epochs, on_epoch=_console.print_epoch, progress=_console.progress_console.print, mask_rcnn=arguments.mask_rcnn

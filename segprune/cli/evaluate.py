@@ -7,17 +7,7 @@ import json
 import math
 
 from segprune.cli import _console
-from segprune.cli._common import (  # noqa: F401  (USER_ERRORS is read by segprune.cli.main)
-    DATA_HELP,
-    USER_ERRORS,
-    add_loading_options,
-    read_model,
-)
-from segprune.data import load_data
-from segprune.data.instances import load_instance_data
-from segprune.instance_metrics import evaluate_instances
-from segprune.metrics import evaluate
-from segprune.models.mask_rcnn import is_mask_rcnn_file, load_mask_rcnn
+from segprune.cli._common import DATA_HELP, add_loading_options, read_model
 
 DESCRIPTION = "Dice, IoU and pixel accuracy over a whole split; mask AP, AP50, AP75 and the DSB score for a Mask R-CNN."
 
@@ -35,6 +25,10 @@ def configure(parser: argparse.ArgumentParser) -> None:
 
 
 def run(arguments: argparse.Namespace) -> int:
+    from segprune.data import load_data
+    from segprune.metrics import evaluate
+    from segprune.models.mask_rcnn import is_mask_rcnn_file
+
     instance_paths = [path for path in arguments.models if arguments.instances or is_mask_rcnn_file(path)]
     if instance_paths:
         _evaluate_detectors(arguments, instance_paths)
@@ -66,6 +60,10 @@ def run(arguments: argparse.Namespace) -> int:
 
 
 def _evaluate_detectors(arguments: argparse.Namespace, paths: list[str]) -> None:
+    from segprune.data.instances import load_instance_data
+    from segprune.instance_metrics import evaluate_instances
+    from segprune.models.mask_rcnn import load_mask_rcnn
+
     detectors = {path: load_mask_rcnn(path) for path in paths}  # every file is checked before any scoring
     data = load_instance_data(arguments.data)
     rows = []

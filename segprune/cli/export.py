@@ -4,25 +4,16 @@ from __future__ import annotations
 
 import argparse
 
-from segprune._io import check_output
 from segprune.cli import _console
-from segprune.cli._common import (  # noqa: F401  (USER_ERRORS is read by segprune.cli.main)
-    DATA_HELP,
-    USER_ERRORS,
-    add_loading_options,
-    input_shape_argument,
-    read_model,
-)
-from segprune.data import adapt_channels, load_data
-from segprune.inference import input_channels, pad_to_multiple
-from segprune.runtime.export import FORMATS, export_model
+from segprune.cli._choices import EXPORT_FORMATS
+from segprune.cli._common import DATA_HELP, add_loading_options, input_shape_argument, read_model
 
 DESCRIPTION = "Export to ONNX, OpenVINO IR or LiteRT and check it against Keras."
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("model", metavar="MODEL", help=".keras or .h5 model file")
-    parser.add_argument("--format", default="onnx", choices=sorted(FORMATS))
+    parser.add_argument("--format", default="onnx", choices=EXPORT_FORMATS)
     parser.add_argument("--data", default=None, help=DATA_HELP + "; its test images are checked too")
     parser.add_argument(
         "--input-shape", default=None, type=input_shape_argument, metavar="BxHxW",
@@ -34,7 +25,9 @@ def configure(parser: argparse.ArgumentParser) -> None:
 
 
 def run(arguments: argparse.Namespace) -> int:
+    from segprune._io import check_output
     from segprune.models.mask_rcnn import is_mask_rcnn_file, load_mask_rcnn
+    from segprune.runtime.export import export_model
 
     check_output(arguments.out, arguments.model, suffix=None)
     mask_rcnn = is_mask_rcnn_file(arguments.model)
@@ -57,12 +50,17 @@ def run(arguments: argparse.Namespace) -> int:
 
 
 def _samples(source: str, model) -> list:
+    from segprune.data import adapt_channels, load_data
+    from segprune.inference import input_channels, pad_to_multiple
+
     data = load_data(source)
     return [pad_to_multiple(adapt_channels(image, input_channels(model)), 32) for _, image, _ in data.samples("test")][:4]
 
 
 def _instance_samples(source: str, trunk) -> list:
+    from segprune.data import adapt_channels
     from segprune.data.instances import load_instance_data
+    from segprune.inference import input_channels
 
     data = load_instance_data(source)
     return [adapt_channels(image, input_channels(trunk)) for _, image, _ in data.samples("test")][:4]

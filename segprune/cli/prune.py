@@ -4,13 +4,12 @@ from __future__ import annotations
 
 import argparse
 import functools
+from typing import TYPE_CHECKING
 
-from segprune._io import check_output
-from segprune.api import ONESHOT_METHODS, REGULARISED_METHODS, SEARCH_METHODS, STRUCTURED_SETTINGS, PruneResult, prune
 from segprune.cli import _console
-from segprune.cli._common import (  # noqa: F401  (USER_ERRORS is read by segprune.cli.main)
+from segprune.cli._choices import LATENCY_RUNTIMES, ONESHOT_METHODS, PRECISIONS, REGULARISED_METHODS, SEARCH_METHODS
+from segprune.cli._common import (
     DATA_HELP,
-    USER_ERRORS,
     add_distill_options,
     add_loading_options,
     distill_config,
@@ -18,16 +17,9 @@ from segprune.cli._common import (  # noqa: F401  (USER_ERRORS is read by segpru
     print_pruning_summary,
     read_model,
 )
-from segprune.cost import parse_target
-from segprune.data import load_data
-from segprune.data.instances import load_instance_data
-from segprune.inference import measurement_size
-from segprune.instance_metrics import evaluate_instances
-from segprune.metrics import evaluate
-from segprune.models.mask_rcnn import is_mask_rcnn_file, load_mask_rcnn
-from segprune.runtime.latency import PRECISIONS
-from segprune.runtime.latency import RUNTIMES as LATENCY_RUNTIMES
-from segprune.training_state import RunInterrupted, run_folder
+
+if TYPE_CHECKING:  # annotations only
+    from segprune.api import PruneResult
 
 DESCRIPTION = (
     "Structured pruning: one-shot by an importance criterion, regularised (l0-channel, slimming) or searched "
@@ -110,6 +102,17 @@ def configure(parser: argparse.ArgumentParser) -> None:
 
 
 def run(arguments: argparse.Namespace) -> int:
+    from segprune._io import check_output
+    from segprune.api import prune
+    from segprune.cost import parse_target
+    from segprune.data import load_data
+    from segprune.data.instances import load_instance_data
+    from segprune.inference import measurement_size
+    from segprune.instance_metrics import evaluate_instances
+    from segprune.metrics import evaluate
+    from segprune.models.mask_rcnn import is_mask_rcnn_file, load_mask_rcnn
+    from segprune.training_state import RunInterrupted
+
     out = check_output(arguments.out, arguments.model)
     if arguments.target:
         parse_target(arguments.target)  # a malformed target is refused before the model and data load
@@ -155,6 +158,8 @@ def run(arguments: argparse.Namespace) -> int:
 
 def _method_settings(arguments: argparse.Namespace) -> dict:
     """The options the user gave that are settings of the chosen method; a given option the method does not take is an error."""
+    from segprune.api import STRUCTURED_SETTINGS
+
     allowed = STRUCTURED_SETTINGS[arguments.method]
     settings, refused = {}, []
     for attribute, setting in _SETTING_OPTIONS.items():
@@ -171,6 +176,8 @@ def _method_settings(arguments: argparse.Namespace) -> dict:
 
 
 def _plan(arguments: argparse.Namespace, folder, detector: bool) -> str:
+    from segprune.training_state import run_folder
+
     amount = f"to {arguments.target}" if arguments.target else f"by ratio {arguments.ratio}"
     if folder:
         where = f"; log and state in {folder}"
@@ -200,6 +207,8 @@ def _minutes(seconds: float) -> str:
 
 
 def _print_search(result: PruneResult, arguments: argparse.Namespace) -> None:
+    from segprune.cost import parse_target
+
     search = result.search
     target = parse_target(arguments.target)
     if search.latency_source:

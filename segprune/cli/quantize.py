@@ -5,23 +5,20 @@ from __future__ import annotations
 import argparse
 import json
 
-from segprune._io import check_output
 from segprune.cli import _console
+from segprune.cli._choices import QUANTIZE_RUNTIMES
 from segprune.cli._common import DATA_HELP, input_shape_argument
-from segprune.cli._common import USER_ERRORS as COMMON_USER_ERRORS
-from segprune.runtime.quantize import RUNTIMES, QuantizationRefused, quantize
 
 DESCRIPTION = (
     "int8 post-training quantization calibrated on the training tiles; written only when its Dice on the test split "
     "stays within --tolerance points of the fp32 model."
 )
-USER_ERRORS = (*COMMON_USER_ERRORS, QuantizationRefused)
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("model", metavar="MODEL", help=".keras or .h5 model file")
     parser.add_argument("--data", default="nuclei", help=DATA_HELP + "; train split calibrates, test split checks")
-    parser.add_argument("--runtime", default="onnxruntime", choices=RUNTIMES, help="runtime the int8 model is for (default onnxruntime)")
+    parser.add_argument("--runtime", default="onnxruntime", choices=QUANTIZE_RUNTIMES, help="runtime the int8 model is for (default onnxruntime)")
     parser.add_argument(
         "--input-shape", default=None, type=input_shape_argument, metavar="BxHxW",
         help="fixed input shape, e.g. 1x256x256 (default: the training tiles' size at batch 1)",
@@ -34,6 +31,9 @@ def configure(parser: argparse.ArgumentParser) -> None:
 
 
 def run(arguments: argparse.Namespace) -> int:
+    from segprune._io import check_output
+    from segprune.runtime.quantize import quantize
+
     check_output(arguments.out, arguments.model, suffix=None)
     result = quantize(
         arguments.model, arguments.data, arguments.runtime, out=arguments.out, input_shape=arguments.input_shape,

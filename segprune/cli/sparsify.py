@@ -4,22 +4,9 @@ from __future__ import annotations
 
 import argparse
 
-from segprune._io import check_output
-from segprune.api import SPARSE_SETTINGS, sparsify
 from segprune.cli import _console
-from segprune.cli._common import (  # noqa: F401  (USER_ERRORS is read by segprune.cli.main)
-    DATA_HELP,
-    USER_ERRORS,
-    add_loading_options,
-    layer_names,
-    read_model,
-)
-from segprune.data import BatchConfig, load_data
-from segprune.inference import measurement_size
-from segprune.metrics import evaluate
-from segprune.sparse import sparsity_summary
-from segprune.training import TrainConfig
-from segprune.training_state import RunInterrupted, run_folder
+from segprune.cli._choices import SPARSE_METHODS
+from segprune.cli._common import DATA_HELP, add_loading_options, layer_names, read_model
 
 DESCRIPTION = "Magnitude pruning on a schedule, or L1 / L0 (hard-concrete) regularisation; saves a plain model with exact zeros."
 
@@ -27,7 +14,7 @@ DESCRIPTION = "Magnitude pruning on a schedule, or L1 / L0 (hard-concrete) regul
 def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("model", metavar="MODEL", help=".keras or .h5 model (never modified)")
     parser.add_argument("--data", required=True, help=DATA_HELP)
-    parser.add_argument("--method", default="magnitude", choices=tuple(SPARSE_SETTINGS))
+    parser.add_argument("--method", default="magnitude", choices=SPARSE_METHODS)
     parser.add_argument("--sparsity", type=float, required=True, help="share of kernel weights to zero, e.g. 0.9")
     parser.add_argument("--schedule", default=None, choices=("polynomial", "constant"), help="magnitude: how sparsity rises (default polynomial)")
     parser.add_argument("--ranking", default=None, choices=("layer", "global"), help="magnitude: one global threshold (default) or per layer")
@@ -46,6 +33,15 @@ def configure(parser: argparse.ArgumentParser) -> None:
 
 
 def run(arguments: argparse.Namespace) -> int:
+    from segprune._io import check_output
+    from segprune.api import SPARSE_SETTINGS, sparsify
+    from segprune.data import BatchConfig, load_data
+    from segprune.inference import measurement_size
+    from segprune.metrics import evaluate
+    from segprune.sparse import sparsity_summary
+    from segprune.training import TrainConfig
+    from segprune.training_state import RunInterrupted, run_folder
+
     out = check_output(arguments.out, arguments.model)
     settings = {}
     for option in ("schedule", "ranking", "pattern", "recovery_epochs", "strength"):

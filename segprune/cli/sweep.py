@@ -6,28 +6,8 @@ import argparse
 from pathlib import Path
 
 from segprune.cli import _console
-from segprune.cli._common import (  # noqa: F401  (USER_ERRORS is read by segprune.cli.main)
-    DATA_HELP,
-    USER_ERRORS,
-    add_distill_options,
-    add_loading_options,
-    distill_config,
-    print_balance,
-    read_model,
-)
-from segprune.data import load_data
-from segprune.experiments import (
-    SWEEP_METHODS,
-    InstanceSweepConfig,
-    SweepConfig,
-    instance_data,
-    missing_mask_rcnn_note,
-    run_instance_sweep,
-    run_sweep,
-)
-from segprune.inference import measurement_size
-from segprune.models.mask_rcnn import load_mask_rcnn
-from segprune.report import build_report
+from segprune.cli._choices import SWEEP_DEFAULT_METHODS, SWEEP_METHODS
+from segprune.cli._common import DATA_HELP, add_distill_options, add_loading_options, distill_config, print_balance, read_model
 
 DESCRIPTION = "Prune with each method at each budget, fine-tune, measure, report."
 
@@ -36,7 +16,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--model", required=True, help="the trained dense model (.keras or .h5)")
     parser.add_argument("--data", default="nuclei", help=DATA_HELP)
     parser.add_argument("--out", required=True, help="output folder (an interrupted sweep there resumes)")
-    parser.add_argument("--methods", default=",".join(SweepConfig().methods), help=f"comma-separated, from: {', '.join(SWEEP_METHODS)}")
+    parser.add_argument("--methods", default=",".join(SWEEP_DEFAULT_METHODS), help=f"comma-separated, from: {', '.join(SWEEP_METHODS)}")
     parser.add_argument("--budgets", default="0.5,0.25,0.125", help="MACs fractions (default 0.5,0.25,0.125)")
     parser.add_argument("--tolerance", type=float, default=1.0, help="Dice points from dense for the balance point (default 1.0)")
     parser.add_argument("--finetune-epochs", type=int, default=10, help="fine-tuning after each pruning (default 10)")
@@ -69,6 +49,12 @@ def configure(parser: argparse.ArgumentParser) -> None:
 
 
 def run(arguments: argparse.Namespace) -> int:
+    from segprune.data import load_data
+    from segprune.experiments import InstanceSweepConfig, SweepConfig, instance_data, missing_mask_rcnn_note, run_instance_sweep, run_sweep
+    from segprune.inference import measurement_size
+    from segprune.models.mask_rcnn import load_mask_rcnn
+    from segprune.report import build_report
+
     model = read_model(arguments, arguments.model)
     config = SweepConfig(
         methods=tuple(name for name in arguments.methods.split(",") if name),

@@ -4,18 +4,9 @@ from __future__ import annotations
 
 import argparse
 
-import keras
-
-from segprune._io import check_output
 from segprune.cli import _console
-from segprune.cli._common import DATA_HELP, USER_ERRORS  # noqa: F401  (USER_ERRORS is read by segprune.cli.main)
-from segprune.data import BatchConfig, load_data
-from segprune.data.instances import load_instance_data
-from segprune.instance_metrics import evaluate_instances
-from segprune.metrics import evaluate
-from segprune.models import ARCHITECTURES, build_model
-from segprune.models.mask_rcnn import fit_mask_rcnn, mask_rcnn
-from segprune.training import TrainConfig, train
+from segprune.cli._choices import ARCHITECTURES
+from segprune.cli._common import DATA_HELP
 
 DESCRIPTION = "Train a model and save the best epoch (written atomically, Ctrl-C safe, resumable)."
 
@@ -45,6 +36,14 @@ def configure(parser: argparse.ArgumentParser) -> None:
 
 
 def run(arguments: argparse.Namespace) -> int:
+    import keras
+
+    from segprune._io import check_output
+    from segprune.data import BatchConfig, load_data
+    from segprune.metrics import evaluate
+    from segprune.models import build_model
+    from segprune.training import TrainConfig, train
+
     out = check_output(arguments.out)
     defaults = _MASK_RCNN_DEFAULTS if arguments.model == MASK_RCNN else _SEGMENTATION_DEFAULTS
     for name, value in defaults.items():
@@ -83,6 +82,10 @@ def run(arguments: argparse.Namespace) -> int:
 
 def _train_mask_rcnn(arguments: argparse.Namespace, out) -> int:
     """Mask R-CNN from scratch on DATA's instances; every sample is read first, so a bad file stops it before anything is written."""
+    from segprune.data.instances import load_instance_data
+    from segprune.instance_metrics import evaluate_instances
+    from segprune.models.mask_rcnn import fit_mask_rcnn, mask_rcnn
+
     refused = [option for option, given in (("--resume", arguments.resume), ("--base-filters", arguments.base_filters is not None)) if given]
     if refused:
         raise ValueError(f"--model {MASK_RCNN} does not take {', '.join(refused)}; run it again without.")

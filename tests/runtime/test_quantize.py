@@ -144,10 +144,10 @@ def test_quantize_command_writes_and_reports(nuclei_path, tmp_path, capsys):
 
 
 def test_quantize_command_refusal_is_a_user_error(nuclei_path, tmp_path):
-    from segprune.cli import quantize as command
+    from segprune.cli._common import user_errors
 
     source = tmp_path / "model.keras"
     threshold_model(outlier_gain=1000.0).save(source)
     with pytest.raises(QuantizationRefused):
         _quantize_command([str(source), "--data", str(nuclei_path), "--input-shape", "1x64x64", "--out", str(tmp_path / "int8.onnx")])
-    assert QuantizationRefused in command.USER_ERRORS
+    assert QuantizationRefused in user_errors()
