@@ -22,6 +22,7 @@ from segprune.data.instances import InstanceDataset
 from segprune.inference import measurement_size
 from segprune.instance_metrics import evaluate_instances
 from segprune.metrics import check_fits_data
+from segprune.models.checks import check_finite_weights
 from segprune.models.mask_rcnn import MaskRCNN, fit_mask_rcnn, save_mask_rcnn
 from segprune.progress_lines import LineReporters
 from segprune.search.evaluation import CandidateSettings
@@ -174,6 +175,7 @@ def prune(
     """
     _check_method(method, STRUCTURED_SETTINGS, method_settings)
     _check_amount(method, target, ratio)
+    check_finite_weights(model)
     image_size = measurement_size(model.trunk if isinstance(model, MaskRCNN) else model, image_size)
     if progress:
         printed = LineReporters(detector=isinstance(model, MaskRCNN))
@@ -284,6 +286,7 @@ def sparsify(
         raise ValueError("Sparse pruning fine-tunes the model: pass data=segprune.load_data(...).")
     if not 0.0 < sparsity < 1.0:
         raise ValueError(f"sparsity is the share of kernel weights to zero, in (0, 1); got {sparsity}.")
+    check_finite_weights(model)
     check_fits_data(model, data)
     if progress and on_epoch is None:
         on_epoch = LineReporters().epoch

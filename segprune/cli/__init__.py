@@ -13,7 +13,7 @@ import os
 import sys
 
 from segprune.cli._common import user_errors
-from segprune.cli._console import progress_console
+from segprune.cli._console import framework_noise_filtered, progress_console
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # before any command imports TensorFlow
 
@@ -46,7 +46,8 @@ def main(argv: list[str] | None = None) -> int:
         module.configure(commands.add_parser(name, help=help_text, description=module.DESCRIPTION))
     arguments = parser.parse_args(argv)
     try:
-        return module.run(arguments)
+        with framework_noise_filtered():
+            return module.run(arguments)
     except Exception as error:
         if not isinstance(error, user_errors()):
             raise

@@ -13,6 +13,7 @@ import h5py
 import keras
 
 from segprune.backend._keras_internals import is_graph_model, placeholder_initial_values, plain_functional, rebuilt_copy
+from segprune.models.checks import check_finite_weights
 
 SUPPORTED_SUFFIXES = (".keras", ".h5", ".hdf5")
 _GRAPH_CLASS_NAMES = ("Functional", "Sequential", "Model")
@@ -52,6 +53,7 @@ def load_model(path: str | Path, custom_objects: dict | None = None, safe_mode: 
         FileNotFoundError: Nothing exists at `path`.
         ModelFileError: The file is a SavedModel directory, corrupt, holds only weights, holds a
             subclassed model, or has an unsupported suffix.
+        NonFiniteWeightsError: A weight holds NaN or infinity (named with its layer).
 
     Example:
         >>> model = segprune.load_model("unet.h5")
@@ -74,6 +76,7 @@ def load_model(path: str | Path, custom_objects: dict | None = None, safe_mode: 
             f"{', '.join(SUPPORTED_SUFFIXES)}. Save the model with model.save('model.keras')."
         )
     require_graph_model(model, source=str(path))
+    check_finite_weights(model, source=str(path))
     set_trainable(model)
     return model
 

@@ -9,6 +9,7 @@ from pathlib import Path
 import keras
 
 from segprune._io import save_model
+from segprune.models.checks import check_finite_weights
 from segprune.models.loading import ModelFileError
 from segprune.models.mask_rcnn.model import MaskRCNN
 
@@ -66,4 +67,5 @@ def load_mask_rcnn(path: str | Path) -> MaskRCNN:
             f"{str(path)!r} holds a {type(model).__name__} named {model.name!r}, not a Mask R-CNN; pass a file written by "
             "`segprune train --model mask-rcnn` or save_mask_rcnn."
         )
+    check_finite_weights(model, source=str(path))
     return model

@@ -1,0 +1,54 @@
+"""The command line under hostile conditions: corrupt weights, failing writes, two runs on one output, framework noise."""
+
+import os
+
+import numpy as np
+import pytest
+
+from segprune.cli import main
+from segprune.cli._console import framework_noise_filtered
+from tests.models.test_checks import poisoned
+
+# What TensorFlow 2.x writes to file descriptor 2 at start-up and on a kernel fallback, as it writes it.
+NOISE = [
+    b"WARNING: All log messages before absl::InitializeLog() is called are written to STDERR\n",
+    b"I0000 00:00:1796396427.281645   11612 port.cc:153] oneDNN custom operations are on. You may see slightly different "
+    b"numerical results due to floating-point round-off errors from different computation orders. To turn them off, set the "
+    b"environment variable `TF_ENABLE_ONEDNN_OPTS=0`.\n",
+    b"E0000 00:00:1796396431.102938   11612 mkl_util.h:123] oneDNN supports DT_INT32 only on platforms with AVX-512. "
+    b"Falling back to the default Eigen-based implementation if present.\n",
+]
+REAL = [b"epoch   1/2  loss 0.6931\n", b"E0000 00:00:1796396431.1 11612 op_kernel.cc:1830] OP_REQUIRES failed: OOM when allocating\n",
+        b"Traceback (most recent call last):\n"]
+
+
+def test_framework_noise_is_filtered_and_everything_else_passes(tmp_path):
+    written = tmp_path / "stderr.txt"
+    with open(written, "wb") as stream:
+        with framework_noise_filtered(stream.fileno()):
+            for line in (NOISE[0], REAL[0], NOISE[1], REAL[1], NOISE[2], REAL[2]):
+                os.write(stream.fileno(), line)
+    assert written.read_bytes() == b"".join(REAL)
+
+
+@pytest.mark.parametrize(
+    "command",
+    [
+        ["prune", "{model}", "--ratio", "0.5", "--out", "{out}/p.keras"],
+        ["sparsify", "{model}", "--data", "nuclei", "--sparsity", "0.5", "--out", "{out}/s.keras"],
+        ["export", "{model}", "--out", "{out}/m.onnx"],
+        ["quantize", "{model}", "--out", "{out}/m.onnx"],
+        ["benchmark", "{model}"],
+        ["evaluate", "{model}", "--data", "nuclei"],
+        ["sweep", "--model", "{model}", "--out", "{out}/sweep"],
+    ],
+    ids=lambda command: command[0],
+)
+def test_every_command_refuses_a_nan_kernel_by_name_before_any_work(command, tmp_path, capsys):
+    model = tmp_path / "poisoned.keras"
+    poisoned(np.nan).save(model)
+    out = tmp_path / "out"
+    assert main([part.format(model=model, out=out) for part in command]) == 2
+    error = capsys.readouterr().err
+    assert "layer 'encoder_conv' weight 'kernel' (1 NaN of 36 values)" in error and "poisoned.keras" in error
+    assert not out.exists() or not any(out.iterdir())
