@@ -146,13 +146,17 @@ def summary_table(rows: list[dict]) -> str:
         >>> print(summary_table(result.rows))
     """
     dense_dice = next((row["dice"] for row in rows if row["method"] == "dense"), None)
-    lines = ["| method | MACs budget | Dice | MACs | ONNX ms | speed-up | fine-tuning | note |", "|---|---|---|---|---|---|---|---|"]
+    lines = [
+        "| method | MACs budget | Dice [95%] | Dice lost, points [95% paired] | MACs | ONNX ms | speed-up | fine-tuning | note |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
     for row in rows:
         tuning = fine_tuning(row)
         cells = [
             row["method"],
             "-" if row.get("budget") is None else f"{row['budget']:g}",
-            f"{row['dice']:.4f}",
+            f"{row['dice']:.4f}" + ("" if not row.get("dice_interval") or None in row["dice_interval"] else " [{:.4f}, {:.4f}]".format(*row["dice_interval"])),
+            _loss_cell(row),
             "-" if row.get("macs_ratio") is None else f"{row['macs_ratio']:.3f}",
             "-" if row.get("latency_ms") is None else f"{row['latency_ms']:.2f}",
             "-" if row.get("speedup") is None else f"{row['speedup']:.2f}x",
@@ -161,3 +165,11 @@ def summary_table(rows: list[dict]) -> str:
         ]
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
+
+
+def _loss_cell(row: dict) -> str:
+    """Dense Dice minus the row's, in points, with its paired 95% interval over the same test images."""
+    interval = row.get("dice_loss_interval")
+    if row.get("dice_loss") is None or not interval or None in interval:
+        return "-"
+    return f"{100 * row['dice_loss']:.2f} [{100 * interval[0]:.2f}, {100 * interval[1]:.2f}]"

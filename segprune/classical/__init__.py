@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -18,7 +18,7 @@ from segprune.classical.edges import canny_segment, sobel_segment
 from segprune.classical.mapping import MAPPINGS, map_by_brightness, map_by_oracle
 from segprune.classical.thresholds import otsu_segment, watershed_segment, watershed_split
 from segprune.data.dataset import SegmentationDataset
-from segprune.metrics import ConfusionMatrix
+from segprune.metrics import ConfusionMatrix, Evaluation
 
 SEGMENTERS: dict[str, Callable[..., np.ndarray]] = {
     "canny": canny_segment,
@@ -32,7 +32,10 @@ METHODS = (*SEGMENTERS, *CLUSTERERS)
 
 @dataclass(frozen=True)
 class ClassicalResult:
-    """Scores and speed of one classical method on one split (foreground vs background)."""
+    """Scores and speed of one classical method on one split (foreground vs background).
+
+    The `*_interval` fields are `[low, high]` 95% intervals from a bootstrap over the split's images.
+    """
 
     method: str
     mapping: str
@@ -42,6 +45,9 @@ class ClassicalResult:
     ms_per_image: float
     num_images: int
     collapsed_to_binary: bool
+    dice_interval: list[float | None] = field(default_factory=lambda: [None, None])
+    iou_interval: list[float | None] = field(default_factory=lambda: [None, None])
+    pixel_accuracy_interval: list[float | None] = field(default_factory=lambda: [None, None])
 
     def to_dict(self) -> dict:
         return dict(self.__dict__)
@@ -103,6 +109,7 @@ def evaluate_classical(method: str, data: SegmentationDataset, split: str = "tes
         predicted = segment(method, image, mapping, truth=truth, ignore_index=data.ignore_index, **parameters)
         seconds += time.perf_counter() - started
         matrix.update(truth, predicted)
+    scores = Evaluation.from_matrix(matrix)
     return ClassicalResult(
         method=method,
         mapping=mapping if method in CLUSTERERS else "none",
@@ -112,6 +119,9 @@ def evaluate_classical(method: str, data: SegmentationDataset, split: str = "tes
         ms_per_image=1000 * seconds / len(ids),
         num_images=len(ids),
         collapsed_to_binary=data.num_classes > 2,
+        dice_interval=scores.dice_interval.to_list(),
+        iou_interval=scores.iou_interval.to_list(),
+        pixel_accuracy_interval=scores.pixel_accuracy_interval.to_list(),
     )
 
 

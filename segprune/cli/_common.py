@@ -13,13 +13,17 @@ from typing import TYPE_CHECKING
 from segprune.cli import _console
 
 if TYPE_CHECKING:  # annotations only
+    from collections.abc import Sequence
+
     import keras
 
+    from segprune.metrics import Evaluation
     from segprune.structured.summary import PruningSummary
     from segprune.training import DistillConfig
 
 DATA_HELP = (
-    "'nuclei' (built-in real microscopy tiles, binary; the default), 'synthetic' (generated, multi-class) "
+    "'nuclei' (built-in real microscopy tiles, binary; the default), 'brain' (built-in real MRI slices, 9 anatomical classes), "
+    "'synthetic' (generated, multi-class) "
     "or a folder with images/ and masks/ (or the Oxford-IIIT Pet layout)"
 )
 
@@ -117,11 +121,40 @@ def print_pruning_summary(summary: PruningSummary, method: str) -> None:
     )
 
 
-def print_balance(balance: dict | None, tolerance: float) -> None:
-    if balance is None or balance["method"] == "dense":
-        _console.output_console.print(f"balance point: no pruned network stays within {tolerance:g} Dice points of dense")
-        return
+def print_test_scores(before: Evaluation, after: Evaluation, label: str) -> None:
+    """The dense and the `label` (pruned, sparse) model's test Dice with intervals, and the paired loss between them."""
+    loss = after.loss_against(before)
     _console.output_console.print(
-        f"balance point: {balance['method']} at MACs budget {balance['budget']}: Dice {balance['dice']:.4f}, "
-        f"{balance['latency_ms']:.2f} ms, {balance['speedup']:.2f}x faster than dense (tolerance {tolerance:g} Dice points)"
+        f"test Dice: dense {before.dice:.4f} {before.dice_interval}, {label} {after.dice:.4f} {after.dice_interval}; "
+        f"lost {loss} Dice points, paired (95% bootstrap over the {loss.num_images} test images)", markup=False,
     )
+
+
+def print_balance(balance: dict | None, tolerance: float, rows: Sequence[dict] = ()) -> None:
+    """The balance point with its Dice interval and paired loss, and the faster rows the test images cannot judge."""
+    from segprune.report.tables import indistinguishable_from_dense, loss_interval, undecided_rows
+
+    if balance is None or balance["method"] == "dense":
+        _console.output_console.print(f"balance point: no pruned network surely stays within {tolerance:g} Dice points of dense")
+    else:
+        interval = balance.get("dice_interval")
+        dice = f"{balance['dice']:.4f}" + ("" if not interval or None in interval else f" [{interval[0]:.4f}, {interval[1]:.4f}]")
+        loss = loss_interval(balance)
+        lost = "" if loss is None else f", {100 * balance['dice_loss']:.2f} points below dense [{100 * loss[0]:.2f}, {100 * loss[1]:.2f}] paired"
+        _console.output_console.print(
+            f"balance point: {balance['method']} at MACs budget {balance['budget']}: Dice {dice}{lost}, "
+            f"{balance['latency_ms']:.2f} ms, {balance['speedup']:.2f}x faster than dense (tolerance {tolerance:g} Dice points)", markup=False
+        )
+        if indistinguishable_from_dense(balance):
+            _console.output_console.print("  its loss interval holds zero: on these test images it cannot be told apart from dense")
+    for row in undecided_rows(list(rows), balance, tolerance):
+        low, high = loss_interval(row)
+        _console.output_console.print(
+            f"  cannot tell: {row['method']} at {row['budget']} is faster ({row['latency_ms']:.2f} ms) but its loss interval "
+            f"[{100 * low:.2f}, {100 * high:.2f}] points crosses the tolerance; not chosen", markup=False
+        )
+    if rows and any(loss_interval(row) is not None for row in rows):
+        images = next((row.get("num_images") for row in rows if row.get("num_images")), None)
+        _console.output_console.print(
+            f"  [low, high]: 95% bootstrap intervals over the {images} test images; losses paired (same images for both models)", markup=False
+        )

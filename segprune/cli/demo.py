@@ -31,11 +31,12 @@ def run(arguments: argparse.Namespace) -> int:
     )
     scores = result.evaluation
     _console.output_console.print(
-        f"dense U-Net: test Dice {scores.dice:.4f}  mean IoU {scores.iou:.4f}  pixel accuracy {scores.pixel_accuracy:.4f}; "
-        f"{result.params:,} parameters, {result.macs / 1e6:.1f}M MACs"
+        f"dense U-Net: test Dice {scores.dice:.4f} {scores.dice_interval}  mean IoU {scores.iou:.4f} {scores.iou_interval}  "
+        f"pixel accuracy {scores.pixel_accuracy:.4f} {scores.pixel_accuracy_interval} (95%, bootstrap over {scores.num_images} test images); "
+        f"{result.params:,} parameters, {result.macs / 1e6:.1f}M MACs", markup=False,
     )
     _console.output_console.print(summary_table(result.rows), markup=False)
-    print_balance(result.balance, DEMO_SWEEP.tolerance)
+    print_balance(result.balance, DEMO_SWEEP.tolerance, result.rows)
     if result.instance_rows:
         _console.output_console.print(instance_markdown(result.instance_rows), markup=False)
     for note in result.instance_notes:

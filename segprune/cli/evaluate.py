@@ -5,11 +5,18 @@ from __future__ import annotations
 import argparse
 import json
 import math
+from typing import TYPE_CHECKING
 
 from segprune.cli import _console
 from segprune.cli._common import DATA_HELP, add_loading_options, read_model
 
-DESCRIPTION = "Dice, IoU and pixel accuracy over a whole split; mask AP, AP50, AP75 and the DSB score for a Mask R-CNN."
+if TYPE_CHECKING:
+    from segprune.metrics import Evaluation
+
+DESCRIPTION = (
+    "Dice, IoU and pixel accuracy over a whole split, overall and per class, each with a 95% interval from a bootstrap over "
+    "the split's images; mask AP, AP50, AP75 and the DSB score for a Mask R-CNN."
+)
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
@@ -25,7 +32,8 @@ def configure(parser: argparse.ArgumentParser) -> None:
 
 
 def run(arguments: argparse.Namespace) -> int:
-    from segprune.data import load_data
+    from segprune.data import CLASS_NAMES, load_data
+    from segprune.intervals import RESAMPLES
     from segprune.metrics import evaluate
     from segprune.models.mask_rcnn import is_mask_rcnn_file
 
@@ -36,27 +44,49 @@ def run(arguments: argparse.Namespace) -> int:
     if not paths:
         return 0
     data = load_data(arguments.data)
-    rows = []
+    names = CLASS_NAMES.get(data.name) or tuple(f"class {index}" for index in range(data.num_classes))
+    scored = []
     for path in paths:
         model = read_model(arguments, path)
         scores = evaluate(model, data, arguments.split)
-        row = {
-            "model": path,
-            "split": arguments.split,
-            "dice": scores.dice,
-            "iou": scores.iou,
-            "pixel_accuracy": scores.pixel_accuracy,
-            "params": model.count_params(),
-            "iou_per_class": list(scores.iou_per_class),
-            "num_images": scores.num_images,
-        }
         if arguments.json:
+            row = {"model": path, "split": arguments.split, **scores.to_dict(), "class_names": list(names), "params": model.count_params()}
             print(json.dumps({key: json_number(value) for key, value in row.items()}), flush=True)
-        rows.append(row)
+        scored.append((path, scores, model.count_params()))
     if not arguments.json:
-        columns = ["model", "dice", "iou", "pixel_accuracy", "params"]
-        _console.output_console.print(_console.table(f"{data.name}, split {arguments.split}", columns, [[row[c] for c in columns] for row in rows]))
+        _print_tables(data.name, arguments.split, names, scored, RESAMPLES)
     return 0
+
+
+def _print_tables(data_name: str, split: str, names: tuple[str, ...], scored: list[tuple[str, Evaluation, int]], resamples: int) -> None:
+    """The models side by side, then each model's per-class Dice and IoU when there are more than two classes."""
+    columns = ["model", "dice [95%]", "foreground iou [95%]", "iou [95%]", "pixel_accuracy [95%]", "images", "params"]
+    rows = [
+        [path, _with_interval(s.dice, s.dice_interval), _with_interval(s.foreground_iou, s.foreground_iou_interval),
+         _with_interval(s.iou, s.iou_interval), _with_interval(s.pixel_accuracy, s.pixel_accuracy_interval), s.num_images, params]
+        for path, s, params in scored
+    ]
+    _console.output_console.print(_console.table(f"{data_name}, split {split}", columns, rows))
+    for path, scores, _ in scored:
+        if len(names) <= 2:
+            continue
+        per_class = [
+            [names[index], _with_interval(dice, dice_interval), _with_interval(iou, iou_interval)]
+            for index, (dice, dice_interval, iou, iou_interval) in enumerate(
+                zip(scores.dice_per_class, scores.dice_per_class_interval, scores.iou_per_class, scores.iou_per_class_interval)
+            )
+        ]
+        _console.output_console.print(_console.table(f"{path}: per class", ["class", "dice [95%]", "iou [95%]"], per_class))
+    _console.output_console.print(
+        f"dice and foreground iou: means over the classes other than background; iou: over all classes. [95%]: bootstrap "
+        f"over the {split} images ({scored[0][1].num_images} of them, {resamples} resamples)."
+    )
+
+
+def _with_interval(value: float, interval) -> str:
+    if math.isnan(value):
+        return "- (class absent)"
+    return f"{value:.4f} {interval}"
 
 
 def _evaluate_detectors(arguments: argparse.Namespace, paths: list[str]) -> None:

@@ -15,6 +15,7 @@ from segprune.cli._common import (
     distill_config,
     layer_names,
     print_pruning_summary,
+    print_test_scores,
     read_model,
 )
 
@@ -151,7 +152,7 @@ def run(arguments: argparse.Namespace) -> int:
         )
     elif data is not None and data.splits.get("test"):
         before, after = evaluate(model, data, "test"), evaluate(result.model, data, "test")
-        _console.output_console.print(f"test Dice: dense {before.dice:.4f}, pruned {after.dice:.4f}")
+        print_test_scores(before, after, "pruned")
     _console.output_console.print(f"pruned model: {out}")
     return 0
 

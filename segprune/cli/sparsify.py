@@ -6,7 +6,7 @@ import argparse
 
 from segprune.cli import _console
 from segprune.cli._choices import SPARSE_METHODS
-from segprune.cli._common import DATA_HELP, add_loading_options, layer_names, read_model
+from segprune.cli._common import DATA_HELP, add_loading_options, layer_names, print_test_scores, read_model
 
 DESCRIPTION = "Magnitude pruning on a schedule, or L1 / L0 (hard-concrete) regularisation; saves a plain model with exact zeros."
 
@@ -78,6 +78,6 @@ def run(arguments: argparse.Namespace) -> int:
     )
     if data.splits.get("test"):
         before, after = evaluate(model, data, "test"), evaluate(result.model, data, "test")
-        _console.output_console.print(f"test Dice: dense {before.dice:.4f}, sparse {after.dice:.4f}")
+        print_test_scores(before, after, "sparse")
     _console.output_console.print(f"sparse model: {out}")
     return 0

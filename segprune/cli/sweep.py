@@ -89,6 +89,6 @@ def run(arguments: argparse.Namespace) -> int:
     report, balance = build_report(
         rows, data, arguments.out, config.tolerance, f"segprune sweep: {Path(arguments.model).name} on {data.name}", instance_rows, instance_notes,
     )
-    print_balance(balance, config.tolerance)
+    print_balance(balance, config.tolerance, rows)
     _console.output_console.print(f"report: {report}\nresults: {Path(arguments.out) / 'results.csv'}")
     return 0

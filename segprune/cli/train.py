@@ -76,7 +76,10 @@ def run(arguments: argparse.Namespace) -> int:
     )
     if data.splits.get("test"):
         scores = evaluate(model, data, "test")
-        _console.output_console.print(f"test Dice {scores.dice:.4f}  IoU {scores.iou:.4f}  pixel accuracy {scores.pixel_accuracy:.4f}")
+        _console.output_console.print(
+            f"test Dice {scores.dice:.4f} {scores.dice_interval}  IoU {scores.iou:.4f} {scores.iou_interval}  pixel accuracy "
+            f"{scores.pixel_accuracy:.4f} {scores.pixel_accuracy_interval} (95%, bootstrap over {scores.num_images} test images)", markup=False,
+        )
     return 130 if result.interrupted else 0
 
 

@@ -1,4 +1,4 @@
-"""Datasets (built-in nuclei tiles, folder, Oxford-IIIT Pet, Pascal VOC, Cityscapes, synthetic) and the pipeline that feeds them to a model."""
+"""Datasets (built-in nuclei tiles and brain slices, folder, Oxford-IIIT Pet, Pascal VOC, Cityscapes, synthetic) and the pipeline that feeds them to a model."""
 
 from __future__ import annotations
 
@@ -6,17 +6,23 @@ import inspect
 from pathlib import Path
 
 from segprune.data._imageio import DataError
+from segprune.data.brain import CLASS_NAMES as BRAIN_CLASS_NAMES
+from segprune.data.brain import brain_dataset
 from segprune.data.cityscapes import cityscapes_dataset, is_cityscapes_layout
 from segprune.data.dataset import SegmentationDataset
 from segprune.data.folder import folder_dataset
 from segprune.data.pet import is_pet_layout, pet_dataset
 from segprune.data.pipeline import BatchConfig, TrainingBatches, adapt_channels
+from segprune.data.synthetic import CLASS_NAMES as SYNTHETIC_CLASS_NAMES
 from segprune.data.synthetic import synthetic_dataset
 from segprune.data.voc import is_voc_layout, voc_dataset
 
 NUCLEI_ROOT = Path(__file__).resolve().parent / "builtin" / "nuclei"
-# The names DATA may take besides a folder: real binary nuclei tiles (the default) and a multi-class generator.
-BUILT_IN = ("nuclei", "synthetic")
+# The names DATA may take besides a folder: real binary nuclei tiles (the default), real multi-class brain MRI slices
+# and a multi-class generator.
+BUILT_IN = ("nuclei", "brain", "synthetic")
+# What each class of a built-in dataset is, by dataset name (for per-class tables).
+CLASS_NAMES = {"nuclei": ("background", "nucleus"), "brain": BRAIN_CLASS_NAMES, "synthetic": SYNTHETIC_CLASS_NAMES}
 
 
 def nuclei_dataset(**options) -> SegmentationDataset:
@@ -37,10 +43,11 @@ def nuclei_dataset(**options) -> SegmentationDataset:
 
 
 def load_data(source: str | Path, **options) -> SegmentationDataset:
-    """Resolves what the CLI calls DATA: `"nuclei"`, `"synthetic"`, an Oxford-IIIT Pet folder, or a folder dataset.
+    """Resolves what the CLI calls DATA: `"nuclei"`, `"brain"`, `"synthetic"`, an Oxford-IIIT Pet folder, or a folder dataset.
 
     Args:
-        source: `"nuclei"` (built-in real tiles, binary), `"synthetic"` (generated, multi-class) or a folder path.
+        source: `"nuclei"` (built-in real tiles, binary), `"brain"` (built-in real MRI slices, 9 classes; see
+            `segprune.data.brain`), `"synthetic"` (generated, multi-class) or a folder path.
         **options: Passed to the dataset reader (for example `num_classes=`, `ignore_index=` or
             `mask_pattern=`); None values are left out, and an option the layout does not take is refused.
 
@@ -57,6 +64,8 @@ def load_data(source: str | Path, **options) -> SegmentationDataset:
     options = {name: value for name, value in options.items() if value is not None}
     if str(source) == "nuclei":
         return _read(nuclei_dataset, "the built-in nuclei tiles", options)
+    if str(source) == "brain":
+        return _read(brain_dataset, "the built-in brain slices", options)
     if str(source) == "synthetic":
         return _read(synthetic_dataset, "the synthetic dataset", options)
     root = Path(source)
@@ -89,12 +98,14 @@ def _read(reader, described: str, options: dict, *arguments) -> SegmentationData
 
 
 __all__ = [
+    "CLASS_NAMES",
     "NUCLEI_ROOT",
     "BatchConfig",
     "DataError",
     "SegmentationDataset",
     "TrainingBatches",
     "adapt_channels",
+    "brain_dataset",
     "cityscapes_dataset",
     "folder_dataset",
     "load_data",

@@ -17,6 +17,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import keras
+import numpy as np
 
 from segprune._io import save_model
 from segprune._jsonlines import JsonLines
@@ -28,6 +29,7 @@ from segprune.cost import flops
 from segprune.data.dataset import SegmentationDataset
 from segprune.experiments.deployment import check_runtimes, measure_deployments
 from segprune.inference import measurement_size
+from segprune.intervals import paired_loss
 from segprune.metrics import evaluate
 from segprune.models.loading import load_model
 from segprune.report.tables import write_tables
@@ -114,8 +116,11 @@ def run_sweep(
     """Runs (or resumes) the sweep and writes `results.csv`, `results.json` and `models/` into `out_dir`.
 
     Returns:
-        One row per candidate (dense first): method, budget, dice, iou, pixel_accuracy, macs, params,
-        latency_ms, speedup, model path (None for classical rows) and seconds spent.
+        One row per candidate (dense first): method, budget, dice, iou, pixel_accuracy (each with a 95%
+        `<score>_interval` from a bootstrap over the test images, and `num_images`), macs, params, latency_ms,
+        speedup, model path (None for classical rows) and seconds spent; a pruned row also has `dice_loss`
+        (dense Dice minus its own) and `dice_loss_interval`, a paired bootstrap over the same images.
+
 
     Example:
         >>> rows = run_sweep(model, segprune.load_data("nuclei"), "runs/sweep")
@@ -144,12 +149,37 @@ def run_sweep(
             row["source"] = source  # what a resumed sweep must be given again
         log.append(row)
         done[(method, budget)] = row
-        say(f"[{index}/{len(plan)}] {method} {budget or ''}: Dice {row['dice']:.4f} ({row['seconds']:.0f}s)")
+        interval = "" if row.get("dice_interval") is None else " [{:.4f}, {:.4f}]".format(*row["dice_interval"])
+        say(f"[{index}/{len(plan)}] {method} {budget or ''}: Dice {row['dice']:.4f}{interval} ({row['seconds']:.0f}s)")
 
-    rows = [done[key] for key in plan if key in done]
+    rows = with_paired_losses([done[key] for key in plan if key in done])
     measure_deployments(rows, data, out_dir, config.runtimes, config.int8, config.image_size, config.threads, say)
     write_tables(rows, out_dir)
     return rows
+
+
+def with_paired_losses(rows: list[dict]) -> list[dict]:
+    """The rows without their per-image counts, each row scored on the dense row's images given its paired Dice loss.
+
+    `dice_loss` is dense Dice minus the row's, `dice_loss_interval` its 95% interval from a bootstrap that draws
+    the same test images for both (None where the row's counts are missing, from a log written before
+    segprune kept them, or are of other classes, as a classical method's foreground-only counts).
+
+    Example:
+        >>> with_paired_losses(rows)[1]["dice_loss_interval"]
+        [0.002, 0.011]
+    """
+    dense = next((row for row in rows if row["method"] == "dense"), None)
+    dense_counts = None if dense is None or dense.get("image_counts") is None else np.asarray(dense["image_counts"])
+    result = []
+    for logged in rows:
+        row = {key: value for key, value in logged.items() if key != "image_counts"}
+        counts = logged.get("image_counts")
+        if row["method"] != "dense" and dense_counts is not None and counts is not None and np.shape(counts) == dense_counts.shape:
+            loss = paired_loss(dense_counts, np.asarray(counts))
+            row.update(dice_loss=loss.loss, dice_loss_interval=[loss.low, loss.high])
+        result.append(row)
+    return result
 
 
 def _check_same_source(done: dict, source: dict, log_path: Path) -> None:
@@ -223,6 +253,10 @@ def _run_one(model, data, method: str, budget: float | None, config: SweepConfig
     if method.startswith("classical-"):
         result = evaluate_classical(method.removeprefix("classical-"), data, "test")
         row = _row(method, budget, result.dice, result.iou, result.pixel_accuracy, None, None, None, result.ms_per_image)
+        row.update(
+            dice_interval=result.dice_interval, iou_interval=result.iou_interval,
+            pixel_accuracy_interval=result.pixel_accuracy_interval, num_images=result.num_images,
+        )
         row["foreground_only"] = result.collapsed_to_binary
         row["found_nothing"] = not result.dice > 0  # no foreground pixel of the truth found on any test tile
         return row
@@ -237,6 +271,11 @@ def _run_one(model, data, method: str, budget: float | None, config: SweepConfig
     scores = evaluate(candidate, data, "test")
     macs = flops(candidate, (config.image_size, config.image_size)).macs
     row = _row(method, budget, scores.dice, scores.iou, scores.pixel_accuracy, macs / dense_macs, candidate.count_params(), str(path), None)
+    row.update(
+        dice_interval=scores.dice_interval.to_list(), iou_interval=scores.iou_interval.to_list(),
+        pixel_accuracy_interval=scores.pixel_accuracy_interval.to_list(), num_images=scores.num_images,
+        image_counts=scores.image_counts.tolist(),  # for the paired loss against dense, drawn once every row is in
+    )
     if pruned is not None:
         row.update(
             finetune_epochs=pruned.finetune_epochs, finetune_seconds=pruned.finetune_seconds,
@@ -269,6 +308,12 @@ def _row(method, budget, dice, iou, pixel_accuracy, macs_ratio, params, model_pa
         "dice": dice,
         "iou": iou,
         "pixel_accuracy": pixel_accuracy,
+        "dice_interval": None,
+        "iou_interval": None,
+        "pixel_accuracy_interval": None,
+        "num_images": None,
+        "dice_loss": None,
+        "dice_loss_interval": None,
         "macs_ratio": macs_ratio,
         "params": params,
         "model_path": model_path,

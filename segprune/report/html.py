@@ -10,6 +10,7 @@ from pathlib import Path
 from segprune._io import write_text
 from segprune.report.deployments import deployment_section
 from segprune.report.instances import instance_section
+from segprune.report.tables import indistinguishable_from_dense, loss_interval, undecided_rows
 
 _STYLE = """
 body { font-family: system-ui, sans-serif; margin: 2em; color: #222; max-width: 75em; }
@@ -57,6 +58,9 @@ _COLUMNS = [
     ("method", "method", str),
     ("budget", "MACs budget", lambda v: "-" if v is None else f"{v:g}"),
     ("dice", "Dice", lambda v: f"{v:.4f}"),
+    ("dice_interval", "Dice 95%", lambda v: "-" if not v or None in v else f"[{v[0]:.4f}, {v[1]:.4f}]"),
+    ("dice_loss", "Dice lost (points)", lambda v: "-" if v is None else f"{100 * v:.2f}"),
+    ("dice_loss_interval", "lost, 95% paired", lambda v: "-" if not v or None in v else f"[{100 * v[0]:.2f}, {100 * v[1]:.2f}]"),
     ("iou", "IoU", lambda v: f"{v:.4f}"),
     ("macs_ratio", "MACs", lambda v: "-" if v is None else f"{v:.3f}"),
     ("params", "params", lambda v: "-" if v is None else f"{v:,}"),
@@ -92,34 +96,76 @@ def _points(tolerance: float) -> str:
     return f"{tolerance:g} Dice point" + ("" if tolerance == 1 else "s")
 
 
-def _how(row: dict) -> str:
-    method = _method_words(row["method"])
+def _what(row: dict) -> str:
     budget = "" if row.get("budget") is None else f" at a MACs budget of {row['budget']:g}"
+    return _method_words(row["method"]) + budget
+
+
+def _how(row: dict) -> str:
     tuning = fine_tuning(row)
-    return method + budget + ("" if tuning == "-" else f", fine-tuned {tuning}")
+    return _what(row) + ("" if tuning == "-" else f", fine-tuned {tuning}")
 
 
 def balance_sentence(rows: list[dict], balance: dict | None, tolerance: float) -> tuple[str, str]:
     """The report's first words: the balance point in plain language, and one line on how it was made.
 
+    Where the rows carry intervals (a bootstrap over the test images), every Dice has its 95% interval and the
+    pruned network's loss its paired interval; the detail says which faster networks the test images cannot
+    tell apart from the tolerance, and when the balance point cannot be told apart from the full model.
+
     Example:
         >>> balance_sentence(rows, balance, 1.0)[0]
-        'Half the computation, 1.9x faster on this CPU, Dice 0.945 instead of 0.949.'
+        'Half the computation, 1.9x faster on this CPU, Dice 0.945 [0.938, 0.951] instead of 0.949 [0.942, 0.955]: 0.4 Dice points lost (95% interval 0.1 to 0.8, paired over the same 4 test images).'
     """
     dense = next((row for row in rows if row["method"] == "dense"), None)
     pruned = [row for row in rows if row.get("model_path") and row["method"] != "dense" and row.get("macs_ratio") is not None]
     explain = "Dice measures how well the predicted masks overlap the hand-drawn ones on the test images (1 is perfect)."
     if dense is None or not pruned:
         return "No pruned network was measured.", explain
+    if any(loss_interval(row) is not None for row in pruned):
+        explain += (" [low, high]: 95% intervals from a bootstrap over the test images; a loss interval is paired (both models "
+                    "scored on the same resampled images), and a network counts as within tolerance only if its whole interval is.")
+    undecided = _undecided_words(undecided_rows(rows, balance, tolerance), tolerance)
     if balance is not None and balance is not dense and balance["method"] != "dense":
         words = f"{_share_of_computation(balance['macs_ratio'])}, {_speed(balance.get('speedup'))}, "
-        words += f"Dice {balance['dice']:.3f} instead of {dense['dice']:.3f}."
-        detail = f"the fastest network within {_points(tolerance)} of the full model: {_how(balance)}. {explain}"
-        return words[0].upper() + words[1:], detail
+        words += f"Dice {_dice(balance)} instead of {_dice(dense)}{_loss_words(balance)}."
+        detail = f"the fastest network within {_points(tolerance)} of the full model: {_how(balance)}."
+        if indistinguishable_from_dense(balance):
+            detail += " Its loss interval holds zero: on these test images it cannot be told apart from the full model."
+        return words[0].upper() + words[1:], f"{detail}{undecided} {explain}"
     best = max(pruned, key=lambda row: row["dice"])
     words = (f"No smaller network kept the full model's accuracy: the best one needs {_share_of_computation(best['macs_ratio'])}, "
-             f"is {_speed(best.get('speedup'))} and scores Dice {best['dice']:.3f} instead of {dense['dice']:.3f}.")
-    return words, f"the full model (no pruned network within {_points(tolerance)}); the best pruned one: {_how(best)}. {explain}"
+             f"is {_speed(best.get('speedup'))} and scores Dice {_dice(best)} instead of {_dice(dense)}{_loss_words(best)}.")
+    return words, f"the full model (no pruned network surely within {_points(tolerance)}); the best pruned one: {_how(best)}.{undecided} {explain}"
+
+
+def _dice(row: dict) -> str:
+    interval = row.get("dice_interval")
+    if not interval or None in interval:
+        return f"{row['dice']:.3f}"
+    return f"{row['dice']:.3f} [{interval[0]:.3f}, {interval[1]:.3f}]"
+
+
+def _loss_words(row: dict) -> str:
+    interval = loss_interval(row)
+    if interval is None or row.get("dice_loss") is None:
+        return ""
+    images = f" {row['num_images']}" if row.get("num_images") else ""
+    return (f": {100 * row['dice_loss']:.1f} Dice points lost (95% interval {100 * interval[0]:.1f} to {100 * interval[1]:.1f}, "
+            f"paired over the same{images} test images)")
+
+
+def _undecided_words(rows: list[dict], tolerance: float) -> str:
+    """A sentence naming the faster networks whose loss interval crosses the tolerance, or nothing."""
+    if not rows:
+        return ""
+    named = "; ".join(
+        f"{_what(row)} ({row['latency_ms']:.2f} ms, loss {100 * row['dice_loss']:.1f} points, "
+        f"interval {100 * loss_interval(row)[0]:.1f} to {100 * loss_interval(row)[1]:.1f})"
+        for row in rows
+    )
+    return (f" Cannot be told apart from the tolerance: {named}: faster, but the test images cannot say whether "
+            f"{'it' if len(rows) == 1 else 'they'} lost less than {_points(tolerance)}, so {'it is' if len(rows) == 1 else 'they are'} not chosen.")
 
 
 def row_notes(row: dict, dense_dice: float | None) -> list[str]:

@@ -40,7 +40,7 @@ def test_synthetic_stays_the_multi_class_option():
 
 
 def test_unknown_name_lists_the_built_in_datasets():
-    with pytest.raises(DataError, match="nuclei, synthetic"):
+    with pytest.raises(DataError, match="nuclei, brain, synthetic"):
         load_data("nuclie")
 
 
