@@ -12,6 +12,7 @@ import importlib
 import os
 import sys
 
+from segprune._lock import output_lock
 from segprune.cli._common import user_errors
 from segprune.cli._console import framework_noise_filtered, progress_console
 
@@ -46,7 +47,7 @@ def main(argv: list[str] | None = None) -> int:
         module.configure(commands.add_parser(name, help=help_text, description=module.DESCRIPTION))
     arguments = parser.parse_args(argv)
     try:
-        with framework_noise_filtered():
+        with output_lock(getattr(arguments, "out", None)), framework_noise_filtered():  # one run per --out
             return module.run(arguments)
     except Exception as error:
         if not isinstance(error, user_errors()):

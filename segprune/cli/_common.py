@@ -30,13 +30,18 @@ DATA_HELP = (
 
 def user_errors() -> tuple[type[Exception], ...]:
     """Errors that mean "your input is wrong": printed as one line with exit status 2, never as a traceback."""
+    from segprune._io import OutputWriteError
+    from segprune._lock import OutputLocked
     from segprune.data import DataError
     from segprune.graph.channels import UnsupportedLayerError
     from segprune.models import ModelFileError
     from segprune.runtime.export import ExportMismatchError
     from segprune.runtime.quantize import QuantizationRefused
 
-    return (ValueError, FileNotFoundError, DataError, ModelFileError, UnsupportedLayerError, ExportMismatchError, QuantizationRefused)
+    return (
+        ValueError, FileNotFoundError, OutputWriteError, OutputLocked, DataError, ModelFileError, UnsupportedLayerError, ExportMismatchError,
+        QuantizationRefused,
+    )
 
 
 def input_shape_argument(text: str) -> tuple[int, ...]:
