@@ -19,6 +19,7 @@ from pathlib import Path
 import keras
 import numpy as np
 
+from segprune import defaults
 from segprune._io import save_model
 from segprune._jsonlines import JsonLines
 from segprune.api import ONESHOT_METHODS as CRITERIA
@@ -32,6 +33,7 @@ from segprune.inference import measurement_size
 from segprune.intervals import paired_loss
 from segprune.metrics import evaluate
 from segprune.models.loading import load_model
+from segprune.progress_lines import LineReporters
 from segprune.report.tables import write_tables
 from segprune.search.pools import RAY_RETRIES, dataset_from_snapshot, import_ray, snapshot_dataset
 from segprune.training import DistillConfig, TrainConfig
@@ -55,7 +57,8 @@ class SweepConfig:
         finetune_epochs: Fine-tuning after each pruning.
         method_epochs: Fine-tuning epochs for particular methods (sweep method name -> epochs), overriding
             `finetune_epochs` for them.
-        distill: Fine-tune with knowledge distillation from the dense model (None: ground truth only).
+        distill: Fine-tune with knowledge distillation from the dense model (on by default, as on the command
+            line; None: ground truth only).
         tolerance: Dice points below dense that still count as "as good" for the balance point.
         image_size: Latency is measured on 1 x image_size x image_size inputs, exported at that fixed shape; by
             default the size the model was built for, else 256.
@@ -70,11 +73,11 @@ class SweepConfig:
     """
 
     methods: tuple[str, ...] = ("oneshot-l1", "oneshot-random", "classical-otsu", "classical-kmeans")
-    budgets: tuple[float, ...] = (0.5, 0.25, 0.125)
-    finetune_epochs: int = 10
+    budgets: tuple[float, ...] = defaults.SWEEP_BUDGETS
+    finetune_epochs: int = defaults.SWEEP_FINETUNE_EPOCHS
     method_epochs: Mapping[str, int] = field(default_factory=dict)
-    distill: DistillConfig | None = None
-    tolerance: float = 1.0
+    distill: DistillConfig | None = field(default_factory=lambda: DistillConfig() if defaults.DISTILL else None)
+    tolerance: float = defaults.TOLERANCE
     image_size: int | None = None
     threads: int = 2
     runtimes: tuple[str, ...] = ("onnxruntime",)
@@ -144,7 +147,7 @@ def run_sweep(
             say(f"[{index}/{len(plan)}] {method} {budget or ''}: done earlier (resumed)")
     pending = [(index, cell) for index, cell in enumerate(plan, start=1) if cell not in done]
     runner = _run_on_ray if config.executor == "ray" else _run_here
-    for index, (method, budget), row in runner(model, data, pending, config, out_dir, dense_macs):
+    for index, (method, budget), row in runner(model, data, pending, config, out_dir, dense_macs, say):
         if method == "dense":
             row["source"] = source  # what a resumed sweep must be given again
         log.append(row)
@@ -194,21 +197,22 @@ def _check_same_source(done: dict, source: dict, log_path: Path) -> None:
     )
 
 
-def _run_here(model, data, pending, config: SweepConfig, out_dir: Path, dense_macs: int):
-    """Yields `(index, cell, row)` for the pending cells, run one after another in this process."""
+def _run_here(model, data, pending, config: SweepConfig, out_dir: Path, dense_macs: int, say: Progress | None = None):
+    """Yields `(index, cell, row)` for the pending cells, run one after another in this process; each cell's search and
+    fine-tune progress goes to `say`, named by its cell."""
     for index, (method, budget) in pending:
         started = time.perf_counter()
-        row = _run_one(model, data, method, budget, config, out_dir, dense_macs)
+        row = _run_one(model, data, method, budget, config, out_dir, dense_macs, say)
         row["seconds"] = time.perf_counter() - started
         yield index, (method, budget), row
 
 
-def _run_on_ray(model, data, pending, config: SweepConfig, out_dir: Path, dense_macs: int):
+def _run_on_ray(model, data, pending, config: SweepConfig, out_dir: Path, dense_macs: int, say: Progress | None = None):
     """Yields `(index, cell, row)` for the pending cells, each run as a Ray task, in plan order.
 
     Tasks return their row and their model file's bytes; the driver writes the file where a local sweep
     would have, so the deployment phase and a resumed sweep find it. A task retried after its worker died
-    is handed over, and so logged, once.
+    is handed over, and so logged, once. Progress within a cell stays on its worker (`say` hears each finished cell).
     """
     if not pending:
         return
@@ -249,7 +253,7 @@ def _cell_on_ray(method: str, budget: float | None, shared: list, config: SweepC
     return row, model_file
 
 
-def _run_one(model, data, method: str, budget: float | None, config: SweepConfig, out_dir: Path, dense_macs: int) -> dict:
+def _run_one(model, data, method: str, budget: float | None, config: SweepConfig, out_dir: Path, dense_macs: int, say: Progress | None = None) -> dict:
     if method.startswith("classical-"):
         result = evaluate_classical(method.removeprefix("classical-"), data, "test")
         row = _row(method, budget, result.dice, result.iou, result.pixel_accuracy, None, None, None, result.ms_per_image)
@@ -266,7 +270,7 @@ def _run_one(model, data, method: str, budget: float | None, config: SweepConfig
         candidate = model
         save_model(candidate, path)
     else:  # prune() saves the model at `path`, and keeps its fine-tune's state beside it until then (resumable)
-        pruned = _pruned(model, data, method, f"flops={budget}", config, out_dir / "search" / f"{method}-{budget}", path)
+        pruned = _pruned(model, data, method, f"flops={budget}", config, out_dir / "search" / f"{method}-{budget}", path, say)
         candidate = pruned.model
     scores = evaluate(candidate, data, "test")
     macs = flops(candidate, (config.image_size, config.image_size)).macs
@@ -276,17 +280,21 @@ def _run_one(model, data, method: str, budget: float | None, config: SweepConfig
         pixel_accuracy_interval=scores.pixel_accuracy_interval.to_list(), num_images=scores.num_images,
         image_counts=scores.image_counts.tolist(),  # for the paired loss against dense, drawn once every row is in
     )
+    row["image_size"] = config.image_size  # MACs and latency are per image of this size
     if pruned is not None:
         row.update(
+            search_seconds=pruned.search.seconds if pruned.search is not None else 0.0,  # a searched row's cost includes its search
             finetune_epochs=pruned.finetune_epochs, finetune_seconds=pruned.finetune_seconds,
             distilled=config.distill is not None and pruned.finetune_epochs > 0, notes=list(pruned.notes),
         )
     return row
 
 
-def _pruned(model, data, method: str, target: str, config: SweepConfig, folder: Path, path: Path) -> PruneResult:
-    """`model` pruned to `target` by the sweep method `method` and fine-tuned for its epochs."""
+def _pruned(model, data, method: str, target: str, config: SweepConfig, folder: Path, path: Path, say: Progress | None = None) -> PruneResult:
+    """`model` pruned to `target` by the sweep method `method` and fine-tuned for its epochs; its progress lines go to `say`."""
     epochs = config.epochs_for(method)
+    lines = LineReporters(say, prefix=f"  {method} {target.split('=')[1]}: ") if say is not None else None
+    progress = {} if lines is None else dict(on_epoch=lines.epoch, on_candidate=lines.candidate, on_search_start=lines.plan)
     if method in REGULARISED_METHODS:
         settings = {"regularise_epochs": max(1, epochs)}
     elif method in SEARCH_METHODS:
@@ -297,7 +305,8 @@ def _pruned(model, data, method: str, target: str, config: SweepConfig, folder: 
         method, settings = method.removeprefix("oneshot-"), {}
     return prune(
         model, method, target=target, data=data, finetune_epochs=epochs, image_size=config.image_size, train_config=config.train,
-        distill=config.distill, checkpoint_path=path, folder=folder if method in SEARCH_METHODS else None, resume=True, **settings,
+        distill=config.distill, checkpoint_path=path, folder=folder if method in SEARCH_METHODS else None, resume=True, progress=False,
+        **progress, **settings,
     )
 
 

@@ -43,15 +43,52 @@ _FRACTIONS = {1 / 2: "half", 1 / 3: "a third of", 1 / 4: "a quarter of", 1 / 8: 
 
 
 def fine_tuning(row: dict) -> str:
-    """How long a row fine-tuned, as the report shows it: "10 epochs, 31 s, distilled", "none" or "-"."""
+    """What a row cost after pruning, as the report shows it: "10 epochs, 31 s, distilled", "none" or "-"; a searched
+    row adds its search, which is most of its cost: "5 epochs, 9 s after a 47 s search (56 s)"."""
     epochs = row.get("finetune_epochs")
     if row["method"] == "dense" or row["method"].startswith("classical-"):
         return "-"
-    if not epochs:
-        return "none"
     seconds = row.get("finetune_seconds")
-    text = f"{epochs} epochs" + (f", {seconds:.0f} s" if seconds is not None else "")
-    return text + (", distilled" if row.get("distilled") else "")
+    text = f"{epochs} epochs" + (f", {seconds:.0f} s" if seconds is not None else "") if epochs else "none"
+    text += ", distilled" if epochs and row.get("distilled") else ""
+    search = row.get("search_seconds")
+    if search:
+        text = (f"{text} after a {search:.0f} s search" if epochs else f"none after a {search:.0f} s search")
+        text += f" ({search + (seconds or 0.0):.0f} s)" if epochs and seconds is not None else ""
+    return text
+
+
+def _shown_columns(rows: list[dict]) -> list[tuple[str, str, object]]:
+    """The table's columns that say something: one that reads "-" on every row (a "classical ms" column when no
+    classical method ran) is dropped; MACs and latency name the input size they were measured at."""
+    size = next((row["image_size"] for row in rows if row.get("image_size")), None)
+    sized = {"macs_ratio": "MACs", "latency_ms": "ONNX ms"}
+    shown = []
+    for key, label, render in _COLUMNS:
+        if all(row.get(key) is None or render(row.get(key)) == "-" for row in rows):
+            continue
+        if key in sized and size is not None:
+            label = f"{sized[key]} at {size}x{size}"
+        shown.append((key, label, render))
+    return shown
+
+
+def measurement_note(rows: list[dict], data) -> str:
+    """What the figures were measured on: the test images and how the data was split, the input size of MACs and latency.
+
+    Example:
+        >>> measurement_note(rows, segprune.load_data("nuclei"))
+        'Accuracy on the 4 test images of nuclei (split: 10 train, 2 val, 4 test images; ...'
+    """
+    splits = {name: len(ids) for name, ids in data.splits.items() if len(ids)}
+    split = ", ".join(f"{count} {name}" for name, count in splits.items())
+    test = splits.get("test", 0)
+    words = (f"Accuracy on the {test} test image{'s' if test != 1 else ''} of {data.name} (split: {split} images; every row is scored on "
+             "the same test images, which no network trained on or was chosen by: fine-tuning keeps the epoch with the best validation Dice).")
+    size = next((row["image_size"] for row in rows if row.get("image_size")), None)
+    if size is not None:
+        words += f" MACs and latency per 1x{size}x{size} input image."
+    return words
 
 
 _COLUMNS = [
@@ -187,21 +224,24 @@ def row_notes(row: dict, dense_dice: float | None) -> list[str]:
 
 def write_report(
     path: str | Path, title: str, rows: list[dict], balance: dict | None, tolerance: float, figures: dict[str, bytes],
-    instance_rows: Sequence[dict] = (), instance_notes: Sequence[str] = (),
+    instance_rows: Sequence[dict] = (), instance_notes: Sequence[str] = (), measured: str = "",
 ) -> Path:
     """Writes the report (figures embedded as base64 PNG) atomically; returns its path.
 
-    The page opens with the balance point in one plain sentence, then the table (with how long each row
-    fine-tuned and a note on every row a reader should not take at face value), the instance rows when there
-    are any (with `instance_notes`, e.g. which rows were not run and how to add them), then the figures.
+    The page opens with the balance point in one plain sentence, then `measured` (what the figures were measured
+    on: see `measurement_note`), the table (with how long each row fine-tuned and searched, and a note on every
+    row a reader should not take at face value; columns empty on every row are left out), the instance rows when
+    there are any (with `instance_notes`, e.g. which rows were not run and how to add them), then the figures.
     """
     dense = next((row for row in rows if row["method"] == "dense"), None)
     dense_dice = None if dense is None else dense["dice"]
-    header = "".join(f"<th>{html.escape(label)}</th>" for _, label, _ in _COLUMNS) + '<th>fine-tuning</th><th class="note">note</th>'
+    columns = _shown_columns(rows)
+    tuning = "fine-tuning (after search)" if any(row.get("search_seconds") for row in rows) else "fine-tuning"
+    header = "".join(f"<th>{html.escape(label)}</th>" for _, label, _ in columns) + f'<th>{tuning}</th><th class="note">note</th>'
     body = []
     for row in rows:
         css = ' class="balance"' if row is balance else ""
-        cells = "".join(f"<td>{html.escape(render(row.get(key)))}</td>" for key, _, render in _COLUMNS)
+        cells = "".join(f"<td>{html.escape(render(row.get(key)))}</td>" for key, _, render in columns)
         cells += f"<td>{html.escape(fine_tuning(row))}</td>"
         cells += f'<td class="note">{html.escape("; ".join(row_notes(row, dense_dice)))}</td>'
         body.append(f"<tr{css}>{cells}</tr>")
@@ -220,6 +260,7 @@ def write_report(
 <h1>{html.escape(title)}</h1>
 <p class="headline" id="balance-sentence">{html.escape(sentence)}</p>
 <p class="detail"><b>Balance point</b>: {html.escape(detail)}</p>
+<p class="detail" id="measured">{html.escape(measured)}</p>
 <table><thead><tr>{header}</tr></thead><tbody>{''.join(body)}</tbody></table>
 {deployment_section(rows, tolerance)}
 <p>Latency: the first runtime timed (ONNX Runtime by default), fixed input shape, interleaved rounds, median. Classical rows are timed by their own Python code and
@@ -251,12 +292,15 @@ def build_report(
     from segprune.report.tables import balance_point
 
     balance = balance_point(rows, tolerance)
+    size = next((f" at 1x{row['image_size']}x{row['image_size']}" for row in rows if row.get("image_size")), "")
     figures = {
-        "Dice vs ONNX Runtime latency (ms)": pareto_plot(rows, "latency_ms", "latency (ms, ONNX Runtime)", balance),
-        "Dice vs MACs (fraction of dense)": pareto_plot(rows, "macs_ratio", "MACs (fraction of dense)", balance),
-        "Predictions on test images": overlays(rows, data),
+        f"Dice vs ONNX Runtime latency (ms{size})": pareto_plot(rows, "latency_ms", f"latency (ms, ONNX Runtime{size})", balance),
+        f"Dice vs MACs (fraction of dense{size})": pareto_plot(rows, "macs_ratio", f"MACs (fraction of dense{size})", balance),
+        "Predictions on test images: errors in magenta (false positives) and cyan (false negatives)": overlays(rows, data),
     }
     if instance_rows:
         figures["Objects outlined on test tiles, each in its own colour"] = instance_outlines(instance_rows, Path(instance_rows[0]["labels_path"]).parent)
-    path = write_report(Path(out_dir) / "report.html", title, rows, balance, tolerance, figures, instance_rows, instance_notes)
+    path = write_report(
+        Path(out_dir) / "report.html", title, rows, balance, tolerance, figures, instance_rows, instance_notes, measurement_note(rows, data)
+    )
     return path, balance

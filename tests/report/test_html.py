@@ -1,11 +1,13 @@
 """The report opens with the balance point in one plain sentence and notes every row not to take at face value."""
 
 import io
+from types import SimpleNamespace
 
 import numpy as np
 from PIL import Image
 
-from segprune.report.html import balance_sentence, row_notes, write_report
+from segprune.report.html import balance_sentence, fine_tuning, measurement_note, row_notes, write_report
+from segprune.report.plots import error_masks
 
 
 def _row(method, budget, dice, macs_ratio=None, speedup=None, **extra):
@@ -63,3 +65,36 @@ def test_the_sentence_comes_before_the_table_and_the_figures(tmp_path):
     assert sentence_at < page.index("<table") < page.index("<img")
     assert page.count('class="balance"') == 1
     assert "10 epochs, 31 s, distilled" in page and "collapsed" in page and "found no foreground" in page
+
+
+def test_a_searched_rows_cost_counts_its_search_and_columns_empty_on_every_row_are_dropped(tmp_path):
+    rows = _rows()[:2] + [_row("greedy", 0.25, 0.94, 0.25, 2.5, finetune_epochs=5, finetune_seconds=9.0, search_seconds=47.0)]
+    for row in rows:
+        row["image_size"] = 128
+    assert fine_tuning(rows[2]) == "5 epochs, 9 s after a 47 s search (56 s)"
+    assert fine_tuning(_row("greedy", 0.5, 0.9, search_seconds=30.0)) == "none after a 30 s search"
+    page = write_report(tmp_path / "report.html", "demo", rows, rows[1], 1.0, {"plot": _png()}, measured="Accuracy on the 2 test images").read_text()
+    header = page.split("<thead>")[1].split("</thead>")[0]
+    assert "classical ms" not in header, "no classical method ran: its column would be dashes only"
+    assert "<th>MACs at 128x128</th>" in header and "<th>ONNX ms at 128x128</th>" in header
+    assert "fine-tuning (after search)" in header and "5 epochs, 9 s after a 47 s search (56 s)" in page
+    assert 'id="measured">Accuracy on the 2 test images' in page
+    rows.append(_row("classical-otsu", None, 0.7, classical_ms_per_image=3.0))
+    assert "<th>classical ms</th>" in write_report(tmp_path / "report.html", "demo", rows, rows[1], 1.0, {}).read_text()
+
+
+def test_the_report_says_how_many_test_images_how_the_data_was_split_and_at_which_size_it_measured():
+    data = SimpleNamespace(name="nuclei", splits={"train": list("abcdefghij"), "val": ["k", "l"], "test": ["m", "n"]})
+    note = measurement_note([{"method": "dense", "image_size": 128}], data)
+    assert note.startswith("Accuracy on the 2 test images of nuclei (split: 10 train, 2 val, 2 test images;")
+    assert note.endswith("MACs and latency per 1x128x128 input image.")
+
+
+def test_errors_are_false_positives_false_negatives_and_wrong_classes_ignored_pixels_none():
+    truth = np.array([[0, 1, 2, 255], [0, 1, 0, 2]])
+    prediction = np.array([[1, 0, 1, 1], [0, 1, 0, 2]])
+    errors = error_masks(prediction, truth, ignore_index=255)
+    assert errors["false_positive"].tolist() == [[True, False, False, False], [False, False, False, False]]
+    assert errors["false_negative"].tolist() == [[False, True, False, False], [False, False, False, False]]
+    assert errors["wrong_class"].tolist() == [[False, False, True, False], [False, False, False, False]]
+    assert not error_masks(prediction, truth, 255, binary=True)["wrong_class"].any(), "a 0/1 classical mask is only foreground"

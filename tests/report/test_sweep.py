@@ -12,6 +12,7 @@ from segprune.data import BatchConfig, synthetic_dataset
 from segprune.experiments import SweepConfig, run_sweep
 from segprune.models import unet
 from segprune.report import balance_point, build_report
+from segprune.report.plots import FALSE_NEGATIVE, FALSE_POSITIVE
 from segprune.runtime.benchmark import file_latency
 from segprune.training import TrainConfig
 from tests.conftest import NOT_RENDERED
@@ -90,6 +91,9 @@ def test_report_opens_with_the_balance_point_and_marks_its_row(swept, report):
     path, balance = report
     page = path.read_text()
     assert page.count("data:image/png;base64,") == 3
+    measured = page.split('id="measured">')[1].split("</p>")[0]
+    assert measured.startswith("Accuracy on the 3 test images of ") and "(split: 8 train, 2 val, 3 test images;" in measured
+    assert "per 1x64x64 input image" in measured and "<th>MACs at 64x64</th>" in page
     expected = balance_point(rows, config.tolerance)
     assert balance is expected
     headline = page.split('id="balance-sentence">')[1].split("</p>")[0]
@@ -115,10 +119,14 @@ def test_report_renders_in_headless_chromium(report, tmp_path):
     dom = subprocess.run(command, capture_output=True, text=True, timeout=120).stdout
     assert 'data-figures="rendered"' in dom and 'data-figure-count="3"' in dom
     screenshot = tmp_path / "report.png"
-    subprocess.run([*command[:-2], f"--screenshot={screenshot}", "--window-size=1200,2400", path.as_uri()], capture_output=True, timeout=120)
+    subprocess.run([*command[:-2], f"--screenshot={screenshot}", "--window-size=1200,4000", path.as_uri()], capture_output=True, timeout=120)
     assert screenshot.exists() and screenshot.stat().st_size > 10_000
-    pixels = np.asarray(__import__("PIL.Image", fromlist=["Image"]).open(screenshot).convert("L"))
-    assert pixels.std() > 10, "the screenshot is not blank"
+    colours = np.asarray(__import__("PIL.Image", fromlist=["Image"]).open(screenshot).convert("RGB")).astype(int)
+    assert colours.mean(axis=2).std() > 10, "the screenshot is not blank"
+    # the overlays paint false positives and false negatives opaque in their own colours: far more pixels than the legend's two swatches
+    for name, colour in (("false positives", FALSE_POSITIVE), ("false negatives", FALSE_NEGATIVE)):
+        shown = (np.abs(colours - np.array(colour) * 255).max(axis=2) <= 12).sum()
+        assert shown > 1000, f"{name}: {shown} pixels of their colour on the page"
 
 
 @pytest.mark.slow
@@ -127,8 +135,14 @@ def test_search_methods_take_part(tmp_path):
     model = unet(num_classes=4, input_channels=1, base_filters=16, depth=1)
     # greedy: random search enters the sweep by the same dispatch (tests/search cover it on its own)
     config = SweepConfig(methods=("greedy",), budgets=(0.5,), finetune_epochs=0, image_size=64, search_candidates=2, train=SMALL_PATCHES)
-    rows = run_sweep(model, data, tmp_path, config)
+    messages = []
+    rows = run_sweep(model, data, tmp_path, config, progress=messages.append)
     assert [r["method"] for r in rows] == ["dense", "greedy"]
     assert all(r["macs_ratio"] <= 0.5 for r in rows[1:])
     assert all(r["speedup"] == pytest.approx(rows[0]["latency_ms"] / r["latency_ms"]) for r in rows[1:])
-    assert (tmp_path / "search" / "greedy-0.5" / "search.jsonl").exists()
+    log = [json.loads(line) for line in (tmp_path / "search" / "greedy-0.5" / "search.jsonl").read_text().splitlines()]
+    # the search inside the sweep shows its plan and every candidate, named by its cell
+    evaluated = sum(record["type"] == "candidate" for record in log)
+    assert f"  greedy 0.5: greedy: about {evaluated} candidates" in "\n".join(messages)
+    assert sum(message.startswith("  greedy 0.5: step ") for message in messages) == evaluated
+    assert rows[1]["search_seconds"] > 0, "a searched row's cost counts its search"
