@@ -10,6 +10,7 @@ import argparse
 import importlib
 from typing import TYPE_CHECKING
 
+from segprune import defaults
 from segprune.cli import _console
 
 if TYPE_CHECKING:  # annotations only
@@ -57,11 +58,16 @@ def input_shape_argument(text: str) -> tuple[int, ...]:
 def add_distill_options(parser: argparse.ArgumentParser) -> None:
     """--distill / --no-distill, --temperature, --distill-weight: fine-tuning learns from the dense model too."""
     parser.add_argument(
-        "--distill", action=argparse.BooleanOptionalAction, default=True,
-        help="fine-tune with knowledge distillation from the dense model (its soft masks next to the ground truth; default on)",
+        "--distill", action=argparse.BooleanOptionalAction, default=defaults.DISTILL,
+        help=f"fine-tune with knowledge distillation from the dense model (its soft masks next to the ground truth; default {'on' if defaults.DISTILL else 'off'})",
     )
-    parser.add_argument("--temperature", type=float, default=2.0, help="distillation temperature (default 2.0)")
-    parser.add_argument("--distill-weight", type=float, default=0.5, help="share of the distillation term in the loss (default 0.5)")
+    parser.add_argument(
+        "--temperature", type=float, default=defaults.DISTILL_TEMPERATURE, help=f"distillation temperature (default {defaults.DISTILL_TEMPERATURE})"
+    )
+    parser.add_argument(
+        "--distill-weight", type=float, default=defaults.DISTILL_WEIGHT,
+        help=f"share of the distillation term in the loss (default {defaults.DISTILL_WEIGHT})",
+    )
 
 
 def distill_config(arguments: argparse.Namespace) -> DistillConfig | None:

@@ -13,6 +13,8 @@ from typing import TYPE_CHECKING
 from rich.console import Console
 from rich.table import Table
 
+from segprune.progress_lines import detector_epoch_line, epoch_line
+
 if TYPE_CHECKING:  # annotations only: the console must not start TensorFlow
     from segprune.training import EpochRecord, TrainResult
 
@@ -40,22 +42,13 @@ FRAMEWORK_NOISE = re.compile(
 
 
 def print_epoch(record: EpochRecord, result: TrainResult, epochs: int) -> None:
-    """One line per epoch: loss, validation Dice, the best so far, seconds."""
-    marker = " *" if result.best_epoch == record.epoch else ""
-    progress_console.print(
-        f"epoch {record.epoch:>3}/{epochs}  loss {record.loss:.4f}  val Dice {record.val_dice:.4f}"
-        f"  best {result.best_val_dice:.4f} (epoch {result.best_epoch})  {record.seconds:.1f}s{marker}"
-    )
+    """One line per epoch: loss, validation Dice, the best so far, seconds (as `segprune.prune` prints it)."""
+    progress_console.print(epoch_line(record, result, epochs))
 
 
 def print_detector_epoch(record: dict, result, epochs: int) -> None:
     """One line per Mask R-CNN epoch: its mean losses, validation mask AP, the best so far, seconds."""
-    marker = " *" if result.best_epoch == record["epoch"] else ""
-    losses = "  ".join(f"{name} {record[name]:.3f}" for name in ("rpn_objectness", "rpn_box", "classifier", "box", "mask") if name in record)
-    progress_console.print(
-        f"epoch {record['epoch']:>3}/{epochs}  {losses}  val mask AP {record['validation']:.4f}"
-        f"  best {result.best_score:.4f} (epoch {result.best_epoch})  {record['seconds']:.1f}s{marker}"
-    )
+    progress_console.print(detector_epoch_line(record, result, epochs))
 
 
 def table(title: str, columns: list[str], rows: list[list]) -> Table:

@@ -6,6 +6,7 @@ import argparse
 import functools
 from typing import TYPE_CHECKING
 
+from segprune import defaults
 from segprune.cli import _console
 from segprune.cli._choices import LATENCY_RUNTIMES, ONESHOT_METHODS, PRECISIONS, REGULARISED_METHODS, SEARCH_METHODS
 from segprune.cli._common import (
@@ -18,6 +19,7 @@ from segprune.cli._common import (
     print_test_scores,
     read_model,
 )
+from segprune.progress_lines import candidate_line, plan_line
 
 if TYPE_CHECKING:  # annotations only
     from segprune.api import PruneResult
@@ -58,32 +60,32 @@ def configure(parser: argparse.ArgumentParser) -> None:
     amount.add_argument("--ratio", type=float, help="one-shot: share of channels to remove from every prunable group")
     amount.add_argument("--target", help="budget instead of a ratio: flops=F or params=F (fraction of the dense model); searches also latency=F")
     parser.add_argument("--global-ranking", action="store_true", default=None, help="with --ratio: rank channels across all groups")
-    parser.add_argument("--round-to", type=int, default=8, help="keep channel counts at multiples of this (default 8)")
+    parser.add_argument("--round-to", type=int, default=defaults.ROUND_TO, help=f"keep channel counts at multiples of this (default {defaults.ROUND_TO})")
     parser.add_argument("--ignore", default="", help="comma-separated layer names whose channels must stay")
     parser.add_argument("--data", default=None, help=DATA_HELP + "; needed by taylor, activation, mutual-info and fine-tuning")
     parser.add_argument("--compensate", action="store_true", default=None, help="move removed channels' mean contribution into consumer biases")
     parser.add_argument(
         "--finetune-epochs", type=int, default=None,
-        help="fine-tune the pruned model for N epochs (default 0 for one-shot methods, 20 for the others)",
+        help=f"fine-tune the pruned model for N epochs (default {defaults.ONESHOT_FINETUNE_EPOCHS} for one-shot methods, {defaults.FINETUNE_EPOCHS} for the others)",
     )
     add_distill_options(parser)
     parser.add_argument(
         "--image-size", type=int, default=None,
         help="image size at which MACs and latency are measured (default: the size the model was built for, else 256)",
     )
-    parser.add_argument("--regularise-epochs", type=int, default=None, help="l0-channel / slimming: epochs under the penalty (default 15)")
+    parser.add_argument("--regularise-epochs", type=int, default=None, help=f"l0-channel / slimming: epochs under the penalty (default {defaults.REGULARISE_EPOCHS})")
     parser.add_argument("--strength", type=float, default=None, help="l0-channel / slimming: penalty weight (defaults 1.0 / 1e-4)")
-    parser.add_argument("--candidates", type=int, default=None, help="random-search: configurations to evaluate (default 20)")
+    parser.add_argument("--candidates", type=int, default=None, help=f"random-search: configurations to evaluate (default {defaults.SEARCH_CANDIDATES})")
     parser.add_argument("--accuracy-floor", type=float, default=None, help="random-search: stop once a candidate's validation score (Dice; mask AP for a Mask R-CNN) reaches this")
-    parser.add_argument("--iterations", type=int, default=None, help="greedy: steps from dense to the target (default 10)")
-    parser.add_argument("--candidate-steps", type=int, default=None, help="search: short fine-tune steps per candidate (default 20; 0 scores inherited weights)")
-    parser.add_argument("--threads", type=int, default=None, help="search: runtime threads for latency targets and the final timing (default 2)")
+    parser.add_argument("--iterations", type=int, default=None, help=f"greedy: steps from dense to the target (default {defaults.GREEDY_ITERATIONS})")
+    parser.add_argument("--candidate-steps", type=int, default=None, help=f"search: short fine-tune steps per candidate (default {defaults.CANDIDATE_STEPS}; 0 scores inherited weights)")
+    parser.add_argument("--threads", type=int, default=None, help=f"search: runtime threads for latency targets and the final timing (default {defaults.THREADS})")
     parser.add_argument(
         "--runtime", default=None, choices=LATENCY_RUNTIMES,
         help="search: the runtime the model will ship on, which latency targets are tabled and timed on (default onnxruntime)",
     )
     parser.add_argument("--precision", default=None, choices=PRECISIONS, help="search: fp32 (default) or int8, as the model will ship")
-    parser.add_argument("--seed", type=int, default=0, help="seed of random criteria, searches and fine-tuning (default 0)")
+    parser.add_argument("--seed", type=int, default=defaults.SEED, help=f"seed of random criteria, searches and fine-tuning (default {defaults.SEED})")
     parser.add_argument("--workers", type=int, default=None, help="search: processes evaluating candidates (default 1)")
     parser.add_argument(
         "--max-minutes", type=float, default=None,
@@ -188,23 +190,11 @@ def _plan(arguments: argparse.Namespace, folder, detector: bool) -> str:
 
 
 def _print_plan(plan: dict) -> None:
-    resumed = f"; {plan['evaluated']} already evaluated (resumed)" if plan["evaluated"] else ""
-    _console.progress_console.print(f"{plan['method']}: about {plan['expected']} candidates ({plan['description']}){resumed}")
+    _console.progress_console.print(plan_line(plan))
 
 
 def _print_candidate(record: dict, best: dict, metric: str = "val Dice") -> None:
-    where = f"step {record['iteration'] + 1} {record['key']}" if "iteration" in record else f"candidate {record['index'] + 1}"
-    timing = ""
-    if "elapsed" in record:
-        left = "estimating time left" if record["remaining"] is None else f"~{_minutes(record['remaining'])} left"
-        timing = f"; {record['done']}/{record['expected']}, {_minutes(record['elapsed'])} elapsed, {left}"
-    _console.progress_console.print(
-        f"{where}: {record['share']:.3f} of dense, {metric} {record['score']:.4f} ({record['seconds']:.1f}s); best {best['score']:.4f}{timing}"
-    )
-
-
-def _minutes(seconds: float) -> str:
-    return f"{int(seconds // 60)}:{int(seconds % 60):02d}"
+    _console.progress_console.print(candidate_line(record, best, metric))
 
 
 def _print_search(result: PruneResult, arguments: argparse.Namespace) -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 
+from segprune import defaults
 from segprune.cli import _console
 from segprune.cli._choices import SPARSE_METHODS
 from segprune.cli._common import DATA_HELP, add_loading_options, layer_names, print_test_scores, read_model
@@ -19,14 +20,14 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--schedule", default=None, choices=("polynomial", "constant"), help="magnitude: how sparsity rises (default polynomial)")
     parser.add_argument("--ranking", default=None, choices=("layer", "global"), help="magnitude: one global threshold (default) or per layer")
     parser.add_argument("--pattern", default=None, help="magnitude: unstructured (default), N:M such as 2:4, or block:RxC")
-    parser.add_argument("--epochs", type=int, default=30, help="fine-tuning epochs (default 30)")
+    parser.add_argument("--epochs", type=int, default=defaults.SPARSIFY_EPOCHS, help=f"fine-tuning epochs (default {defaults.SPARSIFY_EPOCHS})")
     parser.add_argument("--recovery-epochs", type=int, default=None, help="l1 / l0: epochs after zeroing (default 5)")
     parser.add_argument("--strength", type=float, default=None, help="l1 / l0: penalty weight (defaults 1e-4 / 60)")
     parser.add_argument("--ignore", default="", help="comma-separated layer names whose kernels stay dense")
     parser.add_argument(
         "--image-size", type=int, default=None, help="image size at which MACs are reported (default: the size the model was built for, else 256)"
     )
-    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--seed", type=int, default=defaults.SEED)
     parser.add_argument("--out", required=True, help="where to save the sparse model (.keras)")
     parser.add_argument("--resume", action="store_true", help="continue the interrupted run that wrote --out (its state is in OUT.resume/)")
     add_loading_options(parser)

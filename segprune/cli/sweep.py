@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from segprune import defaults
 from segprune.cli import _console
 from segprune.cli._choices import SWEEP_DEFAULT_METHODS, SWEEP_METHODS
 from segprune.cli._common import DATA_HELP, add_distill_options, add_loading_options, distill_config, print_balance, read_model
@@ -17,9 +18,14 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--data", default="nuclei", help=DATA_HELP)
     parser.add_argument("--out", required=True, help="output folder (an interrupted sweep there resumes)")
     parser.add_argument("--methods", default=",".join(SWEEP_DEFAULT_METHODS), help=f"comma-separated, from: {', '.join(SWEEP_METHODS)}")
-    parser.add_argument("--budgets", default="0.5,0.25,0.125", help="MACs fractions (default 0.5,0.25,0.125)")
-    parser.add_argument("--tolerance", type=float, default=1.0, help="Dice points from dense for the balance point (default 1.0)")
-    parser.add_argument("--finetune-epochs", type=int, default=10, help="fine-tuning after each pruning (default 10)")
+    budgets = ",".join(f"{budget:g}" for budget in defaults.SWEEP_BUDGETS)
+    parser.add_argument("--budgets", default=budgets, help=f"MACs fractions (default {budgets})")
+    parser.add_argument(
+        "--tolerance", type=float, default=defaults.TOLERANCE, help=f"Dice points from dense for the balance point (default {defaults.TOLERANCE:g})"
+    )
+    parser.add_argument(
+        "--finetune-epochs", type=int, default=defaults.SWEEP_FINETUNE_EPOCHS, help=f"fine-tuning after each pruning (default {defaults.SWEEP_FINETUNE_EPOCHS})"
+    )
     add_distill_options(parser)
     parser.add_argument(
         "--runtimes", default="onnxruntime",

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 
+from segprune import defaults as shared_defaults
 from segprune.cli import _console
 from segprune.cli._choices import ARCHITECTURES
 from segprune.cli._common import DATA_HELP
@@ -14,7 +15,7 @@ MASK_RCNN = "mask-rcnn"  # instance segmentation: trained on instances/, best ep
 # Mask R-CNN's own defaults where the command's are the segmentation models': 150 passes over the 10 nuclei training
 # tiles at batch 4 are 450 steps (benchmarks/mask_rcnn_nuclei.py trains 400-600)
 _MASK_RCNN_DEFAULTS = {"epochs": 150, "batch_size": 4, "learning_rate": 3e-3}
-_SEGMENTATION_DEFAULTS = {"epochs": 40, "batch_size": 8, "learning_rate": 1e-3}
+_SEGMENTATION_DEFAULTS = {"epochs": 40, "batch_size": 8, "learning_rate": shared_defaults.LEARNING_RATE}
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
