@@ -124,7 +124,7 @@ def _print_table(files, repeat_medians, info, peak: float, arguments, tile: int)
             if precision == "fp32":
                 text += f" = {100 * achieved_gmacs(macs, median) / peak:.0f}% of peak"
             else:
-                text += f"; agree {100 * quantized.mask_agreement:.2f}%, Dice {quantized.dice_int8:.4f} (at {tile}x{tile})"
+                text += f"; agree {100 * quantized.mask_agreement:.2f}%, Dice {quantized.dice_quantized:.4f} (at {tile}x{tile})"
             line.append(text)
         print("| " + " | ".join(line) + " |")
     baseline = float(np.median(cells[("dense (dynamic export)", "onnxruntime", "fp32")]))

@@ -29,6 +29,8 @@ CHOICE_SOURCES = {
     "BENCHMARK_RUNTIMES": lambda: importlib.import_module("segprune.runtime.benchmark").RUNTIMES,
     "EXPORT_FORMATS": lambda: tuple(sorted(importlib.import_module("segprune.runtime.export").FORMATS)),
     "QUANTIZE_RUNTIMES": lambda: importlib.import_module("segprune.runtime.quantize").RUNTIMES,
+    "BENCHMARK_PRECISIONS": lambda: importlib.import_module("segprune.runtime.benchmark").PRECISIONS["openvino"],
+    "QUANTIZE_PRECISIONS": lambda: tuple(importlib.import_module("segprune.runtime.quantize").PRECISIONS),
     "CLASSICAL_METHODS": lambda: importlib.import_module("segprune.classical").METHODS,
     "CLASSICAL_MAPPINGS": lambda: importlib.import_module("segprune.classical.mapping").MAPPINGS,
     "SWEEP_METHODS": lambda: importlib.import_module("segprune.experiments").SWEEP_METHODS,

@@ -6,18 +6,18 @@ import argparse
 import json
 
 from segprune.cli import _console
-from segprune.cli._choices import QUANTIZE_RUNTIMES
-from segprune.cli._common import DATA_HELP, input_shape_argument
+from segprune.cli._choices import QUANTIZE_PRECISIONS, QUANTIZE_RUNTIMES
+from segprune.cli._common import add_data_options, input_shape_argument, read_data
 
 DESCRIPTION = (
-    "int8 post-training quantization calibrated on the training tiles; written only when its Dice on the test split "
-    "stays within --tolerance points of the fp32 model."
+    "int8 post-training quantization calibrated on the training tiles (or bf16 on OpenVINO); written only when its Dice "
+    "on the test split stays within --tolerance points of the fp32 model."
 )
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("model", metavar="MODEL", help=".keras or .h5 model file")
-    parser.add_argument("--data", default="nuclei", help=DATA_HELP + "; train split calibrates, test split checks")
+    add_data_options(parser, help_suffix="; train split calibrates, test split checks")
     parser.add_argument("--runtime", default="onnxruntime", choices=QUANTIZE_RUNTIMES, help="runtime the int8 model is for (default onnxruntime)")
     parser.add_argument(
         "--input-shape", default=None, type=input_shape_argument, metavar="BxHxW",
@@ -27,6 +27,10 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--calibration-tiles", type=int, default=300, help="most training tiles used for calibration (default 300)")
     parser.add_argument("--threads", type=int, default=2, help="threads the int8 model is checked with (default 2)")
     parser.add_argument("--json", action="store_true", help="print the result as one JSON object")
+    parser.add_argument(
+        "--precision", default="int8", choices=QUANTIZE_PRECISIONS,
+        help="int8 (default), or bf16: an OpenVINO IR compiled for bf16 (CPUs with AVX512_BF16 or AMX), checked the same way",
+    )
     parser.add_argument("--out", required=True, help="the int8 file: .onnx (onnxruntime), .xml (openvino) or .tflite (litert)")
 
 
@@ -36,16 +40,18 @@ def run(arguments: argparse.Namespace) -> int:
 
     check_output(arguments.out, arguments.model, suffix=None)
     result = quantize(
-        arguments.model, arguments.data, arguments.runtime, out=arguments.out, input_shape=arguments.input_shape,
+        arguments.model, read_data(arguments), arguments.runtime, out=arguments.out, input_shape=arguments.input_shape,
         tolerance=arguments.tolerance, calibration_tiles=arguments.calibration_tiles, threads=arguments.threads,
+        precision=arguments.precision,
     )
     if arguments.json:
         print(json.dumps(result.to_dict()), flush=True)
         return 0
     _console.output_console.print(
-        f"int8 {result.runtime} model written to {result.path} ({result.method}); input {'x'.join(map(str, result.input_shape))}, "
-        f"{result.calibration_tiles} calibration tiles\n"
+        f"{result.precision} {result.runtime} model written to {result.path} ({result.method}); runs in {result.executed_precision}; "
+        f"input {'x'.join(map(str, result.input_shape))}, {result.calibration_tiles} calibration tiles\n"
         f"test split ({result.test_images} images): masks agree with fp32 on {100 * result.mask_agreement:.2f}% of pixels; "
-        f"Dice fp32 {result.dice_fp32:.4f}, int8 {result.dice_int8:.4f} ({result.dice_drop_points:+.2f} points lost, tolerance {result.tolerance:g})"
+        f"Dice fp32 {result.dice_fp32:.4f}, {result.precision} {result.dice_quantized:.4f} ({result.dice_drop_points:+.2f} points lost, "
+        f"tolerance {result.tolerance:g})"
     )
     return 0

@@ -1,9 +1,14 @@
 """A sweep's networks deployed: exported at a fixed shape per runtime, optionally quantized to int8, timed.
 
 All files of one runtime are timed together in interleaved rounds, so the ratios between them are fair.
-Every deployment is recorded on its row as `{runtime, precision, latency_ms, dice, mask_agreement, ...}`
-with two speed-ups: over the dense fp32 model on ONNX Runtime (what users get today) and over the dense
-model on the same runtime and precision (what pruning itself bought).
+Every deployment is recorded on its row as `{runtime, precision, executed_precision, latency_ms, dice,
+mask_agreement, gmacs_per_second, peak_share, ...}` with two speed-ups: over the dense fp32 model on ONNX
+Runtime (what users get today) and over the dense model on the same runtime and precision (what pruning itself
+bought). `precision` is the deployment asked for (fp32, bf16, int8); `executed_precision` is what the runtime
+reports it ran (e.g. "int8 (fp32 fallback)"), and `peak_share` the achieved GMAC/s over the CPU's peak at it.
+
+With int8 on, OpenVINO deploys bf16 as well where the CPU has AVX512_BF16 or AMX: an IR that records the bf16
+hint, its Dice checked on the test split like int8's (`quantize(precision="bf16")`).
 """
 
 from __future__ import annotations
@@ -15,11 +20,13 @@ from pathlib import Path
 import keras
 
 from segprune._io import write_text
+from segprune.cost import flops
 from segprune.data.dataset import SegmentationDataset
 from segprune.inference import input_channels
-from segprune.runtime.benchmark import EXPORT_FORMATS, file_latency
+from segprune.runtime.benchmark import EXPORT_FORMATS, achieved_gmacs, file_latency
 from segprune.runtime.export import FORMATS, export_model
-from segprune.runtime.quantize import RUNTIMES as QUANTIZABLE
+from segprune.runtime.peak import detect_cpu, peak_gmacs
+from segprune.runtime.quantize import PRECISIONS as REDUCED_PRECISIONS
 from segprune.runtime.quantize import quantize
 
 REFERENCE = ("onnxruntime", "fp32")  # what a user without segprune deploys: the dense model on ONNX Runtime
@@ -48,56 +55,69 @@ def measure_deployments(
     networks = [row for row in rows if row.get("model_path")]
     if not networks:
         return
+    macs = {id(row): flops(keras.saving.load_model(row["model_path"]), (image_size, image_size)).macs for row in networks}
     for row in networks:
         row["deployments"] = []
     for runtime in runtimes:
-        files = _deployed_files(networks, data, out_dir / "deploy" / runtime, runtime, int8 and runtime in QUANTIZABLE, image_size, say)
-        precisions = "fp32 and int8" if int8 and runtime in QUANTIZABLE else "fp32"
-        say(f"timing {len(files)} models on {runtime} ({precisions}, 1x{image_size}x{image_size}, {threads} threads), interleaved")
+        reduced = deployed_precisions(runtime) if int8 else []
+        files = _deployed_files(networks, data, out_dir / "deploy" / runtime, runtime, reduced, image_size, say)
+        say(f"timing {len(files)} models on {runtime} ({' and '.join(['fp32', *reduced])}, 1x{image_size}x{image_size}, {threads} threads), interleaved")
         latencies = file_latency([path for _, _, path, _ in files], runtime=runtime, image_size=image_size, threads=threads)
         for (row, precision, path, checked), latency in zip(files, latencies):
+            gmacs = achieved_gmacs(macs[id(row)], latency.median_ms)
+            peak = peak_gmacs(latency.precision, threads)
             row["deployments"].append(
                 {
                     "runtime": runtime,
                     "precision": precision,
+                    "executed_precision": latency.precision,
                     "latency_ms": latency.median_ms,
                     "p90_ms": latency.p90_ms,
-                    "dice": row["dice"] if checked is None else checked["dice_int8"],
+                    "dice": row["dice"] if checked is None else checked.get("dice_quantized", checked.get("dice_int8")),
                     "mask_agreement": 1.0 if checked is None else checked["mask_agreement"],
+                    "gmacs_per_second": gmacs,
+                    "peak_share": gmacs / peak if peak else None,
                     "file": str(path),
                 }
             )
     _speedups(networks, runtimes[0])
 
 
-def _deployed_files(networks, data, folder: Path, runtime: str, int8: bool, image_size: int, say: Progress) -> list[tuple]:
-    """(row, precision, path, int8 check or None) for every network; files already there (a resumed sweep) are kept."""
+def deployed_precisions(runtime: str) -> list[str]:
+    """The reduced precisions `runtime` deploys here, each checked on the test split: int8, and bf16 on OpenVINO
+    where the CPU runs it (AVX512_BF16 or AMX; elsewhere OpenVINO would run the file in fp32)."""
+    return [
+        precision for precision, runtimes in REDUCED_PRECISIONS.items()
+        if runtime in runtimes and (precision != "bf16" or detect_cpu().supports("bf16"))
+    ]
+
+
+def _deployed_files(networks, data, folder: Path, runtime: str, reduced: list[str], image_size: int, say: Progress) -> list[tuple]:
+    """(row, precision, path, check or None) for every network and precision; files already there (a resumed sweep) are kept."""
     suffix = FORMATS[EXPORT_FORMATS[runtime]]
     files = []
     for row in networks:
         stem = Path(row["model_path"]).stem
-        fp32_path, int8_path = folder / f"{stem}{suffix}", folder / f"{stem}-int8{suffix}"
-        needs_int8 = int8 and not (int8_path.exists() and _check_path(int8_path).exists())
-        if fp32_path.exists() and not needs_int8:
-            model = None
-        else:
-            model = keras.saving.load_model(row["model_path"])
+        fp32_path = folder / f"{stem}{suffix}"
+        reduced_paths = {precision: folder / f"{stem}-{precision}{suffix}" for precision in reduced}
+        missing = [precision for precision, path in reduced_paths.items() if not (path.exists() and _check_path(path).exists())]
+        model = keras.saving.load_model(row["model_path"]) if missing or not fp32_path.exists() else None
         shape = (1, image_size, image_size, input_channels(model)) if model is not None else None
         if not fp32_path.exists():
             export_model(model, fp32_path, EXPORT_FORMATS[runtime], input_shape=shape)
         files.append((row, "fp32", fp32_path, None))
-        if int8:
-            if needs_int8:
-                say(f"quantizing {stem} to int8 for {runtime}")
-                # never refused here: the sweep records the int8 Dice and the balance point applies the tolerance
-                result = quantize(model, data, runtime, out=int8_path, input_shape=shape, tolerance=100.0)
-                write_text(_check_path(int8_path), json.dumps(result.to_dict()) + "\n")
-            files.append((row, "int8", int8_path, json.loads(_check_path(int8_path).read_text())))
+        for precision, path in reduced_paths.items():
+            if precision in missing:
+                say(f"{'quantizing' if precision == 'int8' else 'converting'} {stem} to {precision} for {runtime}")
+                # never refused here: the sweep records the Dice and the balance point applies the tolerance
+                result = quantize(model, data, runtime, out=path, input_shape=shape, tolerance=100.0, precision=precision)
+                write_text(_check_path(path), json.dumps(result.to_dict()) + "\n")
+            files.append((row, precision, path, json.loads(_check_path(path).read_text())))
     return files
 
 
-def _check_path(int8_path: Path) -> Path:
-    return int8_path.with_name(int8_path.name + ".check.json")
+def _check_path(path: Path) -> Path:
+    return path.with_name(path.name + ".check.json")
 
 
 def _speedups(networks: list[dict], primary_runtime: str) -> None:

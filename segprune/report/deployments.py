@@ -27,27 +27,37 @@ def deployment_section(rows: list[dict], tolerance: float) -> str:
                 row["method"] if row["budget"] is None else f"{row['method']} at {row['budget']:g}",
                 _RUNTIME_NAMES.get(deployment["runtime"], deployment["runtime"]),
                 deployment["precision"],
+                deployment.get("executed_precision", "not read"),  # sweeps before segprune named it
                 f"{deployment['latency_ms']:.2f}",
                 _times(deployment.get("speedup_vs_reference")),
                 _times(deployment.get("speedup_vs_dense_same_runtime")),
                 f"{deployment['dice']:.4f}",
                 f"{100 * deployment['mask_agreement']:.2f}%",
+                _share(deployment.get("gmacs_per_second"), deployment.get("peak_share")),
                 "fastest within tolerance" if marked else "",
             ]
             css = ' class="balance"' if marked else ""
             body.append(f"<tr{css}>" + "".join(f"<td>{html.escape(cell)}</td>" for cell in cells) + "</tr>")
     header = "".join(
         f"<th>{label}</th>"
-        for label in ("network", "runtime", "precision", "ms", "vs dense fp32 on ONNX Runtime", "vs dense, same runtime",
-                      "Dice", "mask agreement", "")
+        for label in ("network", "runtime", "precision", "ran in", "ms", "vs dense fp32 on ONNX Runtime", "vs dense, same runtime",
+                      "Dice", "mask agreement", "GMAC/s (of peak)", "")
     )
     return (
         '<h2 id="deployments">Runtimes and precisions</h2>'
         f"<p>Every network exported at a fixed shape and timed on each runtime (interleaved per runtime). "
         f"'vs dense fp32 on ONNX Runtime' is what a user deploying the dense model today would gain; 'vs dense, same "
-        f"runtime' is what pruning itself bought. Marked: each network's fastest deployment within {tolerance:g} Dice "
+        f"runtime' is what pruning itself bought. 'ran in' is the precision the runtime reports it executed (OpenVINO's "
+        f"compiled inference precision; int8 with the float precision of the layers left unquantized), and the achieved GMAC/s "
+        f"is shown with its share of this CPU's peak at that precision. Marked: each network's fastest deployment within {tolerance:g} Dice "
         f"points of the dense model.</p><table><thead><tr>{header}</tr></thead><tbody>{''.join(body)}</tbody></table>"
     )
+
+
+def _share(gmacs: float | None, share: float | None) -> str:
+    if gmacs is None:
+        return "-"
+    return f"{gmacs:.1f}" if share is None else f"{gmacs:.1f} ({100 * share:.0f}%)"
 
 
 def _times(value: float | None) -> str:

@@ -1,4 +1,4 @@
-"""A per-layer latency table for ONNX Runtime or OpenVINO, fp32 or int8, in the manner of NetAdapt (Yang et al., ECCV 2018).
+"""A per-layer latency table for ONNX Runtime or OpenVINO, fp32, bf16 or int8, in the manner of NetAdapt (Yang et al., ECCV 2018).
 
 Each convolution-like layer is timed alone, as a one-node ONNX graph at its input size, for the input and
 output widths a configuration gives it; entries are timed the first time they are needed and memoised.
@@ -10,7 +10,9 @@ in blocks of 16. A search always times its final model as well.
 A table is for one runtime and one precision, those the model will ship on. An int8 entry times the layer
 after ONNX Runtime's static QDQ quantization (per-channel weights) calibrated on random inputs: the
 quantized graph's structure, not its calibration, decides its speed. OpenVINO runs that same QDQ graph
-(it executes QDQ ONNX models in int8); the shipped OpenVINO model is quantized by NNCF (`quantize`).
+(it executes QDQ ONNX models in int8); the shipped OpenVINO model is quantized by NNCF (`quantize`). bf16 is
+OpenVINO's: the fp32 layer compiled with INFERENCE_PRECISION_HINT bf16 (the CPU needs AVX512_BF16 or AMX). fp32
+means fp32 on both runtimes: OpenVINO is compiled with the f32 hint, not its default (bf16 where the CPU has it).
 """
 
 from __future__ import annotations
@@ -34,7 +36,7 @@ from segprune.runtime.export import FORMATS, export_model, open_runner
 from segprune.runtime.quantize import quantize_onnx, quantize_openvino
 
 RUNTIMES = ("onnxruntime", "openvino")
-PRECISIONS = ("fp32", "int8")
+PRECISIONS = ("fp32", "bf16", "int8")
 
 TIMED_LAYERS = (keras.layers.Conv2D, keras.layers.DepthwiseConv2D, keras.layers.SeparableConv2D, keras.layers.Conv2DTranspose, keras.layers.Dense)
 
@@ -45,7 +47,7 @@ class LatencyTable:
     Args:
         threads: Intra-op threads, as the deployment will use.
         runtime: "onnxruntime" or "openvino".
-        precision: "fp32" or "int8" (layers timed after static QDQ quantization).
+        precision: "fp32", "bf16" (OpenVINO) or "int8" (layers timed after static QDQ quantization).
         rounds: Timed runs per entry (the median is kept), after 2 warm-up runs.
         path: A JSON file the entries are kept in, so a resumed search reuses the same figures.
 
@@ -121,6 +123,8 @@ def check_runtime(runtime: str, precision: str) -> None:
         raise ValueError(f"Latency can be tabled for {list(RUNTIMES)}; got runtime {runtime!r}.")
     if precision not in PRECISIONS:
         raise ValueError(f"Latency can be tabled at {list(PRECISIONS)}; got precision {precision!r}.")
+    if precision == "bf16" and runtime != "openvino":
+        raise ValueError(f"bf16 latency is tabled on openvino (ONNX Runtime runs fp32 or int8 on CPUs); got runtime {runtime!r}.")
 
 
 def _layer_signature(layer) -> list:
@@ -146,14 +150,14 @@ def time_models(
             export_model(model, fp32, "onnx", input_shape=shape)
             if precision == "fp32" and runtime == "onnxruntime":
                 paths.append(fp32)
-            elif precision == "fp32":
+            elif precision in ("fp32", "bf16"):
                 paths.append(Path(folder) / f"model{index}{FORMATS['openvino']}")
                 export_model(model, paths[-1], "openvino", input_shape=shape)
             else:
                 paths.append(Path(folder) / f"model{index}-int8{'.onnx' if runtime == 'onnxruntime' else '.xml'}")
                 calibration = [np.random.default_rng(seed).random(shape).astype(np.float32) for seed in range(4)]
                 (quantize_onnx if runtime == "onnxruntime" else quantize_openvino)(fp32, paths[-1], calibration)
-        return [latency.median_ms for latency in file_latency(paths, runtime, image_size, threads=threads)]
+        return [latency.median_ms for latency in file_latency(paths, runtime, image_size, threads=threads, precision=_float_precision(precision))]
 
 
 def _time_layer(
@@ -179,7 +183,7 @@ def _time_layer(
             # only their first convolutions fp32, a negligible share of the time)
             quantize_onnx(path, Path(folder) / "layer-int8.onnx", [feed], float_input_convs=False)
             path = Path(folder) / "layer-int8.onnx"
-        runner = open_runner(path, threads, runtime)
+        runner = open_runner(path, threads, runtime, _float_precision(precision))
         for _ in range(2):
             runner(feed)
         timings = []
@@ -188,6 +192,11 @@ def _time_layer(
             runner(feed)
             timings.append(time.perf_counter() - started)
     return float(np.median(timings) * 1000.0)
+
+
+def _float_precision(precision: str) -> str | None:
+    """The float precision a runner is opened at: bf16 for bf16, else the runtime's fp32 (int8 layers around it)."""
+    return "bf16" if precision == "bf16" else None
 
 
 def _nchw(shape: tuple) -> list[int]:

@@ -1,8 +1,10 @@
-"""int8 post-training quantization, calibrated on the training tiles and checked on the test split.
+"""int8 post-training quantization (or bf16 on OpenVINO), calibrated on the training tiles and checked on the test split.
 
 One step after pruning: the model is exported at a fixed input shape (fp32, verified against Keras), quantized
-for the runtime it ships on, then run on every test image next to the Keras model. The int8 file is written
-only when its Dice stays within `tolerance` Dice points of the fp32 model's; otherwise `QuantizationRefused`.
+for the runtime it ships on, then run on every test image next to the Keras model. The file is written only when
+its Dice stays within `tolerance` Dice points of the fp32 model's; otherwise `QuantizationRefused`. The result
+names the precision that executed, read back from the runtime (e.g. "int8 (fp32 fallback)": int8 convolutions,
+the layers around them in fp32).
 
 - `onnxruntime`: ONNX Runtime's static quantization, QDQ format, int8 weights per output channel, uint8
   activations, MinMax calibration (`onnxruntime.quantization.quantize_static`).
@@ -13,6 +15,10 @@ see the raw pixels, whose 8-bit rounding costs the most mask agreement (nuclei U
 99.64% -> 99.81%), and with 1-3 input channels they hold a negligible share of the MACs.
 - `litert`: the TFLite converter's full-integer quantization (`representative_dataset`, int8 builtins only),
   float input and output.
+
+bf16 (`precision="bf16"`, OpenVINO on CPUs with AVX512_BF16 or AMX) needs no calibration: the fp32 IR records
+`INFERENCE_PRECISION_HINT` bf16, so OpenVINO runs its convolutions and matrix products in bf16 (weights and
+activations rounded to 8 mantissa bits, fp32 accumulation) wherever the file is compiled.
 """
 
 from __future__ import annotations
@@ -40,6 +46,7 @@ from segprune.runtime.export import (
     resolve_input_shape,
     staged_file,
 )
+from segprune.runtime.peak import detect_cpu
 
 RUNTIMES = ("onnxruntime", "openvino", "litert")
 METHODS = {
@@ -47,16 +54,18 @@ METHODS = {
     "openvino": "NNCF post-training quantization of the OpenVINO IR (int8 weights and activations)",
     "litert": "TFLite full-integer quantization (representative dataset, int8 builtins; float input and output)",
 }
+BF16_METHOD = "OpenVINO IR with INFERENCE_PRECISION_HINT bf16 recorded (fp32 weights; bf16 convolutions and matrix products)"
+PRECISIONS = {"int8": RUNTIMES, "bf16": ("openvino",)}  # precision -> the runtimes that deploy it
 _EXPORT_FORMAT = {"onnxruntime": "onnx", "openvino": "openvino", "litert": "litert"}
 
 
 class QuantizationRefused(RuntimeError):
-    """The int8 model loses more Dice than the tolerance allows; nothing was written."""
+    """The int8 (or bf16) model loses more Dice than the tolerance allows; nothing was written."""
 
 
 @dataclass(frozen=True)
 class QuantizationResult:
-    """An int8 model written for `runtime`, and how it compares with its fp32 self on the test split."""
+    """An int8 (or bf16) model written for `runtime`, and how it compares with its fp32 self on the test split."""
 
     path: str
     runtime: str
@@ -64,15 +73,17 @@ class QuantizationResult:
     input_shape: tuple[int, ...]
     calibration_tiles: int
     test_images: int
-    mask_agreement: float  # share of test pixels where int8 and fp32 predict the same class
+    mask_agreement: float  # share of test pixels where the deployed model and fp32 predict the same class
     dice_fp32: float
-    dice_int8: float
-    tolerance: float  # Dice points int8 may lose
+    dice_quantized: float  # the deployed (int8 or bf16) model's Dice
+    tolerance: float  # Dice points the deployed model may lose
     notes: tuple[str, ...] = field(default=())
+    precision: str = "int8"  # asked: "int8" or "bf16"
+    executed_precision: str = ""  # read back from the runtime, e.g. "int8 (fp32 fallback)"
 
     @property
     def dice_drop_points(self) -> float:
-        return 100.0 * (self.dice_fp32 - self.dice_int8)
+        return 100.0 * (self.dice_fp32 - self.dice_quantized)
 
     def to_dict(self) -> dict:
         return {**asdict(self), "dice_drop_points": self.dice_drop_points}
@@ -88,8 +99,10 @@ def quantize(
     calibration_tiles: int = 300,
     threads: int = 2,
     float_input_convs: bool = True,
+    precision: str = "int8",
 ) -> QuantizationResult:
-    """Quantizes a model to int8 for `runtime`, calibrated on `data`'s training tiles, checked on its test split.
+    """Quantizes a model to int8 for `runtime`, calibrated on `data`'s training tiles, checked on its test split;
+    or, with `precision="bf16"`, writes an OpenVINO IR that runs in bf16 and checks it the same way.
 
     Args:
         model_or_path: A Keras model or a `.keras`/`.h5` file.
@@ -99,13 +112,14 @@ def quantize(
         input_shape: The fixed input shape, e.g. "1x256x256"; default: the first training image's size
             (padded to a multiple of 32) at batch 1. Images are cut into tiles of that shape (the last tile
             of a row or column overlaps its neighbour; smaller images are mirror-padded).
-        tolerance: Dice points (1.0 = 0.01 Dice) the int8 model may lose against the fp32 model.
-        calibration_tiles: At most this many training tiles calibrate the activation ranges.
+        tolerance: Dice points (1.0 = 0.01 Dice) the int8 (bf16) model may lose against the fp32 model.
+        calibration_tiles: At most this many training tiles calibrate the activation ranges (int8).
         float_input_convs: Keep the convolutions that read the image (no convolution before them) in fp32
             (ONNX Runtime and OpenVINO; LiteRT's full-integer model has no float layers).
+        precision: "int8", or "bf16" (OpenVINO, on a CPU with AVX512_BF16 or AMX).
 
     Raises:
-        QuantizationRefused: The int8 model's Dice on the test split is more than `tolerance` points
+        QuantizationRefused: The int8 (bf16) model's Dice on the test split is more than `tolerance` points
             below the fp32 model's; the message gives both and the mask agreement.
 
     Example:
@@ -115,10 +129,11 @@ def quantize(
     """
     if runtime not in RUNTIMES:
         raise ValueError(f"Unknown quantization runtime {runtime!r}; choose one of {list(RUNTIMES)}.")
+    check_precision(precision, runtime)
     if out is not None and Path(out).suffix != FORMATS[_EXPORT_FORMAT[runtime]]:
-        raise ValueError(f"An int8 model for {runtime} is a {FORMATS[_EXPORT_FORMAT[runtime]]} file; got {str(out)!r}.")
+        raise ValueError(f"An {precision} model for {runtime} is a {FORMATS[_EXPORT_FORMAT[runtime]]} file; got {str(out)!r}.")
     if tolerance < 0:
-        raise ValueError(f"tolerance is in Dice points the int8 model may lose and cannot be negative; got {tolerance}.")
+        raise ValueError(f"tolerance is in Dice points the {precision} model may lose and cannot be negative; got {tolerance}.")
     if runtime == "litert":  # refused before any model is loaded or exported
         _tensorflow.check_int8_backend()
     model = model_or_path if isinstance(model_or_path, keras.Model) else load_model(model_or_path)
@@ -131,42 +146,64 @@ def quantize(
         height, width = fixed_input_size(model) or pad_to_multiple(train_images[0], 32).shape[:2]
         input_shape = (1, height, width)
     shape = resolve_input_shape(model, input_shape)
-    calibration = calibration_batches(train_images, shape, calibration_tiles)
-    if not calibration:
+    calibration = calibration_batches(train_images, shape, calibration_tiles) if precision == "int8" else []
+    if precision == "int8" and not calibration:
         raise ValueError(
             f"No calibration batch of {shape[0]} tiles could be cut from {len(train_images)} training images with at most "
             f"{calibration_tiles} tiles; raise calibration_tiles or lower the batch of input_shape."
         )
     with tempfile.TemporaryDirectory(prefix="segprune-quantize-") as folder:
         suffix = FORMATS[_EXPORT_FORMAT[runtime]]
-        int8_path = Path(folder) / f"int8{suffix}"
-        kept = _quantize_file(model, Path(folder), int8_path, runtime, shape, calibration, float_input_convs)
-        agreement, dice_fp32, dice_int8, images = _compare(model, open_runner(int8_path, threads), dataset, shape)
+        deployed_path = Path(folder) / f"{precision}{suffix}"
+        if precision == "bf16":
+            kept = []
+            export_model(model, Path(folder) / "fp32.onnx", "onnx", input_shape=shape)
+            onnx_to_openvino(Path(folder) / "fp32.onnx", deployed_path, precision="bf16")
+        else:
+            kept = _quantize_file(model, Path(folder), deployed_path, runtime, shape, calibration, float_input_convs)
+        runner = open_runner(deployed_path, threads)
+        agreement, dice_fp32, dice_quantized, images = _compare(model, runner, dataset, shape)
         result = QuantizationResult(
             path=str(out) if out is not None else "",
             runtime=runtime,
-            method=METHODS[runtime],
+            method=BF16_METHOD if precision == "bf16" else METHODS[runtime],
             input_shape=tuple(int(v) for v in shape),
             calibration_tiles=sum(len(batch) for batch in calibration),
             test_images=images,
             mask_agreement=agreement,
             dice_fp32=dice_fp32,
-            dice_int8=dice_int8,
+            dice_quantized=dice_quantized,
             tolerance=tolerance,
             notes=(f"kept in fp32 (they read the image): {', '.join(kept)}",) if kept else (),
+            precision=precision,
+            executed_precision=runner.executed_precision,
         )
         if result.dice_drop_points > tolerance:
+            advice = "Deploy fp32 or int8 instead," if precision == "bf16" else "Calibrate on more tiles, try another runtime,"
             raise QuantizationRefused(
-                f"int8 {runtime} model of {model.name!r} loses {result.dice_drop_points:.2f} Dice points on the test split "
-                f"(fp32 {dice_fp32:.4f}, int8 {dice_int8:.4f}; masks agree on {100 * agreement:.2f}% of pixels), more than "
-                f"the tolerance of {tolerance:g}; nothing was written. Calibrate on more tiles, try another runtime, or "
-                f"raise the tolerance if that loss is acceptable."
+                f"{precision} {runtime} model of {model.name!r} loses {result.dice_drop_points:.2f} Dice points on the test split "
+                f"(fp32 {dice_fp32:.4f}, {precision} {dice_quantized:.4f}; masks agree on {100 * agreement:.2f}% of pixels), more than "
+                f"the tolerance of {tolerance:g}; nothing was written. {advice} or raise the tolerance if that loss is acceptable."
             )
         if out is not None:
             with staged_file(out) as staged:
-                for source, target in zip(companion_files(int8_path), companion_files(staged)):
+                for source, target in zip(companion_files(deployed_path), companion_files(staged)):
                     source.replace(target)
     return result
+
+
+def check_precision(precision: str, runtime: str) -> None:
+    """Refuses a precision the runtime does not deploy, or bf16 on a CPU without bf16 instructions (OpenVINO would
+    quietly run it in fp32)."""
+    if precision not in PRECISIONS:
+        raise ValueError(f"Unknown deploy precision {precision!r}; choose one of {list(PRECISIONS)}.")
+    if runtime not in PRECISIONS[precision]:
+        raise ValueError(f"{precision} deploys on {list(PRECISIONS[precision])}; got runtime {runtime!r}. Use --runtime openvino.")
+    if precision == "bf16" and not detect_cpu().supports("bf16"):
+        raise ValueError(
+            f"This CPU ({detect_cpu().model_name}) has no AVX512_BF16 or AMX: OpenVINO would run a bf16 model in fp32. "
+            "Deploy fp32 or int8 here."
+        )
 
 
 def calibration_batches(images: Sequence[np.ndarray], shape: tuple, limit: int) -> list[np.ndarray]:

@@ -31,7 +31,7 @@ class SearchSettings:
         ray_address: The Ray cluster to use (`"auto"`, `"ray://host:10001"`); None starts a local one.
         runtime: The runtime latency is tabled and timed on (`"onnxruntime"`, `"openvino"`): the one the
             model will ship on.
-        precision: `"fp32"` or `"int8"` (QDQ), the precision the model will ship in.
+        precision: `"fp32"`, `"bf16"` (OpenVINO) or `"int8"` (QDQ), the precision the model will ship in.
     """
 
     target: str = "flops=0.25"

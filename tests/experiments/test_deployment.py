@@ -1,4 +1,5 @@
-"""The sweep's deployment dimension: every network on every runtime, fp32 and int8, with both speed-ups."""
+"""The sweep's deployment dimension: every network on every runtime, fp32 and int8 (and bf16 on OpenVINO where the CPU
+has it), with both speed-ups, the precision that ran and its share of the CPU's peak."""
 
 import pytest
 
@@ -7,6 +8,7 @@ from segprune.experiments import SweepConfig, run_sweep
 from segprune.models import unet
 from segprune.report.deployments import deployment_section
 from segprune.report.tables import best_deployments
+from segprune.runtime.peak import detect_cpu
 
 
 def test_every_network_is_deployed_on_every_runtime_and_precision(tmp_path):
@@ -16,12 +18,17 @@ def test_every_network_is_deployed_on_every_runtime_and_precision(tmp_path):
         methods=("oneshot-l1",), budgets=(0.5,), finetune_epochs=0, image_size=32, runtimes=("onnxruntime", "openvino"), int8=True
     )
     rows = run_sweep(model, data, tmp_path, config)
+    expected = [("onnxruntime", "fp32"), ("onnxruntime", "int8"), ("openvino", "fp32"), ("openvino", "int8")]
+    if detect_cpu().supports("bf16"):
+        expected = sorted([*expected, ("openvino", "bf16")])
     for row in rows:
         settings = sorted((d["runtime"], d["precision"]) for d in row["deployments"])
-        assert settings == [("onnxruntime", "fp32"), ("onnxruntime", "int8"), ("openvino", "fp32"), ("openvino", "int8")]
+        assert settings == expected
         for deployment in row["deployments"]:
             assert deployment["latency_ms"] == pytest.approx(deployment["latency_ms"])  # a number, not NaN
             assert 0.0 <= deployment["mask_agreement"] <= 1.0
+            assert deployment["executed_precision"].split()[0] == deployment["precision"]  # fp32 ran in fp32, bf16 in bf16
+            assert 0.0 < deployment["peak_share"] < 1.0
     dense = rows[0]
     reference = next(d for d in dense["deployments"] if (d["runtime"], d["precision"]) == ("onnxruntime", "fp32"))
     assert reference["speedup_vs_reference"] == 1.0 and reference["speedup_vs_dense_same_runtime"] == 1.0
@@ -39,7 +46,7 @@ def test_every_network_is_deployed_on_every_runtime_and_precision(tmp_path):
     assert all(entry["deployment"] is None for entry in strict)
 
     section = deployment_section(rows, tolerance=100.0)
-    assert section.count("<tr>") + section.count('<tr class="balance">') == 1 + 2 * 4  # the header and 4 per network
+    assert section.count("<tr>") + section.count('<tr class="balance">') == 1 + 2 * len(expected)  # the header and one per deployment
     assert section.count('<tr class="balance">') == 2 and section.count("fastest within tolerance") == 2
     assert deployment_section(rows, tolerance=-100.0).count('class="balance"') == 0
     one_setting = [dict(row, deployments=row["deployments"][:1]) for row in rows]

@@ -4,6 +4,7 @@ import pytest
 
 from segprune.models import unet
 from segprune.runtime.benchmark import achieved_gmacs, benchmark_models, file_latency
+from segprune.runtime.peak import detect_cpu
 
 
 @pytest.fixture
@@ -38,6 +39,10 @@ def test_benchmark_notes_nothing_when_threads_were_set(monkeypatch, keras_file):
     monkeypatch.setattr(tf.config.threading, "set_inter_op_parallelism_threads", lambda threads: None)
     (result,) = benchmark_models([keras_file], runtime="keras", image_size=32, threads=2, rounds=1)
     assert result.notes == ()
+    assert result.precision == "fp32" and result.peak_gmacs == pytest.approx(detect_cpu().peak_gmacs("fp32", threads=2))
+    assert result.to_dict()["peak_share"] == pytest.approx(result.gmacs_per_second / result.peak_gmacs)
+    with pytest.raises(ValueError, match="onnxruntime runs models at \\['fp32'\\] here; got precision 'bf16'"):
+        benchmark_models([keras_file], runtime="onnxruntime", precision="bf16")
 
 
 def test_benchmark_cli_prints_the_note(thread_setting_refused, keras_file, capsys):
@@ -74,4 +79,7 @@ def test_file_latency_times_each_file_at_its_fixed_shape(tmp_path, monkeypatch):
     monkeypatch.setattr(benchmark, "open_runner", lambda *args: Recording(original(*args)))
     latencies = file_latency([fixed, dynamic], "openvino", image_size=64, rounds=2, warmup=0)
     assert [latency.runs for latency in latencies] == [2, 2]
+    assert [latency.precision for latency in latencies] == ["fp32", "fp32"]  # OpenVINO told f32, not left to its bf16 default
+    (bf16,) = file_latency([fixed], "openvino", rounds=1, warmup=0, precision="bf16")
+    assert bf16.precision == ("bf16" if detect_cpu().supports("bf16") else "fp32")
     assert set(shapes) == {(1, 32, 48, 1), (1, 64, 64, 1)}

@@ -11,18 +11,19 @@ from segprune.runtime import latency
 from segprune.runtime.benchmark import Latency
 from segprune.runtime.export import OnnxRunner, OpenVINORunner
 from segprune.runtime.latency import LatencyTable, time_models
+from segprune.runtime.peak import detect_cpu
 
 
 @pytest.fixture
 def opened(monkeypatch):
-    """Records, for every file timed, the runner class and whether the graph is quantized."""
+    """Records, for every file timed, the runner class, whether the graph is quantized, and the precision that ran."""
     records = []
     original = latency.open_runner
 
-    def recording(path, threads, runtime=None):
-        runner = original(path, threads, runtime)
+    def recording(path, threads, runtime=None, precision=None):
+        runner = original(path, threads, runtime, precision)
         quantized = str(path).endswith(".onnx") and any(n.op_type == "QuantizeLinear" for n in onnx.load(path).graph.node)
-        records.append((type(runner), quantized))
+        records.append((type(runner), quantized, runner.executed_precision))
         return runner
 
     monkeypatch.setattr(latency, "open_runner", recording)
@@ -30,14 +31,21 @@ def opened(monkeypatch):
 
 
 @pytest.mark.parametrize("runtime,precision,runner", [("openvino", "fp32", OpenVINORunner), ("openvino", "int8", OpenVINORunner),
-                                                      ("onnxruntime", "int8", OnnxRunner)])
+                                                      ("onnxruntime", "int8", OnnxRunner), ("openvino", "bf16", OpenVINORunner)])
 def test_table_times_layers_on_its_runtime_and_precision(runtime, precision, runner, opened, tmp_path):
+    if precision == "bf16" and not detect_cpu().supports("bf16"):
+        pytest.skip("the CPU has no AVX512_BF16 or AMX")
     graph = build_channel_graph(unet(base_filters=4, depth=1), input_shape=(32, 32))
     table = LatencyTable(threads=1, rounds=1, path=tmp_path / "table.json", runtime=runtime, precision=precision)
     table.layers_ms(graph, [])
     assert len(opened) == len(table.entries) > 0
-    assert {kind for kind, _ in opened} == {runner}
-    assert {quantized for _, quantized in opened} == {precision == "int8"}
+    assert {kind for kind, _, _ in opened} == {runner}
+    assert {quantized for _, quantized, _ in opened} == {precision == "int8"}
+    executed = {executed.split()[0] for _, _, executed in opened}
+    if precision == "int8":  # OpenVINO runs the QDQ transposed convolution in fp32, and names it so
+        assert "int8" in executed and executed <= {"int8", "fp32"}
+    else:
+        assert executed == {precision}  # fp32 timed in fp32, not OpenVINO's bf16 default
     saved = json.loads((tmp_path / "table.json").read_text())
     assert (saved["runtime"], saved["precision"]) == (runtime, precision)
 
@@ -49,17 +57,20 @@ def test_a_saved_table_of_another_runtime_is_refused(tmp_path):
         LatencyTable(threads=1, path=path)
     with pytest.raises(ValueError, match="precision 'int4'"):
         LatencyTable(precision="int4")
+    with pytest.raises(ValueError, match="bf16 latency is tabled on openvino"):
+        LatencyTable(precision="bf16")
 
 
 def test_time_models_exports_for_the_runtime(monkeypatch):
     timed = []
 
-    def recording_latency(paths, runtime, image_size, threads):
-        timed.append(([path.suffix for path in paths], runtime, image_size))
+    def recording_latency(paths, runtime, image_size, threads, precision=None):
+        timed.append(([path.suffix for path in paths], runtime, image_size, precision))
         return [Latency(str(path), 1.0, 1.0, 1) for path in paths]
 
     monkeypatch.setattr(latency, "file_latency", recording_latency)
     models = [unet(base_filters=4, depth=1), unet(base_filters=2, depth=1)]
     assert time_models(models, 32, 1, runtime="openvino", precision="int8") == [1.0, 1.0]
     assert time_models(models, 32, 1) == [1.0, 1.0]
-    assert timed == [([".xml", ".xml"], "openvino", 32), ([".onnx", ".onnx"], "onnxruntime", 32)]
+    assert time_models(models, 32, 1, runtime="openvino", precision="bf16") == [1.0, 1.0]
+    assert timed == [([".xml", ".xml"], "openvino", 32, None), ([".onnx", ".onnx"], "onnxruntime", 32, None), ([".xml", ".xml"], "openvino", 32, "bf16")]

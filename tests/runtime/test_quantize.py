@@ -1,11 +1,14 @@
 """int8 quantization: written when it keeps the masks, refused with the figures when it does not."""
 
+import json
+
 import keras
 import numpy as np
 import pytest
 
 from segprune.inference import tiles_of
 from segprune.runtime.export import open_runner
+from segprune.runtime.peak import detect_cpu
 from segprune.runtime.quantize import QuantizationRefused, calibration_batches, input_convolutions, quantize
 
 
@@ -30,6 +33,7 @@ def test_quantized_model_is_written_when_it_keeps_the_masks(nuclei_path, tmp_pat
     assert result.mask_agreement > 0.99 and abs(result.dice_drop_points) <= 1.0
     assert result.dice_fp32 > 0.5 and result.calibration_tiles == 40 and result.test_images == 4
     assert result.input_shape == (1, 64, 64, 1)
+    assert (result.precision, result.executed_precision) == ("int8", "int8 (fp32 fallback)")  # the first convolution stays fp32
     import onnx
 
     ops = {node.op_type for node in onnx.load(out).graph.node}
@@ -76,6 +80,7 @@ def test_openvino_keeps_the_convolution_reading_the_image(nuclei_path, tmp_path)
     ]
     assert len(convolutions) == 2 and len(quantized) == 1 and quantized[0] is not convolutions[0]
     assert convolutions[0].get_friendly_name() in result.notes[0]
+    assert result.executed_precision == "int8 (fp32 fallback)"
 
 
 def test_input_convolutions_are_those_no_convolution_feeds():
@@ -110,6 +115,8 @@ def test_bad_arguments(nuclei_path, tmp_path):
         quantize(threshold_model(1.0), nuclei_path, input_shape=(8, 64, 64), calibration_tiles=4)
     with pytest.raises(ValueError, match=r"\.xml file"):
         quantize(threshold_model(1.0), nuclei_path, "openvino", out=tmp_path / "int8.onnx")
+    with pytest.raises(ValueError, match=r"bf16 deploys on \['openvino'\]; got runtime 'onnxruntime'"):
+        quantize(threshold_model(1.0), nuclei_path, "onnxruntime", precision="bf16")
 
 
 def test_tiles_cover_the_image():
@@ -141,6 +148,18 @@ def test_quantize_command_writes_and_reports(nuclei_path, tmp_path, capsys):
     assert code == 0 and out.exists() and out.with_suffix(".bin").exists()
     printed = capsys.readouterr().out
     assert "masks agree with fp32 on" in printed and "input 1x64x64x1" in printed
+
+
+@pytest.mark.skipif(not detect_cpu().supports("bf16"), reason="the CPU has no AVX512_BF16 or AMX")
+def test_bf16_is_a_deploy_precision_checked_like_int8(nuclei_path, tmp_path, capsys):
+    source, out = tmp_path / "model.keras", tmp_path / "bf16.xml"
+    threshold_model(outlier_gain=1.0).save(source)
+    arguments = [str(source), "--data", str(nuclei_path), "--runtime", "openvino", "--precision", "bf16", "--input-shape", "1x64x64"]
+    assert _quantize_command([*arguments, "--out", str(out), "--json"]) == 0
+    result = json.loads(capsys.readouterr().out)
+    assert (result["precision"], result["executed_precision"], result["calibration_tiles"]) == ("bf16", "bf16", 0)
+    assert result["mask_agreement"] > 0.99 and result["test_images"] == 4
+    assert open_runner(out).executed_precision == "bf16"  # the file itself asks OpenVINO for bf16
 
 
 def test_quantize_command_refusal_is_a_user_error(nuclei_path, tmp_path):
