@@ -197,7 +197,9 @@ def check_fits_data(model: keras.Model, data: SegmentationDataset) -> OutputKind
     if kind.num_classes != data.num_classes:
         raise ValueError(
             f"Model {model.name!r} predicts {kind.num_classes} classes ({kind.channels} output channels) but "
-            f"dataset {data.name!r} has {data.num_classes}. Build the model with num_classes={data.num_classes}."
+            f"dataset {data.name!r} has {data.num_classes}. If the model is right, read the data with --num-classes "
+            f"{kind.num_classes} (num_classes= of load_data; with --ignore-index for a label to skip); if the data is, "
+            f"build the model with num_classes={data.num_classes}."
         )
     return kind
 

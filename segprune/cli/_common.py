@@ -18,6 +18,7 @@ if TYPE_CHECKING:  # annotations only
 
     import keras
 
+    from segprune.data import DataSource, SegmentationDataset
     from segprune.metrics import Evaluation
     from segprune.structured.summary import PruningSummary
     from segprune.training import DistillConfig
@@ -25,7 +26,8 @@ if TYPE_CHECKING:  # annotations only
 DATA_HELP = (
     "'nuclei' (built-in real microscopy tiles, binary; the default), 'brain' (built-in real MRI slices, 9 anatomical classes), "
     "'synthetic' (generated, multi-class) "
-    "or a folder with images/ and masks/ (or the Oxford-IIIT Pet layout)"
+    "or a folder: images/ and masks/ (masks named like the image, or by --mask-pattern), split folders such as "
+    "train/ and train_masks/, Pascal VOC, Cityscapes, or Oxford-IIIT Pet"
 )
 
 
@@ -53,6 +55,47 @@ def input_shape_argument(text: str) -> tuple[int, ...]:
         return parse_input_shape(text)
     except ValueError as error:
         raise argparse.ArgumentTypeError(str(error)) from None
+
+
+def add_data_options(parser: argparse.ArgumentParser, default: str | None = "nuclei", required: bool = False, help_suffix: str = "") -> None:
+    """--data DATA and how its masks are read: --num-classes, --ignore-index, --mask-pattern (every command that takes DATA)."""
+    parser.add_argument("--data", default=None if required else default, required=required, help=DATA_HELP + help_suffix)
+    parser.add_argument("--num-classes", type=int, default=None, metavar="N", help="classes including background (default: read from the masks)")
+    parser.add_argument(
+        "--ignore-index", type=int, default=None, metavar="VALUE",
+        help="mask value that losses and metrics skip, e.g. 255 (the Pascal VOC and Cityscapes 'void' label; default none)",
+    )
+    parser.add_argument(
+        "--mask-pattern", default=None, metavar="PATTERN",
+        help="a mask's file name made from its image's stem, e.g. '{stem}_mask.png' (default: the same stem, or a suffix "
+        "such as _mask, _label or _seg found on its own)",
+    )
+
+
+def read_data(arguments: argparse.Namespace, source: str | None = None) -> SegmentationDataset:
+    """`load_data(--data)` with the mask options given, printing what was changed in reading (0/255 masks read as 0/1)."""
+    from segprune.data import load_data
+
+    options = {"num_classes": arguments.num_classes, "ignore_index": arguments.ignore_index, "mask_pattern": arguments.mask_pattern}
+    data = load_data(arguments.data if source is None else source, **options)
+    for note in data.notes:
+        _console.progress_console.print(f"note: {note}", highlight=False, soft_wrap=True)
+    return data
+
+
+def data_source(arguments: argparse.Namespace) -> str | DataSource:
+    """--data as worker processes load it: the name alone, or with the mask options given."""
+    from segprune.data import DataSource
+
+    options = tuple((name, getattr(arguments, name)) for name in ("num_classes", "ignore_index", "mask_pattern") if getattr(arguments, name) is not None)
+    return DataSource(arguments.data, options) if options else arguments.data
+
+
+def refuse_mask_options(arguments: argparse.Namespace, reason: str) -> None:
+    """Instance data (instances/, COCO JSON) has no class masks to read: --num-classes and the like are refused, not ignored."""
+    given = [flag for flag, value in (("--num-classes", arguments.num_classes), ("--ignore-index", arguments.ignore_index), ("--mask-pattern", arguments.mask_pattern)) if value is not None]
+    if given:
+        raise ValueError(f"{', '.join(given)} read class masks; {reason} reads instance labels (instances/ or a COCO JSON file). Leave them out.")
 
 
 def add_distill_options(parser: argparse.ArgumentParser) -> None:

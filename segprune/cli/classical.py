@@ -7,7 +7,7 @@ import json
 
 from segprune.cli import _console
 from segprune.cli._choices import CLASSICAL_MAPPINGS, CLASSICAL_METHODS
-from segprune.cli._common import DATA_HELP
+from segprune.cli._common import add_data_options, read_data
 from segprune.cli.evaluate import json_number
 
 DESCRIPTION = "Canny, Sobel, Otsu, watershed, K-means or DBSCAN, scored like the networks."
@@ -15,7 +15,7 @@ DESCRIPTION = "Canny, Sobel, Otsu, watershed, K-means or DBSCAN, scored like the
 
 def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--method", required=True, choices=CLASSICAL_METHODS)
-    parser.add_argument("--data", default="nuclei", help=DATA_HELP)
+    add_data_options(parser)
     parser.add_argument("--split", default="test", choices=("train", "val", "test"))
     parser.add_argument("--mapping", default="bright", choices=CLASSICAL_MAPPINGS, help="cluster-to-class rule for kmeans/dbscan; oracle peeks at the truth")
     parser.add_argument("--json", action="store_true", help="one JSON object")
@@ -23,9 +23,8 @@ def configure(parser: argparse.ArgumentParser) -> None:
 
 def run(arguments: argparse.Namespace) -> int:
     from segprune.classical import evaluate_classical
-    from segprune.data import load_data
 
-    result = evaluate_classical(arguments.method, load_data(arguments.data), arguments.split, mapping=arguments.mapping)
+    result = evaluate_classical(arguments.method, read_data(arguments), arguments.split, mapping=arguments.mapping)
     row = result.to_dict()
     if arguments.json:
         print(json.dumps({key: json_number(value) for key, value in row.items()}))

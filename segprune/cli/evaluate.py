@@ -8,7 +8,7 @@ import math
 from typing import TYPE_CHECKING
 
 from segprune.cli import _console
-from segprune.cli._common import DATA_HELP, add_loading_options, read_model
+from segprune.cli._common import add_data_options, add_loading_options, read_data, read_model, refuse_mask_options
 
 if TYPE_CHECKING:
     from segprune.metrics import Evaluation
@@ -21,7 +21,7 @@ DESCRIPTION = (
 
 def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("models", nargs="+", metavar="MODEL", help=".keras or .h5 model files")
-    parser.add_argument("--data", default="nuclei", help=DATA_HELP)
+    add_data_options(parser)
     parser.add_argument("--split", default="test", choices=("train", "val", "test"))
     parser.add_argument("--json", action="store_true", help="one JSON object per model per line")
     parser.add_argument(
@@ -32,7 +32,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
 
 
 def run(arguments: argparse.Namespace) -> int:
-    from segprune.data import CLASS_NAMES, load_data
+    from segprune.data import CLASS_NAMES
     from segprune.intervals import RESAMPLES
     from segprune.metrics import evaluate
     from segprune.models.mask_rcnn import is_mask_rcnn_file
@@ -43,7 +43,7 @@ def run(arguments: argparse.Namespace) -> int:
     paths = [path for path in arguments.models if path not in instance_paths]
     if not paths:
         return 0
-    data = load_data(arguments.data)
+    data = read_data(arguments)
     names = CLASS_NAMES.get(data.name) or tuple(f"class {index}" for index in range(data.num_classes))
     scored = []
     for path in paths:
@@ -95,6 +95,7 @@ def _evaluate_detectors(arguments: argparse.Namespace, paths: list[str]) -> None
     from segprune.models.mask_rcnn import load_mask_rcnn
 
     detectors = {path: load_mask_rcnn(path) for path in paths}  # every file is checked before any scoring
+    refuse_mask_options(arguments, "a Mask R-CNN")
     data = load_instance_data(arguments.data)
     rows = []
     for path, detector in detectors.items():

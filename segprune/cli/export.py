@@ -6,7 +6,7 @@ import argparse
 
 from segprune.cli import _console
 from segprune.cli._choices import EXPORT_FORMATS
-from segprune.cli._common import DATA_HELP, add_loading_options, input_shape_argument, read_model
+from segprune.cli._common import add_data_options, add_loading_options, input_shape_argument, read_data, read_model, refuse_mask_options
 
 DESCRIPTION = "Export to ONNX, OpenVINO IR or LiteRT and check it against Keras."
 
@@ -14,7 +14,7 @@ DESCRIPTION = "Export to ONNX, OpenVINO IR or LiteRT and check it against Keras.
 def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("model", metavar="MODEL", help=".keras or .h5 model file")
     parser.add_argument("--format", default="onnx", choices=EXPORT_FORMATS)
-    parser.add_argument("--data", default=None, help=DATA_HELP + "; its test images are checked too")
+    add_data_options(parser, default=None, help_suffix="; its test images are checked too")
     parser.add_argument(
         "--input-shape", default=None, type=input_shape_argument, metavar="BxHxW",
         help="fix the input shape (e.g. 1x256x256) and fold the shape arithmetic; default: dynamic batch, height and width",
@@ -34,7 +34,7 @@ def run(arguments: argparse.Namespace) -> int:
     model = load_mask_rcnn(arguments.model).trunk if mask_rcnn else read_model(arguments, arguments.model)
     samples = []
     if arguments.data:
-        samples = _instance_samples(arguments.data, model) if mask_rcnn else _samples(arguments.data, model)
+        samples = _instance_samples(arguments, model) if mask_rcnn else _samples(arguments, model)
     difference = export_model(model, arguments.out, arguments.format, arguments.tolerance, samples, input_shape=arguments.input_shape)
     shape = f" (input fixed to {'x'.join(map(str, arguments.input_shape))})" if arguments.input_shape else ""
     if mask_rcnn:
@@ -49,18 +49,19 @@ def run(arguments: argparse.Namespace) -> int:
     return 0
 
 
-def _samples(source: str, model) -> list:
-    from segprune.data import adapt_channels, load_data
+def _samples(arguments: argparse.Namespace, model) -> list:
+    from segprune.data import adapt_channels
     from segprune.inference import input_channels, pad_to_multiple
 
-    data = load_data(source)
+    data = read_data(arguments)
     return [pad_to_multiple(adapt_channels(image, input_channels(model)), 32) for _, image, _ in data.samples("test")][:4]
 
 
-def _instance_samples(source: str, trunk) -> list:
+def _instance_samples(arguments: argparse.Namespace, trunk) -> list:
     from segprune.data import adapt_channels
     from segprune.data.instances import load_instance_data
     from segprune.inference import input_channels
 
-    data = load_instance_data(source)
+    refuse_mask_options(arguments, "a Mask R-CNN")
+    data = load_instance_data(arguments.data)
     return [adapt_channels(image, input_channels(trunk)) for _, image, _ in data.samples("test")][:4]

@@ -10,14 +10,17 @@ from segprune import defaults
 from segprune.cli import _console
 from segprune.cli._choices import LATENCY_RUNTIMES, ONESHOT_METHODS, PRECISIONS, REGULARISED_METHODS, SEARCH_METHODS
 from segprune.cli._common import (
-    DATA_HELP,
+    add_data_options,
     add_distill_options,
     add_loading_options,
+    data_source,
     distill_config,
     layer_names,
     print_pruning_summary,
     print_test_scores,
+    read_data,
     read_model,
+    refuse_mask_options,
 )
 from segprune.progress_lines import candidate_line, plan_line
 
@@ -62,7 +65,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--global-ranking", action="store_true", default=None, help="with --ratio: rank channels across all groups")
     parser.add_argument("--round-to", type=int, default=defaults.ROUND_TO, help=f"keep channel counts at multiples of this (default {defaults.ROUND_TO})")
     parser.add_argument("--ignore", default="", help="comma-separated layer names whose channels must stay")
-    parser.add_argument("--data", default=None, help=DATA_HELP + "; needed by taylor, activation, mutual-info and fine-tuning")
+    add_data_options(parser, default=None, help_suffix="; needed by taylor, activation, mutual-info and fine-tuning")
     parser.add_argument("--compensate", action="store_true", default=None, help="move removed channels' mean contribution into consumer biases")
     parser.add_argument(
         "--finetune-epochs", type=int, default=None,
@@ -108,7 +111,6 @@ def run(arguments: argparse.Namespace) -> int:
     from segprune._io import check_output
     from segprune.api import prune
     from segprune.cost import parse_target
-    from segprune.data import load_data
     from segprune.data.instances import load_instance_data
     from segprune.inference import measurement_size
     from segprune.instance_metrics import evaluate_instances
@@ -121,12 +123,14 @@ def run(arguments: argparse.Namespace) -> int:
         parse_target(arguments.target)  # a malformed target is refused before the model and data load
     settings = _method_settings(arguments)
     if arguments.method in SEARCH_METHODS and arguments.data:
-        settings["data_source"] = arguments.data  # worker processes load the data themselves
+        settings["data_source"] = data_source(arguments)  # worker processes load the data themselves
     detector = is_mask_rcnn_file(arguments.model)  # a Mask R-CNN: its trunk is pruned, fine-tuned on DATA's instances
     model = load_mask_rcnn(arguments.model) if detector else read_model(arguments, arguments.model)
     data = None
     if arguments.data:
-        data = load_instance_data(arguments.data, val_fraction=0.15, seed=arguments.seed) if detector else load_data(arguments.data)
+        if detector:
+            refuse_mask_options(arguments, "a Mask R-CNN")
+        data = load_instance_data(arguments.data, val_fraction=0.15, seed=arguments.seed) if detector else read_data(arguments)
     arguments.image_size = measurement_size(model.trunk if detector else model, arguments.image_size)
     is_search = arguments.method in SEARCH_METHODS
     folder = out.with_suffix(".search") if is_search else None

@@ -7,14 +7,14 @@ import argparse
 from segprune import defaults
 from segprune.cli import _console
 from segprune.cli._choices import SPARSE_METHODS
-from segprune.cli._common import DATA_HELP, add_loading_options, layer_names, print_test_scores, read_model
+from segprune.cli._common import add_data_options, add_loading_options, layer_names, print_test_scores, read_data, read_model
 
 DESCRIPTION = "Magnitude pruning on a schedule, or L1 / L0 (hard-concrete) regularisation; saves a plain model with exact zeros."
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("model", metavar="MODEL", help=".keras or .h5 model (never modified)")
-    parser.add_argument("--data", required=True, help=DATA_HELP)
+    add_data_options(parser, required=True)
     parser.add_argument("--method", default="magnitude", choices=SPARSE_METHODS)
     parser.add_argument("--sparsity", type=float, required=True, help="share of kernel weights to zero, e.g. 0.9")
     parser.add_argument("--schedule", default=None, choices=("polynomial", "constant"), help="magnitude: how sparsity rises (default polynomial)")
@@ -36,7 +36,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
 def run(arguments: argparse.Namespace) -> int:
     from segprune._io import check_output
     from segprune.api import SPARSE_SETTINGS, sparsify
-    from segprune.data import BatchConfig, load_data
+    from segprune.data import BatchConfig
     from segprune.inference import measurement_size
     from segprune.metrics import evaluate
     from segprune.sparse import sparsity_summary
@@ -54,7 +54,7 @@ def run(arguments: argparse.Namespace) -> int:
         settings[option] = value
     model = read_model(arguments, arguments.model)
     size = (measurement_size(model, arguments.image_size),) * 2  # checked before training, reported after
-    data = load_data(arguments.data)
+    data = read_data(arguments)
     ignore = layer_names(arguments.ignore)
     config = TrainConfig(patience=None, batches=BatchConfig(seed=arguments.seed))
     _console.progress_console.print(

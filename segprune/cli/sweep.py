@@ -8,14 +8,22 @@ from pathlib import Path
 from segprune import defaults
 from segprune.cli import _console
 from segprune.cli._choices import SWEEP_DEFAULT_METHODS, SWEEP_METHODS
-from segprune.cli._common import DATA_HELP, add_distill_options, add_loading_options, distill_config, print_balance, read_model
+from segprune.cli._common import (
+    add_data_options,
+    add_distill_options,
+    add_loading_options,
+    distill_config,
+    print_balance,
+    read_data,
+    read_model,
+)
 
 DESCRIPTION = "Prune with each method at each budget, fine-tune, measure, report."
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--model", required=True, help="the trained dense model (.keras or .h5)")
-    parser.add_argument("--data", default="nuclei", help=DATA_HELP)
+    add_data_options(parser)
     parser.add_argument("--out", required=True, help="output folder (an interrupted sweep there resumes)")
     parser.add_argument("--methods", default=",".join(SWEEP_DEFAULT_METHODS), help=f"comma-separated, from: {', '.join(SWEEP_METHODS)}")
     budgets = ",".join(f"{budget:g}" for budget in defaults.SWEEP_BUDGETS)
@@ -55,7 +63,6 @@ def configure(parser: argparse.ArgumentParser) -> None:
 
 
 def run(arguments: argparse.Namespace) -> int:
-    from segprune.data import load_data
     from segprune.experiments import InstanceSweepConfig, SweepConfig, instance_data, missing_mask_rcnn_note, run_instance_sweep, run_sweep
     from segprune.inference import measurement_size
     from segprune.models.mask_rcnn import load_mask_rcnn
@@ -74,7 +81,7 @@ def run(arguments: argparse.Namespace) -> int:
         executor=arguments.executor,
         ray_address=arguments.ray_address,
     )
-    data = load_data(arguments.data)
+    data = read_data(arguments)
     instances, detector, instance_config = None, None, None
     if arguments.instances or arguments.mask_rcnn:  # checked before the sweep runs, so a wrong file costs no time
         instances = instance_data(arguments.data, data.ids("test"))

@@ -7,7 +7,7 @@ import argparse
 from segprune import defaults as shared_defaults
 from segprune.cli import _console
 from segprune.cli._choices import ARCHITECTURES
-from segprune.cli._common import DATA_HELP
+from segprune.cli._common import add_data_options, read_data, refuse_mask_options
 
 DESCRIPTION = "Train a model and save the best epoch (written atomically, Ctrl-C safe, resumable)."
 
@@ -19,7 +19,7 @@ _SEGMENTATION_DEFAULTS = {"epochs": 40, "batch_size": 8, "learning_rate": shared
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--data", default="nuclei", help=DATA_HELP)
+    add_data_options(parser)
     parser.add_argument(
         "--model", default="unet", choices=sorted([*ARCHITECTURES, MASK_RCNN]),
         help="architecture (default unet); mask-rcnn trains an instance detector on DATA's instances/ folder",
@@ -40,7 +40,7 @@ def run(arguments: argparse.Namespace) -> int:
     import keras
 
     from segprune._io import check_output
-    from segprune.data import BatchConfig, load_data
+    from segprune.data import BatchConfig
     from segprune.metrics import evaluate
     from segprune.models import build_model
     from segprune.training import TrainConfig, train
@@ -55,7 +55,7 @@ def run(arguments: argparse.Namespace) -> int:
         return _train_mask_rcnn(arguments, out)
     if arguments.steps_per_epoch is not None:
         raise ValueError(f"--steps-per-epoch is for --model {MASK_RCNN}; an epoch of --model {arguments.model} is one pass over its training images.")
-    data = load_data(arguments.data)
+    data = read_data(arguments)
     options = {} if arguments.base_filters is None else {"base_filters": arguments.base_filters}
     model = build_model(arguments.model, data.num_classes, data.image_channels, **options)
     config = TrainConfig(
@@ -93,6 +93,7 @@ def _train_mask_rcnn(arguments: argparse.Namespace, out) -> int:
     refused = [option for option, given in (("--resume", arguments.resume), ("--base-filters", arguments.base_filters is not None)) if given]
     if refused:
         raise ValueError(f"--model {MASK_RCNN} does not take {', '.join(refused)}; run it again without.")
+    refuse_mask_options(arguments, f"--model {MASK_RCNN}")
     data = load_instance_data(arguments.data, val_fraction=0.15, seed=arguments.seed)
     data.check()
     model = mask_rcnn(num_classes=data.num_classes, input_channels=data.image_channels)
@@ -115,4 +116,3 @@ def _train_mask_rcnn(arguments: argparse.Namespace, out) -> int:
             f"test mask AP {scores['ap']:.4f}  AP50 {scores['ap50']:.4f}  AP75 {scores['ap75']:.4f}  DSB score {scores['dsb']:.4f}"
         )
     return 0
-

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import inspect
+from dataclasses import dataclass
 from pathlib import Path
 
 from segprune.data._imageio import DataError
@@ -42,7 +43,21 @@ def nuclei_dataset(**options) -> SegmentationDataset:
     return folder_dataset(NUCLEI_ROOT, **options)
 
 
-def load_data(source: str | Path, **options) -> SegmentationDataset:
+@dataclass(frozen=True)
+class DataSource:
+    """DATA with the options it is read with, for processes that load the data themselves (search workers).
+
+    Example:
+        >>> source = DataSource("mydata", (("ignore_index", 255),))
+        >>> load_data(source).ignore_index
+        255
+    """
+
+    source: str
+    options: tuple[tuple[str, object], ...] = ()
+
+
+def load_data(source: str | Path | DataSource, **options) -> SegmentationDataset:
     """Resolves what the CLI calls DATA: `"nuclei"`, `"brain"`, `"synthetic"`, an Oxford-IIIT Pet folder, or a folder dataset.
 
     Args:
@@ -61,6 +76,8 @@ def load_data(source: str | Path, **options) -> SegmentationDataset:
         2
         >>> data = load_data("mydata", mask_pattern="{stem}_mask.png", ignore_index=255)
     """
+    if isinstance(source, DataSource):
+        source, options = source.source, {**dict(source.options), **options}
     options = {name: value for name, value in options.items() if value is not None}
     if str(source) == "nuclei":
         return _read(nuclei_dataset, "the built-in nuclei tiles", options)
@@ -102,6 +119,7 @@ __all__ = [
     "NUCLEI_ROOT",
     "BatchConfig",
     "DataError",
+    "DataSource",
     "SegmentationDataset",
     "TrainingBatches",
     "adapt_channels",

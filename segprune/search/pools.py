@@ -22,7 +22,7 @@ from pathlib import Path
 import keras
 
 from segprune.backend.determinism import deterministic_kernels
-from segprune.data import load_data
+from segprune.data import DataSource, load_data
 from segprune.data.dataset import SegmentationDataset
 from segprune.data.instances import InstanceDataset
 from segprune.models.loading import load_model
@@ -130,9 +130,10 @@ def _evaluate_on_ray(candidate: Candidate, parent: list, data: list, settings: C
     ray = import_ray()
     if not _WORKER:
         deterministic_kernels()
-    data_key = data[0] if isinstance(data[0], str) else data[0].hex()
+    by_source = isinstance(data[0], (str, DataSource))  # else a reference to a snapshot of the data
+    data_key = data[0] if by_source else data[0].hex()
     if _WORKER.get("data_key") != data_key:
-        _WORKER["data"] = load_data(data[0]) if isinstance(data[0], str) else dataset_from_snapshot(ray.get(data[0]))
+        _WORKER["data"] = load_data(data[0]) if by_source else dataset_from_snapshot(ray.get(data[0]))
         _WORKER["data_key"] = data_key
     parent_key = parent[0].hex()
     if _WORKER.get("parent_key") != parent_key:
