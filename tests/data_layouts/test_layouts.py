@@ -2,12 +2,13 @@
 Pascal VOC, Cityscapes, COCO JSON; and the value conventions (0/255, an ignore label) recognised, not guessed."""
 
 import json
+import pickle
 
 import numpy as np
 import pytest
 from PIL import Image
 
-from segprune.data import DataError, SegmentationDataset, load_data
+from segprune.data import DataError, DataSource, SegmentationDataset, load_data
 from segprune.data.cityscapes import TRAIN_IDS
 from segprune.data.instances import load_instance_data
 from tests.conftest import write_png
@@ -162,3 +163,11 @@ def test_own_reader_uint8_images_are_scaled_with_a_note_and_0_255_floats_refused
     wrong_class = SegmentationDataset("mine", 2, 3, {"train": ["a"]}, reader=lambda sample_id: (image / 255.0, mask * 3))
     with pytest.raises(DataError, match="class index 3"):
         wrong_class.load("a")
+
+
+def test_data_source_carries_the_options_to_worker_processes(tmp_path):
+    root = _new_user_data(tmp_path / "voc_like", values=(0, 1, 2, 255))
+    source = pickle.loads(pickle.dumps(DataSource(str(root), (("ignore_index", 255),))))
+    assert load_data(source).num_classes == 3
+    with pytest.raises(DataError, match="does not take mask_pattern"):
+        load_data("synthetic", mask_pattern="{stem}_mask.png")
