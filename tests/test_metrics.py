@@ -73,6 +73,10 @@ def test_evaluate_reads_probabilities_and_logits(from_logits, channels):
     assert result.pixel_accuracy == pytest.approx(1.0)
     assert result.num_images == 3
     assert result.num_pixels == sum(mask.size for mask in masks.values())
+    # each image's own counts are kept, in split order, and every resample of perfect images is perfect
+    foreground = [int(masks[key].sum()) for key in masks]
+    np.testing.assert_array_equal(result.image_counts[:, :, 1], [[count, 0, 0] for count in foreground])
+    assert (result.dice_interval.low, result.dice_interval.high, result.dice_interval.num_images) == (1.0, 1.0, 3)
 
 
 def test_evaluate_refuses_a_class_count_mismatch():
