@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -104,6 +105,20 @@ class TrainResult:
 EpochReporter = Callable[[EpochRecord, TrainResult, int], None]
 
 
+class TrainingDiverged(RuntimeError):
+    """The training loss became NaN or infinite: the run stopped, its last good epoch kept.
+
+    Attributes:
+        epoch: The (1-based) epoch whose loss was not finite.
+        learning_rate: The peak learning rate it trained with.
+    """
+
+    def __init__(self, message: str, epoch: int, learning_rate: float) -> None:
+        super().__init__(message)
+        self.epoch = epoch
+        self.learning_rate = learning_rate
+
+
 def train(
     model: keras.Model,
     data: SegmentationDataset,
@@ -145,6 +160,11 @@ def train(
 
     Returns:
         A `TrainResult` with the per-epoch history.
+
+    Raises:
+        TrainingDiverged: An epoch's loss was NaN or infinite. Training stops at the end of that epoch with the
+            best weights restored; the checkpoint and the state of the last good epoch stay, so the run can be
+            resumed with a lower `config.learning_rate`.
 
     Example:
         >>> model = segprune.models.unet(num_classes=4, input_channels=3)
@@ -191,9 +211,31 @@ def train(
         tracker.result.interrupted = True
     tracker.restore_best()
     tracker.result.seconds = time.perf_counter() - started
+    if tracker.diverged_loss is not None:
+        raise _diverged(tracker, config, checkpoint_path)
     if checkpoint_path is not None and not tracker.result.interrupted:
         state_path(checkpoint_path).unlink(missing_ok=True)
     return tracker.result
+
+
+def _diverged(tracker: _BestWeights, config: TrainConfig, checkpoint_path) -> TrainingDiverged:
+    """The error for a loss that became non-finite: where the last good state is and how to resume with a lower rate."""
+    epoch, rate = len(tracker.result.history) + 1, config.learning_rate
+    lower = f"{rate / 10:g}"
+    if tracker.result.history and checkpoint_path is not None:
+        kept = (
+            f"The state of epoch {epoch - 1}, the last with a finite loss, is kept in {str(state_path(checkpoint_path))!r} and the best "
+            f"model (epoch {tracker.result.best_epoch}) in {str(checkpoint_path)!r}. Resume with a lower learning rate: the same command "
+            f"with --resume --learning-rate {lower} (in Python: resume=True, config=TrainConfig(learning_rate={lower}))."
+        )
+    elif tracker.result.history:
+        kept = f"The model holds the weights of epoch {tracker.result.best_epoch}, the best one. Train on with a lower learning rate, e.g. {lower}."
+    else:
+        kept = f"No epoch ended with a finite loss; start again with a lower learning rate, e.g. {lower}."
+    return TrainingDiverged(
+        f"The training loss became {'NaN' if math.isnan(tracker.diverged_loss) else 'infinite'} in epoch {epoch} (peak learning rate {rate:g}); training stopped. {kept}",
+        epoch, rate,
+    )
 
 
 def teacher_soft_targets(
@@ -261,6 +303,7 @@ class _BestWeights(keras.callbacks.Callback):
         self.best_weights: list[np.ndarray] | None = None
         self.epoch_started = 0.0
         self.keep_best_from_epoch = 1
+        self.diverged_loss: float | None = None
 
     def on_epoch_begin(self, epoch, logs=None):
         # Each epoch's randomness (dropout, Keras' seed generators) depends on (seed, epoch) only, so an
@@ -269,6 +312,11 @@ class _BestWeights(keras.callbacks.Callback):
         self.epoch_started = time.perf_counter()
 
     def on_epoch_end(self, epoch, logs=None):
+        loss = float((logs or {}).get("loss", 0.0))
+        if not math.isfinite(loss):  # its weights are garbage: neither recorded nor saved, the last good state stays
+            self.diverged_loss = loss
+            self.model.stop_training = True
+            return
         seconds = time.perf_counter() - self.epoch_started
         val_dice = evaluate(self.model, self.data, self.config.validation_split).dice
         record = EpochRecord(epoch + 1, float((logs or {}).get("loss", float("nan"))), val_dice, seconds)

@@ -40,10 +40,11 @@ def user_errors() -> tuple[type[Exception], ...]:
     from segprune.models import ModelFileError
     from segprune.runtime.export import ExportMismatchError
     from segprune.runtime.quantize import QuantizationRefused
+    from segprune.training import TrainingDiverged
 
     return (
         ValueError, FileNotFoundError, OutputWriteError, OutputLocked, DataError, ModelFileError, UnsupportedLayerError, ExportMismatchError,
-        QuantizationRefused,
+        QuantizationRefused, TrainingDiverged,
     )
 
 

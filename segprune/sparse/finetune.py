@@ -16,7 +16,7 @@ from segprune.data.dataset import SegmentationDataset
 from segprune.data.pipeline import TrainingBatches
 from segprune.inference import fixed_input_size, input_channels
 from segprune.sparse.model import SparseModel, find_weight
-from segprune.training import DistillConfig, EpochRecord, EpochReporter, TrainConfig, TrainResult, train
+from segprune.training import DistillConfig, EpochRecord, EpochReporter, TrainConfig, TrainingDiverged, TrainResult, train
 from segprune.training_state import RunState, summary_of
 
 
@@ -107,10 +107,19 @@ def train_phase(
     """
     run = run or RunState(None, {})
     checkpoint = run.checkpoint(phase)
-    result = train(
-        model, data, epochs, config, checkpoint_path=checkpoint, on_epoch=on_epoch, resume=checkpoint is not None,
-        callbacks=[*callbacks, *run.callbacks()], keep_best_from_epoch=keep_best_from_epoch, teacher=teacher, distill=distill,
-    )
+    try:
+        result = train(
+            model, data, epochs, config, checkpoint_path=checkpoint, on_epoch=on_epoch, resume=checkpoint is not None,
+            callbacks=[*callbacks, *run.callbacks()], keep_best_from_epoch=keep_best_from_epoch, teacher=teacher, distill=distill,
+        )
+    except TrainingDiverged as diverged:  # said for the pruning run, whose state is its folder
+        kept = f"its state up to the last good epoch is kept in {str(run.folder)!r}; delete that folder and " if run.folder is not None else ""
+        raise TrainingDiverged(
+            f"The loss of the {phase!r} fine-tune became non-finite in epoch {diverged.epoch} (peak learning rate "
+            f"{diverged.learning_rate:g}); the run stopped: {kept}run again with a lower learning rate, "
+            f"train_config=TrainConfig(learning_rate={diverged.learning_rate / 10:g}) in Python.",
+            diverged.epoch, diverged.learning_rate,
+        ) from None
     run.raise_if_interrupted(result.interrupted)
     return result
 
