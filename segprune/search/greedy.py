@@ -119,7 +119,11 @@ def planned_steps(budget: Budget, config: Configuration, ratio: float) -> list[t
 
 
 def candidates_after(path: list[tuple[float, int]], share: float) -> int:
-    """Candidates of the planned steps after the one that starts nearest to `share` (the step being made)."""
+    """Candidates of the planned steps after the one that starts nearest to `share` (the step being made).
+
+    Not scaled by how the finished steps turned out: replayed on a logged nuclei search, scaling swung the
+    total between 52 and 77 where the plan alone stayed within 57-64 (45 evaluated).
+    """
     if not path:
         return 0
     nearest = min(range(len(path)), key=lambda index: abs(math.log(path[index][0] / share)))
@@ -233,7 +237,8 @@ def greedy_search(
                 if not found:
                     raise ValueError(f"No group can be narrowed further, but {budget.share(config):.3f} of the {budget.resource_name} remain.")
                 in_step = sum((iteration, key) in evaluated for key in found)
-                later = candidates_after(path, planning.cost(config) / planning.dense_cost)
+                last = limit == budget.limit and all(budget.cost(proposal) <= budget.limit for proposal in found.values())
+                later = 0 if last else candidates_after(path, planning.cost(config) / planning.dense_cost)
                 clock.expected = clock.done - in_step + len(found) + later
                 records = _evaluate(pool, found, iteration, config, parent, folder, budget, evaluated, log, best, on_candidate, clock)
                 if len(records) < len(found):  # the time limit ended the step

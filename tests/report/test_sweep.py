@@ -143,6 +143,6 @@ def test_search_methods_take_part(tmp_path):
     log = [json.loads(line) for line in (tmp_path / "search" / "greedy-0.5" / "search.jsonl").read_text().splitlines()]
     # the search inside the sweep shows its plan and every candidate, named by its cell
     evaluated = sum(record["type"] == "candidate" for record in log)
-    assert f"  greedy 0.5: greedy: about {evaluated} candidates" in "\n".join(messages)
+    assert sum(message.startswith("  greedy 0.5: greedy: about ") for message in messages) == 1
     assert sum(message.startswith("  greedy 0.5: step ") for message in messages) == evaluated
     assert rows[1]["search_seconds"] > 0, "a searched row's cost counts its search"
