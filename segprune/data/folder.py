@@ -80,7 +80,7 @@ def folder_dataset(
         images, masks = {}, {}
         given: dict[str, list[str]] = {}
         for split, (image_folder, mask_folder) in split_folders.items():
-            pairs = match_masks(_files(image_folder, "images"), _files(mask_folder, "masks"), mask_pattern, image_folder, mask_folder, notes)
+            pairs = match_masks(_files_by_stem(image_folder, "images"), _files_by_stem(mask_folder, "masks"), mask_pattern, image_folder, mask_folder, notes)
             # stems may repeat across splits (train/1.png, val/1.png), so ids carry the split
             ids = {f"{split}/{stem}": stem for stem in pairs}
             images.update({sample_id: pairs[stem][0] for sample_id, stem in ids.items()})
@@ -90,7 +90,7 @@ def folder_dataset(
     else:
         image_folder = root / "images"
         mask_folder = _mask_folder(root)
-        pairs = match_masks(_files(image_folder, "images"), _files(mask_folder, "masks"), mask_pattern, image_folder, mask_folder, notes)
+        pairs = match_masks(_files_by_stem(image_folder, "images"), _files_by_stem(mask_folder, "masks"), mask_pattern, image_folder, mask_folder, notes)
         images = {stem: pair[0] for stem, pair in pairs.items()}
         masks = {stem: pair[1] for stem, pair in pairs.items()}
         splits = _read_or_make_split(root, sorted(images), val_fraction, test_fraction, seed)
@@ -294,20 +294,11 @@ def _mask_folder(root: Path) -> Path:
     return root / MASK_FOLDERS[0]
 
 
-def _files(folder: Path, role: str) -> dict[str, Path]:
+def _files_by_stem(folder: Path, role: str) -> dict[str, Path]:
     if not folder.is_dir():
         raise DataError(
             f"{str(folder)!r} is not a folder. A folder dataset needs images/ and masks/ side by side (or split folders "
             "such as train/ and train_masks/), with one mask per image."
-        )
-    return _files_by_stem(folder, role)
-
-
-def _files_by_stem(folder: Path, role: str) -> dict[str, Path]:
-    if not folder.is_dir():
-        raise DataError(
-            f"{str(folder)!r} is not a folder. A folder dataset needs images/ and masks/ side by side, "
-            "with one mask per image under the same file stem."
         )
     files: dict[str, Path] = {}
     for path in sorted(folder.iterdir()):
