@@ -74,8 +74,13 @@ def _acquire(path: Path, output: str | Path) -> int:
         if _same_file(handle, path):  # not unlinked by the run that held it just before
             break
         os.close(handle)
-    os.ftruncate(handle, 0)
-    os.write(handle, f"{os.getpid()}\n".encode())
+    try:
+        os.ftruncate(handle, 0)
+        os.write(handle, f"{os.getpid()}\n".encode())
+    except OSError as error:  # a full disk, most likely: the run could not write its output either
+        path.unlink(missing_ok=True)
+        os.close(handle)
+        raise OutputWriteError.of(path, error) from None
     return handle
 
 

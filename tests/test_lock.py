@@ -1,5 +1,6 @@
 """One run per output: a second run on a locked output refuses, naming the PID; a dead run's lock is taken over."""
 
+import errno
 import os
 import signal
 import subprocess
@@ -7,10 +8,12 @@ import sys
 
 import pytest
 
+from segprune._io import OutputWriteError
 from segprune._lock import OutputLocked, lock_path, output_lock
 
 HOLDER = """
 import sys, time
+from segprune._io import OutputWriteError
 from segprune._lock import output_lock
 with output_lock(sys.argv[1]):
     print("held", flush=True)
@@ -58,3 +61,14 @@ def test_a_second_command_on_a_locked_output_refuses_before_any_work(tmp_path, c
     error = capsys.readouterr().err
     assert f"Another segprune run (PID {os.getpid()}) is writing {str(out)!r}" in error and error.count("\n") == 1
     assert sorted(path.name for path in tmp_path.iterdir()) == ["model.keras"]
+
+
+def test_a_lock_that_cannot_be_written_is_one_line_and_leaves_nothing(tmp_path, monkeypatch):
+    def disk_full(*_):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(os, "ftruncate", disk_full)
+    with pytest.raises(OutputWriteError, match=r"Cannot write '.*\.out\.keras\.lock': no space left on the device"):
+        with output_lock(tmp_path / "new" / "out.keras"):
+            pass
+    assert list(tmp_path.iterdir()) == []

@@ -46,14 +46,15 @@ def main(argv: list[str] | None = None) -> int:
         module = importlib.import_module(module_name)
         module.configure(commands.add_parser(name, help=help_text, description=module.DESCRIPTION))
     arguments = parser.parse_args(argv)
-    try:
-        with output_lock(getattr(arguments, "out", None)), framework_noise_filtered():  # one run per --out
-            return module.run(arguments)
-    except Exception as error:
-        if not isinstance(error, user_errors()):
-            raise
-        progress_console.print(f"[bold red]error:[/] {error}", markup=True, highlight=False, soft_wrap=True)  # one line, however long
-        return 2
+    with framework_noise_filtered():  # a traceback is printed after it ends, unfiltered
+        try:
+            with output_lock(getattr(arguments, "out", None)):  # one run per --out
+                return module.run(arguments)
+        except Exception as error:
+            if not isinstance(error, user_errors()):
+                raise
+            progress_console.print(f"[bold red]error:[/] {error}", markup=True, highlight=False, soft_wrap=True)  # one line, however long
+            return 2
 
 
 if __name__ == "__main__":
