@@ -12,6 +12,11 @@ printed before and after.
 
     flock /tmp/segprune-cpu.lock .venv/bin/python benchmarks/cpu_peak.py --threads 1
     flock /tmp/segprune-cpu.lock .venv/bin/python benchmarks/cpu_peak.py --threads 2 --json
+
+With `--unet`, the dense default U-Net (the demo's: nuclei classes and channels, 1x256x256, untrained: latency does not
+depend on the weights) is timed as deployed, interleaved per runtime: ONNX Runtime fp32, OpenVINO fp32, bf16 and int8
+(NNCF on random calibration tiles: the graph, not the calibration, sets its speed), each with its achieved GMAC/s as
+a share of the peak at the precision that ran.
 """
 
 from __future__ import annotations
@@ -107,12 +112,50 @@ def measure(runtime: str, precision: str, threads: int, trials: int, runs: int) 
     return {"runtime": runtime, "precision": precision, "kernels": sorted({kernel for _, _, kernel in prepared}), "trials_gmacs": results}
 
 
+def unet_shares(threads: int, rounds: int, image_size: int = 256) -> list[dict]:
+    """The dense default U-Net on each runtime and precision: executed precision, median ms, GMAC/s, share of peak."""
+    import tempfile
+    from pathlib import Path
+
+    from segprune.cost import flops
+    from segprune.data import load_data
+    from segprune.models import unet
+    from segprune.runtime.benchmark import achieved_gmacs, file_latency
+    from segprune.runtime.export import export_model
+    from segprune.runtime.peak import peak_gmacs
+    from segprune.runtime.quantize import quantize_openvino
+
+    data = load_data("nuclei")
+    model = unet(num_classes=data.num_classes, input_channels=data.image_channels)
+    shape = (1, image_size, image_size, data.image_channels)
+    macs = flops(model, (image_size, image_size)).macs
+    rows = []
+    with tempfile.TemporaryDirectory(prefix="segprune-peak-") as folder:
+        onnx_path, xml_path, int8_path = Path(folder) / "unet.onnx", Path(folder) / "unet.xml", Path(folder) / "unet-int8.xml"
+        export_model(model, onnx_path, "onnx", input_shape=shape)
+        export_model(model, xml_path, "openvino", input_shape=shape)
+        calibration = [np.random.default_rng(seed).random(shape, dtype=np.float32) for seed in range(4)]
+        quantize_openvino(onnx_path, int8_path, calibration)
+        timed = [("onnxruntime", "fp32", file_latency([onnx_path], "onnxruntime", image_size, threads=threads, rounds=rounds)[0])]
+        for precision in ("fp32", "bf16"):
+            fp, int8 = file_latency([xml_path, int8_path], "openvino", image_size, threads=threads, rounds=rounds, precision=precision)
+            timed += [("openvino", precision, fp), ("openvino", f"int8, {precision} around", int8)]
+    for runtime, asked, latency in timed:
+        gmacs = achieved_gmacs(macs, latency.median_ms)
+        peak = peak_gmacs(latency.precision, threads)
+        rows.append({"runtime": runtime, "asked": asked, "ran": latency.precision, "median_ms": latency.median_ms, "gmacs": gmacs,
+                     "peak_gmacs": peak, "share": gmacs / peak if peak else None})
+    return rows
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--trials", type=int, default=3)
     parser.add_argument("--runs", type=int, default=5)
     parser.add_argument("--json", action="store_true")
+    parser.add_argument("--unet", action="store_true", help="also time the dense default U-Net per runtime and precision")
+    parser.add_argument("--unet-rounds", type=int, default=30)
     arguments = parser.parse_args()
     cpu = detect_cpu()
     load_before = os.getloadavg()
@@ -121,6 +164,7 @@ def main() -> None:
         for runtime, precision in (("openvino", "fp32"), ("openvino", "bf16"), ("openvino", "int8"), ("onnxruntime", "fp32"), ("onnxruntime", "int8"))
         if cpu.supports(precision)
     ]
+    unet = unet_shares(arguments.threads, arguments.unet_rounds) if arguments.unet else []
     load_after = os.getloadavg()
     for row in measured:
         peak = cpu.peak_gmacs(row["precision"], arguments.threads)
@@ -128,7 +172,7 @@ def main() -> None:
     if arguments.json:
         computed = {precision: cpu.peak_gmacs(precision, arguments.threads) for precision in PRECISIONS}
         print(json.dumps({"cpu": cpu.describe(), "threads": arguments.threads, "computed_gmacs": computed, "measured": measured,
-                          "load_before": load_before, "load_after": load_after}))
+                          "unet": unet, "load_before": load_before, "load_after": load_after}))
         return
     print(f"{cpu.describe()}; {arguments.threads} thread(s); load average {load_before[0]:.2f} before, {load_after[0]:.2f} after")
     for precision in PRECISIONS:
@@ -144,6 +188,11 @@ def main() -> None:
             f"  {row['runtime']:>11} {row['precision']:>4}: {row['median_gmacs']:7.1f} GMAC/s ({low:.1f}-{high:.1f}), best "
             f"{100 * row['share_of_peak']:5.1f}% of computed; {', '.join(row['kernels'])}"
         )
+    if unet:
+        print(f"dense default U-Net, 1x256x256, {arguments.threads} thread(s), {arguments.unet_rounds} interleaved rounds per runtime:")
+    for row in unet:
+        share = "-" if row["share"] is None else f"{100 * row['share']:.1f}% of the {row['peak_gmacs']:.0f} GMAC/s peak"
+        print(f"  {row['runtime']:>11} {row['asked']:<18} ran {row['ran']:<20} {row['median_ms']:7.2f} ms  {row['gmacs']:6.1f} GMAC/s  {share}")
 
 
 if __name__ == "__main__":

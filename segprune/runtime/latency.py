@@ -68,6 +68,7 @@ class LatencyTable:
         self.rounds = rounds
         self.path = Path(path) if path else None
         self.entries: dict[str, float] = {}
+        self.executed: dict[str, str] = {}  # per entry, the precision the runtime reports it ran (an int8 table's fp32 layers)
         self.rest_ms: float | None = None
         self.timed_floor: float | None = None  # the narrowest configuration's timed share of the dense latency
         if self.path and self.path.exists():
@@ -79,6 +80,7 @@ class LatencyTable:
                     f"{precision}; give this table another path (or remove the file) to time it anew."
                 )
             self.entries = saved["entries"]
+            self.executed = saved.get("executed", {})
             self.rest_ms = saved["rest_ms"]
             self.timed_floor = saved.get("timed_floor")
 
@@ -96,7 +98,7 @@ class LatencyTable:
             input_shape, output_shape = narrowed_shapes(call, inputs, outputs, removed_array)
             key = json.dumps([type(call.layer).__name__, _layer_signature(call.layer), input_shape, output_shape])
             if key not in self.entries:
-                self.entries[key] = _time_layer(
+                self.entries[key], self.executed[key] = _time_layer(
                     call.layer, input_shape, output_shape, self.threads, self.rounds, runtime=self.runtime, precision=self.precision
                 )
                 new_entries = True
@@ -115,7 +117,7 @@ class LatencyTable:
     def save(self) -> None:
         if self.path:
             saved = {"runtime": self.runtime, "precision": self.precision, "rest_ms": self.rest_ms, "timed_floor": self.timed_floor}
-            write_text(self.path, json.dumps({**saved, "entries": self.entries}))
+            write_text(self.path, json.dumps({**saved, "entries": self.entries, "executed": self.executed}))
 
 
 def check_runtime(runtime: str, precision: str) -> None:
@@ -162,7 +164,8 @@ def time_models(
 
 def _time_layer(
     layer, input_shape: tuple, output_shape: tuple, threads: int, rounds: int, runtime: str = "onnxruntime", precision: str = "fp32"
-) -> float:
+) -> tuple[float, str]:
+    """Median ms of the layer alone, and the precision the runtime reports it ran in."""
     nodes, initializers = _onnx_nodes(layer, input_shape, output_shape)
     feed_shape = _nchw(input_shape)
     graph = helper.make_graph(
@@ -191,7 +194,8 @@ def _time_layer(
             started = time.perf_counter()
             runner(feed)
             timings.append(time.perf_counter() - started)
-    return float(np.median(timings) * 1000.0)
+        executed = runner.executed_precision  # read while the file is there
+    return float(np.median(timings) * 1000.0), executed
 
 
 def _float_precision(precision: str) -> str | None:

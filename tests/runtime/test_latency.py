@@ -48,6 +48,7 @@ def test_table_times_layers_on_its_runtime_and_precision(runtime, precision, run
         assert executed == {precision}  # fp32 timed in fp32, not OpenVINO's bf16 default
     saved = json.loads((tmp_path / "table.json").read_text())
     assert (saved["runtime"], saved["precision"]) == (runtime, precision)
+    assert sorted(saved["executed"].values()) == sorted(executed for _, _, executed in opened)  # each entry says what ran
 
 
 def test_a_saved_table_of_another_runtime_is_refused(tmp_path):
