@@ -6,6 +6,8 @@ Layouts, detected in this order (split names: `train`, `val` (or `valid`, `valid
   `train/masks/`, or `images/train/` + `masks/train/`; the folders give the split. A missing validation split
   is carved from `train` by `val_fraction`, a missing test split by `test_fraction`.
 - one pair of folders: `images/` + `masks/` (or `labels/`), with an optional `split.txt`.
+- one folder holding both, each mask beside its image (`img_001.jpg`, `img_001_mask.png`), with an optional
+  `split.txt`.
 
 Masks pair with images by file stem: the same stem (`img_001.jpg` + `img_001.png`), a common suffix found
 on its own when it fits every file (`img_001_mask.png`; also `_label`, `_seg`, `_gt`, ...), or a pattern the
@@ -88,9 +90,14 @@ def folder_dataset(
             given[split] = sorted(ids)
         splits = complete_splits(given, val_fraction, test_fraction, seed)
     else:
-        image_folder = root / "images"
-        mask_folder = _mask_folder(root)
-        pairs = match_masks(_files_by_stem(image_folder, "images"), _files_by_stem(mask_folder, "masks"), mask_pattern, image_folder, mask_folder, notes)
+        side_by_side = None if (root / "images").is_dir() else _one_folder(root, mask_pattern)
+        if side_by_side is not None:
+            image_folder = mask_folder = root
+            image_files, mask_files = side_by_side
+        else:
+            image_folder, mask_folder = root / "images", _mask_folder(root)
+            image_files, mask_files = _files_by_stem(image_folder, "images"), _files_by_stem(mask_folder, "masks")
+        pairs = match_masks(image_files, mask_files, mask_pattern, image_folder, mask_folder, notes)
         images = {stem: pair[0] for stem, pair in pairs.items()}
         masks = {stem: pair[1] for stem, pair in pairs.items()}
         splits = _read_or_make_split(root, sorted(images), val_fraction, test_fraction, seed)
@@ -259,6 +266,24 @@ def _check_pattern(mask_pattern: str | None) -> None:
         mask_pattern.format(stem="x")
     except (KeyError, IndexError, ValueError) as error:
         raise DataError(f"mask_pattern {mask_pattern!r} has a placeholder other than {{stem}} ({error}); write it like '{{stem}}_mask.png'.") from None
+
+
+def _one_folder(root: Path, mask_pattern: str | None) -> tuple[dict[str, Path], dict[str, Path]] | None:
+    """(images, masks) of a folder that holds both (`img_001.jpg` beside `img_001_mask.png`), or None if it does not."""
+    if not root.is_dir():
+        return None
+    files = {path.stem: path for path in sorted(root.iterdir()) if not path.name.startswith(".") and path.suffix.lower() in IMAGE_SUFFIXES}
+    if mask_pattern is not None:
+        names = {mask_pattern.format(stem=stem) for stem in files}
+        is_mask = {stem for stem, path in files.items() if path.name in names or stem in names}
+        if is_mask:
+            return {stem: path for stem, path in files.items() if stem not in is_mask}, {stem: files[stem] for stem in is_mask}
+        return None
+    for suffix in MASK_SUFFIXES:
+        is_mask = {stem for stem in files if stem.endswith(suffix) and stem[: -len(suffix)] in files}
+        if is_mask:
+            return {stem: path for stem, path in files.items() if stem not in is_mask}, {stem: files[stem] for stem in is_mask}
+    return None
 
 
 def _split_folders(root: Path) -> dict[str, tuple[Path, Path]]:

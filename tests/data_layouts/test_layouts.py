@@ -171,3 +171,13 @@ def test_data_source_carries_the_options_to_worker_processes(tmp_path):
     assert load_data(source).num_classes == 3
     with pytest.raises(DataError, match="does not take mask_pattern"):
         load_data("synthetic", mask_pattern="{stem}_mask.png")
+
+
+def test_masks_beside_their_images_in_one_folder(tmp_path):
+    root = tmp_path / "flat"
+    for index in range(5):
+        _rgb_jpeg(root / f"case{index}.jpg", index)
+        write_png(root / f"case{index}_seg.png", _mask((0, 255), index))
+    data = load_data(root)
+    assert sorted(data.ids("train") + data.ids("val") + data.ids("test")) == [f"case{index}" for index in range(5)]
+    assert data.num_classes == 2 and data.load("case3")[1].max() == 1
