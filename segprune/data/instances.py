@@ -22,7 +22,7 @@ import numpy as np
 from pycocotools.coco import COCO
 
 from segprune.data._imageio import DataError, read_array, read_image, read_mask
-from segprune.data.folder import _files_by_stem, _read_or_make_split
+from segprune.data.folder import _files_by_stem, _read_or_make_split, classes_from_values, mask_values
 
 INSTANCES_FOLDER = "instances"
 # The packaged nuclei tiles (segprune.data.NUCLEI_ROOT) carry instances/ too.
@@ -318,9 +318,10 @@ def instance_dataset(root: str | Path, val_fraction: float = 0.0, test_fraction:
             f"{images[missing[0]].name}. Add them or remove the images."
         )
     splits = _read_or_make_split(root, sorted(images), val_fraction, test_fraction, seed)
-    num_classes = 2
-    if masks is not None:
-        num_classes = max(2, 1 + max(int(read_mask(path).max()) for stem, path in masks.items() if stem in images))
+    num_classes, binary_255 = 2, False
+    if masks is not None:  # 0/255 class masks are one foreground class, not 256 classes
+        values = mask_values(path for stem, path in masks.items() if stem in images)
+        num_classes, binary_255 = classes_from_values(values, None, None, root.name)
     first_image = read_image(images[sorted(images)[0]])
 
     def reader(stem: str) -> tuple[np.ndarray, Instances]:
@@ -328,6 +329,8 @@ def instance_dataset(root: str | Path, val_fraction: float = 0.0, test_fraction:
         class_mask = None
         if masks is not None and stem in masks:
             class_mask = read_mask(masks[stem])
+            if binary_255:
+                class_mask = np.where(class_mask == 255, 1, class_mask)
         return image, read_instances(labels[stem], image.shape[:2], class_mask)
 
     return InstanceDataset(root.name, num_classes, first_image.shape[-1], splits, reader)

@@ -181,3 +181,15 @@ def test_masks_beside_their_images_in_one_folder(tmp_path):
     data = load_data(root)
     assert sorted(data.ids("train") + data.ids("val") + data.ids("test")) == [f"case{index}" for index in range(5)]
     assert data.num_classes == 2 and data.load("case3")[1].max() == 1
+
+
+def test_instance_class_masks_saved_as_0_255_are_one_class(tmp_path):
+    root = tmp_path / "cells"
+    for index in range(3):
+        labels = np.zeros((SIZE, SIZE), np.uint16)
+        labels[2:6, 2:6], labels[9:13, 9:13] = 1, 2
+        _rgb_jpeg(root / "images" / f"c{index}.jpg", index)
+        write_png(root / "instances" / f"c{index}.png", labels)
+        write_png(root / "masks" / f"c{index}.png", (labels > 0).astype(np.uint8) * 255)
+    data = load_instance_data(root)
+    assert data.num_classes == 2 and data.load("c0")[1].class_ids.tolist() == [1, 1]
