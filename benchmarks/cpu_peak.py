@@ -1,14 +1,17 @@
 """This CPU's peak GMAC/s per precision: computed from the CPU (segprune.runtime.peak), checked against matrix multiplies.
 
-The computed peak is what `segprune benchmark` divides each model's achieved GMAC/s by. The check runs large
-matrix products on the kernels the shipped runtimes use: OpenVINO's oneDNN (MatMul of two inputs, compiled with
-INFERENCE_PRECISION_HINT f32 or bf16; int8 as a MatMul of two FakeQuantize'd inputs, which OpenVINO runs as a u8 x
-s8 brgemm) and ONNX Runtime's MLAS (MatMul fp32, MatMulInteger u8 x s8). Not NumPy: its BLAS follows
-OPENBLAS_CORETYPE, which this kind of machine pins to an older kernel (Haswell: half the AVX-512 rate).
+The computed peak is what `segprune benchmark` divides each model's achieved GMAC/s by. The check runs matrix
+products on the kernels the runtimes segprune uses run: OpenVINO's oneDNN (MatMul by constant weights, compiled with
+INFERENCE_PRECISION_HINT f32 or bf16; int8 as a MatMul of FakeQuantize'd operands, which OpenVINO runs as a u8 x s8
+brgemm), ONNX Runtime's MLAS (MatMul fp32, MatMulInteger u8 x s8) and PyTorch's oneDNN (matmul on fp32 and bf16
+tensors, `torch._int_mm` on int8). Not NumPy: its BLAS follows OPENBLAS_CORETYPE, which this kind of machine pins to
+an older kernel (Haswell: half the AVX-512 rate). OpenVINO converts its fp32 input to bf16 or u8 in every call,
+which PyTorch's bf16 and int8 tensors skip.
 
-Each precision is measured `--trials` times (each the best of `--runs` products, after warm-up); the line gives the
-median trial and the spread (lowest-highest). A busy machine lowers the measured figures: the load average is
-printed before and after.
+The products are small (a few ms each) and timed many times, best kept: on a shared machine a short run is often
+uninterrupted, a long one seldom. Each precision is measured `--trials` times (each the best of `--runs` products
+per shape); the line gives the median trial and the spread (lowest-highest). A busy machine lowers the measured
+figures: the load average is printed before and after.
 
     flock /tmp/segprune-cpu.lock .venv/bin/python benchmarks/cpu_peak.py --threads 1
     flock /tmp/segprune-cpu.lock .venv/bin/python benchmarks/cpu_peak.py --threads 2 --json
@@ -30,7 +33,7 @@ import numpy as np
 
 from segprune.runtime.peak import PRECISIONS, detect_cpu
 
-SHAPES = ((2048, 2048, 2048), (4096, 1024, 1024))  # (M, K, N): M x K times K x N, M*K*N multiply-accumulates
+SHAPES = ((512, 512, 512), (512, 1024, 256), (1024, 1024, 1024))  # (M, K, N): M x K times K x N, M*K*N multiply-accumulates
 
 
 def openvino_matmul(precision: str, shape: tuple[int, int, int], threads: int):
@@ -39,19 +42,19 @@ def openvino_matmul(precision: str, shape: tuple[int, int, int], threads: int):
     import openvino.opset13 as ops
 
     rows, inner, columns = shape
-    left, right = ops.parameter([rows, inner], np.float32), ops.parameter([inner, columns], np.float32)
+    rng = np.random.default_rng(0)
+    left, right = ops.parameter([rows, inner], np.float32), ops.constant(rng.random((inner, columns), dtype=np.float32) - 0.5)
     if precision == "int8":  # unsigned activations times signed weights: VNNI's vpdpbusd operand types
         left_node, right_node = _fake_quantize(left, 0.0, 2.55), _fake_quantize(right, -1.28, 1.27)
     else:
         left_node, right_node = left, right
-    model = openvino.Model([ops.matmul(left_node, right_node, False, False)], [left, right])
+    model = openvino.Model([ops.matmul(left_node, right_node, False, False)], [left])
     hint = "bf16" if precision == "bf16" else "f32"
     compiled = openvino.Core().compile_model(
         model, "CPU", {"INFERENCE_NUM_THREADS": threads, "PERFORMANCE_HINT": "LATENCY", "INFERENCE_PRECISION_HINT": hint}
     )
     request = compiled.create_infer_request()
-    rng = np.random.default_rng(0)
-    feed = {0: rng.random((rows, inner), dtype=np.float32), 1: rng.random((inner, columns), dtype=np.float32) - 0.5}
+    feed = {0: rng.random((rows, inner), dtype=np.float32)}
     kernels = [
         f"{op.get_rt_info()['primitiveType'].astype(str)} ({op.get_rt_info()['runtimePrecision'].astype(str)})"
         for op in compiled.get_runtime_model().get_ordered_ops()
@@ -93,6 +96,23 @@ def onnxruntime_matmul(precision: str, shape: tuple[int, int, int], threads: int
     return (lambda: session.run(None, {"x": feed})), f"MLAS {node}"
 
 
+def torch_matmul(precision: str, shape: tuple[int, int, int], threads: int):
+    """One product in PyTorch (oneDNN): fp32 or bf16 tensors, or int8 x int8 -> int32 (`torch._int_mm`)."""
+    import torch
+
+    torch.set_num_threads(threads)
+    rows, inner, columns = shape
+    generator = torch.Generator().manual_seed(0)
+    if precision == "int8":
+        left = torch.randint(0, 128, (rows, inner), dtype=torch.int8, generator=generator)
+        right = torch.randint(-128, 128, (inner, columns), dtype=torch.int8, generator=generator)
+        return (lambda: torch._int_mm(left, right)), "torch._int_mm"
+    dtype = torch.bfloat16 if precision == "bf16" else torch.float32
+    left, right = torch.rand(rows, inner, generator=generator).to(dtype), torch.rand(inner, columns, generator=generator).to(dtype)
+    out = torch.empty(rows, columns, dtype=dtype)
+    return (lambda: torch.matmul(left, right, out=out)), f"torch.matmul {dtype}"
+
+
 def best_gmacs(run, macs: int, runs: int) -> float:
     """The best of `runs` timed calls, in GMAC/s, after two warm-up calls."""
     run(), run()
@@ -106,7 +126,7 @@ def best_gmacs(run, macs: int, runs: int) -> float:
 
 def measure(runtime: str, precision: str, threads: int, trials: int, runs: int) -> dict:
     """Best GMAC/s over SHAPES, `trials` times, for one runtime at one precision."""
-    build = openvino_matmul if runtime == "openvino" else onnxruntime_matmul
+    build = {"openvino": openvino_matmul, "onnxruntime": onnxruntime_matmul, "torch": torch_matmul}[runtime]
     prepared = [(shape, *build(precision, shape, threads)) for shape in SHAPES]
     results = [max(best_gmacs(run, int(np.prod(shape)), runs) for shape, run, _ in prepared) for _ in range(trials)]
     return {"runtime": runtime, "precision": precision, "kernels": sorted({kernel for _, _, kernel in prepared}), "trials_gmacs": results}
@@ -148,11 +168,17 @@ def unet_shares(threads: int, rounds: int, image_size: int = 256) -> list[dict]:
     return rows
 
 
+def _has_torch() -> bool:
+    import importlib.util
+
+    return importlib.util.find_spec("torch") is not None
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--trials", type=int, default=3)
-    parser.add_argument("--runs", type=int, default=5)
+    parser.add_argument("--runs", type=int, default=30)
     parser.add_argument("--json", action="store_true")
     parser.add_argument("--unet", action="store_true", help="also time the dense default U-Net per runtime and precision")
     parser.add_argument("--unet-rounds", type=int, default=30)
@@ -161,8 +187,9 @@ def main() -> None:
     load_before = os.getloadavg()
     measured = [
         measure(runtime, precision, arguments.threads, arguments.trials, arguments.runs)
-        for runtime, precision in (("openvino", "fp32"), ("openvino", "bf16"), ("openvino", "int8"), ("onnxruntime", "fp32"), ("onnxruntime", "int8"))
-        if cpu.supports(precision)
+        for runtime in ("openvino", "onnxruntime", "torch")
+        for precision in PRECISIONS
+        if cpu.supports(precision) and (runtime, precision) != ("onnxruntime", "bf16") and (runtime != "torch" or _has_torch())
     ]
     unet = unet_shares(arguments.threads, arguments.unet_rounds) if arguments.unet else []
     load_after = os.getloadavg()
