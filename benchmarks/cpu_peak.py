@@ -140,8 +140,8 @@ def unet_shares(threads: int, rounds: int, image_size: int = 256) -> list[dict]:
     from segprune.cost import flops
     from segprune.data import load_data
     from segprune.models import unet
-    from segprune.runtime.benchmark import achieved_gmacs, file_latency
-    from segprune.runtime.export import export_model
+    from segprune.runtime.benchmark import achieved_gmacs, interleaved_timings
+    from segprune.runtime.export import export_model, open_runner
     from segprune.runtime.peak import peak_gmacs
     from segprune.runtime.quantize import quantize_openvino
 
@@ -156,15 +156,19 @@ def unet_shares(threads: int, rounds: int, image_size: int = 256) -> list[dict]:
         export_model(model, xml_path, "openvino", input_shape=shape)
         calibration = [np.random.default_rng(seed).random(shape, dtype=np.float32) for seed in range(4)]
         quantize_openvino(onnx_path, int8_path, calibration)
-        timed = [("onnxruntime", "fp32", file_latency([onnx_path], "onnxruntime", image_size, threads=threads, rounds=rounds)[0])]
-        for precision in ("fp32", "bf16"):
-            fp, int8 = file_latency([xml_path, int8_path], "openvino", image_size, threads=threads, rounds=rounds, precision=precision)
-            timed += [("openvino", precision, fp), ("openvino", f"int8, {precision} around", int8)]
-    for runtime, asked, latency in timed:
-        gmacs = achieved_gmacs(macs, latency.median_ms)
-        peak = peak_gmacs(latency.precision, threads)
-        rows.append({"runtime": runtime, "asked": asked, "ran": latency.precision, "median_ms": latency.median_ms, "gmacs": gmacs,
-                     "peak_gmacs": peak, "share": gmacs / peak if peak else None})
+        settings = [("onnxruntime", "fp32", onnx_path, None)] + [
+            ("openvino", name, path, precision)
+            for precision in ("fp32", "bf16")
+            for name, path in ((precision, xml_path), (f"int8, {precision} around", int8_path))
+        ]
+        runners = [open_runner(path, threads, runtime, precision) for runtime, _, path, precision in settings]
+        feed = np.random.default_rng(0).random(shape, dtype=np.float32)
+        timings = interleaved_timings(runners, [feed] * len(runners), rounds)  # all six under the same noise
+    for (runtime, asked, _, _), runner, times in zip(settings, runners, timings):
+        median, best = float(np.median(times)), min(times)
+        peak = peak_gmacs(runner.executed_precision, threads)
+        rows.append({"runtime": runtime, "asked": asked, "ran": runner.executed_precision, "median_ms": median, "best_ms": best,
+                     "gmacs": achieved_gmacs(macs, median), "best_gmacs": achieved_gmacs(macs, best), "peak_gmacs": peak, "macs": macs})
     return rows
 
 
@@ -216,10 +220,15 @@ def main() -> None:
             f"{100 * row['share_of_peak']:5.1f}% of computed; {', '.join(row['kernels'])}"
         )
     if unet:
-        print(f"dense default U-Net, 1x256x256, {arguments.threads} thread(s), {arguments.unet_rounds} interleaved rounds per runtime:")
+        print(f"dense default U-Net ({unet[0]['macs'] / 1e9:.2f} GMACs), 1x256x256, {arguments.threads} thread(s), {arguments.unet_rounds} "
+              "interleaved rounds; median (best) ms, GMAC/s and share of the peak at the precision that ran:")
     for row in unet:
-        share = "-" if row["share"] is None else f"{100 * row['share']:.1f}% of the {row['peak_gmacs']:.0f} GMAC/s peak"
-        print(f"  {row['runtime']:>11} {row['asked']:<18} ran {row['ran']:<20} {row['median_ms']:7.2f} ms  {row['gmacs']:6.1f} GMAC/s  {share}")
+        peak = row["peak_gmacs"] or float("nan")
+        print(
+            f"  {row['runtime']:>11} {row['asked']:<18} ran {row['ran']:<20} {row['median_ms']:7.2f} ({row['best_ms']:6.2f}) ms  "
+            f"{row['gmacs']:6.1f} ({row['best_gmacs']:6.1f}) GMAC/s  {100 * row['gmacs'] / peak:5.1f}% ({100 * row['best_gmacs'] / peak:5.1f}%) "
+            f"of {peak:.0f}"
+        )
 
 
 if __name__ == "__main__":

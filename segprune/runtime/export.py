@@ -250,37 +250,41 @@ def onnx_session(path: str | Path, threads: int = 2):
 
 
 class OnnxRunner:
-    """Runs an ONNX file on ONNX Runtime: `runner(batch) -> output` (the first), `runner.outputs(batch)` -> all, in order."""
+    """Runs an ONNX file on ONNX Runtime: `runner(batch) -> output` (the first), `runner.outputs(batch)` -> all, in order.
+
+    `executed_precision` ("fp32", or "int8 (fp32 fallback)" for a QDQ graph) is read when the file is opened, so it
+    stays readable after a temporary file is gone.
+    """
 
     def __init__(self, path: str | Path, threads: int) -> None:
-        self.path = str(path)
         self.session = onnx_session(path, threads)
+        self.executed_precision = _onnx_precision(path)
         self.input_name = self.session.get_inputs()[0].name
 
     @property
     def input_shape(self) -> tuple:
         return tuple(d if isinstance(d, int) else None for d in self.session.get_inputs()[0].shape)
 
-    @property
-    def executed_precision(self) -> str:
-        """"fp32", or "int8 (fp32 fallback)" for a quantized graph: ONNX Runtime runs a convolution or matrix
-        product whose inputs are dequantized (QDQ) or an integer operator in int8, everything else in fp32."""
-        import onnx
-
-        graph = onnx.load(self.path, load_external_data=False).graph
-        producers = {output: node.op_type for node in graph.node for output in node.output}
-        computed = [node for node in graph.node if node.op_type in _ONNX_COMPUTE or node.op_type in _ONNX_INTEGER]
-        quantized = [
-            node for node in computed
-            if node.op_type in _ONNX_INTEGER or all(producers.get(name) == "DequantizeLinear" for name in node.input[:2])
-        ]
-        return _quantized_name(len(quantized), len(computed), "fp32")
-
     def __call__(self, batch: np.ndarray) -> np.ndarray:
         return self.session.run(None, {self.input_name: batch})[0]
 
     def outputs(self, batch: np.ndarray) -> list[np.ndarray]:
         return list(self.session.run(None, {self.input_name: batch}))
+
+
+def _onnx_precision(path: str | Path) -> str:
+    """"fp32", or "int8 (fp32 fallback)" for a quantized graph: ONNX Runtime runs a convolution or matrix product
+    whose inputs are dequantized (QDQ) or an integer operator in int8, everything else in fp32."""
+    import onnx
+
+    graph = onnx.load(str(path), load_external_data=False).graph
+    producers = {output: node.op_type for node in graph.node for output in node.output}
+    computed = [node for node in graph.node if node.op_type in _ONNX_COMPUTE or node.op_type in _ONNX_INTEGER]
+    quantized = [
+        node for node in computed
+        if node.op_type in _ONNX_INTEGER or all(producers.get(name) == "DequantizeLinear" for name in node.input[:2])
+    ]
+    return _quantized_name(len(quantized), len(computed), "fp32")
 
 
 class OpenVINORunner:

@@ -81,6 +81,8 @@ def test_onnxruntime_names_qdq_graphs_int8_and_refuses_bf16(tmp_path):
         {**scales, "wq": np.ones((8, 8), np.int8), "w": weight}, "qdq.onnx",
     )
     assert open_runner(fp32).executed_precision == "fp32"
-    assert open_runner(qdq).executed_precision == "int8 (fp32 fallback)"
+    runner = open_runner(qdq)
+    qdq.unlink()  # benchmarks read it after their temporary files are gone
+    assert runner.executed_precision == "int8 (fp32 fallback)"
     with pytest.raises(ValueError, match="bf16 runs on OpenVINO only"):
         open_runner(fp32, precision="bf16")
