@@ -1,6 +1,8 @@
 """The command line under hostile conditions: corrupt weights, failing writes, two runs on one output, framework noise."""
 
 import os
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -29,6 +31,16 @@ def test_framework_noise_is_filtered_and_everything_else_passes(tmp_path):
             for line in (NOISE[0], REAL[0], NOISE[1], REAL[1], NOISE[2], REAL[2]):
                 os.write(stream.fileno(), line)
     assert written.read_bytes() == b"".join(REAL)
+
+
+def test_a_crashing_run_still_shows_what_it_wrote_last():
+    """The filter is a process of its own: a run that aborts mid-way loses none of its last lines."""
+    crash = (
+        "import os\nfrom segprune.cli._console import framework_noise_filtered\nwith framework_noise_filtered():\n"
+        f"    os.write(2, {NOISE[1] + REAL[1]!r})\n    os.abort()\n"
+    )
+    completed = subprocess.run([sys.executable, "-c", crash], capture_output=True, timeout=60)
+    assert completed.returncode != 0 and completed.stderr == REAL[1]
 
 
 @pytest.mark.parametrize(

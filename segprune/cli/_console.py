@@ -5,8 +5,8 @@ from __future__ import annotations
 import contextlib
 import os
 import re
+import subprocess
 import sys
-import threading
 from collections.abc import Iterator
 from typing import TYPE_CHECKING
 
@@ -73,8 +73,9 @@ def framework_noise_filtered(fd: int = 2) -> Iterator[None]:
     """Within it, whatever is written to `fd` (stderr) reaches it line by line, except `FRAMEWORK_NOISE`.
 
     TensorFlow writes those lines from C++, below Python, so they are filtered at the file descriptor: `fd`
-    becomes a pipe that a thread reads. Every other line, errors and Python tracebacks included, passes
-    unchanged. Nothing is filtered when Python's own stderr is not `fd` (a test capturing it, say).
+    becomes a pipe read by a small process of its own, which passes every other line (errors and tracebacks
+    included). Being another process, it still passes what a crashing run wrote last, and in its own session
+    Ctrl-C does not stop it. Nothing is filtered when Python's own stderr is not `fd` (a test capturing it, say).
     """
     if fd == 2 and not _writes_to(sys.stderr, fd):
         yield
@@ -82,18 +83,20 @@ def framework_noise_filtered(fd: int = 2) -> Iterator[None]:
     sys.stderr.flush()
     terminal = os.dup(fd)
     read_end, write_end = os.pipe()
+    passer = subprocess.Popen(
+        [sys.executable, "-S", "-c", _PASS_LINES, FRAMEWORK_NOISE.pattern], stdin=read_end, stdout=terminal, start_new_session=True
+    )
+    os.close(read_end)
     os.dup2(write_end, fd)
     os.close(write_end)
-    passer = threading.Thread(target=_pass_lines, args=(read_end, terminal), name="segprune-stderr-filter", daemon=True)
-    passer.start()
     try:
         yield
     finally:
         sys.stderr.flush()
-        os.dup2(terminal, fd)  # the pipe's last write end closes: the thread reads what is left, then stops
-        passer.join(timeout=2.0)  # a child process still holding the pipe keeps it open; lines it writes still pass
-        if not passer.is_alive():
-            os.close(terminal)
+        os.dup2(terminal, fd)  # the pipe's last write end here closes: the filter passes what is left, then ends
+        os.close(terminal)
+        with contextlib.suppress(subprocess.TimeoutExpired):  # a child process of the run may hold the pipe a while longer
+            passer.wait(timeout=2.0)
 
 
 def _writes_to(stream, fd: int) -> bool:
@@ -103,8 +106,12 @@ def _writes_to(stream, fd: int) -> bool:
         return False
 
 
-def _pass_lines(read_end: int, terminal: int) -> None:
-    with os.fdopen(read_end, "rb") as lines:
-        for line in lines:
-            if not FRAMEWORK_NOISE.search(line.decode(errors="replace")):
-                os.write(terminal, line)
+# The filter process: each line from stdin to stdout unless the pattern (argv[1]) finds framework noise in it.
+_PASS_LINES = """
+import re, sys
+noise = re.compile(sys.argv[1])
+for line in sys.stdin.buffer:
+    if not noise.search(line.decode(errors="replace")):
+        sys.stdout.buffer.write(line)
+        sys.stdout.buffer.flush()
+"""
