@@ -11,7 +11,9 @@ with left and right merged: the training pipeline flips and turns patches, which
 label unlearnable. That gives 8 structures plus background (white matter, CSF and everything outside the
 labelled grey matter), from large lobes to small deep structures (insula 0.7% of the pixels, the basal
 ganglia and thalamus 1.2%). Lobe borders follow sulci, so a network has to read shape and context, not
-brightness: the default U-Net scores clearly below perfect and its capacity shows in the score.
+brightness. The default U-Net (`segprune train --data brain --epochs 300 --patience 50`, 37 minutes on two shared
+CPU cores) reaches test Dice 0.761 [0.732, 0.777] (per class 0.65 for the basal ganglia and thalamus to 0.88 for the
+cerebellum); after the default 40 epochs it is at 0.310.
 
 Split. Slices of one volume are never split at random (neighbours 1 mm apart are nearly the same image).
 The labelled slices, bottom to top, are cut into periods of 25: 10 training slices, 2 dropped, 6 test
