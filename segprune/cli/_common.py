@@ -181,7 +181,8 @@ def print_test_scores(before: Evaluation, after: Evaluation, label: str) -> None
     loss = after.loss_against(before)
     _console.output_console.print(
         f"test Dice: dense {before.dice:.4f} {before.dice_interval}, {label} {after.dice:.4f} {after.dice_interval}; "
-        f"lost {loss} Dice points, paired (95% bootstrap over the {loss.num_images} test images)", markup=False,
+        f"lost {100 * loss.loss:.2f} Dice points [{100 * loss.low:.2f}, {100 * loss.high:.2f}] paired (95% bootstrap over the "
+        f"{loss.num_images} test images)", markup=False,
     )
 
 
