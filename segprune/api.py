@@ -19,11 +19,13 @@ from segprune import defaults
 from segprune.cost.resources import parse_target
 from segprune.data.dataset import SegmentationDataset
 from segprune.data.instances import InstanceDataset
+from segprune.data.python import as_dataset, check_fingerprintable, in_memory
 from segprune.inference import measurement_size
 from segprune.instance_metrics import evaluate_instances
 from segprune.metrics import check_fits_data
 from segprune.models.checks import check_finite_weights
 from segprune.models.mask_rcnn import MaskRCNN, fit_mask_rcnn, save_mask_rcnn
+from segprune.models.outputs import output_kind
 from segprune.progress_lines import LineReporters
 from segprune.search.evaluation import CandidateSettings
 from segprune.search.greedy import greedy_search
@@ -38,7 +40,7 @@ from segprune.structured.regularised import l0_channel_prune, slimming_prune
 from segprune.structured.selection import GlobalRanking, Strategy
 from segprune.structured.summary import PruningSummary, pruning_summary
 from segprune.training import DistillConfig, EpochReporter, TrainConfig, TrainResult
-from segprune.training_state import RunState, run_identity
+from segprune.training_state import RunState, run_folder, run_identity
 
 ONESHOT_METHODS = CRITERIA  # one-shot pruning, named by its importance criterion
 REGULARISED_METHODS = ("l0-channel", "slimming")
@@ -103,7 +105,7 @@ def prune(
     *,
     target: str | None = None,
     ratio: float | Mapping[str, float] | Strategy | None = None,
-    data: SegmentationDataset | None = None,
+    data=None,
     finetune_epochs: int | None = None,
     round_to: int = defaults.ROUND_TO,
     ignore: Iterable[str] = (),
@@ -132,7 +134,11 @@ def prune(
         target: A budget such as `"flops=0.25"` or `"params=0.5"` (searches also take `"latency=F"`).
         ratio: One-shot only, instead of `target`: the share of channels to remove from every group (or a
             dict of layer name to ratio, or a selection strategy).
-        data: The training data; needed by fine-tuning, the data-driven criteria and every trained method.
+        data: The training data; needed by fine-tuning, the data-driven criteria and every trained method. A
+            `SegmentationDataset`, or what `model.fit` takes: `(images, masks)` NumPy arrays, a `tf.data.Dataset` or
+            `keras.utils.PyDataset` of `(images, masks)` batches, or a dict of them by split; those are read once
+            with the model's class count and split as a folder would be (`segprune.data.as_dataset`, which you
+            may call yourself for `ignore_index=`, other fractions, or to evaluate on the test split it holds out).
         finetune_epochs: Fine-tuning after pruning; defaults to 0 for one-shot methods and 20 for the others
             (`segprune.defaults`, shared with the command line).
         round_to: Every pruned group keeps a multiple of this many channels.
@@ -190,6 +196,7 @@ def prune(
             model, method, target, ratio, data, finetune_epochs or 0, round_to, tuple(ignore), image_size, seed, checkpoint_path,
             on_epoch, method_settings, [name for name, value in unsupported.items() if value is not None], search,
         )
+    data = _python_data(model, data, resume and (_state_exists(checkpoint_path) or (folder is not None and Path(folder).exists())))
     if finetune_epochs is None:
         finetune_epochs = defaults.ONESHOT_FINETUNE_EPOCHS if method in ONESHOT_METHODS else defaults.FINETUNE_EPOCHS
     if finetune_epochs < 0:
@@ -244,7 +251,7 @@ def sparsify(
     method: str = "magnitude",
     *,
     sparsity: float,
-    data: SegmentationDataset,
+    data,
     epochs: int = defaults.SPARSIFY_EPOCHS,
     ignore: Iterable[str] = (),
     seed: int | None = None,
@@ -261,7 +268,7 @@ def sparsify(
         model: A trained functional model; it is never modified.
         method: `"magnitude"` (masks on a schedule), `"l1"` or `"l0"` (regularisation, then exact zeros).
         sparsity: Share of kernel weights to zero, in (0, 1).
-        data: The training data.
+        data: The training data, in any form `prune` takes.
         epochs: Fine-tuning epochs (for l1 / l0: under the penalty, before recovery).
         ignore: Layers whose kernels stay dense.
         seed: Seeds Keras and the batches when given.
@@ -287,6 +294,7 @@ def sparsify(
     if not 0.0 < sparsity < 1.0:
         raise ValueError(f"sparsity is the share of kernel weights to zero, in (0, 1); got {sparsity}.")
     check_finite_weights(model)
+    data = _python_data(model, data, resume and _state_exists(checkpoint_path))
     check_fits_data(model, data)
     if progress and on_epoch is None:
         on_epoch = LineReporters().epoch
@@ -306,6 +314,19 @@ def sparsify(
             result = regularise(model, data, sparsity, epochs, config=train_config, ignore=ignore, on_epoch=on_epoch, run=run, **method_settings)
         run.complete(result.model, checkpoint_path)
     return result
+
+
+def _python_data(model: keras.Model, data, resuming: bool):
+    """`data` as a dataset: Python data are read once with the classes `model` predicts; resuming refuses data it cannot identify."""
+    if data is not None and not isinstance(data, (SegmentationDataset, InstanceDataset)):
+        data = as_dataset(data, num_classes=output_kind(model).num_classes)
+    if resuming:
+        check_fingerprintable(data)
+    return data
+
+
+def _state_exists(checkpoint_path: str | Path | None) -> bool:
+    return checkpoint_path is not None and run_folder(checkpoint_path).exists()
 
 
 def _distill_config(distill: DistillConfig | bool | None) -> DistillConfig | None:
@@ -464,9 +485,10 @@ def _regularised(model, method, target, data, round_to, ignore, train_config, on
 
 
 def _search(model, method, data, folder, settings, candidates, resume, on_candidate, on_epoch, method_settings, on_start=None) -> PruneResult:
-    common = dict(
-        resume=resume, data_source=method_settings.get("data_source"), on_candidate=on_candidate, on_epoch=on_epoch, on_start=on_start
-    )
+    data_source = method_settings.get("data_source")
+    if data_source is None and in_memory(data) and settings.executor == "local":
+        data_source = data  # worker processes get a copy of the arrays (the dataset pickles)
+    common = dict(resume=resume, data_source=data_source, on_candidate=on_candidate, on_epoch=on_epoch, on_start=on_start)
     if method == "greedy":
         outcome = greedy_search(model, data, folder, settings, candidates, iterations=method_settings.get("iterations", defaults.GREEDY_ITERATIONS), **common)
     else:

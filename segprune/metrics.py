@@ -13,6 +13,7 @@ import keras
 import numpy as np
 
 from segprune.data.dataset import SegmentationDataset
+from segprune.data.python import as_dataset
 from segprune.inference import DEFAULT_PAD_MULTIPLE, predict_classes
 from segprune.intervals import Interval, PairedLoss, bootstrap_intervals, counts_from_matrix, paired_loss
 from segprune.models.outputs import OutputKind, output_kind
@@ -206,7 +207,7 @@ def check_fits_data(model: keras.Model, data: SegmentationDataset) -> OutputKind
 
 def evaluate(
     model: keras.Model,
-    data: SegmentationDataset,
+    data: SegmentationDataset | object,
     split: str = "test",
     pad_multiple: int = DEFAULT_PAD_MULTIPLE,
     batch_size: int = 8,
@@ -215,13 +216,16 @@ def evaluate(
 
     Dice, IoU and accuracy come from one confusion matrix over the whole split, not from per-batch
     averages; their 95% intervals from a bootstrap over the split's images (`segprune.intervals`). The
-    model may output probabilities or logits (read from its last activation).
+    model may output probabilities or logits (read from its last activation). Arrays or batches as
+    `model.evaluate` takes them are scored whole (every image in `split`; `segprune.data.as_dataset`).
 
     Example:
         >>> result = evaluate(model, segprune.data.load_data("synthetic"), split="test")
         >>> 0.0 <= result.dice <= 1.0
         True
     """
+    if not isinstance(data, SegmentationDataset):
+        data = as_dataset(data, num_classes=output_kind(model).num_classes, split=split)
     check_fits_data(model, data)
     matrix = ConfusionMatrix(data.num_classes, data.ignore_index)
     ids = data.ids(split)

@@ -16,6 +16,7 @@ from segprune._io import save_model
 from segprune.backend.determinism import seed_random
 from segprune.data.dataset import SegmentationDataset
 from segprune.data.pipeline import BatchConfig, TrainingBatches
+from segprune.data.python import as_dataset
 from segprune.inference import fixed_input_size, input_channels, predict_maps
 from segprune.losses import CrossEntropyDiceLoss, DistillationLoss, soft_predictions
 from segprune.metrics import check_fits_data, evaluate
@@ -121,7 +122,7 @@ class TrainingDiverged(RuntimeError):
 
 def train(
     model: keras.Model,
-    data: SegmentationDataset,
+    data: SegmentationDataset | object,
     epochs: int = 40,
     config: TrainConfig | None = None,
     checkpoint_path: str | Path | None = None,
@@ -143,7 +144,8 @@ def train(
 
     Args:
         model: A functional segmentation model following segprune's output convention (or logits).
-        data: The dataset; its `train` and validation splits are used.
+        data: The dataset; its `train` and validation splits are used. Arrays and batches as `model.fit` takes them
+            are read once with the model's class count and split as a folder would be (`segprune.data.as_dataset`).
         epochs: Maximum number of epochs.
         config: Optimiser, loss and batching settings.
         checkpoint_path: A `.keras` path that always holds the best model so far.
@@ -177,6 +179,8 @@ def train(
     if epochs < 1:
         raise ValueError(f"epochs must be >= 1, got {epochs}.")
     config = config or TrainConfig()
+    if not isinstance(data, SegmentationDataset):
+        data = as_dataset(data, num_classes=output_kind(model).num_classes)
     kind = check_fits_data(model, data)
     if distill is not None and teacher is None:
         raise ValueError("distill= needs the teacher= model whose soft masks the student learns (the dense model).")

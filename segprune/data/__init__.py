@@ -1,4 +1,4 @@
-"""Datasets (built-in nuclei tiles and brain slices, folder, Oxford-IIIT Pet, Pascal VOC, Cityscapes, synthetic) and the pipeline that feeds them to a model."""
+"""Datasets (built-in nuclei tiles and brain slices, folder, Oxford-IIIT Pet, Pascal VOC, Cityscapes, synthetic, data from Python) and the pipeline that feeds them to a model."""
 
 from __future__ import annotations
 
@@ -14,6 +14,7 @@ from segprune.data.dataset import SegmentationDataset
 from segprune.data.folder import folder_dataset
 from segprune.data.pet import is_pet_layout, pet_dataset
 from segprune.data.pipeline import BatchConfig, TrainingBatches, adapt_channels
+from segprune.data.python import MAX_BYTES, as_dataset, check_fingerprintable, from_arrays, in_memory
 from segprune.data.synthetic import CLASS_NAMES as SYNTHETIC_CLASS_NAMES
 from segprune.data.synthetic import synthetic_dataset
 from segprune.data.voc import is_voc_layout, voc_dataset
@@ -57,7 +58,7 @@ class DataSource:
     options: tuple[tuple[str, object], ...] = ()
 
 
-def load_data(source: str | Path | DataSource, **options) -> SegmentationDataset:
+def load_data(source: str | Path | DataSource | SegmentationDataset, **options) -> SegmentationDataset:
     """Resolves what the CLI calls DATA: `"nuclei"`, `"brain"`, `"synthetic"`, an Oxford-IIIT Pet folder, or a folder dataset.
 
     Args:
@@ -76,6 +77,8 @@ def load_data(source: str | Path | DataSource, **options) -> SegmentationDataset
         2
         >>> data = load_data("mydata", mask_pattern="{stem}_mask.png", ignore_index=255)
     """
+    if isinstance(source, SegmentationDataset):  # data from Python, sent whole to a search's worker processes
+        return source
     if isinstance(source, DataSource):
         source, options = source.source, {**dict(source.options), **options}
     options = {name: value for name, value in options.items() if value is not None}
@@ -116,6 +119,7 @@ def _read(reader, described: str, options: dict, *arguments) -> SegmentationData
 
 __all__ = [
     "CLASS_NAMES",
+    "MAX_BYTES",
     "NUCLEI_ROOT",
     "BatchConfig",
     "DataError",
@@ -123,9 +127,13 @@ __all__ = [
     "SegmentationDataset",
     "TrainingBatches",
     "adapt_channels",
+    "as_dataset",
     "brain_dataset",
+    "check_fingerprintable",
     "cityscapes_dataset",
     "folder_dataset",
+    "from_arrays",
+    "in_memory",
     "load_data",
     "nuclei_dataset",
     "pet_dataset",

@@ -59,6 +59,14 @@ class SegmentationDataset:
             raise DataError(f"Dataset {self.name!r} needs at least 2 classes (background and one more), got {self.num_classes}.")
         self._cached_reader = lru_cache(maxsize=self.cache_size)(self._read_checked)
 
+    def __getstate__(self) -> dict:
+        # the cache wraps a bound method, which does not pickle; a copy (a search worker's) starts with its own
+        return {name: value for name, value in self.__dict__.items() if name != "_cached_reader"}
+
+    def __setstate__(self, state: dict) -> None:
+        self.__dict__.update(state)
+        self._cached_reader = lru_cache(maxsize=self.cache_size)(self._read_checked)
+
     def ids(self, split: str) -> list[str]:
         """Sample ids of a split; raises if the split is unknown or empty."""
         if split not in self.splits:
