@@ -20,8 +20,8 @@ def check_finite_weights(model: keras.Model, source: str | None = None) -> None:
     """
     found = []
     for variable in model.weights:
-        values = np.asarray(keras.ops.convert_to_numpy(variable))
-        if not np.issubdtype(values.dtype, np.floating) or np.isfinite(values).all():
+        values = _float_values(variable)
+        if values is None or np.isfinite(values).all():
             continue
         layer, _, weight = variable.path.rpartition("/")
         nan, infinite = int(np.isnan(values).sum()), int(np.isinf(values).sum())
@@ -35,3 +35,14 @@ def check_finite_weights(model: keras.Model, source: str | None = None) -> None:
         "from it would be garbage, so segprune stops before any work; use the checkpoint from before the weights diverged, "
         "or train again with a lower learning rate."
     )
+
+
+def _float_values(variable) -> np.ndarray | None:
+    """A floating-point weight's values as NumPy floats (bfloat16 as float32), or None for integer and boolean weights.
+
+    NumPy does not count bfloat16 (an `ml_dtypes` type) as a float kind, so it is recognised by Keras's dtype name.
+    """
+    if "float" not in keras.backend.standardize_dtype(variable.dtype):
+        return None
+    values = np.asarray(keras.ops.convert_to_numpy(variable))
+    return values if np.issubdtype(values.dtype, np.floating) else values.astype(np.float32)

@@ -43,3 +43,16 @@ def test_the_api_refuses_an_in_memory_model_before_any_work():
         segprune.prune(model, "l1", ratio=0.5, progress=False)
     with pytest.raises(NonFiniteWeightsError, match="layer 'head' weight 'kernel'"):
         segprune.sparsify(model, "magnitude", sparsity=0.5, data=object(), progress=False)
+
+
+
+@pytest.mark.parametrize("dtype", ["bfloat16", "float16"])
+def test_half_precision_weights_are_checked_too(dtype):
+    inputs = keras.Input((None, None, 1))
+    model = keras.Model(inputs, keras.layers.Conv2D(3, 1, dtype=dtype, name="head")(inputs))
+    check_finite_weights(model)
+    kernel = model.get_layer("head").kernel
+    assert keras.backend.standardize_dtype(kernel.dtype) == dtype
+    kernel.assign(np.array([np.nan, np.inf, 1.0]).reshape(1, 1, 1, 3))
+    with pytest.raises(NonFiniteWeightsError, match=r"layer 'head' weight 'kernel' \(1 NaN and 1 infinite of 3 values\)"):
+        check_finite_weights(model)
