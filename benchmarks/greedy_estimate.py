@@ -7,9 +7,10 @@ costs; which proposal wins, and so the path, depends on the scores). Prints the 
 and the (done, expected) pair of every candidate.
 
 Measured (2 cores shared with other jobs, default U-Net untrained, flops=0.25 at 256x256, 2 candidate steps,
-798 s): planned 63 candidates in 16 steps, evaluated 45 in 15; the counters read 63 to 57 until the last step
-(known to be the last: every proposal meets the budget), then exactly 45. Before, greedy multiplied groups by
-steps: "about 170" for this model (17 groups x 10 iterations).
+798 s): planned 63 candidates in 16 steps, evaluated 45 in 15; the counters read 63 to 55 to the end (45/55).
+That run's steps replayed through the estimate as it now is (a step whose proposals all meet the budget is the
+last) read 63 to 57, then 45 at the last step. Before, greedy multiplied groups by steps: "about 170" for this
+model (17 groups x 10 iterations).
 """
 
 from __future__ import annotations

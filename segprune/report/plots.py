@@ -56,7 +56,7 @@ def pareto_plot(rows: list[dict], x_key: str, x_label: str, balance: dict | None
     axis.set_xlabel(x_label)
     axis.set_ylabel("test Dice")
     axis.grid(alpha=0.3)
-    axis.legend(fontsize=7, loc="lower right")
+    axis.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0))  # beside the axes: it hides no point and no reference line
     return _png(figure)
 
 

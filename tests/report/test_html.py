@@ -6,8 +6,9 @@ from types import SimpleNamespace
 import numpy as np
 from PIL import Image
 
+from segprune.data.dataset import SegmentationDataset
 from segprune.report.html import balance_sentence, fine_tuning, measurement_note, row_notes, write_report
-from segprune.report.plots import error_masks
+from segprune.report.plots import FALSE_NEGATIVE, FALSE_POSITIVE, error_masks, overlays
 
 
 def _row(method, budget, dice, macs_ratio=None, speedup=None, **extra):
@@ -98,3 +99,18 @@ def test_errors_are_false_positives_false_negatives_and_wrong_classes_ignored_pi
     assert errors["false_negative"].tolist() == [[False, True, False, False], [False, False, False, False]]
     assert errors["wrong_class"].tolist() == [[False, False, True, False], [False, False, False, False]]
     assert not error_masks(prediction, truth, 255, binary=True)["wrong_class"].any(), "a 0/1 classical mask is only foreground"
+
+
+def test_overlays_paint_false_positives_and_false_negatives_in_their_colours():
+    """A bright square half over the true one: Otsu marks it all, so half of it is a false positive and the
+    rest of the true square a false negative, each painted opaque in its own colour."""
+    image, mask = np.zeros((32, 32, 1), np.float32), np.zeros((32, 32), np.int32)
+    image[8:24, 12:28] = 1.0
+    mask[8:24, 4:20] = 1
+    data = SegmentationDataset("square", 2, 1, {"test": ["a"]}, lambda _: (image, mask))
+    png = overlays([{"method": "classical-otsu", "budget": None, "model_path": None}], data, num_images=1)
+    colours = np.asarray(Image.open(io.BytesIO(png)).convert("RGB")).astype(int)
+    painted = {name: (np.abs(colours - np.array(colour) * 255).max(axis=2) <= 2).sum()
+               for name, colour in (("false positive", FALSE_POSITIVE), ("false negative", FALSE_NEGATIVE))}
+    # each error is an 8x16 band, drawn ~6 pixels per mask pixel wide: thousands of pixels, beside a legend swatch of ~150
+    assert painted["false positive"] > 1000 and painted["false negative"] > 1000, painted

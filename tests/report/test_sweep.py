@@ -5,6 +5,7 @@ import shutil
 import subprocess
 from pathlib import Path
 
+import keras
 import numpy as np
 import pytest
 
@@ -22,6 +23,7 @@ SMALL_PATCHES = TrainConfig(batches=BatchConfig(batch_size=4, image_size=32))  #
 
 @pytest.fixture(scope="module")
 def swept(tmp_path_factory):
+    keras.utils.set_random_seed(0)  # a module fixture is built before the autouse seeding: its networks, and so their errors, are fixed here
     out = tmp_path_factory.mktemp("sweep")
     data = synthetic_dataset(num_train=8, num_val=2, num_test=3, image_size=64, channels=1)
     model = unet(num_classes=4, input_channels=1, base_filters=16, depth=2)
@@ -103,7 +105,7 @@ def test_report_opens_with_the_balance_point_and_marks_its_row(swept, report):
         assert headline.startswith("No smaller network kept the full model&#x27;s accuracy"), headline
         assert marked.startswith("<td>dense</td><td>-</td>"), marked
     else:
-        assert f"Dice {expected['dice']:.3f} instead of {dense['dice']:.3f}." in headline, headline
+        assert f"Dice {expected['dice']:.3f} [" in headline and f"instead of {dense['dice']:.3f} [" in headline, headline  # each with its interval
         assert marked.startswith(f"<td>{expected['method']}</td><td>{expected['budget']:g}</td>"), marked
 
 
@@ -123,10 +125,12 @@ def test_report_renders_in_headless_chromium(report, tmp_path):
     assert screenshot.exists() and screenshot.stat().st_size > 10_000
     colours = np.asarray(__import__("PIL.Image", fromlist=["Image"]).open(screenshot).convert("RGB")).astype(int)
     assert colours.mean(axis=2).std() > 10, "the screenshot is not blank"
-    # the overlays paint false positives and false negatives opaque in their own colours: far more pixels than the legend's two swatches
-    for name, colour in (("false positives", FALSE_POSITIVE), ("false negatives", FALSE_NEGATIVE)):
-        shown = (np.abs(colours - np.array(colour) * 255).max(axis=2) <= 12).sum()
-        assert shown > 1000, f"{name}: {shown} pixels of their colour on the page"
+    # false positives and false negatives in their own colours: each in the legend (a swatch is ~160 pixels), and the overlays
+    # paint errors far beyond the swatches (which kind depends on these barely trained networks; tests/report/test_html.py
+    # checks each kind on a mask it sets)
+    shown = {name: (np.abs(colours - np.array(colour) * 255).max(axis=2) <= 12).sum()
+             for name, colour in (("false positives", FALSE_POSITIVE), ("false negatives", FALSE_NEGATIVE))}
+    assert min(shown.values()) >= 100 and sum(shown.values()) > 2000, shown
 
 
 @pytest.mark.slow
