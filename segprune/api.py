@@ -19,7 +19,7 @@ from segprune import defaults
 from segprune.cost.resources import parse_target
 from segprune.data.dataset import SegmentationDataset
 from segprune.data.instances import InstanceDataset
-from segprune.data.python import as_dataset, check_fingerprintable, in_memory
+from segprune.data.python import DataLike, as_dataset, check_fingerprintable, in_memory
 from segprune.inference import measurement_size
 from segprune.instance_metrics import evaluate_instances
 from segprune.metrics import check_fits_data
@@ -105,7 +105,7 @@ def prune(
     *,
     target: str | None = None,
     ratio: float | Mapping[str, float] | Strategy | None = None,
-    data=None,
+    data: DataLike | None = None,
     finetune_epochs: int | None = None,
     round_to: int = defaults.ROUND_TO,
     ignore: Iterable[str] = (),
@@ -207,6 +207,7 @@ def prune(
     if data is not None:
         check_fits_data(model, data)  # before any work or run state: a classifier or another class count is refused now
     distill = _distill_config(distill)
+    train_config = train_config or TrainConfig(patience=None)  # what every phase trains with when none is given, named so a resume compares rates
     if seed is not None:
         keras.utils.set_random_seed(seed)
     started = time.perf_counter()
@@ -221,7 +222,6 @@ def prune(
                 result = _oneshot(model, method, target, ratio, data, round_to, ignore, method_settings, run)
             else:
                 result = _regularised(model, method, target, data, round_to, ignore, train_config, on_epoch, method_settings, run)
-                train_config = train_config or TrainConfig(patience=None)  # the regularised phase set the length
             _finetune(result, model, data, finetune_epochs, train_config, distill, on_epoch, run)
             run.complete(result.model, checkpoint_path)
     else:
@@ -239,7 +239,7 @@ def prune(
         identity = run_identity("prune", method, model, data, dict(target=target, finetune_epochs=finetune_epochs, seed=seed,
                                 train_config=train_config, distill=distill, configuration=result.search.config))
         with RunState.open(checkpoint_path if finetune_epochs else None, identity, resume) as run:
-            _finetune(result, model, data, finetune_epochs, train_config or TrainConfig(patience=None), distill, on_epoch, run)
+            _finetune(result, model, data, finetune_epochs, train_config, distill, on_epoch, run)
             run.complete(result.model, checkpoint_path)
     result.summary = pruning_summary(model, result.model, (image_size, image_size))
     result.seconds = time.perf_counter() - started
@@ -251,7 +251,7 @@ def sparsify(
     method: str = "magnitude",
     *,
     sparsity: float,
-    data,
+    data: DataLike,
     epochs: int = defaults.SPARSIFY_EPOCHS,
     ignore: Iterable[str] = (),
     seed: int | None = None,
@@ -301,6 +301,7 @@ def sparsify(
     if seed is not None:
         keras.utils.set_random_seed(seed)
     ignore = tuple(ignore)
+    train_config = train_config or TrainConfig(patience=None)  # as every phase trains when none is given, named so a resume compares rates
     identity = run_identity("sparsify", method, model, data, dict(sparsity=sparsity, epochs=epochs, ignore=ignore, seed=seed,
                                                                   train_config=train_config, **method_settings))
     with RunState.open(checkpoint_path, identity, resume) as run:
@@ -316,7 +317,7 @@ def sparsify(
     return result
 
 
-def _python_data(model: keras.Model, data, resuming: bool):
+def _python_data(model: keras.Model, data: DataLike | None, resuming: bool) -> SegmentationDataset | InstanceDataset | None:
     """`data` as a dataset: Python data are read once with the classes `model` predicts; resuming refuses data it cannot identify."""
     if data is not None and not isinstance(data, (SegmentationDataset, InstanceDataset)):
         data = as_dataset(data, num_classes=output_kind(model).num_classes)

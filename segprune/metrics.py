@@ -13,7 +13,7 @@ import keras
 import numpy as np
 
 from segprune.data.dataset import SegmentationDataset
-from segprune.data.python import as_dataset
+from segprune.data.python import DataLike, as_dataset
 from segprune.inference import DEFAULT_PAD_MULTIPLE, predict_classes
 from segprune.intervals import Interval, PairedLoss, bootstrap_intervals, counts_from_matrix, paired_loss
 from segprune.models.outputs import OutputKind, output_kind
@@ -207,7 +207,7 @@ def check_fits_data(model: keras.Model, data: SegmentationDataset) -> OutputKind
 
 def evaluate(
     model: keras.Model,
-    data: SegmentationDataset | object,
+    data: DataLike,
     split: str = "test",
     pad_multiple: int = DEFAULT_PAD_MULTIPLE,
     batch_size: int = 8,

@@ -16,7 +16,7 @@ from segprune._io import save_model
 from segprune.backend.determinism import seed_random
 from segprune.data.dataset import SegmentationDataset
 from segprune.data.pipeline import BatchConfig, TrainingBatches
-from segprune.data.python import as_dataset
+from segprune.data.python import DataLike, as_dataset
 from segprune.inference import fixed_input_size, input_channels, predict_maps
 from segprune.losses import CrossEntropyDiceLoss, DistillationLoss, soft_predictions
 from segprune.metrics import check_fits_data, evaluate
@@ -122,7 +122,7 @@ class TrainingDiverged(RuntimeError):
 
 def train(
     model: keras.Model,
-    data: SegmentationDataset | object,
+    data: DataLike,
     epochs: int = 40,
     config: TrainConfig | None = None,
     checkpoint_path: str | Path | None = None,

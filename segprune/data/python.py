@@ -22,7 +22,7 @@ read once; more than `max_bytes` (4 GiB by default) is refused: such data belong
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 
 import keras
 import numpy as np
@@ -39,6 +39,8 @@ ACCEPTED = (
 )
 
 Pairs = list[tuple[np.ndarray, np.ndarray]]
+# What `data=` takes: a dataset, (images, masks) arrays, batches (a tf.data.Dataset is an Iterable), or a dict of them by split.
+DataLike = SegmentationDataset | InstanceDataset | tuple | Mapping | keras.utils.PyDataset | Iterable
 
 
 class ArrayReader:
@@ -101,7 +103,7 @@ def from_arrays(
 
 
 def as_dataset(
-    data,
+    data: DataLike,
     *,
     num_classes: int | None = None,
     ignore_index: int | None = None,
@@ -313,4 +315,4 @@ def _name(form) -> str:
     return "tf.data" if _is_tf_dataset(form) else type(form).__name__
 
 
-__all__ = ["MAX_BYTES", "ArrayReader", "as_dataset", "check_fingerprintable", "from_arrays", "in_memory"]
+__all__ = ["MAX_BYTES", "ArrayReader", "DataLike", "as_dataset", "check_fingerprintable", "from_arrays", "in_memory"]

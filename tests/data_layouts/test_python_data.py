@@ -62,29 +62,33 @@ def folder(arrays, tmp_path_factory):
     return folder_dataset(root)
 
 
-def prune_and_score(data, folder):
+@pytest.fixture(scope="module")
+def dense():
+    return built_with_numpy_weights(lambda: unet(num_classes=2, input_channels=3, base_filters=16, depth=1))
+
+
+def prune_and_score(dense, data, folder):
     """The acceptance call (`prune(model, "l1", target="flops=0.5", data=..., finetune_epochs=2)`), kept small:
     its fine-tune's loss and validation Dice per epoch, and the pruned model's test Dice on the folder."""
-    dense = built_with_numpy_weights(lambda: unet(num_classes=2, input_channels=3, base_filters=16, depth=2))
     result = segprune.prune(dense, "l1", target="flops=0.5", data=data, finetune_epochs=2, train_config=QUICK, seed=0, progress=False)
     history = [(record.loss, record.val_dice) for record in result.training[0].history]
     return history, segprune.evaluate(result.model, folder, "test").dice, result.summary.macs_ratio, result.model
 
 
 @pytest.fixture(scope="module")
-def on_folder(folder):
-    return prune_and_score(folder, folder)
+def on_folder(dense, folder):
+    return prune_and_score(dense, folder, folder)
 
 
 @pytest.mark.parametrize("form", ["tf.data", pytest.param("arrays", marks=pytest.mark.exhaustive)])
-def test_prune_on_python_data_fine_tunes_and_evaluates_as_on_a_folder_of_the_same_images(arrays, folder, on_folder, form):
+def test_prune_on_python_data_fine_tunes_and_evaluates_as_on_a_folder_of_the_same_images(arrays, dense, folder, on_folder, form):
     """Arrays reach the same dataset as tf.data (`test_every_form_gives_the_folder_s_samples_and_split`), so the
     default suite prunes once from tf.data; `make test-all` prunes from arrays too."""
     import tensorflow as tf
 
     images, masks = arrays
     data = tf.data.Dataset.from_tensor_slices((images, masks[..., None])).batch(3) if form == "tf.data" else (images, masks)
-    history, dice, macs_ratio, pruned = prune_and_score(data, folder)
+    history, dice, macs_ratio, pruned = prune_and_score(dense, data, folder)
     assert on_folder[2] <= 0.5 and len(on_folder[0]) == 2
     assert (history, dice, macs_ratio) == on_folder[:3]
     # arrays handed to evaluate are scored whole: the folder's test split, given as arrays, scores alike
