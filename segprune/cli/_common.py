@@ -36,7 +36,7 @@ def user_errors() -> tuple[type[Exception], ...]:
     from segprune._io import OutputWriteError
     from segprune._lock import OutputLocked
     from segprune.data import DataError
-    from segprune.graph.channels import UnsupportedLayerError
+    from segprune.graph import UnsupportedLayerError
     from segprune.models import ModelFileError
     from segprune.runtime.export import ExportMismatchError
     from segprune.runtime.quantize import QuantizationRefused

@@ -2,20 +2,14 @@
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 
 import keras
 
 from segprune.backend._keras_internals import LayerCall, is_graph_model, trace_layer_calls
-from segprune.graph.channels import MERGE_LAYERS, UnsupportedLayerError, layer_weights
 from segprune.graph.groups import plain_graph
-
-_POOLING = (
-    keras.layers.MaxPooling2D,
-    keras.layers.AveragePooling2D,
-)
-_GLOBAL_POOLING = (keras.layers.GlobalAveragePooling2D, keras.layers.GlobalMaxPooling2D)
+from segprune.graph.handlers import UnsupportedLayerError
+from segprune.graph.registry import pricing_handler
 
 
 @dataclass(frozen=True)
@@ -26,9 +20,10 @@ class LayerCost:
         name: The layer's name, prefixed by nested model names (`encoder/block_1_expand`).
         class_name: The layer class.
         output_shape: Its output shape (batch 1).
-        macs: Multiply-accumulates of convolutions and dense layers (0 for other layers).
-        other_ops: Element-wise work counted apart from MACs: BatchNormalization (2 per element), pooling
-            (window size per output), merges (one per output element per extra input).
+        macs: Multiply-accumulates of layers that multiply weights with inputs (convolutions, dense and
+            EinsumDense layers); 0 for other layers. Each layer's handler prices it.
+        other_ops: Element-wise work counted apart from MACs: normalisation (BatchNorm 2 per element, LayerNorm
+            4), pooling (window size per output), merges (one per output element per extra input).
         params: Parameters of the layer (counted at its first call only).
     """
 
@@ -114,62 +109,21 @@ def flops(model: keras.Model, input_shape: tuple[int, ...]) -> CostReport:
                 output_shape=call.output_shapes[0] if call.output_shapes else (),
                 macs=layer_macs(call),
                 other_ops=layer_other_ops(call),
-                params=sum(math.prod(w.shape) for w in layer_weights(call.layer)) if first_call else 0,
+                params=pricing_handler(call.layer).params(call.layer) if first_call else 0,
             )
         )
     return CostReport(input_shape=shape, layers=tuple(layers))
 
 
 def layer_macs(call: LayerCall) -> int:
-    """MACs of one call of a convolution or dense layer; 0 for every other layer.
+    """MACs of one call, as the layer's handler prices it (0 for layers that multiply no weights).
 
     Widths are read from the call's shapes, not the layer's config, so a call whose shapes describe a
     pruned width gives the pruned cost.
     """
-    layer = call.layer
-    if not call.input_shapes or not call.output_shapes:
-        return 0
-    input_shape, output_shape = call.input_shapes[0], call.output_shapes[0]
-    if isinstance(layer, keras.layers.Conv2DTranspose):
-        kernel = math.prod(layer.kernel_size)
-        return _spatial(input_shape) * kernel * input_shape[-1] * output_shape[-1]
-    if isinstance(layer, keras.layers.DepthwiseConv2D):
-        kernel = math.prod(layer.kernel_size)
-        return _spatial(output_shape) * output_shape[-1] * kernel
-    if isinstance(layer, keras.layers.SeparableConv2D):
-        in_channels = input_shape[-1]
-        depthwise = _spatial(output_shape) * in_channels * layer.depth_multiplier * math.prod(layer.kernel_size)
-        pointwise = _spatial(output_shape) * in_channels * layer.depth_multiplier * output_shape[-1]
-        return depthwise + pointwise
-    if isinstance(layer, keras.layers.Conv2D):
-        kernel = math.prod(layer.kernel_size)
-        # A depthwise conv written as a grouped one (one input channel per group) is pruned by removing whole
-        # groups, so each output still reads one input channel, whatever the narrowed shapes say.
-        per_group_inputs = 1 if layer.groups > 1 and layer.kernel.shape[-2] == 1 else input_shape[-1] // layer.groups
-        return _spatial(output_shape) * output_shape[-1] * kernel * per_group_inputs
-    if isinstance(layer, keras.layers.Dense):
-        return math.prod(input_shape[1:]) * output_shape[-1]
-    return 0
+    return pricing_handler(call.layer).macs(call)
 
 
 def layer_other_ops(call: LayerCall) -> int:
-    """Element-wise work of BatchNormalization, pooling and merge layers."""
-    layer = call.layer
-    if not call.output_shapes:
-        return 0
-    output_elements = math.prod(call.output_shapes[0][1:])
-    if isinstance(layer, keras.layers.BatchNormalization):
-        return 2 * output_elements  # a scale and a shift per element (statistics are folded at inference)
-    if isinstance(layer, keras.layers.LayerNormalization):
-        return 4 * output_elements  # mean, variance, normalise, scale-and-shift per element
-    if isinstance(layer, _POOLING):
-        return output_elements * math.prod(layer.pool_size)
-    if isinstance(layer, _GLOBAL_POOLING):
-        return math.prod(call.input_shapes[0][1:])
-    if isinstance(layer, MERGE_LAYERS):
-        return output_elements * (len(call.input_shapes) - 1)
-    return 0
-
-
-def _spatial(shape: tuple[int | None, ...]) -> int:
-    return math.prod(shape[1:-1])
+    """Element-wise work of one call (normalisation, pooling, merges), as the layer's handler prices it."""
+    return pricing_handler(call.layer).other_ops(call)

@@ -15,8 +15,8 @@ from typing import NamedTuple, Protocol
 import numpy as np
 
 from segprune.cost.layers import layer_macs
-from segprune.graph.channels import handler_for
 from segprune.graph.groups import ChannelGraph
+from segprune.graph.registry import handler_for
 from segprune.graph.surgery import kept_positions
 
 RESOURCES = ("flops", "params", "latency")

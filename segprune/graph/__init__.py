@@ -1,15 +1,8 @@
 """The channel graph of a Keras functional model: handlers per layer kind, coupled groups, surgery."""
 
-from segprune.graph.channels import (
-    ChannelHandler,
-    ChannelwiseHandler,
-    FixedHandler,
-    MergeHandler,
-    UnsupportedLayerError,
-    register_handler,
-    register_traced,
-)
 from segprune.graph.groups import ChannelGraph, Group, build_channel_graph
+from segprune.graph.handlers import ChannelHandler, ChannelwiseHandler, FixedHandler, MergeHandler, UnsupportedLayerError
+from segprune.graph.registry import register_handler, register_traced
 from segprune.graph.surgery import remove_channels
 
 __all__ = [

@@ -1,6 +1,6 @@
 """The channel dependency graph of a model and its groups of coupled channels.
 
-Every channel position of every tensor holds an *element*. Handlers (channels.py) make producers create
+Every channel position of every tensor holds an *element*. Handlers (handlers/) make producers create
 elements and make merges declare elements equal; a union-find then gives the channel *classes*: sets of
 positions, across layers and nested models, that must be removed together. Classes created by the same
 producers form a *group*, the unit that importance criteria score and selection strategies shrink.
@@ -16,14 +16,8 @@ import keras
 import numpy as np
 
 from segprune.backend._keras_internals import GraphTrace, LayerCall, plain_functional, sublayers, trace_graph
-from segprune.graph.channels import (
-    UnsupportedLayerError,
-    handler_for,
-    has_handler,
-    is_traced,
-    on_last_axis,
-    register_known_layers,
-)
+from segprune.graph.handlers import UnsupportedLayerError, on_last_axis
+from segprune.graph.registry import handler_for, has_handler, is_traced, register_known_layers
 from segprune.models.loading import require_graph_model
 from segprune.models.outputs import CHANNELS_LAST_FIX
 
@@ -173,7 +167,7 @@ def build_channel_graph(
         shapes = [(1, *(given if known is None else known for known, given in zip(x.shape[1:3], input_shape[:2])), *tuple(x.shape[3:])) for x in model.inputs]
     trace = trace_graph(model, shapes)
     builder = _Builder()
-    tensors: dict[int, np.ndarray] = {}  # element arrays over the non-batch axes (channels.py)
+    tensors: dict[int, np.ndarray] = {}  # element arrays over the non-batch axes (handlers/base.py)
     for tensor_id, spec in zip(trace.input_ids, model.inputs):
         elements = builder.new(int(spec.shape[-1]), "input")
         builder.fix(elements)

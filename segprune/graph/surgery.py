@@ -9,8 +9,9 @@ import keras
 import numpy as np
 
 from segprune.backend._keras_internals import all_sublayers, leaf_layers, placeholder_initial_values
-from segprune.graph.channels import UnsupportedLayerError, handler_for, layer_weights
 from segprune.graph.groups import ChannelGraph
+from segprune.graph.handlers import UnsupportedLayerError, layer_weights
+from segprune.graph.registry import handler_for
 
 
 def remove_channels(graph: ChannelGraph, removed_classes: Iterable[int]) -> keras.Model:

@@ -31,6 +31,7 @@ from onnx import TensorProto, helper, numpy_helper
 from segprune._io import write_text
 from segprune.cost.resources import narrowed_shapes
 from segprune.graph.groups import ChannelGraph
+from segprune.graph.registry import pricing_handler
 from segprune.runtime.benchmark import file_latency
 from segprune.runtime.export import FORMATS, export_model, open_runner
 from segprune.runtime.quantize import quantize_onnx, quantize_openvino
@@ -38,7 +39,11 @@ from segprune.runtime.quantize import quantize_onnx, quantize_openvino
 RUNTIMES = ("onnxruntime", "openvino")
 PRECISIONS = ("fp32", "bf16", "int8")
 
-TIMED_LAYERS = (keras.layers.Conv2D, keras.layers.DepthwiseConv2D, keras.layers.SeparableConv2D, keras.layers.Conv2DTranspose, keras.layers.Dense)
+
+def latency_kind(layer: keras.layers.Layer) -> str | None:
+    """The one-node graph a table times this layer as (its handler says: "conv", "depthwise", "separable",
+    "transpose", "dense"); None for the layers in the untimed remainder."""
+    return pricing_handler(layer).latency_kind(layer)
 
 
 class LatencyTable:
@@ -93,7 +98,7 @@ class LatencyTable:
         removed_array = np.array(sorted(set(removed)), dtype=np.int64)
         total, new_entries = 0.0, False
         for call, inputs, outputs in zip(graph.trace.calls, graph.call_inputs, graph.call_outputs):
-            if not isinstance(call.layer, TIMED_LAYERS):
+            if latency_kind(call.layer) is None:
                 continue
             input_shape, output_shape = narrowed_shapes(call, inputs, outputs, removed_array)
             key = json.dumps([type(call.layer).__name__, _layer_signature(call.layer), input_shape, output_shape])
@@ -212,13 +217,16 @@ def _nchw(shape: tuple) -> list[int]:
 def _onnx_nodes(layer, input_shape: tuple, output_shape: tuple):
     rng = np.random.default_rng(0)
     config = layer.get_config()
-    if isinstance(layer, keras.layers.Dense):
+    kind = latency_kind(layer)
+    if kind == "dense":
         weight = rng.standard_normal((int(input_shape[-1]), int(output_shape[-1]))).astype(np.float32)
         if len(input_shape) == 4:  # a Dense on feature maps runs on NHWC data
             nodes = [helper.make_node("Transpose", ["x"], ["t"], perm=[0, 2, 3, 1]), helper.make_node("MatMul", ["t", "w"], ["y"])]
         else:
             nodes = [helper.make_node("MatMul", ["x", "w"], ["y"])]
         return nodes, {"w": weight}
+    if kind not in ("conv", "depthwise", "separable", "transpose"):
+        raise ValueError(f"Layer {layer.name!r} ({type(layer).__name__}) has latency kind {kind!r}; a table times conv, depthwise, separable, transpose or dense layers.")
     in_channels, out_channels = int(input_shape[-1]), int(output_shape[-1])
     kernel = list(config["kernel_size"])
     attributes = dict(
@@ -226,14 +234,14 @@ def _onnx_nodes(layer, input_shape: tuple, output_shape: tuple):
         dilations=list(config.get("dilation_rate", (1, 1))),
         auto_pad="SAME_UPPER" if config["padding"] == "same" else "VALID",
     )
-    if isinstance(layer, keras.layers.Conv2DTranspose):
+    if kind == "transpose":
         del attributes["dilations"]
         weight = rng.standard_normal((in_channels, out_channels, *kernel)).astype(np.float32)
         return [helper.make_node("ConvTranspose", ["x", "w", "b"], ["y"], **attributes)], {"w": weight, "b": np.zeros(out_channels, np.float32)}
-    if isinstance(layer, keras.layers.DepthwiseConv2D):
+    if kind == "depthwise":
         weight = rng.standard_normal((out_channels, 1, *kernel)).astype(np.float32)
         return [helper.make_node("Conv", ["x", "w", "b"], ["y"], group=in_channels, **attributes)], {"w": weight, "b": np.zeros(out_channels, np.float32)}
-    if isinstance(layer, keras.layers.SeparableConv2D):
+    if kind == "separable":
         middle = in_channels * int(config["depth_multiplier"])
         depthwise = rng.standard_normal((middle, 1, *kernel)).astype(np.float32)
         pointwise = rng.standard_normal((out_channels, middle, 1, 1)).astype(np.float32)

@@ -13,6 +13,7 @@ import numpy as np
 from keras import ops
 
 from segprune.backend._keras_internals import leaf_layers
+from segprune.graph.registry import pricing_handler
 
 RANKINGS = ("layer", "global")
 
@@ -28,7 +29,8 @@ class KernelSite:
 
 
 def prunable_kernels(model: keras.Model, ignore: Sequence[str] = ()) -> list[KernelSite]:
-    """The kernels of every Conv2D, Conv2DTranspose, DepthwiseConv2D, SeparableConv2D and Dense layer.
+    """The kernels each layer's handler offers to magnitude pruning (those of Conv1D/2D, Conv2DTranspose,
+    DepthwiseConv2D, SeparableConv2D and Dense layers among the built-in ones).
 
     Example:
         >>> [site.layer for site in prunable_kernels(model)][:2]
@@ -40,16 +42,12 @@ def prunable_kernels(model: keras.Model, ignore: Sequence[str] = ()) -> list[Ker
         name = "/".join((*path, layer.name))
         if ignored & {name, layer.name} or not layer.weights:
             continue
-        if isinstance(layer, keras.layers.SeparableConv2D):
-            sites += [KernelSite(name, "depthwise_kernel", None), KernelSite(name, "pointwise_kernel", -2)]
-        elif isinstance(layer, keras.layers.DepthwiseConv2D):
-            sites.append(KernelSite(name, "kernel", None))
-        elif isinstance(layer, keras.layers.Conv2DTranspose):
-            sites.append(KernelSite(name, "kernel", -1))
-        elif isinstance(layer, (keras.layers.Conv2D, keras.layers.Dense)):
-            sites.append(KernelSite(name, "kernel", -2))
+        sites += [KernelSite(name, weight, axis) for weight, axis in pricing_handler(layer).sparse_kernels(layer)]
     if not sites:
-        raise ValueError(f"Model {model.name!r} has no Conv2D, Conv2DTranspose, DepthwiseConv2D, SeparableConv2D or Dense kernels to prune.")
+        raise ValueError(
+            f"Model {model.name!r} has no kernels to prune: none of its layers is a Conv1D/2D, Conv2DTranspose, DepthwiseConv2D, "
+            "SeparableConv2D or Dense layer, or a layer whose handler lists sparse kernels."
+        )
     return sites
 
 

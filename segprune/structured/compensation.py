@@ -19,8 +19,8 @@ import numpy as np
 from scipy.stats import norm
 
 from segprune.backend._keras_internals import LayerCall, run_with_hook
-from segprune.graph.channels import handler_for
 from segprune.graph.groups import ChannelGraph
+from segprune.graph.registry import handler_for
 from segprune.graph.surgery import find_layer
 
 

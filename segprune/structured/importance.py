@@ -16,8 +16,9 @@ from segprune.backend._keras_internals import LayerCall, run_with_hook
 from segprune.backend.gradients import loss_gradients
 from segprune.data.dataset import SegmentationDataset
 from segprune.data.pipeline import BatchConfig, TrainingBatches
-from segprune.graph.channels import ChannelAxis, handler_for, layer_weights, weight_name
 from segprune.graph.groups import ChannelGraph
+from segprune.graph.handlers import ChannelAxis, layer_weights, weight_name
+from segprune.graph.registry import handler_for
 from segprune.inference import fixed_input_size, input_channels
 
 CRITERIA = ("l1", "l2", "bn-scale", "taylor", "activation", "random", "mutual-info")

@@ -23,8 +23,8 @@ import numpy as np
 
 from segprune.cost.resources import macs_after, parse_target, resource_after
 from segprune.data.dataset import SegmentationDataset
-from segprune.graph.channels import handler_for
 from segprune.graph.groups import ChannelGraph, Group, build_channel_graph
+from segprune.graph.registry import handler_for
 from segprune.graph.surgery import remove_channels
 from segprune.models.loading import copy_model
 from segprune.sparse.finetune import finetune, train_phase, training_from_record, training_record

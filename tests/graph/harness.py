@@ -10,8 +10,9 @@ import keras
 import numpy as np
 
 from segprune.backend._keras_internals import placeholder_initial_values, rebuilt_copy
-from segprune.graph.channels import handler_for, weight_name
 from segprune.graph.groups import ChannelGraph, build_channel_graph
+from segprune.graph.handlers import weight_name
+from segprune.graph.registry import handler_for
 from segprune.graph.surgery import find_layer, remove_channels
 
 

@@ -81,9 +81,9 @@ def _max_difference(graph, removed, shape):
 
 
 def test_a_whole_head_and_mlp_hidden_units_prune_exactly(monkeypatch, tmp_path):
-    from segprune.graph import channels
+    from segprune.graph import registry
 
-    monkeypatch.setattr(channels, "_TRACED", set(channels._TRACED))  # this test's registration stays its own
+    monkeypatch.setattr(registry, "_TRACED", set(registry._TRACED))  # this test's registration stays its own
     model = _model()
     with pytest.raises(UnsupportedLayerError, match="'drop_path' of class .*Identity has no channel handler"):
         build_channel_graph(model)

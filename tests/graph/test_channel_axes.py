@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 from segprune.graph import build_channel_graph
-from segprune.graph.channels import handler_for
+from segprune.graph.registry import handler_for
 
 LAYERS = {
     "conv": lambda: keras.layers.Conv2D(5, 3, padding="same"),

@@ -125,9 +125,9 @@ class _Doubler(keras.layers.Layer):
 
 
 def test_unknown_layer_is_named_with_the_fix_and_can_be_registered(monkeypatch):
-    from segprune.graph import channels
+    from segprune.graph import registry
 
-    monkeypatch.setattr(channels, "_REGISTRY", dict(channels._REGISTRY))  # this test's registration stays its own
+    monkeypatch.setattr(registry, "_REGISTRY", dict(registry._REGISTRY))  # this test's registration stays its own
     inputs = keras.Input((None, None, 3))
     x = _Doubler(name="doubler")(_conv(8, "a")(inputs))
     model = keras.Model(inputs, _conv(2, "out")(x))

@@ -57,7 +57,7 @@ def segformer(image_shape=(32, 32, 3), hidden_dims=(8, 16)):
 
 
 def test_segformer_prunes_a_whole_head_and_mlp_units_exactly():
-    # LayerNormalization couples the residual stream and renormalises over the kept channels (channels.py), so
+    # LayerNormalization couples the residual stream and renormalises over the kept channels (handlers/channelwise.py), so
     # the exact comparison removes what sits between producers and consumers: an attention head, Mix-FFN hidden
     # units of both stages, decoder channels.
     model = segformer()

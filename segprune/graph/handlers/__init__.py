@@ -1,0 +1,72 @@
+"""One handler per kind of layer: the contract (base) and the handlers grouped by how they couple channels."""
+
+from segprune.graph.handlers.attention import (
+    DotProductAttentionHandler,
+    EinsumDenseHandler,
+    EinsumOperationHandler,
+    MatmulHandler,
+    ReductionHandler,
+    ReshapeHandler,
+    SoftmaxOperationHandler,
+    TransposeHandler,
+)
+from segprune.graph.handlers.base import (
+    ChannelAxis,
+    ChannelBuilder,
+    ChannelHandler,
+    UnsupportedLayerError,
+    is_last_axis,
+    layer_weights,
+    on_last_axis,
+    weight_name,
+)
+from segprune.graph.handlers.channelwise import (
+    ActivationHandler,
+    ChannelwiseHandler,
+    FixedHandler,
+    FlattenHandler,
+    GlobalPoolingHandler,
+    GroupNormalizationHandler,
+    InputHandler,
+    NormalizationHandler,
+    PoolingHandler,
+    RescalingHandler,
+)
+from segprune.graph.handlers.conv import ConvHandler, DenseLikeHandler, DepthwiseHandler, SeparableHandler, TransposeConvHandler
+from segprune.graph.handlers.merge import ConcatenateHandler, MergeHandler
+
+__all__ = [
+    "ActivationHandler",
+    "ChannelAxis",
+    "ChannelBuilder",
+    "ChannelHandler",
+    "ChannelwiseHandler",
+    "ConcatenateHandler",
+    "ConvHandler",
+    "DenseLikeHandler",
+    "DepthwiseHandler",
+    "DotProductAttentionHandler",
+    "EinsumDenseHandler",
+    "EinsumOperationHandler",
+    "FixedHandler",
+    "FlattenHandler",
+    "GlobalPoolingHandler",
+    "GroupNormalizationHandler",
+    "InputHandler",
+    "MatmulHandler",
+    "MergeHandler",
+    "NormalizationHandler",
+    "PoolingHandler",
+    "ReductionHandler",
+    "RescalingHandler",
+    "ReshapeHandler",
+    "SeparableHandler",
+    "SoftmaxOperationHandler",
+    "TransposeConvHandler",
+    "TransposeHandler",
+    "UnsupportedLayerError",
+    "is_last_axis",
+    "layer_weights",
+    "on_last_axis",
+    "weight_name",
+]
