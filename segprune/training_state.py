@@ -187,6 +187,7 @@ class RunState:
         self.phases: dict[str, dict] = phases or {}
         self.resumed = phases is not None
         self.stop_requested = False
+        self.diverged: dict | None = None  # set when a phase's loss became non-finite: a resume may lower the learning rate
         self._previous_handler = None
 
     @classmethod
@@ -194,7 +195,8 @@ class RunState:
         """The state of the run writing `checkpoint_path`: the saved one when resuming, else a new one.
 
         Raises `StateMismatchError` (writing nothing) when the saved state is another run's, and ValueError
-        when a state exists but `resume` is False.
+        when a state exists but `resume` is False. A run stopped by a diverging loss (`mark_diverged`) may be
+        resumed with a lower learning rate, its only changed setting; the state then records the new settings.
         """
         if checkpoint_path is None:
             return cls(None, identity)
@@ -212,8 +214,11 @@ class RunState:
                 "Python) or delete that folder to start over."
             )
         saved = json.loads(manifest.read_text())
-        _check_identity(saved.get("identity", {}), identity, folder)
-        return cls(folder, identity, saved.get("phases", {}))
+        _check_identity(saved.get("identity", {}), identity, folder, saved.get("diverged"))
+        state = cls(folder, identity, saved.get("phases", {}))
+        if saved.get("identity") != identity or saved.get("diverged"):  # resumed at a lower learning rate: that is now the run's
+            state._write()
+        return state
 
     # ---------------------------------------------------------------------------------------------- phases
     def phase(self, name: str) -> dict | None:
@@ -254,6 +259,11 @@ class RunState:
         values.append(jsonable(value))
         self._write()
 
+    def mark_diverged(self, phase: str, epoch: int, learning_rate: float) -> None:
+        """Records that phase `phase`'s loss became non-finite in `epoch` at `learning_rate`, so a resume may lower the rate."""
+        self.diverged = {"phase": phase, "epoch": epoch, "learning_rate": learning_rate}
+        self._write()
+
     def complete(self, model: keras.Model, checkpoint_path: str | Path | None) -> None:
         """Saves the finished run's model to `checkpoint_path`, then removes the state (in that order)."""
         if checkpoint_path is not None:
@@ -264,7 +274,10 @@ class RunState:
     def _write(self) -> None:
         if self.folder is None:
             return
-        text = json.dumps({"format": STATE_FORMAT, "identity": self.identity, "phases": self.phases}, indent=1)
+        manifest = {"format": STATE_FORMAT, "identity": self.identity, "phases": self.phases}
+        if self.diverged is not None:
+            manifest["diverged"] = self.diverged
+        text = json.dumps(manifest, indent=1)
         with atomic_path(self.folder / "run.json") as temporary:
             with open(temporary, "w") as handle:
                 handle.write(text)
@@ -318,7 +331,7 @@ class _StopAtEpochStart(keras.callbacks.Callback):
             raise KeyboardInterrupt
 
 
-def _check_identity(saved: dict, current: dict, folder: Path) -> None:
+def _check_identity(saved: dict, current: dict, folder: Path, diverged: dict | None = None) -> None:
     where = f"The run state in {str(folder)!r}"
     fix = "Run the command that wrote it, or delete that folder to start this run afresh."
     if saved.get("command") != current["command"] or saved.get("method") != current["method"]:
@@ -332,9 +345,22 @@ def _check_identity(saved: dict, current: dict, folder: Path) -> None:
         raise StateMismatchError(f"{where} belongs to other data: {_describe_data(saved.get('data'))}, not {_describe_data(current['data'])}. {fix}")
     saved_settings, settings = _flat(saved.get("settings", {})), _flat(current["settings"])
     differing = sorted(key for key in set(saved_settings) | set(settings) if saved_settings.get(key) != settings.get(key))
-    if differing:
-        listed = "; ".join(f"{key}: saved {saved_settings.get(key)!r}, now {settings.get(key)!r}" for key in differing)
+    if not differing:
+        return
+    listed = "; ".join(f"{key}: saved {saved_settings.get(key)!r}, now {settings.get(key)!r}" for key in differing)
+    if diverged is None:
         raise StateMismatchError(f"{where} was written with other settings ({listed}). {fix}")
+    if all(_is_lower_rate(key, saved_settings.get(key), settings.get(key)) for key in differing):
+        return  # the run stopped on a diverging loss: continuing it more gently is what the message asked for
+    raise StateMismatchError(
+        f"{where} stopped when its loss diverged (phase {diverged.get('phase')!r}, learning rate {diverged.get('learning_rate')!r}); "
+        f"it resumes with a lower learning rate and otherwise the same settings, but these differ: {listed}. {fix}"
+    )
+
+
+def _is_lower_rate(key: str, saved, current) -> bool:
+    numbers = all(isinstance(value, (int, float)) and not isinstance(value, bool) for value in (saved, current))
+    return key.rpartition(".")[2] == "learning_rate" and numbers and current < saved
 
 
 def _flat(settings: dict, prefix: str = "") -> dict:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import os
+import shlex
 import sys
 
 from segprune._lock import output_lock
@@ -53,8 +54,26 @@ def main(argv: list[str] | None = None) -> int:
         except Exception as error:
             if not isinstance(error, user_errors()):
                 raise
-            progress_console.print(f"[bold red]error:[/] {error}", markup=True, highlight=False, soft_wrap=True)  # one line, however long
+            message = f"{error}{_resume_hint(error, argv)}"
+            progress_console.print(f"[bold red]error:[/] {message}", markup=True, highlight=False, soft_wrap=True)  # one line, however long
             return 2
+
+
+def _resume_hint(error: Exception, argv: list[str]) -> str:
+    """For a run stopped by a diverging loss, the exact command that resumes it at one tenth of its learning rate."""
+    from segprune.training import TrainingDiverged  # loaded already: user_errors() names it
+
+    if not isinstance(error, TrainingDiverged) or "--resume" not in str(error):  # no state kept: nothing to resume
+        return ""
+    kept, skip = [], False
+    for token in argv:
+        if skip:
+            skip = False
+        elif token == "--learning-rate":
+            skip = True
+        elif token != "--resume" and not token.startswith("--learning-rate="):
+            kept.append(token)
+    return f" To resume at one tenth of the rate: {shlex.join(['segprune', *kept, '--resume', '--learning-rate', f'{error.learning_rate / 10:g}'])}"
 
 
 if __name__ == "__main__":

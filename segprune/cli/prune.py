@@ -89,6 +89,10 @@ def configure(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--precision", default=None, choices=PRECISIONS, help="search: fp32 (default) or int8, as the model will ship")
     parser.add_argument("--seed", type=int, default=defaults.SEED, help=f"seed of random criteria, searches and fine-tuning (default {defaults.SEED})")
+    parser.add_argument(
+        "--learning-rate", type=float, default=defaults.LEARNING_RATE,
+        help=f"peak Adam learning rate of the fine-tune and regularised training (default {defaults.LEARNING_RATE:g}); after a diverging loss, --resume with a lower one",
+    )
     parser.add_argument("--workers", type=int, default=None, help="search: processes evaluating candidates (default 1)")
     parser.add_argument(
         "--max-minutes", type=float, default=None,
@@ -116,15 +120,19 @@ def run(arguments: argparse.Namespace) -> int:
     from segprune.instance_metrics import evaluate_instances
     from segprune.metrics import evaluate
     from segprune.models.mask_rcnn import is_mask_rcnn_file, load_mask_rcnn
+    from segprune.training import TrainConfig
     from segprune.training_state import RunInterrupted
 
     out = check_output(arguments.out, arguments.model)
+    train_config = TrainConfig(learning_rate=arguments.learning_rate, patience=None)  # as segprune.prune trains by default
     if arguments.target:
         parse_target(arguments.target)  # a malformed target is refused before the model and data load
     settings = _method_settings(arguments)
     if arguments.method in SEARCH_METHODS and arguments.data:
         settings["data_source"] = data_source(arguments)  # worker processes load the data themselves
     detector = is_mask_rcnn_file(arguments.model)  # a Mask R-CNN: its trunk is pruned, fine-tuned on DATA's instances
+    if detector and arguments.learning_rate != defaults.LEARNING_RATE:
+        raise ValueError(f"--learning-rate {arguments.learning_rate:g} was given for a Mask R-CNN, whose fine-tune has a rate of its own; leave it out.")
     model = load_mask_rcnn(arguments.model) if detector else read_model(arguments, arguments.model)
     data = None
     if arguments.data:
@@ -140,6 +148,7 @@ def run(arguments: argparse.Namespace) -> int:
             model, arguments.method, target=arguments.target, ratio=arguments.ratio, data=data, finetune_epochs=arguments.finetune_epochs,
             round_to=arguments.round_to, ignore=layer_names(arguments.ignore), image_size=arguments.image_size, seed=arguments.seed,
             distill=None if detector else distill_config(arguments),  # a detector fine-tunes on its ground truth only
+            train_config=None if detector else train_config,
             checkpoint_path=out, folder=folder, resume=arguments.resume,
             on_epoch=_console.print_detector_epoch if detector else _console.print_epoch, on_candidate=functools.partial(_print_candidate, metric="val mask AP" if detector else "val Dice"), on_search_start=_print_plan, **settings,
         )

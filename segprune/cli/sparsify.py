@@ -28,6 +28,10 @@ def configure(parser: argparse.ArgumentParser) -> None:
         "--image-size", type=int, default=None, help="image size at which MACs are reported (default: the size the model was built for, else 256)"
     )
     parser.add_argument("--seed", type=int, default=defaults.SEED)
+    parser.add_argument(
+        "--learning-rate", type=float, default=defaults.LEARNING_RATE,
+        help=f"peak Adam learning rate of the fine-tune (default {defaults.LEARNING_RATE:g}); after a diverging loss, --resume with a lower one",
+    )
     parser.add_argument("--out", required=True, help="where to save the sparse model (.keras)")
     parser.add_argument("--resume", action="store_true", help="continue the interrupted run that wrote --out (its state is in OUT.resume/)")
     add_loading_options(parser)
@@ -44,6 +48,7 @@ def run(arguments: argparse.Namespace) -> int:
     from segprune.training_state import RunInterrupted, run_folder
 
     out = check_output(arguments.out, arguments.model)
+    config = TrainConfig(learning_rate=arguments.learning_rate, patience=None, batches=BatchConfig(seed=arguments.seed))
     settings = {}
     for option in ("schedule", "ranking", "pattern", "recovery_epochs", "strength"):
         value = getattr(arguments, option)
@@ -56,7 +61,6 @@ def run(arguments: argparse.Namespace) -> int:
     size = (measurement_size(model, arguments.image_size),) * 2  # checked before training, reported after
     data = read_data(arguments)
     ignore = layer_names(arguments.ignore)
-    config = TrainConfig(patience=None, batches=BatchConfig(seed=arguments.seed))
     _console.progress_console.print(
         f"{arguments.method}: {arguments.epochs} epochs to sparsity {arguments.sparsity}; state in {run_folder(out)} until it finishes"
     )

@@ -113,11 +113,19 @@ def train_phase(
             callbacks=[*callbacks, *run.callbacks()], keep_best_from_epoch=keep_best_from_epoch, teacher=teacher, distill=distill,
         )
     except TrainingDiverged as diverged:  # said for the pruning run, whose state is its folder
-        kept = f"its state up to the last good epoch is kept in {str(run.folder)!r}; delete that folder and " if run.folder is not None else ""
+        lower = f"{diverged.learning_rate / 10:g}"
+        if run.folder is not None:
+            run.mark_diverged(phase, diverged.epoch, diverged.learning_rate)
+            how = (
+                f"its state up to the last good epoch is kept in {str(run.folder)!r}. Resume it with a lower learning rate (the one "
+                f"setting a resume may change after this): --resume --learning-rate {lower} on the command line, "
+                f"resume=True, train_config=TrainConfig(learning_rate={lower}, ...) in Python."
+            )
+        else:
+            how = f"run again with a lower learning rate: train_config=TrainConfig(learning_rate={lower}, ...) in Python."
         raise TrainingDiverged(
             f"The loss of the {phase!r} fine-tune became non-finite in epoch {diverged.epoch} (peak learning rate "
-            f"{diverged.learning_rate:g}); the run stopped: {kept}run again with a lower learning rate, "
-            f"train_config=TrainConfig(learning_rate={diverged.learning_rate / 10:g}) in Python.",
+            f"{diverged.learning_rate:g}); the run stopped: {how}",
             diverged.epoch, diverged.learning_rate,
         ) from None
     run.raise_if_interrupted(result.interrupted)
