@@ -172,3 +172,18 @@ def test_a_model_that_does_not_fit_the_data_is_refused_before_any_state_is_writt
             else:
                 segprune.prune(model, method, target="flops=0.5", data=data, finetune_epochs=1, checkpoint_path=out, folder=tmp_path / "search")
     assert sorted(tmp_path.iterdir()) == []
+
+
+def test_python_data_are_read_with_the_model_s_classes_and_bad_arrays_refused_before_any_state_is_written(tmp_path):
+    images = np.zeros((4, 32, 32, 1), np.uint8)
+    masks = np.zeros((4, 32, 32), np.uint8)
+    masks[:, :8] = 3
+    out = tmp_path / "pruned.keras"
+    binary = unet(num_classes=2, input_channels=1, base_filters=16, depth=2)
+    with pytest.raises(ValueError, match="class index 3, but there are 2 classes"):
+        segprune.prune(binary, "l1", target="flops=0.5", data=(images, masks), finetune_epochs=1, checkpoint_path=out)
+    with pytest.raises(ValueError, match="Images hold 4 samples but masks 3"):
+        segprune.sparsify(binary, sparsity=0.5, data=(images, masks[:3]), checkpoint_path=out)
+    with pytest.raises(ValueError, match=r"float with values in \[0, 255\].*divide them by 255"):
+        segprune.train(binary, (np.where(masks[..., None] == 3, 255.0, 0.0), masks % 2), epochs=1)
+    assert sorted(tmp_path.iterdir()) == []

@@ -272,12 +272,16 @@ def _dataset(
     values: set[int] = set()
     for _, mask in samples.values():
         values.update(int(value) for value in np.unique(mask))
-    num_classes, binary_255 = classes_from_values(values, num_classes, ignore_index, name)
+    try:
+        num_classes, binary_255 = classes_from_values(values, num_classes, ignore_index, name)
+    except DataError as error:  # its fix names the command line's options and load_data's; Python data take them here
+        raise DataError(f"{error} For data from Python: segprune.data.as_dataset(data, ignore_index=..., num_classes=...).") from None
     beyond = sorted(value for value in values if value >= num_classes and value != ignore_index and not (binary_255 and value == 255))
     if beyond:
         raise DataError(
             f"Masks of {name!r} hold class index {beyond[-1]}, but there are {num_classes} classes (0..{num_classes - 1}; "
-            f"the model's count when called by prune/train/evaluate). Pass ignore_index= for a label to skip, or build the model for more classes."
+            f"the model's count when called by prune/train/evaluate). For a label to skip, pass segprune.data.as_dataset(data, ignore_index=...); "
+            "else build the model for more classes."
         )
     notes = [f"masks of {name!r} hold only 0 and 255: read as binary, 255 as class 1 (pass ignore_index=255 if 255 marks pixels to skip)"] if binary_255 else []
     if split is not None:
