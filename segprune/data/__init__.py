@@ -63,7 +63,8 @@ def load_data(source: str | Path | DataSource | SegmentationDataset, **options) 
 
     Args:
         source: `"nuclei"` (built-in real tiles, binary), `"brain"` (built-in real MRI slices, 9 classes; see
-            `segprune.data.brain`), `"synthetic"` (generated, multi-class) or a folder path.
+            `segprune.data.brain`), `"synthetic"` (generated, multi-class) or a folder path; a dataset (data read
+            from Python, which a search's worker processes receive whole) is returned as it is.
         **options: Passed to the dataset reader (for example `num_classes=`, `ignore_index=` or
             `mask_pattern=`); None values are left out, and an option the layout does not take is refused.
 
