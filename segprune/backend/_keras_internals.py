@@ -161,6 +161,8 @@ def _recording(path: tuple[str, ...], calls: list[LayerCall], keep_alive: list) 
             if "training" in kwargs and isinstance(operation, keras.layers.Layer) and not _accepts_training(operation):
                 kwargs = {key: value for key, value in kwargs.items() if key != "training"}  # as Layer.__call__ drops it
             outputs = operation.compute_output_spec(*args, **kwargs)
+            if getattr(operation, "weights", None) and _open_sizes(outputs) and not _open_sizes((args, kwargs)):
+                outputs = _spec_by_running(operation, args, kwargs)
             inputs, results = _tensors((args, kwargs)), _tensors(outputs)
             keep_alive.extend(results)
             calls.append(
@@ -178,6 +180,24 @@ def _recording(path: tuple[str, ...], calls: list[LayerCall], keep_alive: list) 
         return run
 
     return operation_fn
+
+
+def _open_sizes(structure) -> bool:
+    """Whether a tensor in `structure` has a size left open (None) beyond its batch axis."""
+    return any(None in tuple(x.shape)[1:] for x in _tensors(structure))
+
+
+def _spec_by_running(layer: keras.layers.Layer, args: tuple, kwargs: dict):
+    """The output specs of a layer whose `compute_output_spec` leaves sizes open that its inputs fix: EinsumDense
+    declared with `output_shape=(None, heads, size)` (as MultiHeadAttention does) keeps the token count None, and
+    every layer after it would be priced without it. The layer is run once on zeros of its inputs' shapes."""
+    batch = next((tuple(x.shape)[0] for x in _tensors((args, kwargs))), None)
+
+    def zeros(x):
+        return keras.ops.zeros((1, *tuple(x.shape)[1:]), dtype=x.dtype) if isinstance(x, keras.KerasTensor) else x
+
+    values = layer(*keras.tree.map_structure(zeros, args), **keras.tree.map_structure(zeros, kwargs))
+    return keras.tree.map_structure(lambda value: keras.KerasTensor((batch, *tuple(value.shape)[1:]), dtype=value.dtype), values)
 
 
 def _run_model(model, inputs, path: tuple[str, ...], calls: list[LayerCall], keep_alive: list):

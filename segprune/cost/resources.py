@@ -135,6 +135,14 @@ def narrowed_shapes(call, inputs: list[np.ndarray], outputs: list[np.ndarray], r
 
 
 def _narrowed(shape: tuple, classes: np.ndarray, removed: np.ndarray) -> tuple:
-    if not shape or len(classes) != shape[-1]:
+    """`shape` without the removed classes: channels on the last axis, or spread over the last two (heads,
+    head size), where a head goes once all its classes are removed."""
+    if not shape:
         return shape
-    return (*shape[:-1], int(np.count_nonzero(~np.isin(classes, removed))))
+    kept = ~np.isin(classes, removed)
+    if len(classes) == shape[-1]:
+        return (*shape[:-1], int(np.count_nonzero(kept)))
+    if len(shape) >= 3 and None not in shape[-2:] and len(classes) == shape[-2] * shape[-1] > 0:
+        per_head = kept.reshape(shape[-2], shape[-1])
+        return (*shape[:-2], int(np.count_nonzero(per_head.any(axis=1))), int(np.count_nonzero(per_head.any(axis=0))))
+    return shape

@@ -185,3 +185,15 @@ def test_every_registered_kind_prices_macs_and_parameters_as_counted_directly():
         assert report.macs == expected_macs, kind
         assert report.params == sum(math.prod(weight.shape) for weight in model.weights), kind
 
+
+
+def test_attention_projections_cost_their_macs_before_and_after_a_head_goes():
+    inputs = keras.Input((6, 8))
+    model = keras.Model(inputs, keras.layers.MultiHeadAttention(num_heads=2, key_dim=4, name="attention")(inputs, inputs))
+    projections = 3 * 6 * 8 * 2 * 4 + 6 * 2 * 4 * 8  # query, key, value (tokens x C x heads x size), then output
+    assert flops(model, (6, 8)).macs == projections
+    graph = build_channel_graph(model)
+    heads = graph.group_of_layer("attention/query")
+    assert heads.size == 2
+    pruned = remove_channels(graph, [heads.classes[0]])
+    assert flops(pruned, (6, 8)).macs == macs_after(graph, [heads.classes[0]]) == projections // 2
