@@ -174,16 +174,18 @@ def weight_name(variable) -> str:
 
 
 def weight_shape(layer: keras.layers.Layer, name: str) -> tuple[int, ...] | None:
+    """The shape of the layer's weight called `name`; None where it has none (a conv without bias)."""
     for variable in layer_weights(layer):
         if weight_name(variable) == name:
             return tuple(variable.shape)
     return None
 
 
-
 def kernel_value(layer: keras.layers.Layer, name: str) -> np.ndarray:
+    """The layer's weight called `name`, as NumPy."""
     return next(keras.ops.convert_to_numpy(v) for v in layer_weights(layer) if weight_name(v) == name)
 
 
 def mixes_channels(activation) -> bool:
+    """Whether an activation normalises over channels (softmax), so the channels it reads are never pruned through."""
     return getattr(activation, "__name__", "") in ("softmax", "log_softmax")
