@@ -1,9 +1,16 @@
-"""What the resume tests of every method share: a stand-in for SIGKILL, and model comparison."""
+"""What the resume tests of every method share: a stand-in for SIGKILL, a real SIGKILL on an event, and model comparison."""
 
 from __future__ import annotations
 
+import signal
+import subprocess
+import time
+from collections.abc import Callable
+from pathlib import Path
+
 import keras
 import numpy as np
+import pytest
 
 from segprune.sparse import prunable_kernels
 from segprune.sparse.model import find_weight
@@ -27,6 +34,33 @@ def kill_after(epochs: int):
             raise Killed
 
     return report
+
+
+def sigkill_once(process: subprocess.Popen, happened: Callable[[], bool], event: str, timeout: float, log: Path | None = None) -> None:
+    """SIGKILLs `process` as soon as `happened()` is true, and proves the signal is what ended it.
+
+    Fails, naming `event`, when the child exits before the event, when the event does not come within `timeout`
+    seconds, or when the child ends by itself before the signal lands (then it was never killed part-way).
+    `log` is the file the child's stderr goes to; its end is shown when the child exits on its own.
+    """
+
+    def tail() -> str:
+        return log.read_text(errors="replace")[-1500:] if log is not None and log.exists() else "(stderr not kept)"
+
+    deadline = time.monotonic() + timeout
+    while not happened():
+        if process.poll() is not None:
+            pytest.fail(f"the child exited with status {process.returncode} before {event}; its stderr ends:\n{tail()}")
+        if time.monotonic() > deadline:
+            process.kill()
+            process.wait()
+            pytest.fail(f"no {event} within {timeout:.0f} s; its stderr ends:\n{tail()}")
+        time.sleep(0.02)
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+    if process.returncode != -signal.SIGKILL:
+        pytest.fail(f"the child ended with status {process.returncode} before the SIGKILL after {event} landed: it ran to its end, "
+                    "so nothing was killed part-way; give it more work")
 
 
 def assert_same_model(resumed: keras.Model, straight: keras.Model, atol: float = 1e-4) -> None:

@@ -7,7 +7,7 @@ import segprune
 from segprune.cost import flops
 from segprune.data.instances import InstanceDataset, instances_from_labels
 from segprune.models.mask_rcnn import MaskRCNN, is_mask_rcnn_file, load_mask_rcnn, mask_rcnn
-from tests.models.test_mask_rcnn import TINY
+from tests.fixtures import TINY_MASK_RCNN
 
 
 def _tiles() -> InstanceDataset:
@@ -20,7 +20,7 @@ def _tiles() -> InstanceDataset:
 
 
 def test_half_the_channels_lowers_the_macs_and_the_detector_still_detects(tmp_path):
-    model = mask_rcnn(detection_min_score=0.0, max_detections=5, **TINY)
+    model = mask_rcnn(detection_min_score=0.0, max_detections=5, **TINY_MASK_RCNN)
     out = tmp_path / "pruned.keras"
     result = segprune.prune(model, "l1", ratio=0.5, round_to=1, image_size=64, checkpoint_path=out)
     pruned = result.model
@@ -38,7 +38,7 @@ def test_half_the_channels_lowers_the_macs_and_the_detector_still_detects(tmp_pa
 
 
 def test_fine_tuning_keeps_the_best_validation_epoch(tmp_path):
-    model = mask_rcnn(**TINY)
+    model = mask_rcnn(**TINY_MASK_RCNN)
     out = tmp_path / "pruned.keras"
     seen = []
     result = segprune.prune(
@@ -62,4 +62,4 @@ def test_fine_tuning_keeps_the_best_validation_epoch(tmp_path):
 )
 def test_what_a_mask_rcnn_cannot_do_is_refused(method, amount, options, message):
     with pytest.raises(ValueError, match=message):
-        segprune.prune(mask_rcnn(**TINY), method, **amount, **options)
+        segprune.prune(mask_rcnn(**TINY_MASK_RCNN), method, **amount, **options)

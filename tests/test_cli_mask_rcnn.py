@@ -89,9 +89,9 @@ def test_options_of_the_segmentation_models_are_refused(tmp_path, capsys, option
 
 def test_prune_takes_a_mask_rcnn_file_and_a_search_needs_its_instances(tmp_path, capsys):
     from segprune.models.mask_rcnn import mask_rcnn, save_mask_rcnn
-    from tests.models.test_mask_rcnn import TINY as TINY_CONFIG
+    from tests.fixtures import TINY_MASK_RCNN
 
-    dense = save_mask_rcnn(mask_rcnn(**TINY_CONFIG), tmp_path / "dense.keras")
+    dense = save_mask_rcnn(mask_rcnn(**TINY_MASK_RCNN), tmp_path / "dense.keras")
     out = tmp_path / "pruned.keras"
     assert main(["prune", str(dense), "--ratio", "0.5", "--round-to", "1", "--image-size", "64", "--out", str(out)]) == 0
     printed = capsys.readouterr()

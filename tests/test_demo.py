@@ -12,7 +12,7 @@ from segprune.models import unet
 from segprune.models.loading import ModelFileError
 from segprune.models.mask_rcnn import mask_rcnn, save_mask_rcnn
 from segprune.training import DistillConfig, TrainConfig
-from tests.models.test_mask_rcnn import TINY
+from tests.fixtures import TINY_MASK_RCNN
 
 
 def test_demo_defaults_are_nuclei_with_distilled_fine_tuning():
@@ -35,7 +35,7 @@ def test_a_wrong_mask_rcnn_file_fails_before_any_training(tmp_path):
 def test_demo_writes_a_report_that_opens_with_the_balance_sentence(tmp_path):
     sweep = SweepConfig(methods=("oneshot-l1", "classical-otsu"), budgets=(0.5,), finetune_epochs=1, distill=DistillConfig(),
                         train=TrainConfig(batches=BatchConfig(batch_size=4, image_size=64)))  # the fine-tune's cost, not its quality
-    detector = save_mask_rcnn(mask_rcnn(detection_min_score=0.0, max_detections=20, **TINY), tmp_path / "mask_rcnn.keras")
+    detector = save_mask_rcnn(mask_rcnn(detection_min_score=0.0, max_detections=20, **TINY_MASK_RCNN), tmp_path / "mask_rcnn.keras")
     instances = InstanceSweepConfig(finetune_epochs=1, round_to=1)
     result = run_demo(tmp_path, epochs=1, sweep=sweep, mask_rcnn=detector, instances=instances)
     rows = list(result.rows)

@@ -13,7 +13,7 @@ from segprune.experiments.instances import union_dice
 from segprune.models import unet
 from segprune.models.mask_rcnn import load_mask_rcnn, mask_rcnn
 from segprune.report.instances import instance_outlines
-from tests.models.test_mask_rcnn import TINY
+from tests.fixtures import TINY_MASK_RCNN
 
 
 def _tiles() -> InstanceDataset:
@@ -40,7 +40,7 @@ def swept(tmp_path_factory):
     unet_path = save_model(network, out / "unet.keras")
     networks = [{"method": "dense", "budget": None, "model_path": str(unet_path), "latency_ms": 1.5}]
     config = InstanceSweepConfig(budgets=(0.5,), finetune_epochs=1, image_size=64, round_to=1)
-    detector = mask_rcnn(detection_min_score=0.0, max_detections=5, **TINY)
+    detector = mask_rcnn(detection_min_score=0.0, max_detections=5, **TINY_MASK_RCNN)
     messages = []
     rows = run_instance_sweep(_tiles(), out, networks, detector, config, messages.append)
     return out, networks, detector, config, rows, messages
@@ -77,7 +77,7 @@ def test_a_second_run_resumes_every_row(swept):
     assert again[2]["latency_ms"] == 2.5, "a resumed U-Net + watershed row carries this run's timing of its U-Net"
     keras.utils.set_random_seed(123)
     with pytest.raises(ValueError, match="another Mask R-CNN"):
-        run_instance_sweep(_tiles(), out, retimed, mask_rcnn(**TINY), config)
+        run_instance_sweep(_tiles(), out, retimed, mask_rcnn(**TINY_MASK_RCNN), config)
 
 
 def test_outline_figure_is_drawn_from_the_saved_label_images(swept):

@@ -23,6 +23,7 @@ from segprune.models.mask_rcnn.model import paste_mask
 from segprune.models.mask_rcnn.proposals import propose
 from segprune.models.mask_rcnn.roi_align import multilevel_roi_align, pyramid_levels, roi_align
 from segprune.models.mask_rcnn.targets import mask_targets, roi_targets, rpn_targets
+from tests.fixtures import TINY_MASK_RCNN
 from tests.graph.harness import choose_channels, randomize_weights, zeroed_copy
 
 
@@ -160,21 +161,6 @@ def test_proposals_are_decoded_clipped_and_suppressed():
     np.testing.assert_allclose(boxes, [[0, 0, 10, 10], [20, 20, 30, 30], [28, 28, 32, 32]])
 
 
-TINY = dict(
-    encoder_filters=(4, 8, 8, 8),
-    fpn_filters=8,
-    box_head_units=16,
-    mask_head_filters=8,
-    mask_head_convs=1,
-    pool_size=4,
-    pre_nms=200,
-    post_nms_train=50,
-    post_nms_test=50,
-    rois_per_image=16,
-    rpn_samples=64,
-)
-
-
 def _tile_dataset():
     labels = np.zeros((64, 64), np.uint16)
     labels[8:20, 10:22] = 1
@@ -186,7 +172,7 @@ def _tile_dataset():
 
 
 def test_a_few_steps_reduce_the_loss_on_one_tile():
-    model = mask_rcnn(**TINY)
+    model = mask_rcnn(**TINY_MASK_RCNN)
     history = train_mask_rcnn(model, _tile_dataset(), steps=20, batch_size=2, learning_rate=1e-2, augment=False)
     totals = [sum(record.values()) for record in history]
     assert set(history[0]) == {"rpn_objectness", "rpn_box", "classifier", "box", "mask"}
@@ -195,7 +181,7 @@ def test_a_few_steps_reduce_the_loss_on_one_tile():
 
 
 def test_detect_returns_full_size_instances():
-    model = mask_rcnn(detection_min_score=0.0, max_detections=5, **TINY)
+    model = mask_rcnn(detection_min_score=0.0, max_detections=5, **TINY_MASK_RCNN)
     image, _ = _tile_dataset().load("tile")
     (detections,) = model.detect(image[None])
     assert len(detections) <= 5
@@ -218,7 +204,7 @@ def test_paste_mask_fills_the_box_where_the_grid_is_on():
 
 
 def test_images_of_the_wrong_shape_are_refused():
-    model = mask_rcnn(**TINY)
+    model = mask_rcnn(**TINY_MASK_RCNN)
     with pytest.raises(ValueError, match="multiples of 16"):
         model.detect(np.zeros((1, 60, 64, 1), np.float32))
     with pytest.raises(ValueError, match=r"\(batch, height, width, 1\)"):
@@ -226,7 +212,7 @@ def test_images_of_the_wrong_shape_are_refused():
 
 
 def test_trunk_prunes_exactly_including_the_shared_rpn_head_and_the_fpn(tmp_path):
-    model = mask_rcnn(**{**TINY, "fpn_filters": 12})
+    model = mask_rcnn(**{**TINY_MASK_RCNN, "fpn_filters": 12})
     trunk = model.trunk
     randomize_weights(trunk, seed=3)
     graph = build_channel_graph(trunk)
@@ -264,7 +250,7 @@ def test_trunk_prunes_exactly_including_the_shared_rpn_head_and_the_fpn(tmp_path
 
 
 def test_saves_as_one_keras_file_and_reloads_the_same_detector(tmp_path):
-    model = mask_rcnn(detection_min_score=0.0, max_detections=5, anchor_sizes=(6.0, 12.0, 24.0), **TINY)
+    model = mask_rcnn(detection_min_score=0.0, max_detections=5, anchor_sizes=(6.0, 12.0, 24.0), **TINY_MASK_RCNN)
     image, _ = _tile_dataset().load("tile")
     path = save_mask_rcnn(model, tmp_path / "mask_rcnn.keras")
     reloaded = load_mask_rcnn(path)
@@ -283,7 +269,7 @@ def test_loading_another_model_as_a_mask_rcnn_names_the_file(tmp_path):
 
 
 def test_the_best_validated_weights_are_kept():
-    model = mask_rcnn(**TINY)
+    model = mask_rcnn(**TINY_MASK_RCNN)
     scores = iter([0.1, 0.9, 0.2, 0.3])
     snapshots = {}
 
@@ -300,7 +286,7 @@ def test_the_best_validated_weights_are_kept():
 
 
 def test_roi_targets_sample_the_objects_with_their_masks_and_classes():
-    config = mask_rcnn(**TINY).config
+    config = mask_rcnn(**TINY_MASK_RCNN).config
     labels = np.zeros((32, 32), np.uint16)
     labels[4:12, 8:16] = 1
     labels[20:28, 2:6] = 2
@@ -320,7 +306,7 @@ def test_roi_targets_sample_the_objects_with_their_masks_and_classes():
 
 
 def test_rpn_targets_mark_each_objects_best_anchor():
-    config = mask_rcnn(**TINY).config
+    config = mask_rcnn(**TINY_MASK_RCNN).config
     anchors = config.anchors((32, 32))
     boxes = np.array([[4.0, 4.0, 10.0, 10.0]], np.float32)
     targets = rpn_targets(anchors, [boxes], config, np.random.default_rng(0))

@@ -5,11 +5,11 @@ import onnxruntime
 
 from segprune.cli import main
 from segprune.models.mask_rcnn import mask_rcnn, save_mask_rcnn
-from tests.models.test_mask_rcnn import TINY
+from tests.fixtures import TINY_MASK_RCNN
 
 
 def test_export_writes_the_trunk_of_a_mask_rcnn(tmp_path, capsys):
-    model = mask_rcnn(**TINY)
+    model = mask_rcnn(**TINY_MASK_RCNN)
     source, out = tmp_path / "detector.keras", tmp_path / "trunk.onnx"
     save_mask_rcnn(model, source)
     assert main(["export", str(source), "--data", "nuclei", "--out", str(out)]) == 0
@@ -30,7 +30,7 @@ def test_benchmark_times_the_trunks_of_mask_rcnn_files_and_names_what_stays_in_p
     from segprune.cost import flops
     from segprune.models import unet
 
-    dense = mask_rcnn(**TINY)
+    dense = mask_rcnn(**TINY_MASK_RCNN)
     pruned = segprune.prune(dense, "l1", ratio=0.5, round_to=1, image_size=64).model
     paths = [save_mask_rcnn(dense, tmp_path / "dense.keras"), save_mask_rcnn(pruned, tmp_path / "pruned.keras"), tmp_path / "unet.keras"]
     unet(base_filters=4, depth=1).save(paths[2])

@@ -9,12 +9,12 @@ from segprune.models.mask_rcnn import MaskRCNN, is_mask_rcnn_file, mask_rcnn
 from segprune.search.evaluation import Candidate, CandidateSettings
 from segprune.search.instance_evaluation import _EVALUATORS, build_instance_candidate, evaluate_instance_candidate
 from segprune.search.kinds import save_parent
-from tests.models.test_mask_rcnn import TINY
+from tests.fixtures import TINY_MASK_RCNN
 from tests.test_api_mask_rcnn import _tiles
 
 # At round_to=4 only the FPN laterals and the shared RPN convolution (16 channels each) can narrow: a search of a
 # few candidates, each a real detector trained one step and scored by validation mask AP.
-DETECTOR = {**TINY, "encoder_filters": (4, 4, 4, 4), "fpn_filters": 16, "detection_min_score": 0.0, "max_detections": 5}
+DETECTOR = {**TINY_MASK_RCNN, "encoder_filters": (4, 4, 4, 4), "fpn_filters": 16, "detection_min_score": 0.0, "max_detections": 5}
 SEARCH = dict(target="flops=0.6", round_to=4, image_size=64, candidate_steps=1, time_result=False)
 
 

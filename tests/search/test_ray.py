@@ -22,6 +22,7 @@ from segprune.search.evaluation import CandidateSettings  # noqa: E402
 from segprune.search.greedy import greedy_search  # noqa: E402
 from segprune.search.random_search import random_search  # noqa: E402
 from segprune.search.settings import SearchSettings  # noqa: E402
+from tests.resume_harness import sigkill_once  # noqa: E402
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 LOCAL = SearchSettings(target="flops=0.5", image_size=64, final_epochs=0, time_result=False)
@@ -87,13 +88,19 @@ def test_a_worker_killed_mid_candidate_has_it_retried_and_counted_once(cluster, 
     search.start()
     deadline, killed = time.monotonic() + 120, None
     while killed is None and search.is_alive() and time.monotonic() < deadline:
-        running = _ray_workers_running_a_candidate()
-        if running:
-            killed = running[0].pid
-            os.kill(killed, signal.SIGKILL)
-        time.sleep(0.05)
+        for worker in _ray_workers_running_a_candidate():
+            try:  # it may have finished its candidate since it was listed: then look again
+                worker.send_signal(signal.SIGKILL)
+            except psutil.NoSuchProcess:
+                continue
+            killed = worker
+            break
+        time.sleep(0.02)
+    assert killed is not None, f"no worker was caught inside a candidate within 120 s (the search {'still runs' if search.is_alive() else 'had ended'})"
+    _, still_running = psutil.wait_procs([killed], timeout=30)
+    assert not still_running, f"worker {killed.pid} outlived its SIGKILL"
     search.join(300)
-    assert killed is not None, "no worker was caught inside a candidate"
+    assert not search.is_alive(), "the search did not end within 300 s of the worker's kill"
     assert outcome["result"].config == reference.config
     indices = [r["index"] for r in _candidates(tmp_path / "killed")]
     assert sorted(indices) == [0, 1, 2, 3], "every candidate logged exactly once"
@@ -111,14 +118,10 @@ def test_a_killed_driver_resumes_without_evaluating_a_finished_candidate_again(c
     unet(num_classes=2, input_channels=1, base_filters=16, depth=1).save(source)
     out = tmp_path / "pruned.keras"
     environment = {**os.environ, "PYTHONPATH": str(REPO_ROOT), "TF_CPP_MIN_LOG_LEVEL": "2"}
-    driver = subprocess.Popen(_command(source, root, out, cluster), env=environment, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    log = tmp_path / "driver.stderr"
+    driver = subprocess.Popen(_command(source, root, out, cluster), env=environment, stdout=subprocess.DEVNULL, stderr=log.open("w"))
     folder = out.with_suffix(".search")
-    deadline = time.monotonic() + 300
-    while len(_candidates(folder)) < 2 and driver.poll() is None and time.monotonic() < deadline:
-        time.sleep(0.05)
-    assert driver.poll() is None, "the search finished before the driver could be killed"
-    driver.send_signal(signal.SIGKILL)
-    driver.wait()
+    sigkill_once(driver, lambda: len(_candidates(folder)) >= 2, "2 candidates logged", timeout=300, log=log)
     finished = {r["index"] for r in _candidates(folder)}
     resumed = subprocess.run(_command(source, root, out, cluster, "--resume"), env=environment, capture_output=True, text=True)
     assert resumed.returncode == 0, resumed.stderr[-2000:]

@@ -3,16 +3,15 @@
 import importlib
 import json
 import os
-import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
 
 from segprune.cli import main
 from segprune.models import unet
+from tests.resume_harness import sigkill_once
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 
@@ -59,14 +58,10 @@ def test_sigkill_then_resume_chooses_what_an_uninterrupted_run_chooses(make_fold
     _in_process(_arguments(source, data, reference, method, *extra), monkeypatch)
 
     interrupted = tmp_path / "interrupted.keras"
+    log = tmp_path / "child.stderr"
     process = subprocess.Popen([sys.executable, "-m", "segprune.cli", *_arguments(source, data, interrupted, method, *extra)], env=environment,
-                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    deadline = time.monotonic() + 300
-    while _candidates(interrupted) < kill_after and process.poll() is None and time.monotonic() < deadline:
-        time.sleep(0.05)
-    assert process.poll() is None, "the search finished before it could be killed; give it more candidates"
-    process.send_signal(signal.SIGKILL)
-    process.wait()
+                               stdout=subprocess.DEVNULL, stderr=log.open("w"))
+    sigkill_once(process, lambda: _candidates(interrupted) >= kill_after, f"{kill_after} candidates logged", timeout=300, log=log)
     evaluated_before = _candidates(interrupted)
     assert not interrupted.exists()
 

@@ -8,10 +8,8 @@ right after an epoch's state is written), in their regularised phase and in thei
 import json
 import os
 import shutil
-import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import keras
@@ -24,7 +22,7 @@ from segprune.data import BatchConfig, synthetic_dataset
 from segprune.models import unet
 from segprune.training import TrainConfig
 from segprune.training_state import StateMismatchError, run_folder
-from tests.resume_harness import Killed, assert_same_history, assert_same_model, kill_after
+from tests.resume_harness import Killed, assert_same_history, assert_same_model, kill_after, sigkill_once
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 CONFIG = TrainConfig(patience=None, batches=BatchConfig(batch_size=4, image_size=32, samples_per_epoch=8))
@@ -96,16 +94,11 @@ def test_sigkill_then_resume_magnitude_keeps_masks_and_schedule(data, dense, tmp
                                  schedule="polynomial", **options)
 
     reference = run(tmp_path / "reference.keras")
-    out = tmp_path / "interrupted.keras"
+    out, log = tmp_path / "interrupted.keras", tmp_path / "child.stderr"
     process = subprocess.Popen([sys.executable, "-c", _RUN_MAGNITUDE, str(source), str(epochs), str(out)],
-                               env={**os.environ, "PYTHONPATH": str(REPO_ROOT)}, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+                               env={**os.environ, "PYTHONPATH": str(REPO_ROOT)}, stdout=subprocess.DEVNULL, stderr=log.open("w"))
     first_epoch_state = run_folder(out) / "magnitude.keras.resume.npz"
-    deadline = time.monotonic() + 240
-    while not first_epoch_state.exists() and process.poll() is None and time.monotonic() < deadline:
-        time.sleep(0.01)
-    assert process.poll() is None, "the run finished before it could be killed; give it more epochs"
-    process.send_signal(signal.SIGKILL)
-    process.wait()
+    sigkill_once(process, first_epoch_state.exists, f"the first epoch's state ({first_epoch_state.name})", timeout=240, log=log)
     assert not out.exists() and (run_folder(out) / "run.json").exists()
     epochs_done = len(json.loads((run_folder(out) / "run.json").read_text())["phases"]["magnitude"]["epochs"])
     assert 1 <= epochs_done < epochs, "killed part-way"

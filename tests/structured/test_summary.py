@@ -4,11 +4,11 @@ from segprune.cost import flops
 from segprune.models.mask_rcnn import mask_rcnn
 from segprune.structured.oneshot import prune_channels
 from segprune.structured.summary import pruning_summary
-from tests.models.test_mask_rcnn import TINY
+from tests.fixtures import TINY_MASK_RCNN
 
 
 def test_a_layer_shared_across_pyramid_levels_is_one_row_with_the_macs_of_every_call():
-    trunk = mask_rcnn(**TINY).trunk  # its RPN head runs once per pyramid level
+    trunk = mask_rcnn(**TINY_MASK_RCNN).trunk  # its RPN head runs once per pyramid level
     pruned = prune_channels(trunk, ratio=0.5, round_to=1)
     summary = pruning_summary(trunk, pruned, (64, 64))
     names = [row.name for row in summary.layers]
