@@ -27,6 +27,7 @@ CHOICE_SOURCES = {
     "LATENCY_RUNTIMES": lambda: importlib.import_module("segprune.runtime.latency").RUNTIMES,
     "PRECISIONS": lambda: importlib.import_module("segprune.runtime.latency").PRECISIONS,
     "BENCHMARK_RUNTIMES": lambda: importlib.import_module("segprune.runtime.benchmark").RUNTIMES,
+    "BENCHMARK_MODES": lambda: importlib.import_module("segprune.runtime.benchmark").MODES,
     "EXPORT_FORMATS": lambda: tuple(sorted(importlib.import_module("segprune.runtime.export").FORMATS)),
     "QUANTIZE_RUNTIMES": lambda: importlib.import_module("segprune.runtime.quantize").RUNTIMES,
     "BENCHMARK_PRECISIONS": lambda: importlib.import_module("segprune.runtime.benchmark").PRECISIONS["openvino"],

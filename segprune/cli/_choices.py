@@ -15,6 +15,7 @@ PRECISIONS = ("fp32", "bf16", "int8")  # segprune.runtime.latency
 BENCHMARK_PRECISIONS = ("fp32", "bf16")  # segprune.runtime.benchmark.PRECISIONS["openvino"]
 QUANTIZE_PRECISIONS = ("int8", "bf16")  # segprune.runtime.quantize.PRECISIONS
 BENCHMARK_RUNTIMES = ("onnxruntime", "openvino", "litert", "keras")  # segprune.runtime.benchmark.RUNTIMES
+BENCHMARK_MODES = ("latency", "throughput")  # segprune.runtime.benchmark.MODES
 EXPORT_FORMATS = ("litert", "onnx", "openvino")  # segprune.runtime.export.FORMATS
 QUANTIZE_RUNTIMES = ("onnxruntime", "openvino", "litert")  # segprune.runtime.quantize.RUNTIMES
 CLASSICAL_METHODS = ("canny", "sobel", "otsu", "watershed", "kmeans", "dbscan")  # segprune.classical.METHODS
