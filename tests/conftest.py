@@ -17,6 +17,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from segprune.data import synthetic_dataset
+from segprune.models import unet
+
 REPO_ROOT = Path(__file__).resolve().parents[1]
 SHARED_NUCLEI = REPO_ROOT.parent / "shared" / "datasets" / "nuclei-dsb2018"  # the team's copy, beside the repository
 NUCLEI = REPO_ROOT / "segprune" / "data" / "builtin" / "nuclei"  # the copy the package ships
@@ -29,6 +32,31 @@ NOT_RENDERED = "REPORT RENDERING NOT CHECKED"
 @pytest.fixture(autouse=True)
 def _seeded():
     keras.utils.set_random_seed(0)
+
+
+# Synthetic 32x32 one-channel datasets, made once per run: a dataset is never changed by the code under test.
+@pytest.fixture(scope="session")
+def data():
+    """8 training tiles: enough for a short search, a resumed run or a sparse schedule."""
+    return synthetic_dataset(num_train=8, num_val=2, num_test=2, image_size=32, channels=1)
+
+
+@pytest.fixture(scope="session")
+def data4():
+    """4 training tiles, for tests that only need a run to go through."""
+    return synthetic_dataset(num_train=4, num_val=2, num_test=2, image_size=32, channels=1)
+
+
+@pytest.fixture(scope="session")
+def data16():
+    """16 training tiles, for tests whose training must learn something (sparsity schedules, search scores)."""
+    return synthetic_dataset(num_train=16, num_val=4, num_test=4, image_size=32, channels=1)
+
+
+@pytest.fixture(scope="module")
+def model(data):
+    """A one-level U-Net of 16 base filters for `data`'s classes; one per module, since tests may train it."""
+    return unet(num_classes=data.num_classes, input_channels=1, base_filters=16, depth=1)
 
 
 @pytest.fixture

@@ -8,19 +8,14 @@ import pytest
 
 import segprune
 from segprune.api import ONESHOT_METHODS, STRUCTURED_SETTINGS
-from segprune.data import BatchConfig, synthetic_dataset
+from segprune.data import BatchConfig
 from segprune.models import unet
 from segprune.training import TrainConfig
 
 
-@pytest.fixture(scope="module")
-def data():
-    return synthetic_dataset(num_train=4, num_val=2, num_test=2, image_size=32, channels=1, seed=0)
-
-
 @pytest.fixture
-def model(data):
-    return unet(num_classes=data.num_classes, input_channels=data.image_channels, base_filters=16, depth=2)
+def model(data4):
+    return unet(num_classes=data4.num_classes, input_channels=data4.image_channels, base_filters=16, depth=2)
 
 
 QUICK = TrainConfig(batches=BatchConfig(batch_size=2, image_size=32), patience=None)
@@ -35,13 +30,13 @@ def test_oneshot_to_a_target_meets_it_and_leaves_the_model_alone(model):
     assert all(np.array_equal(a, b) for a, b in zip(weights, model.get_weights()))
 
 
-def test_oneshot_fine_tunes_when_asked(model, data):
-    result = segprune.prune(model, "l2", ratio=0.5, data=data, finetune_epochs=1, train_config=QUICK)
+def test_oneshot_fine_tunes_when_asked(model, data4):
+    result = segprune.prune(model, "l2", ratio=0.5, data=data4, finetune_epochs=1, train_config=QUICK)
     assert result.finetune_epochs == 1 and result.finetune_seconds > 0
     assert result.summary.macs_ratio < 0.5  # half the channels of each group: about a quarter of the MACs
 
 
-def test_settings_reach_the_regularised_and_search_methods(model, data, tmp_path, monkeypatch):
+def test_settings_reach_the_regularised_and_search_methods(model, data4, tmp_path, monkeypatch):
     """The dispatch routes each setting to its method under the method's own name, then fine-tunes (with the
     dense model as teacher when distilling) the same way for every method. The methods are tested apart."""
     calls = {}
@@ -63,7 +58,7 @@ def test_settings_reach_the_regularised_and_search_methods(model, data, tmp_path
     monkeypatch.setattr(segprune.api, "train_phase", finetune)
     distill = segprune.DistillConfig(temperature=3.0, weight=0.25)
     slim = segprune.prune(
-        model, "slimming", target="flops=0.5", data=data, finetune_epochs=3, regularise_epochs=2, strength=1e-3, distill=distill
+        model, "slimming", target="flops=0.5", data=data4, finetune_epochs=3, regularise_epochs=2, strength=1e-3, distill=distill
     )
     args, kwargs = calls["slimming"]
     assert args[2] == "flops=0.5" and kwargs["epochs"] == 2 and kwargs["strength"] == 1e-3 and kwargs["finetune_epochs"] == 0
@@ -72,7 +67,7 @@ def test_settings_reach_the_regularised_and_search_methods(model, data, tmp_path
 
     finetunes.clear()
     search = segprune.prune(
-        model, "random-search", target="params=0.5", data=data, image_size=32, folder=tmp_path, candidates=3, candidate_steps=5,
+        model, "random-search", target="params=0.5", data=data4, image_size=32, folder=tmp_path, candidates=3, candidate_steps=5,
         threads=1, time_result=False, seed=7,
     )
     args, kwargs = calls["random"]
@@ -84,7 +79,7 @@ def test_settings_reach_the_regularised_and_search_methods(model, data, tmp_path
     assert search.search is not None and search.search_folder == tmp_path
 
 
-def test_progress_is_printed_by_default_as_the_command_line_prints_it_and_off_with_progress_false(model, data, tmp_path, monkeypatch, capsys):
+def test_progress_is_printed_by_default_as_the_command_line_prints_it_and_off_with_progress_false(model, data4, tmp_path, monkeypatch, capsys):
     """Every event without a callback of its own becomes the command line's line on stderr: the search's plan,
     its candidates and the fine-tune's epochs."""
 
@@ -104,7 +99,7 @@ def test_progress_is_printed_by_default_as_the_command_line_prints_it_and_off_wi
 
     monkeypatch.setattr(segprune.api, "random_search", search)
     monkeypatch.setattr(segprune.api, "train_phase", finetune)
-    options = dict(target="params=0.5", data=data, image_size=32, folder=tmp_path, finetune_epochs=1, time_result=False)
+    options = dict(target="params=0.5", data=data4, image_size=32, folder=tmp_path, finetune_epochs=1, time_result=False)
     segprune.prune(model, "random-search", **options)
     printed = capsys.readouterr().err.splitlines()
     assert printed == [
@@ -143,34 +138,34 @@ def test_every_structured_method_has_its_settings_listed():
     assert set(STRUCTURED_SETTINGS) == {*ONESHOT_METHODS, "l0-channel", "slimming", "greedy", "random-search"}
 
 
-def test_sparsify_dispatches_and_checks_its_settings(model, data, monkeypatch):
+def test_sparsify_dispatches_and_checks_its_settings(model, data4, monkeypatch):
     seen = {}
     def magnitude_prune(*args, **kwargs):
         seen["args"] = args
         return SimpleNamespace(model=args[0])
 
     monkeypatch.setattr(segprune.api, "magnitude_prune", magnitude_prune)
-    segprune.sparsify(model, "magnitude", sparsity=0.8, data=data, epochs=4, schedule="constant", pattern="2:4")
+    segprune.sparsify(model, "magnitude", sparsity=0.8, data=data4, epochs=4, schedule="constant", pattern="2:4")
     _, _, sparsity, epochs, schedule, ranking, pattern, *_ = seen["args"]
     assert (sparsity, epochs, schedule, ranking, pattern) == (0.8, 4, "constant", "global", "2:4")
     with pytest.raises(ValueError, match="takes no setting"):
-        segprune.sparsify(model, "magnitude", sparsity=0.5, data=data, strength=1e-4)
+        segprune.sparsify(model, "magnitude", sparsity=0.5, data=data4, strength=1e-4)
     with pytest.raises(ValueError, match="in \\(0, 1\\)"):
-        segprune.sparsify(model, "l1", sparsity=1.5, data=data)
+        segprune.sparsify(model, "l1", sparsity=1.5, data=data4)
 
 
 @pytest.mark.parametrize("method", ["l1", "slimming", "greedy", "magnitude"])
-def test_a_model_that_does_not_fit_the_data_is_refused_before_any_state_is_written(data, tmp_path, method):
-    inputs = keras.Input((32, 32, data.image_channels))
+def test_a_model_that_does_not_fit_the_data_is_refused_before_any_state_is_written(data4, tmp_path, method):
+    inputs = keras.Input((32, 32, data4.image_channels))
     classifier = keras.Model(inputs, keras.layers.Dense(5)(keras.layers.GlobalAveragePooling2D()(keras.layers.Conv2D(16, 3)(inputs))))
-    other_classes = unet(num_classes=data.num_classes + 1, input_channels=data.image_channels, base_filters=16, depth=2)
+    other_classes = unet(num_classes=data4.num_classes + 1, input_channels=data4.image_channels, base_filters=16, depth=2)
     out = tmp_path / "pruned.keras"
-    for model, message in ((classifier, "a segmentation model must output"), (other_classes, f"num_classes={data.num_classes}")):
+    for model, message in ((classifier, "a segmentation model must output"), (other_classes, f"num_classes={data4.num_classes}")):
         with pytest.raises(ValueError, match=message):
             if method == "magnitude":
-                segprune.sparsify(model, method, sparsity=0.5, data=data, epochs=1, checkpoint_path=out)
+                segprune.sparsify(model, method, sparsity=0.5, data=data4, epochs=1, checkpoint_path=out)
             else:
-                segprune.prune(model, method, target="flops=0.5", data=data, finetune_epochs=1, checkpoint_path=out, folder=tmp_path / "search")
+                segprune.prune(model, method, target="flops=0.5", data=data4, finetune_epochs=1, checkpoint_path=out, folder=tmp_path / "search")
     assert sorted(tmp_path.iterdir()) == []
 
 

@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from segprune.data import BatchConfig, synthetic_dataset
+from segprune.data import BatchConfig
 from segprune.graph.groups import build_channel_graph
 from segprune.graph.surgery import remove_channels
 from segprune.models import unet
@@ -11,11 +11,6 @@ from segprune.search.evaluation import CandidateEvaluator, CandidateSettings
 from segprune.search.space import ChannelSpace
 
 SETTINGS = CandidateSettings(finetune_steps=3, batches=BatchConfig(batch_size=2, image_size=32))
-
-
-@pytest.fixture(scope="module")
-def data():
-    return synthetic_dataset(num_train=8, num_val=2, num_test=2, image_size=32, channels=1)
 
 
 @pytest.fixture(scope="module")

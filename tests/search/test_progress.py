@@ -5,8 +5,7 @@ import json
 import pytest
 
 from segprune import flops
-from segprune.data import BatchConfig, synthetic_dataset
-from segprune.models import unet
+from segprune.data import BatchConfig
 from segprune.search import progress
 from segprune.search.evaluation import CandidateSettings
 from segprune.search.greedy import greedy_search
@@ -17,16 +16,6 @@ from segprune.search.settings import SearchSettings
 SETTINGS = SearchSettings(target="flops=0.5", image_size=64, final_epochs=0, time_result=False)
 LIMITED = SearchSettings(**{**SETTINGS.__dict__, "max_minutes": 100})  # the limit itself comes from _limit_after
 CANDIDATES = CandidateSettings(finetune_steps=1, batches=BatchConfig(batch_size=2, image_size=32))
-
-
-@pytest.fixture(scope="module")
-def data():
-    return synthetic_dataset(num_train=4, num_val=2, num_test=2, image_size=32, channels=1)
-
-
-@pytest.fixture(scope="module")
-def model(data):
-    return unet(num_classes=data.num_classes, input_channels=1, base_filters=16, depth=1)
 
 
 def _records(folder, kind):
@@ -62,10 +51,10 @@ def test_the_clock_estimates_the_time_left_after_a_few_candidates(monkeypatch):
         SearchClock(expected=1, max_minutes=0)
 
 
-def test_greedy_announces_its_candidates_reports_progress_and_resumes_after_its_time_limit(data, model, tmp_path, monkeypatch):
+def test_greedy_announces_its_candidates_reports_progress_and_resumes_after_its_time_limit(data4, model, tmp_path, monkeypatch):
     plans, seen = [], []
     reference = greedy_search(
-        model, data, tmp_path / "reference", SETTINGS, CANDIDATES, iterations=3, on_start=plans.append, on_candidate=lambda r, b: seen.append(r)
+        model, data4, tmp_path / "reference", SETTINGS, CANDIDATES, iterations=3, on_start=plans.append, on_candidate=lambda r, b: seen.append(r)
     )
     assert len(plans) == 1 and plans[0]["evaluated"] == 0
     evaluated = len(_records(tmp_path / "reference", "candidate"))
@@ -76,32 +65,32 @@ def test_greedy_announces_its_candidates_reports_progress_and_resumes_after_its_
     steps = len(_records(tmp_path / "reference", "step"))
     first_step = sum(r["iteration"] == 0 for r in _records(tmp_path / "reference", "candidate"))
     _limit_after(monkeypatch, first_step + 1)  # in the middle of step 2
-    result = greedy_search(model, data, tmp_path / "limited", LIMITED, CANDIDATES, iterations=3)
+    result = greedy_search(model, data4, tmp_path / "limited", LIMITED, CANDIDATES, iterations=3)
     monkeypatch.undo()
     assert steps > 1 and len(_records(tmp_path / "limited", "step")) < steps
     assert result.resource_fraction <= 0.5
     assert flops(result.model, (64, 64)).macs / flops(model, (64, 64)).macs == pytest.approx(result.resource_fraction)
     assert "time limit" in result.notes[-1] and _records(tmp_path / "limited", "stopped")
-    resumed = greedy_search(model, data, tmp_path / "limited", SETTINGS, CANDIDATES, iterations=3, resume=True)
+    resumed = greedy_search(model, data4, tmp_path / "limited", SETTINGS, CANDIDATES, iterations=3, resume=True)
     assert resumed.config == reference.config
     assert len(_records(tmp_path / "limited", "candidate")) == len(_records(tmp_path / "reference", "candidate"))
 
 
-def test_a_time_limit_before_the_first_step_is_a_clear_error(data, model, tmp_path, monkeypatch):
+def test_a_time_limit_before_the_first_step_is_a_clear_error(data4, model, tmp_path, monkeypatch):
     _limit_after(monkeypatch, 1)
     with pytest.raises(SearchTimeLimit, match="before the first greedy step finished.*--resume"):
-        greedy_search(model, data, tmp_path, LIMITED, CANDIDATES, iterations=2)
+        greedy_search(model, data4, tmp_path, LIMITED, CANDIDATES, iterations=2)
     assert len(_records(tmp_path, "candidate")) >= 1
 
 
 @pytest.mark.exhaustive  # greedy's time-limit test covers the limit; make test-all runs random search's too
-def test_random_search_stops_at_the_time_limit_with_its_best_so_far(data, model, tmp_path, monkeypatch):
+def test_random_search_stops_at_the_time_limit_with_its_best_so_far(data4, model, tmp_path, monkeypatch):
     _limit_after(monkeypatch, 2)
-    result = random_search(model, data, tmp_path, LIMITED, CANDIDATES, num_candidates=5)
+    result = random_search(model, data4, tmp_path, LIMITED, CANDIDATES, num_candidates=5)
     assert result.candidates == 2 and "time limit" in result.notes[-1] and result.resource_fraction <= 0.5
 
 
-def test_the_last_step_is_narrowed_to_the_budget_and_no_further(data, model, tmp_path):
+def test_the_last_step_is_narrowed_to_the_budget_and_no_further(data4, model, tmp_path):
     from segprune.search.budget import Budget
     from segprune.search.greedy import uniformly_narrowed
 

@@ -16,7 +16,7 @@ import pytest
 ray = pytest.importorskip("ray")
 psutil = pytest.importorskip("psutil")
 
-from segprune.data import BatchConfig, synthetic_dataset  # noqa: E402
+from segprune.data import BatchConfig  # noqa: E402
 from segprune.models import unet  # noqa: E402
 from segprune.search.evaluation import CandidateSettings  # noqa: E402
 from segprune.search.greedy import greedy_search  # noqa: E402
@@ -38,16 +38,6 @@ def cluster():
     ray.init(num_cpus=2, include_dashboard=False, logging_level="ERROR", log_to_driver=False)
     yield ray.get_runtime_context().gcs_address
     ray.shutdown()
-
-
-@pytest.fixture(scope="module")
-def data():
-    return synthetic_dataset(num_train=8, num_val=2, num_test=2, image_size=32, channels=1)
-
-
-@pytest.fixture(scope="module")
-def model(data):
-    return unet(num_classes=data.num_classes, input_channels=1, base_filters=16, depth=1)
 
 
 def _candidates(folder: Path) -> list[dict]:

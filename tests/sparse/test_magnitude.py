@@ -7,7 +7,7 @@ import keras
 import numpy as np
 import pytest
 
-from segprune.data import BatchConfig, synthetic_dataset
+from segprune.data import BatchConfig
 from segprune.models import unet
 from segprune.sparse import ConstantSparsity, PolynomialDecay, magnitude_prune, sparsity_summary
 from segprune.sparse.magnitude import MaskUpdater, optimizer_slots, with_masks
@@ -17,16 +17,11 @@ from segprune.training import TrainConfig
 CONFIG = TrainConfig(patience=None, batches=BatchConfig(batch_size=4, image_size=32))  # the data are 32x32: no padding to 128
 
 
-@pytest.fixture(scope="module")
-def data():
-    return synthetic_dataset(num_train=16, num_val=4, num_test=4, image_size=32, channels=1)
-
-
-def _xy(data):
-    pairs = [data.load(sample_id) for sample_id in data.ids("train")[:8]]
+def _xy(data16):
+    pairs = [data16.load(sample_id) for sample_id in data16.ids("train")[:8]]
     images = np.stack([image[..., :1] for image, _ in pairs]).astype("float32")
     masks = np.stack([mask for _, mask in pairs])
-    return images, keras.utils.to_categorical(masks, data.num_classes)
+    return images, keras.utils.to_categorical(masks, data16.num_classes)
 
 
 def _masked_positions(sparse):
@@ -49,21 +44,21 @@ def _compiled(model):
     return model
 
 
-def test_masked_weights_and_their_adam_moments_stay_exactly_zero(data):
-    model = unet(num_classes=data.num_classes, input_channels=1, base_filters=8, depth=2)
+def test_masked_weights_and_their_adam_moments_stay_exactly_zero(data16):
+    model = unet(num_classes=data16.num_classes, input_channels=1, base_filters=8, depth=2)
     sparse = _compiled(with_masks(model, prunable_kernels(model)))
     updater = MaskUpdater(sparse, ConstantSparsity(0.7, begin_step=2, end_step=2, frequency=1))
-    x, y = _xy(data)
+    x, y = _xy(data16)
     sparse.fit(x, y, batch_size=2, epochs=3, callbacks=[updater], verbose=0)  # 12 steps, masks set at step 2
     assert [step for step, _ in updater.updates] == [2]
     _assert_masked_zero(sparse)
 
 
-def test_masks_survive_a_save_and_reload_in_the_middle_of_training(data, tmp_path):
-    model = unet(num_classes=data.num_classes, input_channels=1, base_filters=8, depth=2)
+def test_masks_survive_a_save_and_reload_in_the_middle_of_training(data16, tmp_path):
+    model = unet(num_classes=data16.num_classes, input_channels=1, base_filters=8, depth=2)
     sparse = _compiled(with_masks(model, prunable_kernels(model)))
     schedule = PolynomialDecay(0.0, 0.8, begin_step=0, end_step=20, frequency=4)
-    x, y = _xy(data)
+    x, y = _xy(data16)
     sparse.fit(x, y, batch_size=2, epochs=2, callbacks=[MaskUpdater(sparse, schedule)], verbose=0)  # to step 8
     path = tmp_path / "mid.keras"
     sparse.save(path)
@@ -81,11 +76,11 @@ def test_masks_survive_a_save_and_reload_in_the_middle_of_training(data, tmp_pat
 
 @pytest.mark.slow
 @pytest.mark.parametrize("schedule,pattern", [("polynomial", None), ("constant", "2:4")])
-def test_magnitude_prune_returns_a_plain_model_whose_measured_sparsity_is_the_reported_one(data, tmp_path, schedule, pattern):
+def test_magnitude_prune_returns_a_plain_model_whose_measured_sparsity_is_the_reported_one(data16, tmp_path, schedule, pattern):
     """Per-layer ranking, so that every kernel's own sparsity can be checked."""
-    model = unet(num_classes=data.num_classes, input_channels=1, base_filters=8, depth=2)
+    model = unet(num_classes=data16.num_classes, input_channels=1, base_filters=8, depth=2)
     before = [w.copy() for w in model.get_weights()]
-    result = magnitude_prune(model, data, 0.75, epochs=3, schedule=schedule, ranking="layer", pattern=pattern, config=CONFIG)
+    result = magnitude_prune(model, data16, 0.75, epochs=3, schedule=schedule, ranking="layer", pattern=pattern, config=CONFIG)
     summary = sparsity_summary(result.model, input_shape=(64, 64))
     assert summary.sparsity == pytest.approx(result.sparsity, abs=1e-12)
     expected = 0.75 if pattern is None else 0.5
@@ -103,7 +98,7 @@ def test_magnitude_prune_returns_a_plain_model_whose_measured_sparsity_is_the_re
     assert sparsity_summary(reloaded, input_shape=(64, 64)).sparsity == pytest.approx(result.sparsity)
 
 
-def test_global_block_ranking_runs_end_to_end(data):
-    model = unet(num_classes=data.num_classes, input_channels=1, base_filters=8, depth=2)
-    result = magnitude_prune(model, data, 0.5, epochs=1, schedule="constant", ranking="global", pattern="block:1x4", config=CONFIG)
+def test_global_block_ranking_runs_end_to_end(data16):
+    model = unet(num_classes=data16.num_classes, input_channels=1, base_filters=8, depth=2)
+    result = magnitude_prune(model, data16, 0.5, epochs=1, schedule="constant", ranking="global", pattern="block:1x4", config=CONFIG)
     assert 0.4 < result.sparsity < 0.6

@@ -4,7 +4,7 @@ import keras
 import numpy as np
 import pytest
 
-from segprune.data import BatchConfig, synthetic_dataset
+from segprune.data import BatchConfig
 from segprune.models import unet
 from segprune.sparse import l0_sparsify, l1_sparsify, sparsity_summary, strip
 from segprune.sparse.finetune import effective_sparsity
@@ -13,11 +13,6 @@ from segprune.sparse.regularised import with_weight_gates
 from segprune.training import TrainConfig
 
 CONFIG = TrainConfig(patience=None, batches=BatchConfig(batch_size=4, image_size=32))  # the data are 32x32: no padding to 128
-
-
-@pytest.fixture(scope="module")
-def data():
-    return synthetic_dataset(num_train=16, num_val=4, num_test=4, image_size=32, channels=1)
 
 
 def test_hard_concrete_gate_formulas():
@@ -29,13 +24,13 @@ def test_hard_concrete_gate_formulas():
     assert keras.ops.convert_to_numpy(probability_open(log_alpha))[1] == pytest.approx(expected, rel=1e-5)
 
 
-def test_gates_are_deterministic_at_inference_and_strip_keeps_the_function(data):
-    model = unet(num_classes=data.num_classes, input_channels=1, base_filters=8, depth=2)
+def test_gates_are_deterministic_at_inference_and_strip_keeps_the_function(data16):
+    model = unet(num_classes=data16.num_classes, input_channels=1, base_filters=8, depth=2)
     gated = with_weight_gates(model, strength=1.0)
     rng = np.random.default_rng(0)
     for variable in gated.gate_variables.values():
         variable.assign(rng.normal(0.0, 0.4, size=variable.shape).astype("float32"))  # log-alpha ~ N(0, 4)
-    x = np.stack([data.load(sample_id)[0][..., :1] for sample_id in data.ids("train")[:2]]).astype("float32")
+    x = np.stack([data16.load(sample_id)[0][..., :1] for sample_id in data16.ids("train")[:2]]).astype("float32")
     first, second = gated(x, training=False), gated(x, training=False)
     np.testing.assert_array_equal(keras.ops.convert_to_numpy(first), keras.ops.convert_to_numpy(second))
     sampled = [keras.ops.convert_to_numpy(gated(x, training=True)) for _ in range(2)]
@@ -46,15 +41,15 @@ def test_gates_are_deterministic_at_inference_and_strip_keeps_the_function(data)
 
 
 @pytest.mark.slow
-def test_l0_penalty_closes_gates_during_training(data):
-    model = unet(num_classes=data.num_classes, input_channels=1, base_filters=8, depth=2)
+def test_l0_penalty_closes_gates_during_training(data16):
+    model = unet(num_classes=data16.num_classes, input_channels=1, base_filters=8, depth=2)
     gated = with_weight_gates(model, strength=50.0)
     for variable in gated.gate_variables.values():
         variable.assign(np.zeros(variable.shape, "float32"))  # log-alpha 0: undecided gates
     gated.compile(optimizer=keras.optimizers.Adam(1e-2), loss="categorical_crossentropy")
-    pairs = [data.load(sample_id) for sample_id in data.ids("train")[:8]]
+    pairs = [data16.load(sample_id) for sample_id in data16.ids("train")[:8]]
     x = np.stack([image[..., :1] for image, _ in pairs]).astype("float32")
-    y = keras.utils.to_categorical(np.stack([mask for _, mask in pairs]), data.num_classes)
+    y = keras.utils.to_categorical(np.stack([mask for _, mask in pairs]), data16.num_classes)
     closed = []
     for _ in range(3):
         gated.fit(x, y, batch_size=4, epochs=2, verbose=0)
@@ -63,9 +58,9 @@ def test_l0_penalty_closes_gates_during_training(data):
 
 
 @pytest.mark.slow
-def test_l0_sparsify_ends_at_least_at_the_requested_sparsity(data):
-    model = unet(num_classes=data.num_classes, input_channels=1, base_filters=8, depth=2)
-    result = l0_sparsify(model, data, 0.5, epochs=2, strength=20.0, recovery_epochs=1, config=CONFIG)
+def test_l0_sparsify_ends_at_least_at_the_requested_sparsity(data16):
+    model = unet(num_classes=data16.num_classes, input_channels=1, base_filters=8, depth=2)
+    result = l0_sparsify(model, data16, 0.5, epochs=2, strength=20.0, recovery_epochs=1, config=CONFIG)
     assert [step["epoch"] for step in result.trajectory] == [1, 2, 3]
     assert result.sparsity >= 0.5 - 1e-3
     assert sparsity_summary(result.model, input_shape=(32, 32)).sparsity == pytest.approx(result.sparsity)
@@ -73,9 +68,9 @@ def test_l0_sparsify_ends_at_least_at_the_requested_sparsity(data):
 
 
 @pytest.mark.slow
-def test_l1_records_its_trajectory_and_ends_at_the_exact_sparsity(data):
-    model = unet(num_classes=data.num_classes, input_channels=1, base_filters=8, depth=2)
-    result = l1_sparsify(model, data, 0.6, epochs=2, strength=1e-3, recovery_epochs=1, config=CONFIG)
+def test_l1_records_its_trajectory_and_ends_at_the_exact_sparsity(data16):
+    model = unet(num_classes=data16.num_classes, input_channels=1, base_filters=8, depth=2)
+    result = l1_sparsify(model, data16, 0.6, epochs=2, strength=1e-3, recovery_epochs=1, config=CONFIG)
     assert [step["epoch"] for step in result.trajectory] == [1, 2, 3]
     assert all(0.0 <= step["val_dice"] <= 1.0 for step in result.trajectory)
     assert result.trajectory[1]["sparsity"] > result.trajectory[0]["sparsity"] * 0.99
@@ -85,6 +80,6 @@ def test_l1_records_its_trajectory_and_ends_at_the_exact_sparsity(data):
 
 
 @pytest.mark.parametrize("method", [l1_sparsify, l0_sparsify])
-def test_bad_strength_is_explained(data, method):
+def test_bad_strength_is_explained(data16, method):
     with pytest.raises(ValueError, match="strength"):
-        method(unet(num_classes=data.num_classes, input_channels=1, base_filters=8, depth=2), data, 0.5, strength=0.0)
+        method(unet(num_classes=data16.num_classes, input_channels=1, base_filters=8, depth=2), data16, 0.5, strength=0.0)

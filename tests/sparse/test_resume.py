@@ -18,7 +18,7 @@ import pytest
 
 import segprune
 from segprune.cli import main
-from segprune.data import BatchConfig, synthetic_dataset
+from segprune.data import BatchConfig
 from segprune.models import unet
 from segprune.training import TrainConfig
 from segprune.training_state import StateMismatchError, run_folder
@@ -26,11 +26,6 @@ from tests.resume_harness import Killed, assert_same_history, assert_same_model,
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 CONFIG = TrainConfig(patience=None, batches=BatchConfig(batch_size=4, image_size=32, samples_per_epoch=8))
-
-
-@pytest.fixture(scope="module")
-def data():
-    return synthetic_dataset(num_train=8, num_val=2, num_test=2, image_size=32, channels=1)
 
 
 @pytest.fixture(scope="module")
