@@ -75,7 +75,7 @@ def run(arguments: argparse.Namespace) -> int:
     _console.output_console.print(_console.table(title, columns, rows))
     _console.output_console.print(_peak_line(results, arguments.threads))
     if any(r.macs is None for r in results):
-        _console.output_console.print("MACs '-': a deployed graph whose convolutions and matrix products could not be counted at this shape")
+        _console.output_console.print("MACs '-': not counted from this file (a .tflite graph, or an ONNX/OpenVINO graph whose shapes are not all known)")
     for note in dict.fromkeys(note for result in results for note in result.notes):
         _console.output_console.print(f"note: {note}")
     return 0

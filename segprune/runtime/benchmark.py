@@ -455,10 +455,12 @@ def achieved_gmacs(macs: int, latency_ms: float) -> float:
 
 
 def zipped_size(path: Path) -> int:
-    """Bytes of the file after DEFLATE compression (what sparse, zero-filled weights save on disk)."""
+    """Bytes of the file after DEFLATE compression (what sparse, zero-filled weights save on disk); an OpenVINO
+    `.xml` is zipped with its `.bin`."""
     buffer = io.BytesIO()
     with zipfile.ZipFile(buffer, "w", compression=zipfile.ZIP_DEFLATED) as archive:
-        archive.write(path, arcname=path.name)
+        for part in companion_files(Path(path)):
+            archive.write(part, arcname=part.name)
     return buffer.tell()
 
 
