@@ -180,7 +180,10 @@ def test_group_normalization_keeps_counts_divisible_by_its_groups(tmp_path):
     with pytest.raises(ValueError, match="multiple of 4"):
         remove_channels(graph, graph.group_of_layer("a").classes[:3])
     pruned.save(tmp_path / "pruned.keras")
-    keras.saving.load_model(tmp_path / "pruned.keras")
+    reloaded = keras.saving.load_model(tmp_path / "pruned.keras")
+    sample = np.random.default_rng(0).normal(size=(1, 8, 8, 3)).astype("float32")
+    assert reloaded.get_layer("norm").groups == 4 and reloaded.get_layer("a").filters == 12
+    np.testing.assert_allclose(reloaded.predict(sample, verbose=0), pruned.predict(sample, verbose=0), atol=1e-6)
 
 
 def test_channels_first_layers_are_refused_with_the_fix():
