@@ -16,7 +16,9 @@ def test_train_then_evaluate_json(make_folder_dataset, tmp_path, capsys):
     out = tmp_path / "runs" / "unet.keras"
     code = main(["train", "--data", str(root), "--model", "unet", "--epochs", "2", "--image-size", "32",
                  "--base-filters", "4", "--out", str(out)])
-    assert code == 0 and out.exists()
+    assert code == 0
+    trained = keras.saving.load_model(out, compile=False)
+    assert trained.input_shape[-1] == 1 and trained.get_layer(index=1).filters == 4, "the U-Net asked for: grey tiles, 4 base filters"
     captured = capsys.readouterr()
     assert "epoch   2/2" in captured.err
     assert "test Dice" in captured.out

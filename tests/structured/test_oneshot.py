@@ -67,5 +67,7 @@ def test_cli_prune_with_data_and_fine_tuning(make_folder_dataset, tmp_path, caps
     out = tmp_path / "pruned.keras"
     code = main(["prune", str(source), "--method", "taylor", "--ratio", "0.5", "--data", str(root),
                  "--finetune-epochs", "1", "--out", str(out)])
-    assert code == 0 and out.exists()
+    assert code == 0
+    dense, pruned = keras.saving.load_model(source, compile=False), keras.saving.load_model(out, compile=False)
+    assert pruned.count_params() < dense.count_params() and pruned.output_shape == dense.output_shape
     assert "test Dice: dense" in capsys.readouterr().out
