@@ -8,14 +8,9 @@ import pytest
 from segprune.cli import main
 from segprune.models.mask_rcnn import MaskRCNN, load_mask_rcnn
 from tests.conftest import write_png
+from tests.fixtures import one_error
 
 TINY = ["--epochs", "2", "--steps-per-epoch", "1", "--batch-size", "1"]
-
-
-def _one_error(captured: str) -> str:
-    """The printed error as one string (the console wraps long lines at 160 columns when not a terminal)."""
-    assert captured.startswith("error:") and "Traceback" not in captured
-    return " ".join(captured.split())
 
 
 def _write_instances(root, count=6, size=32, instance_size=None):
@@ -52,7 +47,7 @@ def test_an_instance_image_of_another_size_is_named_and_nothing_is_written(tmp_p
     root = _write_instances(tmp_path / "cells", instance_size=48)
     out = tmp_path / "detector.keras"
     assert main(["train", "--data", str(root), "--model", "mask-rcnn", *TINY, "--out", str(out)]) == 2
-    error = _one_error(capsys.readouterr().err)
+    error = one_error(capsys.readouterr().err)
     assert "t0.png" in error and "48x48" in error and "32x32" in error
     assert "write the label image at its image's size" in error
     assert not out.exists() and list(tmp_path.iterdir()) == [root]
@@ -62,7 +57,7 @@ def test_a_dataset_without_instances_is_refused_with_the_layout_it_needs(make_fo
     root = make_folder_dataset(count=4)
     out = tmp_path / "detector.keras"
     assert main(["train", "--data", str(root), "--model", "mask-rcnn", *TINY, "--out", str(out)]) == 2
-    error = _one_error(capsys.readouterr().err)
+    error = one_error(capsys.readouterr().err)
     assert str(root) in error and "instances/" in error and "label image" in error
     assert not out.exists()
 
@@ -75,7 +70,7 @@ def test_a_segmentation_model_is_refused_where_a_mask_rcnn_is_expected(tmp_path,
     root = _write_instances(tmp_path / "cells")
     before = sorted(tmp_path.rglob("*"))
     assert main(["evaluate", str(path), "--data", str(root), "--instances"]) == 2
-    error = _one_error(capsys.readouterr().err)
+    error = one_error(capsys.readouterr().err)
     assert "unet.keras" in error and "not a Mask R-CNN" in error and "--model mask-rcnn" in error
     assert sorted(tmp_path.rglob("*")) == before
 
@@ -106,10 +101,10 @@ def test_prune_takes_a_mask_rcnn_file_and_a_search_needs_its_instances(tmp_path,
 
 def test_greedy_search_on_a_mask_rcnn_file_scores_candidates_by_mask_ap_and_resumes(tmp_path, capsys):
     from segprune.models.mask_rcnn import mask_rcnn, save_mask_rcnn
-    from tests.search.test_instance_search import DETECTOR
+    from tests.fixtures import TINY_DETECTOR
 
     root = _write_instances(tmp_path / "cells", count=8)
-    dense = save_mask_rcnn(mask_rcnn(**DETECTOR), tmp_path / "dense.keras")
+    dense = save_mask_rcnn(mask_rcnn(**TINY_DETECTOR), tmp_path / "dense.keras")
     out = tmp_path / "searched.keras"
     command = ["prune", str(dense), "--method", "greedy", "--target", "flops=0.6", "--data", str(root), "--iterations", "1",
                "--candidate-steps", "1", "--round-to", "4", "--image-size", "32", "--finetune-epochs", "1", "--out", str(out)]
@@ -117,7 +112,9 @@ def test_greedy_search_on_a_mask_rcnn_file_scores_candidates_by_mask_ap_and_resu
     printed = capsys.readouterr()
     assert "val mask AP" in printed.err and "val Dice" not in printed.err
     assert "test mask AP50: dense" in printed.out and "ms ->" in printed.out  # the trunks are timed side by side
-    assert isinstance(load_mask_rcnn(out), MaskRCNN) and (tmp_path / "searched.search" / "search.jsonl").exists()
+    assert isinstance(load_mask_rcnn(out), MaskRCNN)
+    logged = [json.loads(line)["type"] for line in (tmp_path / "searched.search" / "search.jsonl").read_text().splitlines()]
+    assert "candidate" in logged and logged[-1] == "done", logged
     assert main([*command, "--resume"]) == 0
     assert "already evaluated (resumed)" in capsys.readouterr().err
 
@@ -126,4 +123,4 @@ def test_steps_per_epoch_is_refused_for_a_segmentation_model(make_folder_dataset
     root = make_folder_dataset(count=4)
     out = tmp_path / "unet.keras"
     assert main(["train", "--data", str(root), "--model", "unet", "--steps-per-epoch", "3", "--out", str(out)]) == 2
-    assert "--steps-per-epoch is for --model mask-rcnn" in _one_error(capsys.readouterr().err) and not out.exists()
+    assert "--steps-per-epoch is for --model mask-rcnn" in one_error(capsys.readouterr().err) and not out.exists()

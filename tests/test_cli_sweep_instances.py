@@ -7,7 +7,7 @@ import numpy as np
 from segprune.cli import main
 from segprune.models import unet
 from tests.conftest import write_png
-from tests.test_cli_mask_rcnn import _one_error
+from tests.fixtures import one_error
 
 
 def _write_data(root, count=5, size=64, instances=True):
@@ -48,8 +48,8 @@ def test_mask_rcnn_rows_need_instance_labels_and_a_mask_rcnn_file(tmp_path, caps
     model, out = _unet(tmp_path), tmp_path / "sweep"
     plain = _write_data(tmp_path / "plain", instances=False)
     assert main(["sweep", "--model", str(model), "--data", str(plain), "--out", str(out), "--mask-rcnn", str(model)]) == 2
-    assert "has no instances/ folder" in _one_error(capsys.readouterr().err)
+    assert "has no instances/ folder" in one_error(capsys.readouterr().err)
     cells = _write_data(tmp_path / "cells")
     assert main(["sweep", "--model", str(model), "--data", str(cells), "--out", str(out), "--mask-rcnn", str(model)]) == 2
-    assert "not a Mask R-CNN" in _one_error(capsys.readouterr().err)
+    assert "not a Mask R-CNN" in one_error(capsys.readouterr().err)
     assert not out.exists(), "refused before the sweep wrote anything"

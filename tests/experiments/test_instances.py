@@ -1,11 +1,14 @@
 """Instance rows of a sweep on a tiny Mask R-CNN and a tiny U-Net: every row scored, timed where it runs a network, resumable."""
 
 import json
+from pathlib import Path
+from types import SimpleNamespace
 
 import keras
 import numpy as np
 import pytest
 
+import segprune.experiments.instances as instances_module
 from segprune._io import save_model
 from segprune.data.instances import InstanceDataset, instances_from_labels
 from segprune.experiments import InstanceSweepConfig, missing_mask_rcnn_note, run_instance_sweep
@@ -41,13 +44,22 @@ def swept(tmp_path_factory):
     networks = [{"method": "dense", "budget": None, "model_path": str(unet_path), "latency_ms": 1.5}]
     config = InstanceSweepConfig(budgets=(0.5,), finetune_epochs=1, image_size=64, round_to=1)
     detector = mask_rcnn(detection_min_score=0.0, max_detections=5, **TINY_MASK_RCNN)
-    messages = []
-    rows = run_instance_sweep(_tiles(), out, networks, detector, config, messages.append)
-    return out, networks, detector, config, rows, messages
+    messages, timed = [], []
+
+    def file_latency(paths, runtime, image_size, threads):
+        """Stands in for the ONNX Runtime timing: 10 ms for the first file, 20 for the second, ..., so a row given
+        another row's figure, or none, shows."""
+        timed.append((runtime, [Path(path).name for path in paths]))
+        return [SimpleNamespace(median_ms=10.0 * (index + 1)) for index in range(len(paths))]
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(instances_module, "file_latency", file_latency)
+        rows = run_instance_sweep(_tiles(), out, networks, detector, config, messages.append)
+    return out, networks, detector, config, rows, messages, timed
 
 
 def test_rows_carry_instance_figures_macs_and_latency(swept):
-    out, _, detector, _, rows, _ = swept
+    out, _, detector, _, rows, _, timed = swept
     assert [(r["method"], r["budget"]) for r in rows] == [
         ("mask-rcnn", None), ("mask-rcnn-l1", 0.5), ("dense+watershed", None), ("classical-watershed", None)
     ]
@@ -55,7 +67,10 @@ def test_rows_carry_instance_figures_macs_and_latency(swept):
         assert all(0.0 <= row[key] <= 1.0 for key in ("ap", "ap50", "ap75", "dsb", "union_dice")), row
         assert np.load(row["labels_path"])["labels"].shape == (1, 64, 64)
     dense, pruned, unet_row, classical = rows
-    assert dense["latency_ms"] > 0 and pruned["latency_ms"] > 0, "both trunks are timed on ONNX Runtime"
+    assert [runtime for runtime, _ in timed] == ["onnxruntime"] and len(timed[0][1]) == 2, "both trunks timed together on ONNX Runtime"
+    trunk_files = timed[0][1]
+    assert [trunk_files.index(f"{Path(row['model_path']).stem}-trunk.onnx") for row in (dense, pruned)] == [0, 1]
+    assert (dense["latency_ms"], pruned["latency_ms"]) == (10.0, 20.0), "each trunk's row carries its own trunk's timing"
     assert dense["macs_ratio"] == 1.0 and pruned["macs_ratio"] <= 0.5
     assert pruned["finetune_epochs"] == 1 and "best validation mask AP" in pruned["notes"][0]
     assert load_mask_rcnn(pruned["model_path"]).trunk.count_params() < detector.trunk.count_params()
@@ -68,7 +83,7 @@ def test_rows_carry_instance_figures_macs_and_latency(swept):
 
 
 def test_a_second_run_resumes_every_row(swept):
-    out, networks, detector, config, rows, _ = swept
+    out, networks, detector, config, rows, _, _ = swept
     messages = []
     retimed = [{**networks[0], "latency_ms": 2.5}]  # the segmentation sweep times its networks again on every run
     again = run_instance_sweep(_tiles(), out, retimed, detector, config, messages.append)
@@ -81,7 +96,7 @@ def test_a_second_run_resumes_every_row(swept):
 
 
 def test_outline_figure_is_drawn_from_the_saved_label_images(swept):
-    out, _, _, _, rows, _ = swept
+    out, _, _, _, rows, _, _ = swept
     png = instance_outlines(rows, out / "instances")
     assert png.startswith(b"\x89PNG") and len(png) > 5_000
 

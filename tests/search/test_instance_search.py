@@ -9,12 +9,8 @@ from segprune.models.mask_rcnn import MaskRCNN, is_mask_rcnn_file, mask_rcnn
 from segprune.search.evaluation import Candidate, CandidateSettings
 from segprune.search.instance_evaluation import _EVALUATORS, build_instance_candidate, evaluate_instance_candidate
 from segprune.search.kinds import save_parent
-from tests.fixtures import TINY_MASK_RCNN
-from tests.test_api_mask_rcnn import _tiles
+from tests.fixtures import TINY_DETECTOR, instance_tiles
 
-# At round_to=4 only the FPN laterals and the shared RPN convolution (16 channels each) can narrow: a search of a
-# few candidates, each a real detector trained one step and scored by validation mask AP.
-DETECTOR = {**TINY_MASK_RCNN, "encoder_filters": (4, 4, 4, 4), "fpn_filters": 16, "detection_min_score": 0.0, "max_detections": 5}
 SEARCH = dict(target="flops=0.6", round_to=4, image_size=64, candidate_steps=1, time_result=False)
 
 
@@ -24,8 +20,8 @@ def _trunk_share(dense: MaskRCNN, pruned: MaskRCNN) -> float:
 
 @pytest.mark.parametrize(("method", "options"), [("greedy", {"iterations": 1}), ("random-search", {"candidates": 2, "finetune_epochs": 1})])
 def test_a_search_narrows_the_trunk_to_its_budget_returns_a_detector_and_resumes_from_its_log(method, options, tmp_path):
-    model = mask_rcnn(**DETECTOR)
-    data = _tiles()
+    model = mask_rcnn(**TINY_DETECTOR)
+    data = instance_tiles()
     scores = []
     result = segprune.prune(
         model, method, data=data, folder=tmp_path / "search", on_candidate=lambda record, best: scores.append(record["score"]), **SEARCH, **options
@@ -53,8 +49,8 @@ def test_a_search_narrows_the_trunk_to_its_budget_returns_a_detector_and_resumes
 
 
 def test_a_candidate_is_seeded_by_its_name_so_it_scores_and_builds_the_same_anywhere(tmp_path):
-    dense = save_parent(mask_rcnn(**DETECTOR), tmp_path / "dense.keras")
-    data, settings = _tiles(), CandidateSettings(finetune_steps=2, seed=3)
+    dense = save_parent(mask_rcnn(**TINY_DETECTOR), tmp_path / "dense.keras")
+    data, settings = instance_tiles(), CandidateSettings(finetune_steps=2, seed=3)
     widths = {"fpn_lateral2,fpn_lateral3,fpn_lateral4": 16, "rpn_conv": 16}
     candidate = Candidate("candidate0", str(dense), widths, {**widths, "rpn_conv": 8})
     first = evaluate_instance_candidate(candidate, data, settings)["score"]
@@ -76,14 +72,14 @@ def test_a_candidate_is_seeded_by_its_name_so_it_scores_and_builds_the_same_anyw
 )
 def test_what_a_mask_rcnn_search_cannot_do_is_refused(options, message, tmp_path):
     with pytest.raises(ValueError, match=message):
-        segprune.prune(mask_rcnn(**DETECTOR), "greedy", **{"data": _tiles(), **options}, folder=tmp_path / "s", **SEARCH)
+        segprune.prune(mask_rcnn(**TINY_DETECTOR), "greedy", **{"data": instance_tiles(), **options}, folder=tmp_path / "s", **SEARCH)
 
 
 def test_greedy_stopped_by_its_time_limit_narrows_the_last_step_of_a_detector_to_the_budget(tmp_path, monkeypatch):
     from segprune.search.progress import SearchClock
 
     monkeypatch.setattr(SearchClock, "out_of_time", lambda self: self.done >= 2)  # after the first step's two proposals
-    model = mask_rcnn(**DETECTOR)
-    result = segprune.prune(model, "greedy", data=_tiles(), iterations=1, max_minutes=100, folder=tmp_path / "search", **SEARCH)
+    model = mask_rcnn(**TINY_DETECTOR)
+    result = segprune.prune(model, "greedy", data=instance_tiles(), iterations=1, max_minutes=100, folder=tmp_path / "search", **SEARCH)
     assert isinstance(result.model, MaskRCNN) and _trunk_share(model, result.model) <= 0.6
     assert result.search.candidates == 2 and "stopped at the time limit" in result.notes[0]
