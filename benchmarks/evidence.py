@@ -18,10 +18,12 @@ the set of models changes. Only the timed rounds hold the CPU lock the other ben
     .venv/bin/python benchmarks/evidence.py --data brain --dense /tmp/brain_unet300.keras --out /tmp/evidence/brain
     .venv/bin/python benchmarks/evidence.py --data nuclei --dense /tmp/evidence/nuclei_unet.keras --out /tmp/evidence/nuclei
     .venv/bin/python benchmarks/evidence.py --data brain --dense /tmp/brain_unet300.keras --out /tmp/evidence/brain \\
-        --methods l1 greedy random-search --budgets 0.25    # adds the searches at 1/4 to the same table
+        --methods greedy random-search --budgets 0.25 --distill on --search-minutes 12   # searches join the same table
 
-The table is printed at the end of every run (also from finished cells alone with --table-only), followed by the
-pairs of rows that cannot be told apart: those whose paired Dice difference interval holds 0.
+`--no-timing` scores only (several runs may then fine-tune side by side); `--time-only` later times every finished
+cell of the folder together. The table is printed at the end of every run (from finished cells alone with
+--table-only), followed by the pairs of rows that cannot be told apart: those whose paired Dice difference interval
+holds 0.
 """
 
 from __future__ import annotations
@@ -69,10 +71,12 @@ def main() -> None:
     parser.add_argument("--budgets", nargs="+", type=float, default=list(defaults.SWEEP_BUDGETS), help="MACs budgets (default 0.5 0.25 0.125)")
     parser.add_argument("--distill", nargs="+", default=["on", "off"], choices=("on", "off"), help="fine-tune with distillation, without, or both")
     parser.add_argument("--epochs", type=int, default=40, help="fine-tune epochs (default 40; early stopping as TrainConfig's default)")
+    parser.add_argument("--search-minutes", type=float, default=None, help="stop each search at its best so far after this long (default: run it whole)")
     parser.add_argument("--threads", type=int, default=defaults.THREADS)
     parser.add_argument("--rounds", type=int, default=20, help="timed rounds per repeat")
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--no-timing", action="store_true", help="score only; time later")
+    parser.add_argument("--time-only", action="store_true", help="time every finished cell (no new cells), print the table")
     parser.add_argument("--table-only", action="store_true", help="print the table of finished cells and stop")
     arguments = parser.parse_args()
 
@@ -81,6 +85,10 @@ def main() -> None:
     (out / "deploy").mkdir(exist_ok=True)
     log = out / "cells.jsonl"
     if arguments.table_only:
+        print_table(read_cells(log), arguments)
+        return
+    if arguments.time_only:
+        time_cells(read_cells(log), [key for key in read_cells(log) if not key.startswith("timing:")], log, arguments)
         print_table(read_cells(log), arguments)
         return
     data = load_data(arguments.data)
@@ -137,14 +145,14 @@ def run_cell(key: str, method: str, budget, distill, dense, data, out: Path, arg
     else:
         checkpoint = out / "models" / f"{key}.keras"
         search_folder = out / "search" / key
-        settings = {"folder": search_folder} if method != "l1" else {}
+        settings = {"folder": search_folder, "max_minutes": arguments.search_minutes} if method != "l1" else {}
         resume = run_folder(checkpoint).exists() or (method != "l1" and search_folder.exists())
         result = prune(
             dense, method, target=f"flops={budget}", data=data, finetune_epochs=arguments.epochs, distill=distill == "on",
             seed=defaults.SEED, checkpoint_path=checkpoint, resume=resume, **settings,
         )
         model, seconds = result.model, result.seconds
-        row.update(epochs_run=result.finetune_epochs, finetune_seconds=result.finetune_seconds)
+        row.update(epochs_run=result.finetune_epochs, finetune_seconds=result.finetune_seconds, notes=result.notes)
     evaluation = evaluate(model, data, "test")
     row.update(
         seconds=seconds,
