@@ -64,3 +64,16 @@ def test_every_command_refuses_a_nan_kernel_by_name_before_any_work(command, tmp
     error = capsys.readouterr().err
     assert "layer 'encoder_conv' weight 'kernel' (1 NaN of 36 values)" in error and "poisoned.keras" in error
     assert not out.exists() or not any(out.iterdir())
+
+
+def test_the_filter_passes_the_runs_last_lines_while_a_child_still_holds_stderr(tmp_path):
+    """The run's own lines (a last partial one too) are through when the filter ends, though a child keeps the pipe open."""
+    written = tmp_path / "stderr.txt"
+    with open(written, "wb") as stream:
+        with framework_noise_filtered(stream.fileno()):
+            child = subprocess.Popen([sys.executable, "-c", "import sys; sys.stdin.read()"], stdin=subprocess.PIPE, stderr=stream.fileno())
+            os.write(stream.fileno(), REAL[0] + NOISE[2] + b"partial")
+        at_exit = written.read_bytes()
+        still_running = child.poll() is None
+        child.communicate(b"")
+    assert at_exit == REAL[0] + b"partial" and still_running

@@ -51,6 +51,9 @@ def main(argv: list[str] | None = None) -> int:
         try:
             with output_lock(getattr(arguments, "out", None)):  # one run per --out
                 return module.run(arguments)
+        except KeyboardInterrupt:  # Ctrl-C outside a resumable run's epochs: a line, not a traceback
+            progress_console.print("interrupted")
+            return 130
         except Exception as error:
             if not isinstance(error, user_errors()):
                 raise

@@ -5,6 +5,8 @@ from __future__ import annotations
 import contextlib
 import os
 import re
+import secrets
+import select
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -83,20 +85,29 @@ def framework_noise_filtered(fd: int = 2) -> Iterator[None]:
     sys.stderr.flush()
     terminal = os.dup(fd)
     read_end, write_end = os.pipe()
+    passed_read, passed_write = os.pipe()  # the filter writes one byte here once it has passed this process's last line
+    marker = f"segprune-stderr-end-{secrets.token_hex(8)}"
     passer = subprocess.Popen(
-        [sys.executable, "-S", "-c", _PASS_LINES, FRAMEWORK_NOISE.pattern], stdin=read_end, stdout=terminal, start_new_session=True
+        [sys.executable, "-S", "-c", _PASS_LINES, FRAMEWORK_NOISE.pattern, marker, str(passed_write)],
+        stdin=read_end, stdout=terminal, start_new_session=True, pass_fds=(passed_write,),
     )
     os.close(read_end)
+    os.close(passed_write)
     os.dup2(write_end, fd)
     os.close(write_end)
     try:
         yield
     finally:
         sys.stderr.flush()
-        os.dup2(terminal, fd)  # the pipe's last write end here closes: the filter passes what is left, then ends
+        with contextlib.suppress(OSError):  # a filter that is gone (its terminal closed) passes nothing more
+            os.write(fd, f"{marker}\n".encode())
+        os.dup2(terminal, fd)
         os.close(terminal)
-        with contextlib.suppress(subprocess.TimeoutExpired):  # a child process of the run may hold the pipe a while longer
-            passer.wait(timeout=2.0)
+        # Wait for the marker, not for the pipe's end: a child of the run (a search worker pool's resource tracker) may
+        # hold the pipe until this process exits, and waiting for that cost every such run 2 s.
+        select.select([passed_read], [], [], 2.0)
+        os.close(passed_read)
+        passer.poll()
 
 
 def _writes_to(stream, fd: int) -> bool:
@@ -106,12 +117,17 @@ def _writes_to(stream, fd: int) -> bool:
         return False
 
 
-# The filter process: each line from stdin to stdout unless the pattern (argv[1]) finds framework noise in it.
+# The filter process: each line from stdin to stdout unless the pattern (argv[1]) finds framework noise in it; the
+# marker line (argv[2], after the run's last line, perhaps a partial one) is not passed but answered on fd argv[3].
 _PASS_LINES = """
-import re, sys
-noise = re.compile(sys.argv[1])
+import os, re, sys
+noise, marker, passed = re.compile(sys.argv[1]), sys.argv[2].encode() + b"\\n", int(sys.argv[3])
 for line in sys.stdin.buffer:
-    if not noise.search(line.decode(errors="replace")):
+    ended = line.endswith(marker)
+    line = line[:-len(marker)] if ended else line
+    if line and not noise.search(line.decode(errors="replace")):
         sys.stdout.buffer.write(line)
         sys.stdout.buffer.flush()
+    if ended:
+        os.write(passed, b".")
 """
