@@ -77,6 +77,7 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--no-timing", action="store_true", help="score only; time later")
     parser.add_argument("--time-only", action="store_true", help="time every finished cell (no new cells), print the table")
+    parser.add_argument("--retime", action="store_true", help="time again even if these cells were timed (a quieter machine)")
     parser.add_argument("--table-only", action="store_true", help="print the table of finished cells and stop")
     arguments = parser.parse_args()
 
@@ -185,7 +186,7 @@ def time_cells(cells: dict[str, dict], keys: list[str], log: Path, arguments) ->
     """Times every deployment of every finished cell in the same interleaved rounds, under the CPU lock."""
     keys = [key for key in keys if key in cells]
     timing_key = "timing:" + ",".join(keys)
-    if timing_key in cells:
+    if timing_key in cells and not arguments.retime:
         return
     files = [(key, column, entry) for key in keys for column, entry in cells[key]["deployed"].items()]
     runners = [open_runner(entry["path"], arguments.threads, entry["runtime"], entry["precision"] if entry["runtime"] == "openvino" and entry["precision"] != "int8" else None) for _, _, entry in files]
