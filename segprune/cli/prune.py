@@ -87,7 +87,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
         "--runtime", default=None, choices=LATENCY_RUNTIMES,
         help="search: the runtime the model will ship on, which latency targets are tabled and timed on (default onnxruntime)",
     )
-    parser.add_argument("--precision", default=None, choices=PRECISIONS, help="search: fp32 (default) or int8, as the model will ship")
+    parser.add_argument("--precision", default=None, choices=PRECISIONS, help="search: fp32 (default), bf16 (openvino) or int8, as the model will ship")
     parser.add_argument("--seed", type=int, default=defaults.SEED, help=f"seed of random criteria, searches and fine-tuning (default {defaults.SEED})")
     parser.add_argument(
         "--learning-rate", type=float, default=defaults.LEARNING_RATE,

@@ -124,7 +124,6 @@ def run_sweep(
         speedup, model path (None for classical rows) and seconds spent; a pruned row also has `dice_loss`
         (dense Dice minus its own) and `dice_loss_interval`, a paired bootstrap over the same images.
 
-
     Example:
         >>> rows = run_sweep(model, segprune.load_data("nuclei"), "runs/sweep")
     """
