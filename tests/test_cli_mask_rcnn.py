@@ -99,6 +99,7 @@ def test_prune_takes_a_mask_rcnn_file_and_a_search_needs_its_instances(tmp_path,
     assert "trains on instances" in error and "--data DATA" in error and not searched.exists()
 
 
+@pytest.mark.exhaustive  # make test-all: the instance search itself is tested in tests/search/test_instance_search.py
 def test_greedy_search_on_a_mask_rcnn_file_scores_candidates_by_mask_ap_and_resumes(tmp_path, capsys):
     from segprune.models.mask_rcnn import mask_rcnn, save_mask_rcnn
     from tests.fixtures import TINY_DETECTOR

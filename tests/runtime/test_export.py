@@ -159,7 +159,7 @@ def test_unknown_format(tmp_path):
         export_model(unet(base_filters=4, depth=1), tmp_path / "m.pt", format="torchscript")
 
 
-@pytest.mark.parametrize("runtime", ["onnxruntime", "openvino", "litert", "keras"])
+@pytest.mark.parametrize("runtime", ["onnxruntime", "openvino", pytest.param("litert", marks=pytest.mark.exhaustive), "keras"])
 def test_benchmark_cli_json_for_every_runtime(runtime, tmp_path, capsys):
     import json
 

@@ -63,6 +63,7 @@ def test_steps_keep_half_of_each_group_and_a_step_no_group_can_make_shrinks_inst
 
 
 @pytest.mark.slow
+@pytest.mark.exhaustive  # make test-all: random search also runs killed-and-resumed (test_resume) and from the CLI
 def test_random_search_is_deterministic_meets_the_budget_and_stops_at_the_floor(data16, model, tmp_path):
     first = random_search(model, data16, tmp_path / "a", SETTINGS, CANDIDATES, num_candidates=2)
     second = random_search(model, data16, tmp_path / "b", SETTINGS, CANDIDATES, num_candidates=2)
