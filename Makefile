@@ -37,15 +37,16 @@ install-test: $(VENV)/.installed-test
 demo: install
 	$(BIN)/segprune demo --out runs/demo
 
-# One worker per core (pytest-xdist), each test file on one worker so module fixtures are built once: the
-# whole suite under TensorFlow, then the tests marked `backends` under JAX and under PyTorch.
+# One worker per core (pytest-xdist), each test file on one worker so module fixtures are built once, the
+# longest files first (tests/conftest.py LONGEST_FILES; --no-loadscope-reorder keeps that order): the whole
+# suite under TensorFlow, then the tests marked `backends` under JAX and under PyTorch.
 test: install-test chromium lint
-	$(BIN)/python -m pytest -q -n auto --dist loadfile $(PYTEST_ARGS)
+	$(BIN)/python -m pytest -q -n auto --dist loadfile --no-loadscope-reorder $(PYTEST_ARGS)
 	$(MAKE) --no-print-directory test-backends
 
 # The default suite plus the exhaustive instances (every keras.applications CNN): about twice as long.
 test-all: install-test chromium lint
-	$(BIN)/python -m pytest -q -n auto --dist loadfile --exhaustive $(PYTEST_ARGS)
+	$(BIN)/python -m pytest -q -n auto --dist loadfile --no-loadscope-reorder --exhaustive $(PYTEST_ARGS)
 
 # The layering (import-linter contracts in pyproject.toml) and the lint rules, checked before the tests.
 lint: install-test
@@ -63,5 +64,5 @@ chromium:
 # architecture, importance, sparse gating and masks, export, a greedy search killed and resumed, a CLI prune
 # and fine-tune on nuclei) under JAX and under PyTorch; part of `make test`.
 test-backends: install-test
-	KERAS_BACKEND=jax $(BIN)/python -m pytest -q -n auto --dist loadfile -m backends $(PYTEST_ARGS)
-	KERAS_BACKEND=torch $(BIN)/python -m pytest -q -n auto --dist loadfile -m backends $(PYTEST_ARGS)
+	KERAS_BACKEND=jax $(BIN)/python -m pytest -q -n auto --dist loadfile --no-loadscope-reorder -m backends $(PYTEST_ARGS)
+	KERAS_BACKEND=torch $(BIN)/python -m pytest -q -n auto --dist loadfile --no-loadscope-reorder -m backends $(PYTEST_ARGS)

@@ -132,7 +132,34 @@ def pytest_addoption(parser):
     parser.addoption("--exhaustive", action="store_true", help="also run the tests marked exhaustive (make test-all)")
 
 
+# The longest test files (measured with --durations on a quiet 2-core machine), started first: pytest-xdist
+# hands whole files to its workers in collection order (`--no-loadscope-reorder`), and one long file begun
+# last would leave the other core idle while it ends. A stale entry costs nothing but balance.
+LONGEST_FILES = (
+    "tests/report/test_sweep.py",
+    "tests/structured/test_resume.py",
+    "tests/sparse/test_resume.py",
+    "tests/sparse/test_magnitude.py",
+    "tests/structured/test_regularised.py",
+    "tests/sparse/test_regularised.py",
+    "tests/test_training.py",
+    "tests/test_demo.py",
+    "tests/experiments/test_deployment.py",
+    "tests/search/test_masked_candidates.py",
+    "tests/runtime/test_export.py",
+    "tests/test_training_distribution.py",
+    "tests/graph/test_equivalence.py",
+    "tests/runtime/test_export_backends.py",
+)
+
+
+def _longest_first(item) -> int:
+    path = item.nodeid.split("::", 1)[0]
+    return LONGEST_FILES.index(path) if path in LONGEST_FILES else len(LONGEST_FILES)
+
+
 def pytest_collection_modifyitems(config, items):
+    items.sort(key=_longest_first)  # stable: files keep their own order, and their tests theirs
     for item in items:
         if item.nodeid.startswith(BACKEND_SUBSET):
             item.add_marker(pytest.mark.backends)

@@ -32,7 +32,9 @@ def test_a_wrong_mask_rcnn_file_fails_before_any_training(tmp_path):
 
 
 @pytest.mark.slow
-def test_demo_writes_a_report_that_opens_with_the_balance_sentence(tmp_path):
+def test_demo_writes_a_report_that_opens_with_the_balance_sentence(tmp_path, monkeypatch):
+    # The demo's own U-Net made smaller (depth 2 instead of 3): every step of the demo runs, on less work.
+    monkeypatch.setattr("segprune.demo.unet", lambda **shape: unet(**shape, depth=2))
     sweep = SweepConfig(methods=("oneshot-l1", "classical-otsu"), budgets=(0.5,), finetune_epochs=1, distill=DistillConfig(),
                         train=TrainConfig(batches=BatchConfig(batch_size=4, image_size=64)))  # the fine-tune's cost, not its quality
     detector = save_mask_rcnn(mask_rcnn(detection_min_score=0.0, max_detections=20, **TINY_MASK_RCNN), tmp_path / "mask_rcnn.keras")

@@ -28,7 +28,7 @@ def swept(tmp_path_factory):
     data = synthetic_dataset(num_train=8, num_val=2, num_test=3, image_size=64, channels=1)
     model = unet(num_classes=4, input_channels=1, base_filters=16, depth=2)
     config = SweepConfig(methods=("oneshot-l1", "oneshot-random", "classical-otsu"), budgets=(0.5, 0.25), finetune_epochs=1, image_size=64,
-                         train=SMALL_PATCHES)
+                         train=SMALL_PATCHES, distill=None)  # distilled fine-tuning in a sweep: tests/test_demo.py
     messages, timed = [], {}
 
     def recording_latency(paths, **settings):

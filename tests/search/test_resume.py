@@ -18,7 +18,7 @@ REPO_ROOT = Path(__file__).resolve().parents[2]
 
 def _arguments(source: Path, data: Path, out: Path, method: str, *extra: str) -> list[str]:
     return ["prune", str(source), "--method", method, "--target", "flops=0.5",
-            "--data", str(data), "--candidate-steps", "2", "--finetune-epochs", "0", "--image-size", "64",
+            "--data", str(data), "--candidate-steps", "0", "--finetune-epochs", "0", "--image-size", "64",
             "--seed", "3", *extra, "--out", str(out)]
 
 

@@ -15,7 +15,8 @@ from segprune.search.random_search import random_search
 from segprune.search.settings import SearchSettings
 
 SETTINGS = SearchSettings(target="flops=0.5", image_size=64, final_epochs=0, time_result=False)  # timing: its own test
-CANDIDATES = CandidateSettings(finetune_steps=2, batches=BatchConfig(batch_size=4, image_size=32))
+CANDIDATES = CandidateSettings(finetune_steps=0, batches=BatchConfig(batch_size=4, image_size=32))  # inherited weights: candidates' fine-tuning is tests/search/test_masked_candidates.py's
+TRAINED = CandidateSettings(finetune_steps=2, batches=BatchConfig(batch_size=4, image_size=32))  # where the fine-tune's determinism is the point
 
 
 def _log(folder):
@@ -65,8 +66,8 @@ def test_steps_keep_half_of_each_group_and_a_step_no_group_can_make_shrinks_inst
 @pytest.mark.slow
 @pytest.mark.exhaustive  # make test-all: random search also runs killed-and-resumed (test_resume) and from the CLI
 def test_random_search_is_deterministic_meets_the_budget_and_stops_at_the_floor(data16, model, tmp_path):
-    first = random_search(model, data16, tmp_path / "a", SETTINGS, CANDIDATES, num_candidates=2)
-    second = random_search(model, data16, tmp_path / "b", SETTINGS, CANDIDATES, num_candidates=2)
+    first = random_search(model, data16, tmp_path / "a", SETTINGS, TRAINED, num_candidates=2)
+    second = random_search(model, data16, tmp_path / "b", SETTINGS, TRAINED, num_candidates=2)
     assert first.config == second.config
     assert [r["score"] for r in _log(tmp_path / "a")[1:3]] == [r["score"] for r in _log(tmp_path / "b")[1:3]]
     for record in _log(tmp_path / "a")[1:3]:
@@ -90,8 +91,8 @@ def test_two_workers_find_what_one_finds(make_folder_dataset, tmp_path):
     root = make_folder_dataset(count=8)
     folder_data = load_data(str(root))
     model = unet(num_classes=2, input_channels=1, base_filters=16, depth=1)
-    one = random_search(model, folder_data, tmp_path / "one", SETTINGS, CANDIDATES, num_candidates=2)
-    two = random_search(model, folder_data, tmp_path / "two", SearchSettings(**{**SETTINGS.__dict__, "workers": 2}), CANDIDATES,
+    one = random_search(model, folder_data, tmp_path / "one", SETTINGS, TRAINED, num_candidates=2)
+    two = random_search(model, folder_data, tmp_path / "two", SearchSettings(**{**SETTINGS.__dict__, "workers": 2}), TRAINED,
                         num_candidates=2, data_source=str(root))  # one candidate per worker
     assert one.config == two.config
     scores = lambda folder: [r["score"] for r in _log(folder) if r["type"] == "candidate"]  # noqa: E731
