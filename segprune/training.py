@@ -205,6 +205,7 @@ def train(
     )
     tracker = _BestWeights(data, config, checkpoint_path, on_epoch, epochs, batches.num_batches * config.batches.batch_size)
     tracker.keep_best_from_epoch = keep_best_from_epoch
+    tracker.set_model(model)  # fit sets it too, but a run killed after its last epoch resumes without fitting
     initial_epoch = _restore_if_resuming(model, tracker, checkpoint_path, resume)
     batches.epoch = initial_epoch
     started = time.perf_counter()

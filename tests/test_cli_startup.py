@@ -30,6 +30,8 @@ CHOICE_SOURCES = {
     "BENCHMARK_MODES": lambda: importlib.import_module("segprune.runtime.benchmark").MODES,
     "EXPORT_FORMATS": lambda: tuple(sorted(importlib.import_module("segprune.runtime.export").FORMATS)),
     "QUANTIZE_RUNTIMES": lambda: importlib.import_module("segprune.runtime.quantize").RUNTIMES,
+    "OPTIMIZE_RUNTIMES": lambda: importlib.import_module("segprune.experiments.optimize.deploy").RUNTIMES,
+    "OPTIMIZE_METHODS": lambda: tuple(importlib.import_module("segprune.experiments.optimize.plan").METHOD_REASONS),
     "BENCHMARK_PRECISIONS": lambda: importlib.import_module("segprune.runtime.benchmark").PRECISIONS["openvino"],
     "QUANTIZE_PRECISIONS": lambda: tuple(importlib.import_module("segprune.runtime.quantize").PRECISIONS),
     "CLASSICAL_METHODS": lambda: importlib.import_module("segprune.classical").METHODS,

@@ -30,6 +30,7 @@ COMMANDS = {
     "export": ("segprune.cli.export", "export a model, verified"),
     "quantize": ("segprune.cli.quantize", "int8 quantization for a runtime, checked on the test split"),
     "sweep": ("segprune.cli.sweep", "every method at every budget, with a report"),
+    "optimize": ("segprune.cli.optimize", "from a trained model to a deployable, timed file with a model card"),
     "demo": ("segprune.cli.demo", "the main job on the built-in data"),
 }
 

@@ -1,0 +1,231 @@
+"""`segprune optimize`: the ladder's decisions, the folder and card it writes (figures re-measured from its files),
+the refusal path (nothing pruned within the tolerance ships dense), bad input in one line, and resuming after a kill."""
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import keras
+import numpy as np
+import pytest
+
+from segprune.cli import main
+from segprune.cost import flops
+from segprune.data import BatchConfig
+from segprune.experiments.optimize import LOG_NAME, OptimizeSettings, deploy, optimize, parse_goal
+from segprune.experiments.optimize import run as optimize_run
+from segprune.experiments.optimize.plan import LADDER, Outcome, next_step
+from segprune.intervals import PairedLoss
+from segprune.models import unet
+from segprune.runtime.benchmark import graph_macs
+from segprune.training import TrainConfig
+from tests.fixtures import one_error
+from tests.resume_harness import Killed, assert_same_model, sigkill_once
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+CONFIG = TrainConfig(patience=None, batches=BatchConfig(batch_size=4, image_size=32, samples_per_epoch=8))
+# one rung, fp32 on ONNX Runtime, one fine-tune epoch, a few timing rounds: the smallest run that goes through every step
+# (at 64x64 the dense U-Net's 32 filters take about twice the pruned one's time, so timing noise cannot flip the choice;
+# the untrained model's loss on 2 test images has a wide interval, hence the tolerance of 100 points where the test is not about it)
+QUICK = dict(runtime="onnxruntime", target="latency=10000", tolerance=100.0, budgets=(0.5,), precisions=("fp32",), finetune_epochs=1, train=CONFIG,
+             image_size=64, rounds=5)
+
+
+# ------------------------------------------------------------------------------------------------ the ladder
+def test_the_first_rung_is_predicted_from_the_dense_models_own_measurements():
+    # dense int8 on the target runtime already 2x over ONNX Runtime fp32: 8x needs 1/4 of the MACs, not 1/8
+    assert next_step(LADDER, [Outcome(1.0, True, 2.0, False)], needed=8.0).budget == 0.25
+    assert next_step(LADDER, [Outcome(1.0, True, 1.0, False)], needed=8.0).budget == 0.125
+
+
+def test_the_ladder_backs_off_after_a_loss_and_stops_between_a_slow_and_a_lossy_rung():
+    dense = Outcome(1.0, True, 1.0, False)
+    lossy = Outcome(0.125, False, 9.0, True)
+    step = next_step(LADDER, [dense, lossy], needed=8.0)
+    assert step.budget == 0.25 and "left the tolerance" in step.reason
+    slow = Outcome(0.25, True, 5.0, False)
+    stop = next_step(LADDER, [dense, lossy, slow], needed=8.0)
+    assert stop.budget is None and "no rung between them" in stop.reason
+    assert next_step(LADDER, [dense, Outcome(0.125, True, 8.5, True)], needed=8.0).budget is None  # met: stop at once
+    # a rung that meets the goal but leaves the tolerance is not a success: the ladder backs off
+    assert next_step(LADDER, [dense, Outcome(0.125, False, 8.5, True)], needed=8.0).budget == 0.25
+
+
+def test_a_rung_pruning_cannot_reach_rules_out_every_more_aggressive_one():
+    dense = Outcome(1.0, True, 1.0, False)
+    slow = Outcome(0.5, True, 2.0, False)
+    stop = next_step(LADDER, [dense, slow, Outcome(0.125, False, 0.0, False, unreachable=True), Outcome(0.25, True, 3.0, False)], needed=8.0)
+    assert stop.budget is None and "1/8 cannot be reached" in stop.reason
+
+
+def test_goals_parse_and_bad_ones_name_the_forms():
+    assert parse_goal("speedup=8").target_ms(16.0) == 2.0
+    assert parse_goal("latency=2.5").target_ms(16.0) == 2.5
+    for bad in ("speedup=0", "fast", "latency=x", "flops=0.5"):
+        with pytest.raises(ValueError, match="speedup=S .* or latency=MS"):
+            parse_goal(bad)
+
+
+# ------------------------------------------------------------------------------------------------ a whole run
+@pytest.fixture(scope="module")
+def dense_model(data):
+    keras.utils.set_random_seed(3)
+    return unet(num_classes=data.num_classes, input_channels=1, base_filters=32, depth=1)
+
+
+@pytest.fixture(scope="module")
+def finished(dense_model, data, tmp_path_factory):
+    """One uninterrupted run (shared by the tests that read its folder and the resume tests that compare with it)."""
+    out = tmp_path_factory.mktemp("optimize") / "deploy"
+    lines = []
+    result = optimize(dense_model, data, out, OptimizeSettings(**QUICK), say=lines.append)
+    return result, out, lines
+
+
+def test_the_folder_holds_what_the_card_says_and_its_figures_are_the_files(finished, data):
+    result, out, lines = finished
+    card = json.loads((out / "model_card.json").read_text())
+    assert card == result.card
+    assert card["chosen"]["file"] == "model.onnx" and card["chosen"]["pruned"] and card["chosen"]["budget"] == 0.5
+    assert {"model.keras", "model.onnx", "model_card.md", "model_card.json", LOG_NAME} <= {path.name for path in out.iterdir()}
+
+    # the score is the deployed file's, re-measured; the Keras file is the one deployed (same MACs, parameters)
+    pruned = keras.saving.load_model(out / "model.keras", compile=False)
+    rescored = deploy.score_file(out / "model.onnx", pruned, data, threads=2)
+    assert card["score"]["dice"] == pytest.approx(rescored.dice) and card["score"]["num_images"] == rescored.num_images
+    assert card["score"]["dice_interval"] == pytest.approx(rescored.dice_interval.to_list())
+    assert card["macs"] == flops(pruned, (64, 64)).macs == graph_macs(out / "model.onnx", (1, 64, 64, 1))
+    assert card["params"] == pruned.count_params() < card["dense_params"]
+    latency = card["latency"]
+    assert latency["speedup_vs_onnxruntime_fp32"] == pytest.approx(latency["dense_onnxruntime_fp32_ms"] / latency["ms"])
+    assert card["goal_met"] and card["stopped_by"] == "plan" and "goal is met" in card["stop_reason"]
+    low, high = card["score"]["loss_interval"]
+    assert low <= card["score"]["loss"] <= high and high <= card["tolerance"] / 100
+
+    markdown = (out / "model_card.md").read_text()
+    for figure in (f"{card['score']['dice']:.4f}", f"{latency['ms']:.2f} ms", f"{latency['speedup_vs_onnxruntime_fp32']:.2f}x", "--target flops=0.5"):
+        assert figure in markdown, figure
+    assert [record["step"] for record in map(json.loads, (out / LOG_NAME).read_text().splitlines())] == ["start", "dense", "candidate", "final"]
+    assert any("left" in line and "spent" in line for line in lines), "progress lines give the time left"
+
+
+def test_resuming_a_finished_run_replays_it_and_other_settings_are_refused(finished, dense_model, data):
+    result, out, _ = finished
+    log_before = (out / LOG_NAME).read_text()
+    again = optimize(dense_model, data, out, OptimizeSettings(**QUICK), resume=True)
+    assert again.card == result.card and (out / LOG_NAME).read_text() == log_before, "nothing ran again"
+    with pytest.raises(ValueError, match="another --tolerance"):
+        optimize(dense_model, data, out, OptimizeSettings(**{**QUICK, "tolerance": 3.0}), resume=True)
+    with pytest.raises(ValueError, match="exists; optimize writes a new folder"):
+        optimize(dense_model, data, out, OptimizeSettings(**QUICK))
+
+
+def test_when_nothing_pruned_stays_within_the_tolerance_the_dense_model_ships_and_the_card_says_so(dense_model, data, tmp_path, monkeypatch):
+    def five_points_worse(reference_counts, counts, *args, **kwargs):  # every pruned file: as if it lost 5 Dice points
+        same = np.array_equal(reference_counts, counts)
+        return PairedLoss("dice", 0.0, 0.0, 0.0, len(counts)) if same else PairedLoss("dice", 0.05, 0.04, 0.06, len(counts))
+
+    monkeypatch.setattr(optimize_run, "paired_loss", five_points_worse)
+    out = tmp_path / "deploy"
+    card = optimize(dense_model, data, out, OptimizeSettings(**{**QUICK, "finetune_epochs": 0, "tolerance": 1.0})).card
+    assert not card["chosen"]["pruned"] and card["chosen"]["budget"] == 1.0 and card["macs_ratio"] == 1.0
+    assert "No pruned candidate stayed within the tolerance, so the dense model is deployed" in card["why"]
+    assert "no rung is left to try: 1/2 leaves the tolerance" in card["stop_reason"]
+    assert [d["verdict"] for d in card["tried"][1]["deployments"]] == ["beyond tolerance"]
+    assert_same_model(keras.saving.load_model(out / "model.keras", compile=False), dense_model, atol=0)
+
+
+@pytest.mark.parametrize(
+    "arguments,message",
+    [
+        (["--runtime", "tensorrt"], "Unknown runtime 'tensorrt'; optimize deploys to ['onnxruntime', 'openvino', 'litert']"),
+        (["--runtime", "openvino", "--target", "speedup=fast"], "--target takes speedup=S"),
+        (["--runtime", "openvino", "--budgets", "0.5,2"], "Budgets are fractions of the dense MACs in (0, 1)"),
+        (["--runtime", "onnxruntime", "--precision", "bf16"], "onnxruntime deploys ['fp32', 'int8'] on this CPU"),
+    ],
+)
+def test_bad_options_are_refused_in_one_line_before_anything_loads(arguments, message, tmp_path, capsys):
+    out = tmp_path / "deploy"
+    assert main(["optimize", str(tmp_path / "missing.keras"), *arguments, "--out", str(out)]) == 2
+    assert message in one_error(capsys.readouterr().err)
+    assert not out.exists()
+
+
+def test_an_existing_folder_is_refused_without_resume_and_one_without_a_run_with_it(tmp_path, capsys):
+    out = tmp_path / "mine"
+    out.mkdir()
+    (out / "notes.txt").write_text("the user's")
+    assert main(["optimize", str(tmp_path / "missing.keras"), "--runtime", "onnxruntime", "--out", str(out)]) == 2
+    assert "exists; optimize writes a new folder and never writes into yours" in one_error(capsys.readouterr().err)
+    source = tmp_path / "unet.keras"
+    unet(num_classes=2, input_channels=1, base_filters=4, depth=1).save(source)
+    assert main(["optimize", str(source), "--data", "synthetic", "--runtime", "onnxruntime", "--resume", "--out", str(out)]) == 2
+    assert "holds no optimize run" in one_error(capsys.readouterr().err)
+    assert [path.name for path in out.iterdir()] == ["notes.txt"] and (out / "notes.txt").read_text() == "the user's"
+
+
+# ------------------------------------------------------------------------------------------------ killed and resumed
+@pytest.mark.exhaustive
+def test_killed_in_a_candidates_fine_tune_and_resumed_ends_with_the_same_choice(finished, dense_model, data, tmp_path):
+    result, _, _ = finished
+    out = tmp_path / "deploy"
+    settings = OptimizeSettings(**QUICK)
+
+    def kill_after_the_first_epoch(line):
+        if "epoch   1/" in line:  # printed once the epoch's state is on disk
+            raise Killed
+
+    with pytest.raises(Killed):
+        optimize(dense_model, data, out, settings, say=kill_after_the_first_epoch)
+    assert [json.loads(line)["step"] for line in (out / LOG_NAME).read_text().splitlines()] == ["start", "dense"]
+    resumed = optimize(dense_model, data, out, settings, resume=True)
+    assert resumed.card["chosen"] == result.card["chosen"]
+    assert resumed.card["score"]["dice"] == pytest.approx(result.card["score"]["dice"])
+    assert_same_model(keras.saving.load_model(out / "model.keras", compile=False),
+                      keras.saving.load_model(result.out_dir / "model.keras", compile=False))
+
+
+@pytest.mark.exhaustive
+def test_sigkill_during_optimize_then_resume_from_the_command_line(make_folder_dataset, tmp_path):
+    root = make_folder_dataset(count=12)
+    source = tmp_path / "unet.keras"
+    keras.utils.set_random_seed(1)
+    unet(num_classes=2, input_channels=1, base_filters=16, depth=1).save(source)
+    command = [sys.executable, "-m", "segprune.cli", "optimize", str(source), "--data", str(root), "--runtime", "onnxruntime",
+               "--target", "latency=10000", "--budgets", "0.5", "--precision", "fp32", "--finetune-epochs", "3", "--image-size", "32",
+               "--rounds", "3"]
+    environment = {**os.environ, "PYTHONPATH": str(REPO_ROOT)}
+    straight = subprocess.run([*command, "--out", str(tmp_path / "straight")], env=environment, capture_output=True, text=True, timeout=600)
+    assert straight.returncode == 0, straight.stderr[-2000:]
+
+    out, log = tmp_path / "killed", tmp_path / "child.stderr"
+    process = subprocess.Popen([*command, "--out", str(out)], env=environment, stdout=subprocess.DEVNULL, stderr=log.open("w"))
+    state = out / "steps" / "budget-0.5" / "model.keras.resume"
+    sigkill_once(process, state.exists, "the candidate's fine-tune state", timeout=300, log=log)
+    resumed = subprocess.run([*command, "--resume", "--out", str(out)], env=environment, capture_output=True, text=True, timeout=600)
+    assert resumed.returncode == 0, resumed.stderr[-2000:]
+
+    cards = [json.loads((folder / "model_card.json").read_text()) for folder in (tmp_path / "straight", out)]
+    assert cards[1]["chosen"] == cards[0]["chosen"] and cards[1]["score"]["dice"] == pytest.approx(cards[0]["score"]["dice"])
+    assert_same_model(keras.saving.load_model(out / "model.keras", compile=False),
+                      keras.saving.load_model(tmp_path / "straight" / "model.keras", compile=False))
+
+
+@pytest.mark.exhaustive
+def test_openvino_deploys_every_precision_this_cpu_runs_each_file_recording_what_was_timed(dense_model, data, tmp_path):
+    import openvino
+
+    out = tmp_path / "deploy"
+    settings = OptimizeSettings(**{**QUICK, "runtime": "openvino", "precisions": None, "target": "latency=0.000001"})
+    card = optimize(dense_model, data, out, settings).card
+    tried = {d["precision"]: d for d in card["tried"][1]["deployments"]}
+    assert set(tried) == set(deploy.available_precisions("openvino")) and "int8" in tried
+    assert tried["int8"]["executed_precision"].startswith("int8")
+    assert not card["goal_met"] and "misses the goal" in card["stop_reason"]
+    hint = ["runtime_options", "INFERENCE_PRECISION_HINT"]
+    for name in (path.name for path in (out / "steps" / "budget-0.5").glob("*.xml")):
+        recorded = openvino.Core().read_model(str(out / "steps" / "budget-0.5" / name)).get_rt_info(hint).astype(str)
+        assert recorded == ("bf16" if "bf16" in name else "f32"), name
+    assert (out / card["chosen"]["file"]).exists() and (out / card["chosen"]["file"]).with_suffix(".bin").exists()
