@@ -9,6 +9,8 @@ moves them changes this file only.
 from __future__ import annotations
 
 import contextlib
+import copy
+from collections import Counter
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 
@@ -265,7 +267,9 @@ def is_functional_subclass(layer) -> bool:
     return isinstance(layer, Functional) and type(layer) is not Functional
 
 
-def plain_functional(model: keras.Model, expand: Callable | None = None, _rebuilt: dict | None = None) -> keras.Model:
+def plain_functional(
+    model: keras.Model, expand: Callable | None = None, untraced: dict | None = None, _rebuilt: dict | None = None
+) -> keras.Model:
     """The same layers re-called as a plain `keras.Model(inputs, outputs)`, functional subclasses flattened.
 
     A functional subclass (at the top or nested as a layer) is replaced by a plain functional model over
@@ -273,9 +277,14 @@ def plain_functional(model: keras.Model, expand: Callable | None = None, _rebuil
     constructor. Models holding no functional subclass are returned as they are. Layers (and so weights)
     are shared with `model`, not copied.
 
+    Layers `expand` picks are replaced by the layers and ops their `call` runs. Where that tracing fails and
+    `untraced` is a dict, the layer stays whole and `untraced[layer]` says why; otherwise the TypeError
+    naming the layer propagates.
+
     `_rebuilt` maps each model already flattened in this call to its flat copy, keyed by the model itself:
     an `id()` key would let a traced composite, freed once used, hand its address and so its entry to the
-    next one traced (seen as a stem's copy called on an encoder stage's input).
+    next one traced (seen as a stem's copy called on an encoder stage's input). It also counts the expanded
+    calls of each layer, under `("calls", layer)`.
     """
     expand = expand or (lambda layer: False)
     rebuilt = {} if _rebuilt is None else _rebuilt
@@ -284,11 +293,17 @@ def plain_functional(model: keras.Model, expand: Callable | None = None, _rebuil
     if model in rebuilt:
         return rebuilt[model]
 
+    calls = Counter(node.operation for nodes in model._nodes_by_depth.values() for node in nodes)
+
     def operation_fn(operation):
         if is_graph_model(operation) and _needs_rebuild(operation, expand):
-            return plain_functional(operation, expand, rebuilt)
-        if not is_graph_model(operation) and expand(operation):
-            return lambda *args, **kwargs: _call_expanded(operation, args, kwargs, expand, rebuilt)
+            return plain_functional(operation, expand, untraced, rebuilt)
+        if not is_graph_model(operation) and expand(operation) and calls[operation] > 1 and operation.weights and untraced is not None:
+            # Expanded per call, a shared composite with weights (a head on every pyramid level) would become
+            # several nested models holding the same layers, which a rebuild from the config unshares.
+            untraced[operation] = f"Layer {operation.name!r} ({type(operation).__name__}) is called {calls[operation]} times; a shared composite layer is kept whole."
+        elif not is_graph_model(operation) and expand(operation):
+            return lambda *args, **kwargs: _call_expanded(operation, args, kwargs, expand, untraced, rebuilt)
         return operation
 
     inputs = [
@@ -300,13 +315,22 @@ def plain_functional(model: keras.Model, expand: Callable | None = None, _rebuil
     return rebuilt[model]
 
 
-def _call_expanded(layer, args: tuple, kwargs: dict, expand: Callable, rebuilt: dict):
+def _call_expanded(layer, args: tuple, kwargs: dict, expand: Callable, untraced: dict | None, rebuilt: dict):
     """A composite layer's call replaced by its traced graph, itself expanded (composites nest: a transformer
-    block holds an attention layer); a call that returns its input (stochastic depth at inference) vanishes."""
-    expanded = _expanded(layer, args, kwargs)
-    if len(args) == 1 and all(isinstance(inner, keras.layers.InputLayer) for inner in expanded.layers):
+    block holds an attention layer); a call that returns its input (stochastic depth at inference) vanishes.
+    A call that cannot be traced leaves the layer whole where `untraced` records why."""
+    calls = rebuilt.get(("calls", layer), 0)  # a weightless layer called twice (one Lambda reused): one name per call
+    rebuilt[("calls", layer)] = calls + 1
+    try:
+        expanded = _expanded(layer, args, kwargs, layer.name if not calls else f"{layer.name}_call{calls}")
+    except TypeError as error:
+        if untraced is None:
+            raise
+        untraced[layer] = str(error)
+        return layer(*args, **kwargs)
+    if len(args) == 1 and isinstance(args[0], keras.KerasTensor) and all(isinstance(inner, keras.layers.InputLayer) for inner in expanded.operations):
         return args[0]
-    return plain_functional(expanded, expand, rebuilt)(args[0] if len(args) == 1 else list(args))
+    return plain_functional(expanded, expand, untraced, rebuilt)(args[0] if len(args) == 1 else list(args))
 
 
 def _needs_rebuild(model, expand: Callable) -> bool:
@@ -327,30 +351,48 @@ def all_sublayers(layer: keras.layers.Layer) -> list:
     return list(layer._flatten_layers(include_self=False, recursive=True))
 
 
-def _expanded(layer: keras.layers.Layer, args: tuple, kwargs: dict) -> keras.Model:
-    """A composite layer's `call` traced on symbolic inputs: a functional model over its own sublayers."""
-    if not args or not all(isinstance(x, keras.KerasTensor) for x in args) or any(isinstance(x, keras.KerasTensor) for x in keras.tree.flatten(kwargs)):
+def _expanded(layer: keras.layers.Layer, args: tuple, kwargs: dict, name: str) -> keras.Model:
+    """A composite layer's `call` traced on symbolic inputs: a functional model over its own sublayers (a
+    `Lambda`'s: over the ops its function runs). One positional list of tensors (`Lambda(lambda t: t[0] * t[1])`)
+    is traced as a list input."""
+    listed = len(args) == 1 and isinstance(args[0], (list, tuple))
+    tensors = list(args[0]) if listed else list(args)
+    if not tensors or not all(isinstance(x, keras.KerasTensor) for x in tensors) or any(isinstance(x, keras.KerasTensor) for x in keras.tree.flatten(kwargs)):
         raise TypeError(
             f"Layer {layer.name!r} ({type(layer).__name__}) is called with tensors that are not positional arguments "
             "(or with nested structures of them); it cannot be expanded."
         )
-    inputs = [keras.Input(batch_shape=tuple(x.shape), dtype=x.dtype) for x in args]
+    inputs = [keras.Input(batch_shape=tuple(x.shape), dtype=x.dtype) for x in tensors]
     try:
-        expanded = _batch_free_reshapes(keras.Model(inputs[0] if len(inputs) == 1 else inputs, layer.call(*inputs), name=layer.name))
+        outputs = layer.call(inputs) if listed else layer.call(*inputs)
+        expanded = _batch_free_reshapes(keras.Model(inputs if listed or len(inputs) > 1 else inputs[0], outputs, name=name))
     except Exception as error:  # the layer's own code, on symbolic shapes: anything may go wrong there
         raise TypeError(
             f"Layer {layer.name!r} ({type(layer).__name__}) could not be traced into plain layers on input "
-            f"{tuple(args[0].shape)} ({type(error).__name__}: {error}). Build the model for a fixed image size, or mark "
-            "the layers feeding it with ignore=[...]."
+            f"{tuple(tensors[0].shape)} ({type(error).__name__}: {_first_line(error)}). Write its call with keras.ops, "
+            "build the model for a fixed image size, or mark the layers feeding it with ignore=[...]."
         ) from error
+    called = {id(variable) for inner in expanded.layers for variable in inner.weights}
+    read_directly = [variable.path for variable in layer.weights if id(variable) not in called]
+    if read_directly:  # a traced op would hold such a variable as a constant: pruning could not follow it
+        raise TypeError(
+            f"Layer {layer.name!r} ({type(layer).__name__}) uses variables other than through its sublayers' calls "
+            f"({', '.join(read_directly[:3])}), so its call cannot be written as plain layers."
+        )
     for inner in expanded.layers:
         if isinstance(inner, keras.layers.Resizing) and (inner.height is None or inner.width is None):
             raise TypeError(
                 f"Layer {layer.name!r} ({type(layer).__name__}) resizes to its input's size, which is unknown here "
-                f"(input {tuple(args[0].shape)}), so its call cannot be written as plain layers. Build the model "
+                f"(input {tuple(tensors[0].shape)}), so its call cannot be written as plain layers. Build the model "
                 "for a fixed image size (e.g. image_shape=(512, 512, 3)) to prune it."
             )
     return expanded
+
+
+def _first_line(error: Exception) -> str:
+    """An error's message cut to its first line (TensorFlow's on KerasTensors run to a page)."""
+    lines = str(error).strip().splitlines()
+    return lines[0] if lines else ""
 
 
 def _batch_free_reshapes(model: keras.Model) -> keras.Model:
@@ -453,9 +495,40 @@ def placeholder_initial_values() -> Iterator[None]:
             del variable_class._initialize_with_initializer
 
 
+def rebuild_from_config(model: keras.Model, config: dict) -> keras.Model:
+    """The model `config` describes (an edited copy of `model.get_config()`), built in this process.
+
+    Its weights start as placeholders (see `placeholder_initial_values`), to be assigned. Custom layer classes
+    defined in a script are found by name, and each `Lambda` gets `model`'s own function object back: the
+    bytecode a config carries would run without the module globals (`tf`, `np`) the function was written with.
+    """
+    config = copy.deepcopy(config)
+    custom_objects = {type(layer).__name__: type(layer) for layer in all_sublayers(model) if not type(layer).__module__.startswith("keras.")}
+    _live_lambda_functions(model, config, custom_objects)
+    with placeholder_initial_values():
+        return type(model).from_config(config, custom_objects=custom_objects)
+
+
+def _live_lambda_functions(container: keras.Model, config: dict, custom_objects: dict) -> None:
+    """Replaces each Lambda's serialised function in `config` by a name that `custom_objects` maps to the layer's
+    function object (Keras's own classes are left to Keras: an op and a layer share the name `Reshape`)."""
+    entries = {entry.get("config", {}).get("name", entry.get("name")): entry for entry in config.get("layers", [])}
+    for layer in getattr(container, "layers", []):
+        entry = entries.get(layer.name)
+        if entry is None:
+            continue
+        if isinstance(layer, keras.layers.Lambda):
+            for key, value in (("function", layer.function), ("output_shape", layer._output_shape)):
+                if isinstance(entry["config"].get(key), dict) and callable(value):
+                    name = f"segprune_live_{key}_{id(value)}"
+                    custom_objects[name] = value
+                    entry["config"][key] = name
+        elif is_graph_model(layer):
+            _live_lambda_functions(layer, entry["config"], custom_objects)
+
+
 def rebuilt_copy(model: keras.Model) -> keras.Model:
     """A new model from `model`'s config with its weights (uncompiled); no random draw is made for them."""
-    with placeholder_initial_values():
-        copy = type(model).from_config(model.get_config())
+    copy = rebuild_from_config(model, model.get_config())
     copy.set_weights(model.get_weights())
     return copy

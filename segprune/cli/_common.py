@@ -174,6 +174,8 @@ def print_pruning_summary(summary: PruningSummary, method: str) -> None:
         f"MACs at {height}x{width}: {summary.macs_before / 1e6:.1f}M -> {summary.macs_after / 1e6:.1f}M "
         f"({summary.macs_ratio:.3f}); parameters: {summary.params_before:,} -> {summary.params_after:,} ({summary.params_ratio:.3f})"
     )
+    for line in summary.pinned_lines():
+        _console.output_console.print(line, markup=False, soft_wrap=True)
 
 
 def print_test_scores(before: Evaluation, after: Evaluation, label: str) -> None:

@@ -16,7 +16,6 @@ import numpy as np
 
 from segprune.cost.layers import layer_macs
 from segprune.graph.groups import ChannelGraph
-from segprune.graph.registry import handler_for
 from segprune.graph.surgery import kept_positions
 
 RESOURCES = ("flops", "params", "latency")
@@ -122,7 +121,7 @@ def params_after(graph: ChannelGraph, removed: Iterable[int]) -> int:
     return sum(
         int(weight.size)
         for call, (kept_in, kept_out) in kept_positions(graph, removed).values()
-        for weight in handler_for(call.layer).slice_weights(call, kept_in, kept_out)
+        for weight in graph.handler(call).slice_weights(call, kept_in, kept_out)
     )
 
 

@@ -11,12 +11,13 @@ from __future__ import annotations
 import math
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
+from typing import NamedTuple
 
 import keras
 import numpy as np
 
 from segprune.backend._keras_internals import GraphTrace, LayerCall, plain_functional, sublayers, trace_graph
-from segprune.graph.handlers import UnsupportedLayerError, on_last_axis
+from segprune.graph.handlers import ChannelHandler, PinnedHandler, UnsupportedLayerError, layer_weights, on_last_axis
 from segprune.graph.registry import handler_for, has_handler, is_traced, register_known_layers
 from segprune.models.loading import require_graph_model
 from segprune.models.outputs import CHANNELS_LAST_FIX
@@ -49,6 +50,27 @@ class Group:
         return int(self.prunable.sum())
 
 
+class Pin(NamedTuple):
+    """A layer whose channels in and out are kept whole, and why: segprune cannot tell how it couples them.
+
+    Attributes:
+        name: The layer's qualified name (`nested/name` inside nested models).
+        reason: Why it is pinned: no handler for its class, its handler cannot express this call's coupling,
+            or its call could not be traced into the layers and ops segprune knows.
+    """
+
+    name: str
+    reason: str
+
+
+PINNED_FIX = (
+    "to prune through a pinned layer, register a handler for its class, e.g. "
+    "segprune.graph.register_handler(TheLayer, ChannelwiseHandler()) for a layer that acts on each channel alone "
+    "(segprune/graph/handlers/ has the other kinds)"
+)
+_PINNED = PinnedHandler()
+
+
 @dataclass
 class ChannelGraph:
     """A model's layer calls with, for every tensor they read and write, the channel class at each position.
@@ -59,6 +81,8 @@ class ChannelGraph:
         call_inputs: Per call (same order as `trace.calls`), the class of each input channel position.
         call_outputs: Per call, the class of each output channel position.
         groups: The groups of coupled channels, prunable or not.
+        pinned: The layers kept whole (see `Pin`), in call order: their input and output channels are never
+            removed and the surgery leaves them as they are.
     """
 
     model: keras.Model
@@ -67,6 +91,17 @@ class ChannelGraph:
     call_outputs: list[list[np.ndarray]]
     groups: list[Group]
     _group_of_class: dict[int, int] = field(default_factory=dict, repr=False)
+    pinned: list[Pin] = field(default_factory=list)
+    _pinned_layers: set[int] = field(default_factory=set, repr=False)
+
+    def is_pinned(self, layer: keras.layers.Layer) -> bool:
+        """Whether the layer is kept whole."""
+        return id(layer) in self._pinned_layers
+
+    def handler(self, call: LayerCall) -> ChannelHandler:
+        """The handler that answers for a call: its class's, or the pinned handler (no channel axes, config kept)
+        for a pinned layer."""
+        return _PINNED if self.is_pinned(call.layer) else handler_for(call.layer)
 
     def has_class(self, class_id: int) -> bool:
         """Whether `class_id` is a channel class of this graph."""
@@ -129,6 +164,10 @@ class _Builder:
     def fix(self, elements: Iterable[int]) -> None:
         self.fixed.update(elements)
 
+    def fix_fresh(self, layer: keras.layers.Layer) -> None:
+        """Fixes the producer elements a layer's handler made before it gave up (the layer is pinned)."""
+        self.fix(self._fresh_by_layer.get(id(layer), []))
+
     def require_multiple(self, elements: Sequence[int], multiple: int) -> None:
         for element in elements:
             self.multiples[element] = math.lcm(self.multiples.get(element, 1), multiple)
@@ -148,9 +187,16 @@ def build_channel_graph(
             estimates; by default the model's own (possibly dynamic) input shape. Axes the model fixes keep
             the model's size.
 
+    A layer segprune cannot see through is pinned rather than refused (see `Pin`, `graph.pinned`): a layer
+    whose class has no handler, one whose handler cannot express a call's coupling (a reshape across channels),
+    a composite layer or `Lambda` whose call cannot be traced into keras ops. Its inputs and outputs keep all
+    their channels, which is exact whatever it computes.
+
     Raises:
-        UnsupportedLayerError: A layer's class has no registered handler, or a layer couples channels in a
-            way segprune cannot express; the message names the layer and the fix.
+        UnsupportedLayerError: Where pinning cannot keep the result exact: a channels_first layer (channels
+            would be read on the wrong axis throughout), a pinned layer whose output has no known channel
+            count, a pinned layer that shares variables with a prunable one (tied weights). The message names
+            the layer and the fix.
 
     Example:
         >>> graph = build_channel_graph(segprune.models.unet())
@@ -158,7 +204,8 @@ def build_channel_graph(
         [16, 16, 32]
     """
     require_graph_model(model, source=f"Model {model.name!r}")
-    model = plain_graph(model)
+    untraced: dict = {}
+    model = plain_graph(model, untraced)
     ignore = set(ignore)
     _check_ignore_names(model, ignore)
     shapes = None
@@ -175,16 +222,21 @@ def build_channel_graph(
 
     first_call_inputs: dict[int, list[np.ndarray]] = {}
     element_inputs, element_outputs = [], []
+    pins: dict[int, Pin] = {}
     for call in trace.calls:
         inputs = [tensors[tensor_id] for tensor_id in call.input_ids]
         _require_channels_last(call)
-        outputs = handler_for(call.layer).couple_layout(call, inputs, builder)
-        if len(outputs) != len(call.output_ids):
-            raise UnsupportedLayerError(f"Layer {call.qualified_name!r} returned {len(call.output_ids)} tensors; its handler described {len(outputs)}.")
+        outputs = _couple(call, inputs, builder, pins, untraced)
         for tensor_id, elements in zip(call.output_ids, outputs):
             tensors[tensor_id] = elements
-        if id(call.layer) in first_call_inputs:  # a shared layer prunes the same channels on every call
-            for earlier, now in zip(first_call_inputs[id(call.layer)], inputs):
+        if id(call.layer) in pins:  # every call keeps all its channels: nothing to share between calls
+            pass
+        elif id(call.layer) in first_call_inputs:  # a shared layer prunes the same channels on every call
+            widths = [[int(np.size(e)) for e in calls_inputs] for calls_inputs in (first_call_inputs[id(call.layer)], inputs)]
+            if widths[0] != widths[1]:
+                pins[id(call.layer)] = Pin(call.qualified_name, f"it is shared by calls on inputs of {widths[0]} and {widths[1]} channels")
+                builder.fix_fresh(call.layer)
+            for earlier, now in zip(first_call_inputs[id(call.layer)], inputs) if widths[0] == widths[1] else ():
                 builder.union(_flat(earlier), _flat(now))
         else:
             first_call_inputs[id(call.layer)] = inputs
@@ -195,6 +247,9 @@ def build_channel_graph(
         element_outputs.append(outputs)
     for tensor_id in trace.output_ids:
         builder.fix(_flat(tensors[tensor_id]))
+    for call, inputs, outputs in zip(trace.calls, element_inputs, element_outputs):
+        if id(call.layer) in pins:  # a shared layer pinned at a later call: its earlier calls keep theirs too
+            builder.fix([e for elements in [*inputs, *outputs] for e in _flat(elements)])
 
     def classes(element_arrays: list[np.ndarray]) -> list[np.ndarray]:
         # Channels on the last axis: one class per position. Spread over several axes (attention heads): the
@@ -204,22 +259,74 @@ def build_channel_graph(
     call_inputs = [classes(lists) for lists in element_inputs]
     call_outputs = [classes(lists) for lists in element_outputs]
     groups, group_of_class = _groups(builder)
-    return ChannelGraph(model, trace, call_inputs, call_outputs, groups, group_of_class)
+    graph = ChannelGraph(model, trace, call_inputs, call_outputs, groups, group_of_class, list(pins.values()), set(pins))
+    _require_untied_pins(graph)
+    return graph
 
 
-def plain_graph(model: keras.Model) -> keras.Model:
+def _couple(call: LayerCall, inputs: list[np.ndarray], builder: _Builder, pins: dict[int, Pin], untraced: dict) -> list[np.ndarray]:
+    """The call's output elements from its handler; a layer whose channels segprune cannot follow is pinned."""
+    if id(call.layer) not in pins:
+        reason = _unhandled_reason(call.layer, untraced)
+        if reason is None:
+            try:
+                outputs = handler_for(call.layer).couple_layout(call, inputs, builder)
+                if len(outputs) != len(call.output_ids):
+                    raise UnsupportedLayerError(f"the layer returned {len(call.output_ids)} tensors; its handler described {len(outputs)}")
+                return outputs
+            except (UnsupportedLayerError, ValueError, IndexError, KeyError) as error:  # whatever the handler tripped on, pinning is exact
+                message = str(error) if isinstance(error, UnsupportedLayerError) else f"{type(error).__name__}: {error}"
+                reason = f"its {type(handler_for(call.layer)).__name__} cannot express this call's coupling: {message}"
+                builder.fix_fresh(call.layer)
+        pins[id(call.layer)] = Pin(call.qualified_name, reason)
+    try:
+        return _PINNED.couple_layout(call, inputs, builder)
+    except UnsupportedLayerError as error:
+        raise UnsupportedLayerError(
+            f"Layer {call.qualified_name!r} ({type(call.layer).__name__}) would be pinned ({pins[id(call.layer)].reason}), "
+            f"but its {error}. Give the layer a compute_output_shape that states its channel count, or build the "
+            "model for a fixed input size."
+        ) from None
+
+
+def _unhandled_reason(layer, untraced: dict) -> str | None:
+    """Why a layer has no handler to ask, or None if it has one."""
+    if layer in untraced:
+        return f"its call could not be traced into keras ops: {untraced[layer]}"
+    if not has_handler(layer):
+        return f"no channel handler for class {type(layer).__module__}.{type(layer).__name__}"
+    return None
+
+
+def _require_untied_pins(graph: ChannelGraph) -> None:
+    """A pinned layer kept whole must not share a variable with a layer whose channels are pruned: the two
+    would need the same variable at two widths (tied weights)."""
+    if not graph.pinned:
+        return
+    pinned_variables = {id(v): call.qualified_name for call in graph.trace.calls if graph.is_pinned(call.layer) for v in layer_weights(call.layer)}
+    prunable = {int(c) for group in graph.groups for c, ok in zip(group.classes, group.prunable) if ok}
+    for call, inputs, outputs in zip(graph.trace.calls, graph.call_inputs, graph.call_outputs):
+        if graph.is_pinned(call.layer):
+            continue
+        shared = [pinned_variables[id(v)] for v in layer_weights(call.layer) if id(v) in pinned_variables]
+        if shared and any(int(c) in prunable for classes in [*inputs, *outputs] for c in classes):
+            raise UnsupportedLayerError(
+                f"Layer {shared[0]!r} is pinned (kept whole) but shares its variables with {call.qualified_name!r}, whose "
+                "channels may be pruned (tied weights), so no smaller model can keep both exact. Keep that layer's "
+                f"channels with ignore=[{call.qualified_name!r}], or register a handler for the pinned layer's class."
+            )
+
+
+def plain_graph(model: keras.Model, untraced: dict | None = None) -> keras.Model:
     """The model as the plain functional graph segprune prunes: functional subclasses (keras-hub) re-traced as
-    layer lists, composite and traced layers (`register_traced`) replaced by the layers and ops they run.
-    A model with none of those is returned as it is; layers and weights are shared, not copied.
+    layer lists, composite layers, `Lambda` layers and traced layers (`register_traced`) replaced by the layers
+    and ops they run. A model with none of those is returned as it is; layers and weights are shared, not copied.
 
-    Raises:
-        UnsupportedLayerError: A composite layer's call cannot be written as plain layers.
+    A layer whose call cannot be traced stays whole (the graph pins it); `untraced`, if given, receives
+    {layer: why}.
     """
     register_known_layers()
-    try:
-        return plain_functional(model, expand=is_composite)
-    except TypeError as error:  # a composite layer whose call is not a composition of its sublayers
-        raise UnsupportedLayerError(f"{error} Otherwise register a handler for it with segprune.graph.register_handler.") from error
+    return plain_functional(model, expand=is_composite, untraced={} if untraced is None else untraced)
 
 
 def _flat(elements: np.ndarray) -> list[int]:
@@ -250,9 +357,10 @@ def _groups(builder: _Builder) -> tuple[list[Group], dict[int, int]]:
 
 
 def is_composite(layer: keras.layers.Layer) -> bool:
-    """A layer with no handler made only of sublayers (keras-hub's SpatialPyramidPooling): its call is traced
-    into the graph, so its sublayers are pruned like any others. One with weights of its own is not."""
-    if is_traced(layer):
+    """A layer with no handler made only of sublayers (keras-hub's SpatialPyramidPooling), or a `Lambda`: its
+    call is traced into the graph, so its sublayers and ops are pruned like any others. One with weights of its
+    own is not."""
+    if is_traced(layer) or (isinstance(layer, keras.layers.Lambda) and not has_handler(layer)):
         return True
     if has_handler(layer) or not isinstance(layer, keras.layers.Layer):
         return False

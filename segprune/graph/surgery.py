@@ -8,17 +8,17 @@ from collections.abc import Iterable
 import keras
 import numpy as np
 
-from segprune.backend._keras_internals import all_sublayers, leaf_layers, placeholder_initial_values
+from segprune.backend._keras_internals import all_sublayers, leaf_layers, rebuild_from_config
 from segprune.graph.groups import ChannelGraph
 from segprune.graph.handlers import UnsupportedLayerError, layer_weights
-from segprune.graph.registry import handler_for
 
 
 def remove_channels(graph: ChannelGraph, removed_classes: Iterable[int]) -> keras.Model:
     """A new model without the given channel classes; the original model is left untouched.
 
     The new model is built from the original's config with each affected layer's width edited, then
-    every layer receives its original weights sliced to the kept channels. It is a plain Keras model: it
+    every layer receives its original weights sliced to the kept channels; pinned layers (`graph.pinned`) keep
+    their config and weights as they are. It is a plain Keras model: it
     saves as `.keras` and loads without custom objects.
 
     Args:
@@ -38,14 +38,14 @@ def remove_channels(graph: ChannelGraph, removed_classes: Iterable[int]) -> kera
     _drop_build_configs(config)
     for call, (kept_in, kept_out) in kept_by_layer.values():
         layer_config = _find_layer_config(config, call.path, call.layer.name)
-        layer_config["config"] = handler_for(call.layer).edit_call_config(call, layer_config["config"], kept_in, kept_out)
+        layer_config["config"] = graph.handler(call).edit_call_config(call, layer_config["config"], kept_in, kept_out)
     for path, width in _nested_input_widths(graph, removed).items():
         _resize_nested_input(_find_layer_config(config, path[:-1], path[-1])["config"], width)
     rebuilt = _rebuild(graph.model, config)
     for call, (kept_in, kept_out) in kept_by_layer.values():
         if layer_weights(call.layer):
             target = find_layer(rebuilt, call.path, call.layer.name)
-            target.set_weights(handler_for(call.layer).slice_weights(call, kept_in, kept_out))
+            target.set_weights(graph.handler(call).slice_weights(call, kept_in, kept_out))
     for path, layer in leaf_layers(graph.model):  # a layer the trace never called keeps its weights whole
         if (path, layer.name) not in kept_by_layer and layer.weights:
             find_layer(rebuilt, path, layer.name).set_weights(layer.get_weights())
@@ -78,8 +78,7 @@ def _writes_config(layer: keras.layers.Layer) -> bool:
 def _rebuild(model: keras.Model, config: dict) -> keras.Model:
     """The model `config` describes; its weights start as placeholders, as `remove_channels` assigns each one."""
     try:
-        with placeholder_initial_values():
-            return type(model).from_config(config)
+        return rebuild_from_config(model, config)
     except Exception as error:  # Keras raises many types here; to the user they all mean one thing
         raise UnsupportedLayerError(
             f"Keras could not rebuild model {model.name!r} with its pruned widths: {type(error).__name__}: {error}. "

@@ -20,7 +20,6 @@ from scipy.stats import norm
 
 from segprune.backend._keras_internals import LayerCall, run_with_hook
 from segprune.graph.groups import ChannelGraph
-from segprune.graph.registry import handler_for
 from segprune.graph.surgery import find_layer
 
 
@@ -49,7 +48,7 @@ def compensate_removed_channels(graph: ChannelGraph, pruned: keras.Model, remove
         source = producer_of.get(call.input_ids[0])
         if dropped.size == 0 or source is None or source not in means:
             continue
-        response = handler_for(call.layer).mean_response(call)
+        response = graph.handler(call).mean_response(call)
         if response is None:
             continue
         shift = means[source][dropped] @ response[dropped]

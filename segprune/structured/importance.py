@@ -94,7 +94,7 @@ def _weight_norm_scores(graph: ChannelGraph, order: int, weights_of: Callable | 
     accumulator = ScoreAccumulator()
     seen = set()
     for call, inputs, outputs in zip(graph.trace.calls, graph.call_inputs, graph.call_outputs):
-        if id(call.layer) in seen or not layer_weights(call.layer):
+        if id(call.layer) in seen or not layer_weights(call.layer) or graph.is_pinned(call.layer):  # a pinned layer's channels all stay
             continue
         seen.add(id(call.layer))
         weights = weights_of(call) if weights_of else {weight_name(v): keras.ops.convert_to_numpy(v) for v in layer_weights(call.layer)}

@@ -24,7 +24,6 @@ import numpy as np
 from segprune.cost.resources import macs_after, parse_target, resource_after
 from segprune.data.dataset import SegmentationDataset
 from segprune.graph.groups import ChannelGraph, Group, build_channel_graph
-from segprune.graph.registry import handler_for
 from segprune.graph.surgery import remove_channels
 from segprune.models.loading import copy_model
 from segprune.sparse.finetune import finetune, train_phase, training_from_record, training_record
@@ -69,12 +68,12 @@ def _producer_sites(graph: ChannelGraph, call_index: int, gate: str) -> list[Sit
         follower = graph.trace.calls[consumers[0]].layer
         if isinstance(follower, keras.layers.BatchNormalization) and follower.scale:
             return []
-    axes = handler_for(call.layer).channel_axes(call)
+    axes = graph.handler(call).channel_axes(call)
     return [Site(call.qualified_name, axis.weight, gate, axis.axis) for axis in axes if axis.side == "output"]
 
 
-def _writes_through_a_kernel(call) -> bool:
-    return any(axis.side == "output" and axis.kind == "kernel" for axis in handler_for(call.layer).channel_axes(call))
+def _writes_through_a_kernel(graph: ChannelGraph, call) -> bool:
+    return any(axis.side == "output" and axis.kind == "kernel" for axis in graph.handler(call).channel_axes(call))
 
 
 def _batch_norm_sites(graph: ChannelGraph, group: Group, gate: str) -> list[Site]:
@@ -99,7 +98,7 @@ def channel_gates(graph: ChannelGraph) -> tuple[list[GateSpec], list[Site], dict
     dense = macs_after(graph, [])
     producers: dict[int, list[int]] = {}
     for index, (call, outputs) in enumerate(zip(graph.trace.calls, graph.call_outputs)):
-        if outputs and outputs[0].size and _writes_through_a_kernel(call):
+        if outputs and outputs[0].size and _writes_through_a_kernel(graph, call):
             group = graph.group_of_class(int(outputs[0][0]))
             producers.setdefault(group.index, []).append(index)
     gates, sites, group_of_gate, skipped = [], [], {}, []

@@ -12,7 +12,6 @@ import numpy as np
 from segprune.backend._keras_internals import placeholder_initial_values, rebuilt_copy
 from segprune.graph.groups import ChannelGraph, build_channel_graph
 from segprune.graph.handlers import weight_name
-from segprune.graph.registry import handler_for
 from segprune.graph.surgery import find_layer, remove_channels
 
 
@@ -77,7 +76,7 @@ def zeroed_copy(graph: ChannelGraph, removed: list[int]) -> keras.Model:
     removed_array = np.array(removed)
     for call, inputs in zip(graph.trace.calls, graph.call_inputs):
         zeroed = {}
-        for channel_axis in handler_for(call.layer).channel_axes(call):
+        for channel_axis in graph.handler(call).channel_axes(call):
             if channel_axis.side != "input" or channel_axis.kind != "kernel":
                 continue
             classes = inputs[channel_axis.tensor][channel_axis.positions]

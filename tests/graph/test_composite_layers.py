@@ -2,10 +2,10 @@
 into the graph, so the channels of their branches and projection prune like any others."""
 
 import keras
-import pytest
+import numpy as np
 from keras import ops
 
-from segprune.graph import UnsupportedLayerError, build_channel_graph, remove_channels
+from segprune.graph import build_channel_graph, remove_channels
 from tests.graph.harness import assert_prunes_exactly
 
 
@@ -74,12 +74,15 @@ def test_pruning_one_branch_channel_and_the_encoder():
     assert pyramid.get_layer("pooled").get_layer("pool_conv").kernel.shape[-2] == 4  # the pooled branch reads 4 encoder channels
 
 
-def test_composite_resizing_to_an_unknown_size_is_a_named_error():
-    with pytest.raises(UnsupportedLayerError, match="'pyramid' \\(PyramidPooling\\) resizes to its input's size"):
-        build_channel_graph(_model((None, None, 3)))
+def test_composite_resizing_to_an_unknown_size_is_pinned_whole_with_the_reason():
+    graph = build_channel_graph(_model((None, None, 3)))
+    [pin] = graph.pinned
+    assert pin.name == "pyramid" and "could not be traced" in pin.reason and "resizes to its input's size" in pin.reason
+    assert graph.group_of_layer("encoder").num_prunable == 0  # read by the pinned layer
+    assert "pyramid/pooled/pool_conv" not in [c.qualified_name for c in graph.trace.calls]
 
 
-def test_a_custom_layer_with_weights_of_its_own_is_still_refused():
+def test_a_custom_layer_with_weights_of_its_own_is_pinned_and_kept_as_it_is():
     class Scaled(keras.layers.Layer):
         def build(self, input_shape):
             self.conv = keras.layers.Conv2D(4, 1)
@@ -90,6 +93,11 @@ def test_a_custom_layer_with_weights_of_its_own_is_still_refused():
             return self.conv(x) * self.scale
 
     inputs = keras.Input((8, 8, 3))
-    model = keras.Model(inputs, keras.layers.Conv2D(2, 1)(Scaled(name="scaled")(keras.layers.Conv2D(4, 1)(inputs))))
-    with pytest.raises(UnsupportedLayerError, match="'scaled' of class .*Scaled has no channel handler"):
-        build_channel_graph(model)
+    x = Scaled(name="scaled")(keras.layers.Conv2D(4, 1, name="before")(keras.layers.Conv2D(6, 1, name="first")(inputs)))
+    model = keras.Model(inputs, keras.layers.Conv2D(2, 1)(keras.layers.Conv2D(5, 1, name="after")(x)))
+    graph = build_channel_graph(model)
+    assert [(pin.name, pin.reason.split(".")[-1]) for pin in graph.pinned] == [("scaled", "Scaled")]
+    assert [graph.group_of_layer(name).num_prunable for name in ("first", "before", "after")] == [6, 0, 5]
+    pruned = assert_prunes_exactly(model, (8, 8, 3))
+    for before, after in zip(model.get_layer("scaled").get_weights(), pruned.get_layer("scaled").get_weights()):
+        np.testing.assert_array_equal(before, after)

@@ -2,9 +2,8 @@
 
 import keras
 import numpy as np
-import pytest
 
-from segprune.graph import UnsupportedLayerError, build_channel_graph, remove_channels
+from segprune.graph import build_channel_graph, remove_channels
 from tests.graph.harness import assert_prunes_exactly, randomize_weights, zeroed_copy
 
 
@@ -95,10 +94,15 @@ def test_convnext_block_prunes_and_round_trips(tmp_path):
     np.testing.assert_allclose(keras.saving.load_model(path).predict(sample, verbose=0), pruned.predict(sample, verbose=0), atol=1e-6)
 
 
-def test_layer_norm_over_other_axes_is_refused():
+def test_layer_norm_over_other_axes_is_pinned_and_the_rest_prunes_exactly():
     inputs = keras.Input((8, 8, 3))
     x = keras.layers.Conv2D(8, 3, name="conv")(inputs)
     x = keras.layers.LayerNormalization(axis=[1, 2, 3], name="whole_map_norm")(x)
+    x = keras.layers.Conv2D(6, 1, name="after")(x)
     model = keras.Model(inputs, keras.layers.Conv2D(2, 1)(x))
-    with pytest.raises(UnsupportedLayerError, match="'whole_map_norm' \\(LayerNormalization\\) normalises axis"):
-        build_channel_graph(model)
+    graph = build_channel_graph(model)
+    [pin] = graph.pinned
+    assert pin.name == "whole_map_norm" and "NormalizationHandler cannot express" in pin.reason and "normalises axis" in pin.reason
+    assert graph.group_of_layer("conv").num_prunable == 0 and graph.group_of_layer("after").num_prunable == 6
+    pruned = assert_prunes_exactly(model, (8, 8, 3))
+    assert pruned.get_layer("whole_map_norm").get_config() == model.get_layer("whole_map_norm").get_config()

@@ -3,6 +3,7 @@
 import keras
 import numpy as np
 import pytest
+from keras import ops
 
 from segprune.graph import ChannelwiseHandler, UnsupportedLayerError, build_channel_graph, register_handler
 from segprune.models import unet
@@ -124,27 +125,50 @@ class _Doubler(keras.layers.Layer):
         return inputs * 2.0
 
 
-def test_unknown_layer_is_named_with_the_fix_and_can_be_registered(monkeypatch):
+def test_unknown_layer_is_pinned_with_its_class_and_can_be_registered(monkeypatch):
     from segprune.graph import registry
 
     monkeypatch.setattr(registry, "_REGISTRY", dict(registry._REGISTRY))  # this test's registration stays its own
     inputs = keras.Input((None, None, 3))
     x = _Doubler(name="doubler")(_conv(8, "a")(inputs))
     model = keras.Model(inputs, _conv(2, "out")(x))
-    with pytest.raises(UnsupportedLayerError, match=r"'doubler'.*_Doubler.*register_handler"):
-        build_channel_graph(model)
+    assert build_channel_graph(model).pinned == [("doubler", f"no channel handler for class {__name__}._Doubler")]
+    assert build_channel_graph(model).group_of_layer("a").num_prunable == 0
     register_handler(_Doubler, ChannelwiseHandler())
-    assert build_channel_graph(model).group_of_layer("a").num_prunable == 8
+    assert build_channel_graph(model).pinned == [] and build_channel_graph(model).group_of_layer("a").num_prunable == 8
     monkeypatch.undo()
-    with pytest.raises(UnsupportedLayerError):  # no other test sees the handler
-        build_channel_graph(model)
+    assert build_channel_graph(model).pinned  # no other test sees the handler
 
 
-def test_reshape_that_moves_channels_is_refused():
-    inputs = keras.Input((4, 4, 8))
-    x = keras.layers.Reshape((8, 4, 4))(_conv(8, "a")(inputs))
-    model = keras.Model(inputs, keras.layers.Conv2D(2, 1)(x))
-    with pytest.raises(UnsupportedLayerError, match="Reshape"):
+def test_reshape_that_moves_channels_is_pinned_and_the_rest_prunes_exactly():
+    inputs = keras.Input((4, 4, 3))
+    x = keras.layers.Reshape((8, 4, 4), name="moves")(_conv(8, "a")(_conv(6, "first")(inputs)))
+    model = keras.Model(inputs, keras.layers.Conv2D(2, 1)(_conv(5, "b")(x)))
+    graph = build_channel_graph(model)
+    assert [pin.name for pin in graph.pinned] == ["moves"] and "ReshapeHandler cannot express" in graph.pinned[0].reason
+    assert [graph.group_of_layer(name).num_prunable for name in ("first", "a", "b")] == [6, 0, 5]
+    pruned = assert_prunes_exactly(model, (4, 4, 3))
+    assert pruned.get_layer("moves").target_shape == (8, 4, 4)
+
+
+def test_a_pinned_layer_sharing_weights_with_a_pruned_one_is_refused():
+    class TiedProjection(keras.layers.Layer):
+        """Reads through the transposed kernel of a Dense layer it holds (tied weights)."""
+
+        def __init__(self, dense, **kwargs):
+            super().__init__(**kwargs)
+            self.dense = dense
+            self.scale = self.add_weight(shape=(), initializer="ones")
+
+        def call(self, x):
+            return ops.matmul(x, ops.transpose(self.dense.kernel)) * self.scale
+
+    inputs = keras.Input((4, 4, 3))
+    dense = keras.layers.Dense(8, name="embed")
+    x = dense(_conv(3, "a")(inputs))
+    x = keras.layers.Dense(8, name="inner")(x)
+    model = keras.Model(inputs, TiedProjection(dense, name="tied")(x))
+    with pytest.raises(UnsupportedLayerError, match=r"'tied' is pinned .*shares its variables with 'embed'.*ignore=\['embed'\]"):
         build_channel_graph(model)
 
 

@@ -10,7 +10,6 @@ import pytest
 
 from segprune import prune_channels, pruning_summary
 from segprune.backend._keras_internals import placeholder_initial_values
-from segprune.graph import UnsupportedLayerError
 from tests.graph.harness import built_with_numpy_weights, infer
 
 APPLICATIONS = {
@@ -46,13 +45,15 @@ def test_application_prunes_and_round_trips(name, tmp_path):
     np.testing.assert_allclose(infer(reloaded, sample), output, atol=1e-5)
 
 
-def test_unsupported_layer_fails_clearly():
+def test_unknown_layer_is_pinned_and_named_in_the_summary():
     class Unknown(keras.layers.Layer):
         def call(self, x):
             return x
 
     inputs = keras.Input((8, 8, 3))
-    x = Unknown(name="mystery")(keras.layers.Conv2D(4, 3, name="conv")(inputs))
+    x = Unknown(name="mystery")(keras.layers.Conv2D(4, 3, name="conv")(keras.layers.Conv2D(8, 3, name="first")(inputs)))
     model = keras.Model(inputs, keras.layers.Conv2D(2, 1)(x))
-    with pytest.raises(UnsupportedLayerError, match="'mystery' of class .*Unknown has no channel handler.*register_handler"):
-        prune_channels(model, ratio=0.5)
+    pruned = prune_channels(model, ratio=0.5, round_to=1)
+    assert pruned.get_layer("first").filters == 4 and pruned.get_layer("conv").filters == 4  # kept whole: the mystery reads it
+    lines = pruning_summary(model, pruned, (8, 8)).pinned_lines()
+    assert "mystery: no channel handler for class" in lines[1] and "register_handler" in lines[-1]

@@ -29,6 +29,7 @@ from segprune.graph.handlers.channelwise import (
     GroupNormalizationHandler,
     InputHandler,
     NormalizationHandler,
+    PinnedHandler,
     PoolingHandler,
     RescalingHandler,
 )
@@ -56,6 +57,7 @@ __all__ = [
     "MatmulHandler",
     "MergeHandler",
     "NormalizationHandler",
+    "PinnedHandler",
     "PoolingHandler",
     "ReductionHandler",
     "RescalingHandler",

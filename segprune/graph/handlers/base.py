@@ -41,6 +41,9 @@ class ChannelBuilder(Protocol):
     def fresh(self, layer: keras.layers.Layer, count: int) -> list[int]:
         """New elements for a producer's outputs (the same ones on every call of a shared layer)."""
 
+    def new(self, count: int, owner: str) -> list[int]:
+        """New elements owned by `owner`, distinct on every call (a pinned layer's outputs)."""
+
     def union(self, first: Sequence[int], second: Sequence[int]) -> None:
         """Declares two equally long element lists equal position by position."""
 

@@ -7,7 +7,15 @@ import math
 
 import numpy as np
 
-from segprune.graph.handlers.base import ChannelAxis, ChannelHandler, UnsupportedLayerError, layer_weights, mixes_channels, weight_name
+from segprune.graph.handlers.base import (
+    ChannelAxis,
+    ChannelHandler,
+    UnsupportedLayerError,
+    layer_weights,
+    mixes_channels,
+    on_last_axis,
+    weight_name,
+)
 
 
 class ChannelwiseHandler(ChannelHandler):
@@ -151,6 +159,32 @@ class FixedHandler(ChannelwiseHandler):
         for elements in inputs:
             builder.fix(elements)
         return [list(inputs[0])]
+
+
+class PinnedHandler(ChannelHandler):
+    """A layer segprune keeps whole (pins): no handler is registered for its class, or its handler cannot express
+    how it couples channels (a reshape across the channel axis, a normalisation over the whole map).
+
+    Every channel it reads is fixed, so its producers keep them all; every tensor it writes gets new fixed
+    channels, so its consumers keep them all; it lists no channel axes, so the surgery leaves its config and
+    weights as they are. That is exact whatever the layer computes, provided each output's channel axis can be
+    read (its last size is known) and no prunable layer shares its variables (the graph checks that).
+    """
+
+    def couple_layout(self, call, inputs, builder):
+        for elements in inputs:
+            builder.fix([int(e) for e in elements.ravel()])
+        outputs = []
+        for shape in call.output_shapes:
+            if len(shape) >= 2 and shape[-1] is None:
+                raise UnsupportedLayerError(
+                    f"output {shape} has no known channel count, so the channels after it cannot be kept whole"
+                )
+            count = int(shape[-1]) if len(shape) >= 2 else 1  # a scalar (per sample) broadcasts as one channel
+            elements = builder.new(count, call.layer.name)
+            builder.fix(elements)
+            outputs.append(on_last_axis(elements, len(shape)))
+        return outputs
 
 
 class InputHandler(ChannelHandler):
