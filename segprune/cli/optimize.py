@@ -54,6 +54,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
 def run(arguments: argparse.Namespace) -> int:
     from segprune.experiments.optimize import OptimizeSettings, check_out_dir, optimize
     from segprune.training import TrainConfig
+    from segprune.training_state import RunInterrupted
 
     settings = OptimizeSettings(  # checked here, before the model and data load
         runtime=arguments.runtime, target=arguments.target, tolerance=arguments.tolerance, method=arguments.method,
@@ -67,8 +68,11 @@ def run(arguments: argparse.Namespace) -> int:
     check_out_dir(out, arguments.resume)
     model = read_model(arguments, arguments.model)
     data = read_data(arguments)
-    result = optimize(model, data, out, settings, resume=arguments.resume, say=_say,
-                      sources={"model": arguments.model, "data": arguments.data})
+    try:
+        result = optimize(model, data, out, settings, resume=arguments.resume, say=_say, sources={"model": arguments.model, "data": arguments.data})
+    except RunInterrupted:  # Ctrl-C at the end of a fine-tune epoch: the run's state and log are kept
+        _console.progress_console.print(f"interrupted; run the same command with --resume to continue from {str(out)!r}", markup=False)
+        return 130
     _console.output_console.print(f"model card: {out / 'model_card.md'}\ndeployed: {result.deployed}", markup=False)
     return 0
 

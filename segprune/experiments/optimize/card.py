@@ -49,7 +49,7 @@ def model_card(inputs: CardInputs) -> dict:
     pruned = step["step"] == "candidate"
     speedup_reference = reference.latency_ms / chosen.latency_ms
     target_ms = inputs.goal.target_ms(reference.latency_ms)
-    met = chosen.latency_ms <= target_ms
+    met = inputs.goal.met(speedup_reference, chosen.latency_ms)
     low, high = deployment["loss_interval"]
     why = (
         f"{_where(step)} in {deployment['precision']} is the fastest deployment whose paired loss interval against dense lies within "
@@ -74,7 +74,7 @@ def model_card(inputs: CardInputs) -> dict:
             "target": step.get("target"),
             "precision": deployment["precision"],
             "executed_precision": chosen.precision,
-            "input_shape": list(inputs.shape) + [None],
+            "input_shape": list(inputs.shape),
         },
         "score": {
             "dice": deployment["dice"],
@@ -152,7 +152,7 @@ def markdown(card: dict) -> str:
 
 {card['why']}
 
-- **Deployed**: `{chosen['file']}` on {card['runtime']}, {chosen['precision']} (runs as {chosen['executed_precision']}), input {'x'.join(str(v) for v in chosen['input_shape'][:3])}; Keras model `{chosen['keras_file']}`
+- **Deployed**: `{chosen['file']}` on {card['runtime']}, {chosen['precision']} (runs as {chosen['executed_precision']}), input {'x'.join(str(v) for v in chosen['input_shape'])}; Keras model `{chosen['keras_file']}`
 - **Score**: Dice {score['dice']:.4f} [{score['dice_interval'][0]:.4f}, {score['dice_interval'][1]:.4f}] on {score['num_images']} test images (dense {score['dense_dice']:.4f} [{score['dense_dice_interval'][0]:.4f}, {score['dense_dice_interval'][1]:.4f}]); loss {100 * score['loss']:.2f} Dice points [{100 * low:.2f}, {100 * high:.2f}] paired, tolerance {card['tolerance']:g}
 - **Latency** ({latency['threads']} threads, batch 1, {latency['rounds']} interleaved rounds): {latency['ms']:.2f} ms (p90 {latency['p90_ms']:.2f}); dense on {card['runtime']} fp32 {latency['dense_same_runtime_ms']:.2f} ms, dense ONNX Runtime fp32 {latency['dense_onnxruntime_fp32_ms']:.2f} ms
 - **Speed-up**: {latency['speedup_vs_onnxruntime_fp32']:.2f}x over dense ONNX Runtime fp32, {latency['speedup_vs_dense_same_runtime']:.2f}x over dense on {card['runtime']}; goal {card['goal']} ({card['goal_ms']:.2f} ms) {'met' if card['goal_met'] else 'NOT met'}

@@ -5,7 +5,8 @@ dense MACs, 1/2 down to 1/32. The first rung is predicted from the dense model's
 runtime (its fastest deployment within the tolerance, int8 included, over dense ONNX Runtime fp32), assuming
 latency falls in proportion to MACs; every later rung is predicted from the nearest measured candidate. A
 candidate whose loss interval leaves the tolerance rules out every more aggressive rung, one that stays within
-it but misses the goal rules out every gentler rung, so the ladder is walked at most once and each step says why.
+it but misses the goal rules out every gentler rung, so the ladder is walked at most once and each step says why;
+between a rung too slow and the next one too lossy, the budget halfway (geometrically) is tried once.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from dataclasses import dataclass
 
 LADDER = (0.5, 0.25, 0.125, 0.0625, 0.03125)  # fractions of the dense MACs, gentlest first
 GOALS = ("speedup", "latency")
+BISECT_RATIO = 1.5  # a rung too slow and one too lossy this far apart (or more) get the budget halfway between them tried
 DEFAULT_GOAL = "speedup=8"
 
 # The method `optimize` prunes with unless told, and why (docs/EVIDENCE.md, brain task, distillation on).
@@ -37,6 +39,11 @@ class Goal:
     def target_ms(self, reference_ms: float) -> float:
         """The latency that meets the goal, given the dense ONNX Runtime fp32 latency."""
         return reference_ms / self.value if self.kind == "speedup" else self.value
+
+    def met(self, speedup: float, latency_ms: float) -> bool:
+        """Whether a file meets the goal: by its speed-up over dense ONNX Runtime fp32 timed in the same run (a ratio,
+        which a machine busier in one step than in another does not move), or by its own latency."""
+        return speedup >= self.value if self.kind == "speedup" else latency_ms <= self.value
 
     def __str__(self) -> str:
         return f"{self.kind}={self.value:g}"
@@ -103,16 +110,22 @@ def next_step(ladder: tuple[float, ...], outcomes: list[Outcome], needed: float)
         >>> next_step(LADDER, [Outcome(1.0, True, 2.0, False)], needed=8.0).budget  # 2x at full MACs: 1/4 predicts 8x
         0.25
     """
+    met = [o for o in outcomes if o.within and o.met]
+    if met:  # the dense model too: when its int8 file meets the goal there is nothing to prune
+        return Step(None, f"the goal is met {'by the dense model' if met[0].budget >= 1.0 else f'at {fraction(met[0].budget)}'} within the tolerance")
     pruned = [o for o in outcomes if o.budget < 1.0]
-    met = [o for o in pruned if o.within and o.met]
-    if met:
-        return Step(None, f"the goal is met at {fraction(met[0].budget)} within the tolerance")
     failing = [o for o in pruned if not o.within]
     slow = [o.budget for o in pruned if o.within]
     low, high = max((o.budget for o in failing), default=0.0), min(slow, default=1.0)
-    open_rungs = [b for b in ladder if low < b < high and b not in {o.budget for o in outcomes}]
+    tried = {o.budget for o in outcomes}
+    open_rungs = [b for b in ladder if low < b < high and b not in tried]
+    unreachable = any(o.unreachable for o in failing if o.budget == low)
+    if not open_rungs and failing and slow and high / low > BISECT_RATIO and not unreachable:
+        middle = round(math.sqrt(low * high), 4)  # between a rung too slow and one too lossy: halfway, geometrically
+        if middle not in tried:
+            return Step(middle, f"{fraction(high)} stays within the tolerance but misses the goal and {fraction(low)} leaves it: halfway between them")
     if not open_rungs:
-        beyond = "cannot be reached (every group pruned as far as round_to allows)" if any(o.unreachable for o in failing if o.budget == low) else "leaves the tolerance"
+        beyond = "cannot be reached (every group pruned as far as round_to allows)" if unreachable else "leaves the tolerance"
         if failing and slow:
             return Step(None, f"{fraction(high)} stays within the tolerance but misses the goal, and {fraction(low)} {beyond}: no rung between them")
         if failing:
