@@ -112,7 +112,8 @@ def test_the_folder_holds_what_the_card_says_and_its_figures_are_the_files(finis
     for figure in (f"{card['score']['dice']:.4f}", f"{latency['ms']:.2f} ms", f"{latency['speedup_vs_onnxruntime_fp32']:.2f}x", "--target flops=0.5"):
         assert figure in markdown, figure
     assert [record["step"] for record in map(json.loads, (out / LOG_NAME).read_text().splitlines())] == ["start", "dense", "candidate", "final"]
-    assert any("left" in line and "spent" in line for line in lines), "progress lines give the time left"
+    assert any("spent; up to 0 more rung(s)" in line for line in lines), "progress lines give the time left"
+    assert any(f"on {card['score']['num_images']} test images" in line for line in lines), "every Dice printed says how many images"
 
 
 def test_resuming_a_finished_run_replays_it_and_other_settings_are_refused(finished, dense_model, data):

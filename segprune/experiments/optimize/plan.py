@@ -150,6 +150,21 @@ def next_step(ladder: tuple[float, ...], outcomes: list[Outcome], needed: float)
     return Step(budget, why)
 
 
+def open_rungs(ladder: tuple[float, ...], outcomes: list[Outcome], needed: float) -> list[float]:
+    """The rungs the ladder may still try, for the time left: `next_step` until it stops, on the assumption that
+    every rung tried stays within the tolerance and misses the goal (the walk to the most aggressive rung).
+
+    Example:
+        >>> len(open_rungs(LADDER, [Outcome(1.0, True, 1.0, False)], needed=8.0))
+        3
+    """
+    outcomes, rungs = list(outcomes), []
+    while (step := next_step(ladder, outcomes, needed)).budget is not None:
+        rungs.append(step.budget)
+        outcomes.append(Outcome(step.budget, True, 0.0, False))
+    return rungs
+
+
 def fraction(budget: float) -> str:
     """0.25 -> "1/4"; 0.3 -> "0.3"; 1.0 -> "dense"."""
     if budget >= 1.0:

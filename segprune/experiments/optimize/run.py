@@ -45,6 +45,7 @@ from segprune.experiments.optimize.plan import (
     check_method,
     fraction,
     next_step,
+    open_rungs,
     parse_goal,
 )
 from segprune.inference import input_channels, measurement_size
@@ -376,18 +377,26 @@ class _Run:
                 self.say(f"  {entry['precision']}: refused ({entry['refused']})")
                 continue
             low, high = entry["loss_interval"]
+            dice_low, dice_high = entry["dice_interval"]
             self.say(
                 f"  {entry['precision']} ({entry['executed_precision']}): {entry['latency_ms']:.2f} ms, {entry['speedup']:.2f}x over {deploy.REFERENCE}; "
-                f"Dice {entry['dice']:.4f}, loss {100 * entry['loss']:.2f} points [{100 * low:.2f}, {100 * high:.2f}] "
-                f"{'within' if entry['within'] else 'BEYOND'} {self.settings.tolerance:g}"
+                f"Dice {entry['dice']:.4f} [{_number(dice_low)}, {_number(dice_high)}] on {entry['num_images']} test images, "
+                f"loss {100 * entry['loss']:.2f} points [{100 * low:.2f}, {100 * high:.2f}] {'within' if entry['within'] else 'BEYOND'} "
+                f"{self.settings.tolerance:g}"
             )
-        spent = self._spent()
-        done = sum(1 for r in self.records if r["step"] == "candidate")
-        per_step = spent / max(1, done + 1)
-        left = per_step * max(0, len(self.settings.budgets) - done)
+        dense = dense or record
+        candidates = [r for r in self.records if r["step"] == "candidate"]
+        outcomes = [_outcome(r, self.goal) for r in [dense, *candidates]]
+        remaining = len(open_rungs(self.settings.budgets, outcomes, self._needed(dense)))
+        per_rung = sum(r["seconds"] for r in candidates) / len(candidates) if candidates else 2 * dense["seconds"]  # a rung also fine-tunes
+        left = per_rung * remaining
         if self.settings.max_minutes is not None:
-            left = min(left, max(0.0, 60 * self.settings.max_minutes - spent))
-        self.say(f"  {minutes(spent)} spent, at most ~{minutes(left)} left (each further rung ~{minutes(per_step)})")
+            left = min(left, max(0.0, 60 * self.settings.max_minutes - self._spent()) + per_rung)  # the rung started last runs to its end
+        self.say(f"  {minutes(self._spent())} spent; up to {remaining} more rung(s), ~{minutes(left)} left if all are tried")
+
+
+def _number(value: float | None) -> str:
+    return "-" if value is None else f"{value:.4f}"
 
 
 _RESOURCE_NAMES = {"flops": "MACs", "latency": "latency"}
