@@ -1,6 +1,7 @@
 """`segprune optimize`: the ladder's decisions, the folder and card it writes (figures re-measured from its files),
 the refusal path (nothing pruned within the tolerance ships dense), bad input in one line, and resuming after a kill."""
 
+import dataclasses
 import json
 import os
 import subprocess
@@ -13,7 +14,7 @@ import pytest
 
 from segprune.cli import main
 from segprune.cost import flops
-from segprune.data import BatchConfig
+from segprune.data import BatchConfig, DataError
 from segprune.experiments.optimize import LOG_NAME, OptimizeSettings, deploy, optimize, parse_goal
 from segprune.experiments.optimize import run as optimize_run
 from segprune.experiments.optimize.plan import LADDER, Outcome, next_step
@@ -168,6 +169,13 @@ def test_bad_options_are_refused_in_one_line_before_anything_loads(arguments, me
     assert main(["optimize", str(tmp_path / "missing.keras"), *arguments, "--out", str(out)]) == 2
     assert message in one_error(capsys.readouterr().err)
     assert not out.exists()
+
+
+def test_data_without_a_test_split_is_refused_before_any_work(dense_model, data, tmp_path):
+    no_test = dataclasses.replace(data, splits={**data.splits, "test": []})
+    with pytest.raises(DataError, match="Split 'test' of dataset 'synthetic' is empty"):
+        optimize(dense_model, no_test, tmp_path / "deploy", OptimizeSettings(**QUICK))
+    assert not (tmp_path / "deploy").exists()
 
 
 def test_an_existing_folder_is_refused_without_resume_and_one_without_a_run_with_it(tmp_path, capsys):

@@ -155,6 +155,8 @@ def optimize(
     out_dir = Path(out_dir)
     say = say or (lambda line: None)
     check_fits_data(model, data)
+    for split in ("train", "test"):  # before any work (a missing or empty split is a DataError): candidates train and calibrate on
+        data.ids(split)  # the train split and are scored on the test split
     settings = replace(settings, image_size=measurement_size(model, settings.image_size))
     log = _open_log(out_dir, resume)
     run = _Run(model, data, out_dir, settings, log, say, sources or {"model": "MODEL", "data": "DATA"})
