@@ -369,8 +369,8 @@ def _expanded(layer: keras.layers.Layer, args: tuple, kwargs: dict, name: str) -
     except Exception as error:  # the layer's own code, on symbolic shapes: anything may go wrong there
         raise TypeError(
             f"Layer {layer.name!r} ({type(layer).__name__}) could not be traced into plain layers on input "
-            f"{tuple(tensors[0].shape)} ({type(error).__name__}: {_first_line(error)}). Write its call with keras.ops, "
-            "build the model for a fixed image size, or mark the layers feeding it with ignore=[...]."
+            f"{tuple(tensors[0].shape)} ({type(error).__name__}: {_first_line(error)}); to prune through it, write its call "
+            "with keras.ops or build the model for a fixed image size."
         ) from error
     called = {id(variable) for inner in expanded.layers for variable in inner.weights}
     read_directly = [variable.path for variable in layer.weights if id(variable) not in called]

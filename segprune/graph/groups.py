@@ -189,14 +189,14 @@ def build_channel_graph(
 
     A layer segprune cannot see through is pinned rather than refused (see `Pin`, `graph.pinned`): a layer
     whose class has no handler, one whose handler cannot express a call's coupling (a reshape across channels),
-    a composite layer or `Lambda` whose call cannot be traced into keras ops. Its inputs and outputs keep all
-    their channels, which is exact whatever it computes.
+    a composite layer or `Lambda` whose call cannot be traced into keras ops, a layer shared at two widths, a
+    layer reading a pinned output whose channel count is unknown. Its inputs and outputs keep all their
+    channels, which is exact whatever it computes.
 
     Raises:
         UnsupportedLayerError: Where pinning cannot keep the result exact: a channels_first layer (channels
-            would be read on the wrong axis throughout), a pinned layer whose output has no known channel
-            count, a pinned layer that shares variables with a prunable one (tied weights). The message names
-            the layer and the fix.
+            would be read on the wrong axis throughout), a pinned layer that shares variables with a prunable
+            one (tied weights). The message names the layer and the fix.
 
     Example:
         >>> graph = build_channel_graph(segprune.models.unet())
@@ -223,10 +223,11 @@ def build_channel_graph(
     first_call_inputs: dict[int, list[np.ndarray]] = {}
     element_inputs, element_outputs = [], []
     pins: dict[int, Pin] = {}
+    unsized: dict[int, str] = {}  # tensors a pinned layer writes without a known channel count -> that layer
     for call in trace.calls:
         inputs = [tensors[tensor_id] for tensor_id in call.input_ids]
         _require_channels_last(call)
-        outputs = _couple(call, inputs, builder, pins, untraced)
+        outputs = _couple(call, inputs, builder, pins, untraced, unsized)
         for tensor_id, elements in zip(call.output_ids, outputs):
             tensors[tensor_id] = elements
         if id(call.layer) in pins:  # every call keeps all its channels: nothing to share between calls
@@ -264,10 +265,15 @@ def build_channel_graph(
     return graph
 
 
-def _couple(call: LayerCall, inputs: list[np.ndarray], builder: _Builder, pins: dict[int, Pin], untraced: dict) -> list[np.ndarray]:
+def _couple(
+    call: LayerCall, inputs: list[np.ndarray], builder: _Builder, pins: dict[int, Pin], untraced: dict, unsized: dict[int, str]
+) -> list[np.ndarray]:
     """The call's output elements from its handler; a layer whose channels segprune cannot follow is pinned."""
     if id(call.layer) not in pins:
         reason = _unhandled_reason(call.layer, untraced)
+        reading_unsized = [unsized[tensor_id] for tensor_id in call.input_ids if tensor_id in unsized]
+        if reason is None and reading_unsized:
+            reason = f"it reads a tensor of unknown channel count from pinned {reading_unsized[0]!r}"
         if reason is None:
             try:
                 outputs = handler_for(call.layer).couple_layout(call, inputs, builder)
@@ -279,14 +285,10 @@ def _couple(call: LayerCall, inputs: list[np.ndarray], builder: _Builder, pins: 
                 reason = f"its {type(handler_for(call.layer)).__name__} cannot express this call's coupling: {message}"
                 builder.fix_fresh(call.layer)
         pins[id(call.layer)] = Pin(call.qualified_name, reason)
-    try:
-        return _PINNED.couple_layout(call, inputs, builder)
-    except UnsupportedLayerError as error:
-        raise UnsupportedLayerError(
-            f"Layer {call.qualified_name!r} ({type(call.layer).__name__}) would be pinned ({pins[id(call.layer)].reason}), "
-            f"but its {error}. Give the layer a compute_output_shape that states its channel count, or build the "
-            "model for a fixed input size."
-        ) from None
+    for tensor_id, shape in zip(call.output_ids, call.output_shapes):
+        if len(shape) >= 2 and shape[-1] is None:
+            unsized[tensor_id] = call.qualified_name
+    return _PINNED.couple_layout(call, inputs, builder)
 
 
 def _unhandled_reason(layer, untraced: dict) -> str | None:

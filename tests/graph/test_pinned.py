@@ -95,7 +95,7 @@ def test_keras_io_deeplab_v3_plus_prunes_exactly_around_its_input_slicing(tmp_pa
     np.testing.assert_allclose(infer(keras.saving.load_model(path), sample), infer(pruned, sample), atol=1e-5)
 
 
-def test_a_pinned_layer_whose_channel_count_is_unknown_is_a_one_line_error():
+def test_layers_reading_a_pinned_output_of_unknown_width_are_pinned_too():
     class Unsized(keras.layers.Layer):
         def call(self, x):
             return x
@@ -104,9 +104,21 @@ def test_a_pinned_layer_whose_channel_count_is_unknown_is_a_one_line_error():
             return (*input_shape[:-1], None)
 
     inputs = keras.Input((8, 8, 3))
-    model = keras.Model(inputs, Unsized(name="unsized")(layers.Conv2D(4, 1)(inputs)))
-    with pytest.raises(UnsupportedLayerError, match=r"'unsized' \(Unsized\) would be pinned .* no known channel count.*compute_output_shape") as error:
-        build_channel_graph(model)
+    x = Unsized(name="unsized")(layers.Conv2D(4, 1, name="before")(layers.Conv2D(6, 1, name="first")(inputs)))
+    x = layers.Activation("relu", name="reads_unsized")(x)
+    model = keras.Model(inputs, layers.Conv2D(2, 1)(layers.Conv2D(5, 1, name="after")(layers.Reshape((8, 8, 4), name="sized_again")(x))))
+    graph = build_channel_graph(model)
+    assert [pin.name for pin in graph.pinned] == ["unsized", "reads_unsized", "sized_again"]
+    assert graph.pinned[1].reason == "it reads a tensor of unknown channel count from pinned 'unsized'"
+    assert [graph.group_of_layer(name).num_prunable for name in ("first", "before", "after")] == [6, 0, 5]
+    assert_prunes_exactly(model, (8, 8, 3))
+
+
+def test_channels_first_is_still_refused_in_one_line():
+    inputs = keras.Input((3, 8, 8))
+    x = layers.Conv2D(4, 3, data_format="channels_first", name="first_conv")(inputs)
+    with pytest.raises(UnsupportedLayerError, match=r"'first_conv' \(Conv2D\) uses data_format='channels_first'") as error:
+        build_channel_graph(keras.Model(inputs, x))
     assert "\n" not in str(error.value)
 
 

@@ -167,8 +167,9 @@ class PinnedHandler(ChannelHandler):
 
     Every channel it reads is fixed, so its producers keep them all; every tensor it writes gets new fixed
     channels, so its consumers keep them all; it lists no channel axes, so the surgery leaves its config and
-    weights as they are. That is exact whatever the layer computes, provided each output's channel axis can be
-    read (its last size is known) and no prunable layer shares its variables (the graph checks that).
+    weights as they are. That is exact whatever the layer computes, provided no prunable layer shares its
+    variables (the graph checks that). An output whose last size is unknown gets one fixed element standing
+    for all its channels; the graph pins every layer that reads it.
     """
 
     def couple_layout(self, call, inputs, builder):
@@ -176,11 +177,8 @@ class PinnedHandler(ChannelHandler):
             builder.fix([int(e) for e in elements.ravel()])
         outputs = []
         for shape in call.output_shapes:
-            if len(shape) >= 2 and shape[-1] is None:
-                raise UnsupportedLayerError(
-                    f"output {shape} has no known channel count, so the channels after it cannot be kept whole"
-                )
-            count = int(shape[-1]) if len(shape) >= 2 else 1  # a scalar (per sample) broadcasts as one channel
+            # A scalar (per sample) broadcasts as one channel; an unknown count is one placeholder element.
+            count = int(shape[-1]) if len(shape) >= 2 and shape[-1] is not None else 1
             elements = builder.new(count, call.layer.name)
             builder.fix(elements)
             outputs.append(on_last_axis(elements, len(shape)))
