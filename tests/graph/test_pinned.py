@@ -52,6 +52,8 @@ def test_a_custom_layer_in_a_unet_is_pinned_and_everything_else_prunes_exactly(t
     np.testing.assert_array_equal(pruned.get_layer("gate").get_weights()[0], model.get_layer("gate").get_weights()[0])
     summary = pruning_summary(model, pruned, (32, 32))
     assert summary.pinned == tuple(graph.pinned) and summary.macs_after < summary.macs_before
+    assert [layer.params_after for layer in summary.layers if layer.name == "gate"] == [1]  # still priced
+    assert summary.params_after == pruned.count_params()
     assert summary.pinned_lines()[1] == f"  gate: no channel handler for class {__name__}.Gate"
     assert "segprune.graph.register_handler(TheLayer, ChannelwiseHandler())" in summary.pinned_lines()[-1]
 
