@@ -29,8 +29,17 @@ def run(arguments: argparse.Namespace) -> int:
     if arguments.json:
         print(json.dumps({key: json_number(value) for key, value in row.items()}))
         return 0
-    columns = ["method", "mapping", "dice", "iou", "pixel_accuracy", "ms_per_image"]
-    _console.output_console.print(_console.table(f"classical baseline, split {arguments.split}", columns, [[row[c] for c in columns]]))
+    scores = [_with_interval(row[name], row[f"{name}_interval"]) for name in ("dice", "iou", "pixel_accuracy")]
+    _console.output_console.print(_console.table(
+        f"classical baseline, split {arguments.split}: {result.num_images} images, 95% bootstrap intervals",
+        ["method", "mapping", "dice", "iou", "pixel_accuracy", "ms_per_image"],
+        [[row["method"], row["mapping"], *scores, f"{row['ms_per_image']:.1f}"]],
+    ))
     if result.collapsed_to_binary:
         _console.output_console.print("note: the dataset has more than two classes; scored as foreground vs background")
     return 0
+
+
+def _with_interval(value: float, interval: list) -> str:
+    low, high = interval
+    return f"{value:.4f}" if low is None else f"{value:.4f} [{low:.4f}, {high:.4f}]"

@@ -10,7 +10,7 @@ from segprune.classical.clustering import dbscan_segment, kmeans_segment
 from segprune.classical.mapping import map_by_brightness, map_by_oracle
 from segprune.classical.thresholds import watershed_segment
 from segprune.cli import main
-from segprune.data import SegmentationDataset
+from segprune.data import SegmentationDataset, load_data
 
 
 def _discs(size=96, seed=0):
@@ -101,8 +101,15 @@ def test_cli_json(nuclei_path, capsys):
 
 
 def test_best_classical_method_on_nuclei(nuclei_path):
-    from segprune.data import load_data
-
     data = load_data(nuclei_path)
     best = max(evaluate_classical(method, data, "test").dice for method in METHODS)
     assert best >= 0.7
+
+
+def test_cli_table_gives_each_score_with_its_interval_and_the_image_count(nuclei_path, capsys):
+    assert main(["classical", "--method", "otsu", "--data", str(nuclei_path)]) == 0
+    printed = capsys.readouterr().out
+    row = evaluate_classical("otsu", load_data(nuclei_path), "test").to_dict()
+    assert f"{row['num_images']} images, 95% bootstrap intervals" in printed
+    low, high = row["dice_interval"]
+    assert f"{row['dice']:.4f} [{low:.4f}, {high:.4f}]" in printed and low <= row["dice"] <= high
