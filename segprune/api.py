@@ -31,6 +31,7 @@ from segprune.search.evaluation import CandidateSettings
 from segprune.search.greedy import greedy_search
 from segprune.search.random_search import random_search
 from segprune.search.settings import SearchResult, SearchSettings
+from segprune.sizes import format_size
 from segprune.sparse.finetune import SparsifyResult, train_phase
 from segprune.sparse.magnitude import magnitude_prune
 from segprune.sparse.regularised import l0_sparsify, l1_sparsify
@@ -109,7 +110,7 @@ def prune(
     finetune_epochs: int | None = None,
     round_to: int = defaults.ROUND_TO,
     ignore: Iterable[str] = (),
-    image_size: int | None = None,
+    image_size: int | tuple[int, int] | str | None = None,
     seed: int | None = None,
     train_config: TrainConfig | None = None,
     distill: DistillConfig | bool | None = defaults.DISTILL,
@@ -143,8 +144,8 @@ def prune(
             (`segprune.defaults`, shared with the command line).
         round_to: Every pruned group keeps a multiple of this many channels.
         ignore: Layers whose channels must stay (not supported by the searches).
-        image_size: The square input size at which MACs and latency are measured; by default the size the
-            model was built for, else 256.
+        image_size: The input size at which MACs budgets, latency and the summary are measured: N (square) or
+            (height, width), e.g. 256 or (256, 512); by default the size the model was built for, else 256x256.
         seed: Seeds Keras (initialisation, batches, random criteria and searches) when given.
         train_config: How fine-tuning trains.
         distill: Fine-tune with knowledge distillation from `model` (the dense teacher's soft masks next to
@@ -215,13 +216,15 @@ def prune(
     if method not in SEARCH_METHODS:
         settings = dict(target=target, ratio=ratio, finetune_epochs=finetune_epochs, round_to=round_to, ignore=ignore, seed=seed,
                         train_config=train_config, distill=distill, **method_settings)
+        if target is not None:  # a budget is measured at this size: another size prunes other channels
+            settings["image_size"] = format_size(image_size)
         trains = bool(finetune_epochs) or method in REGULARISED_METHODS
         identity = run_identity("prune", method, model, data, settings)
         with RunState.open(checkpoint_path if trains else None, identity, resume) as run:
             if method in ONESHOT_METHODS:
-                result = _oneshot(model, method, target, ratio, data, round_to, ignore, method_settings, run)
+                result = _oneshot(model, method, target, ratio, data, round_to, ignore, image_size, method_settings, run)
             else:
-                result = _regularised(model, method, target, data, round_to, ignore, train_config, on_epoch, method_settings, run)
+                result = _regularised(model, method, target, data, round_to, ignore, image_size, train_config, on_epoch, method_settings, run)
             _finetune(result, model, data, finetune_epochs, train_config, distill, on_epoch, run)
             run.complete(result.model, checkpoint_path)
     else:
@@ -241,7 +244,7 @@ def prune(
         with RunState.open(checkpoint_path if finetune_epochs else None, identity, resume) as run:
             _finetune(result, model, data, finetune_epochs, train_config, distill, on_epoch, run)
             run.complete(result.model, checkpoint_path)
-    result.summary = pruning_summary(model, result.model, (image_size, image_size))
+    result.summary = pruning_summary(model, result.model, image_size)
     result.seconds = time.perf_counter() - started
     return result
 
@@ -415,7 +418,7 @@ def _prune_mask_rcnn(
     else:
         trunk = prune_channels(
             model.trunk, ratio=0.0 if ratio is None else ratio, importance=method, round_to=round_to, ignore=ignore, target=target,
-            compensate=bool(settings.get("compensate", False)),
+            compensate=bool(settings.get("compensate", False)), image_size=image_size,
         )
         pruned = MaskRCNN(model.config, trunk, _copy_network(model.box_head), _copy_network(model.mask_head))
         result = PruneResult(model=pruned, method=method)
@@ -427,7 +430,7 @@ def _prune_mask_rcnn(
         result.notes.append(f"fine-tuned {finetune_epochs} epochs in {fit.seconds:.0f}s; best validation mask AP {fit.best_score:.4f} at epoch {fit.best_epoch}")
     elif checkpoint_path is not None:
         save_mask_rcnn(pruned, checkpoint_path)
-    result.summary = pruning_summary(model.trunk, pruned.trunk, (image_size, image_size))
+    result.summary = pruning_summary(model.trunk, pruned.trunk, image_size)
     result.seconds = time.perf_counter() - started
     return result
 
@@ -461,26 +464,26 @@ def _check_amount(method: str, target: str | None, ratio) -> None:
         raise ValueError(f"Method {method!r} takes flops= or params= targets; a latency target needs method='greedy' or 'random-search'.")
 
 
-def _oneshot(model, method, target, ratio, data, round_to, ignore, settings, run: RunState) -> PruneResult:
+def _oneshot(model, method, target, ratio, data, round_to, ignore, image_size, settings, run: RunState) -> PruneResult:
     if run.phase("prune") is not None:  # resuming its fine-tune: the pruned architecture was kept
         return PruneResult(model=run.model("prune"), method=method)
     if settings.get("global_ranking") and ratio is not None and not isinstance(ratio, (Mapping, GlobalRanking)):
         ratio = GlobalRanking(float(ratio))
     pruned = prune_channels(
         model, ratio=0.0 if ratio is None else ratio, importance=method, round_to=round_to, ignore=ignore, data=data,
-        target=target, compensate=bool(settings.get("compensate", False)),
+        target=target, compensate=bool(settings.get("compensate", False)), image_size=image_size,
     )
     run.finish("prune", {}, pruned)
     return PruneResult(model=pruned, method=method)
 
 
-def _regularised(model, method, target, data, round_to, ignore, train_config, on_epoch, settings, run: RunState) -> PruneResult:
+def _regularised(model, method, target, data, round_to, ignore, image_size, train_config, on_epoch, settings, run: RunState) -> PruneResult:
     """The regularised phase and the surgery; the fine-tune that follows is `prune`'s, as for every method."""
     prune_by = l0_channel_prune if method == "l0-channel" else slimming_prune
     options = {"strength": settings["strength"]} if settings.get("strength") is not None else {}
     outcome = prune_by(
         model, data, target, epochs=settings.get("regularise_epochs", defaults.REGULARISE_EPOCHS), finetune_epochs=0, round_to=round_to,
-        ignore=ignore, config=train_config, on_epoch=on_epoch, run=run, **options,
+        ignore=ignore, config=train_config, on_epoch=on_epoch, run=run, image_size=image_size, **options,
     )
     return PruneResult(model=outcome.model, method=method, notes=list(outcome.notes), training=list(outcome.training))
 

@@ -9,8 +9,10 @@ import numpy as np
 
 from segprune.data.pipeline import adapt_channels
 from segprune.models.outputs import OutputKind, base_model, check_image_input, output_kind
+from segprune.sizes import ImageSize, as_image_size, format_size
 
 DEFAULT_PAD_MULTIPLE = 32
+DEFAULT_MEASUREMENT_SIZE = (256, 256)  # where a model takes any size and none is given
 
 
 def input_channels(model: keras.Model) -> int:
@@ -38,28 +40,28 @@ def fixed_input_size(model: keras.Model) -> tuple[int, int] | None:
     return None if height is None else (int(height), int(width))
 
 
-def measurement_size(model: keras.Model, image_size: int | None = None) -> int:
-    """The square input size at which MACs and latency are measured: `image_size` when given, else the size the
-    model was built for, else 256.
+def measurement_size(model: keras.Model, image_size: int | Sequence[int] | str | None = None) -> ImageSize:
+    """The (height, width) at which MACs and latency are measured: `image_size` when given (N or (height, width)),
+    else the size the model was built for, else 256x256.
 
     Raises:
-        ValueError: The model is built for another size than `image_size`, or for a size that is not square.
+        ValueError: The model is built for another size than `image_size`.
+
+    Example:
+        >>> measurement_size(segprune.models.unet(), (256, 512))
+        (256, 512)
     """
     check_image_input(model)  # a channels-first model's (channels, height) would read as a size
+    size = None if image_size is None else as_image_size(image_size)
     fixed = fixed_input_size(model)
     if fixed is None:
-        return 256 if image_size is None else int(image_size)
-    if fixed[0] != fixed[1]:
+        return DEFAULT_MEASUREMENT_SIZE if size is None else size
+    if size is not None and size != fixed:
         raise ValueError(
-            f"Model {base_model(model).name!r} is built for {fixed[0]}x{fixed[1]} inputs; segprune measures MACs and latency "
-            "at a square size. Build it for a square size (or for any size, where its layers allow it)."
+            f"Model {base_model(model).name!r} is built for {format_size(fixed)} inputs, so it cannot be measured at "
+            f"{format_size(size)}; leave the image size out (or pass {format_size(fixed)})."
         )
-    if image_size is not None and int(image_size) != fixed[0]:
-        raise ValueError(
-            f"Model {base_model(model).name!r} is built for {fixed[0]}x{fixed[1]} inputs, so it cannot be measured at "
-            f"{image_size}x{image_size}; leave the image size out (or pass {fixed[0]})."
-        )
-    return fixed[0]
+    return fixed
 
 
 def predict_classes(

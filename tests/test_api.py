@@ -72,7 +72,7 @@ def test_settings_reach_the_regularised_and_search_methods(model, data4, tmp_pat
     )
     args, kwargs = calls["random"]
     settings, candidate_settings, num_candidates = args[3], args[4], args[5]
-    assert (settings.target, settings.image_size, settings.threads, settings.time_result) == ("params=0.5", 32, 1, False)
+    assert (settings.target, settings.image_size, settings.threads, settings.time_result) == ("params=0.5", (32, 32), 1, False)
     assert (candidate_settings.finetune_steps, candidate_settings.seed, num_candidates) == (5, 7, 3)
     # searches default to 20 epochs, distilled as on the command line (segprune.defaults)
     assert finetunes == [("finetune", 20, model, segprune.DistillConfig())]

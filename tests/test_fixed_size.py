@@ -43,12 +43,14 @@ def test_a_model_built_for_one_size_predicts_any_size_tile_by_tile_as_the_same_l
 
 def test_measured_at_the_size_it_was_built_for_and_refused_at_another():
     assert fixed_input_size(_pointwise(16, 16)) == (16, 16) and fixed_input_size(_pointwise(None, None)) is None
-    assert measurement_size(_pointwise(16, 16)) == 16 and measurement_size(_pointwise(None, None)) == 256
-    assert measurement_size(_pointwise(None, None), 64) == 64 and measurement_size(_pointwise(16, 16), 16) == 16
+    assert measurement_size(_pointwise(16, 16)) == (16, 16) and measurement_size(_pointwise(None, None)) == (256, 256)
+    assert measurement_size(_pointwise(None, None), 64) == (64, 64) and measurement_size(_pointwise(16, 16), 16) == (16, 16)
+    assert measurement_size(_pointwise(None, None), (32, 64)) == (32, 64) and measurement_size(_pointwise(None, None), "32x64") == (32, 64)
+    assert measurement_size(_pointwise(16, 24)) == (16, 24) and measurement_size(_pointwise(16, 24), (16, 24)) == (16, 24)
     with pytest.raises(ValueError, match="built for 16x16 inputs, so it cannot be measured at 64x64; leave the image size out"):
         measurement_size(_pointwise(16, 16), 64)
-    with pytest.raises(ValueError, match="built for 16x24 inputs; segprune measures MACs and latency at a square size"):
-        measurement_size(_pointwise(16, 24))
+    with pytest.raises(ValueError, match="built for 16x24 inputs, so it cannot be measured at 24x16; leave the image size out \\(or pass 16x24\\)"):
+        measurement_size(_pointwise(16, 24), (24, 16))
     with pytest.raises(ValueError, match="built for inputs of height 32 and width None; segprune needs both fixed or neither"):
         predict_classes(_pointwise(32, None), [np.zeros((64, 64, 3), np.float32)])
 
@@ -88,8 +90,8 @@ def test_benchmark_times_models_at_the_size_they_were_built_for_and_refuses_two_
     _pointwise(None, None).save(paths["free"])
     _pointwise(8, 8).save(paths["fixed8"])
     results = benchmark_models([paths["fixed16"], paths["free"]], runtime="keras", rounds=2)
-    assert [result.image_size for result in results] == [16, 16]
-    assert benchmark_models([paths["free"]], runtime="keras", rounds=2)[0].image_size == 256
+    assert [result.image_size for result in results] == [(16, 16), (16, 16)]
+    assert benchmark_models([paths["free"]], runtime="keras", rounds=2)[0].image_size == (256, 256)
     with pytest.raises(ValueError, match="built for different input sizes \\(fixed16.keras 16x16, fixed8.keras 8x8\\)"):
         benchmark_models([paths["fixed16"], paths["fixed8"]], runtime="keras", rounds=2)
     with pytest.raises(ValueError, match="cannot be measured at 32x32"):

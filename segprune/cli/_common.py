@@ -58,6 +58,19 @@ def input_shape_argument(text: str) -> tuple[int, ...]:
         raise argparse.ArgumentTypeError(str(error)) from None
 
 
+def image_size_argument(text: str) -> tuple[int, int]:
+    """`--image-size`'s parser: N (square) or HxW, as (height, width); bad text is one argparse error showing both forms."""
+    from segprune.sizes import parse_image_size
+
+    try:
+        return parse_image_size(text, name="")
+    except ValueError as error:
+        raise argparse.ArgumentTypeError(str(error)) from None
+
+
+IMAGE_SIZE_METAVAR = "N|HxW"
+
+
 def add_data_options(parser: argparse.ArgumentParser, default: str | None = "nuclei", required: bool = False, help_suffix: str = "") -> None:
     """--data DATA and how its masks are read: --num-classes, --ignore-index, --mask-pattern (every command that takes DATA)."""
     parser.add_argument("--data", default=None if required else default, required=required, help=DATA_HELP + help_suffix)

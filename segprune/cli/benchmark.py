@@ -9,6 +9,7 @@ from pathlib import Path
 
 from segprune.cli import _console
 from segprune.cli._choices import BENCHMARK_MODES, BENCHMARK_PRECISIONS, BENCHMARK_RUNTIMES
+from segprune.cli._common import IMAGE_SIZE_METAVAR, image_size_argument
 
 DESCRIPTION = "Latency, throughput, achieved GMAC/s and its share of the CPU's peak, CPU time, MACs and size, interleaved."
 
@@ -26,8 +27,9 @@ def configure(parser: argparse.ArgumentParser) -> None:
         "a deployed .xml runs at the precision it records unless bf16 is asked, an int8 file runs int8",
     )
     parser.add_argument(
-        "--image-size", type=int, default=None,
-        help="default: the size the Keras models were built for, else 256; a deployed file with a fixed input shape runs at that shape",
+        "--image-size", type=image_size_argument, default=None, metavar=IMAGE_SIZE_METAVAR,
+        help="N or HxW (height x width, e.g. 256x512); default: the size the Keras models were built for, else 256; a deployed file "
+        "with a fixed input shape runs at that shape",
     )
     parser.add_argument("--batch", type=int, default=1, help="images per request (default 1; a deployed file's fixed batch wins)")
     parser.add_argument(
@@ -82,7 +84,7 @@ def run(arguments: argparse.Namespace) -> int:
 
 
 def _shape(result) -> str:
-    return f"{result.batch}x{result.image_size}x{result.image_size}"
+    return f"{result.batch}x{result.image_size[0]}x{result.image_size[1]}"
 
 
 def _unknown(value, form: str) -> str:

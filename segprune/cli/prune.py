@@ -10,11 +10,13 @@ from segprune import defaults
 from segprune.cli import _console
 from segprune.cli._choices import LATENCY_RUNTIMES, ONESHOT_METHODS, PRECISIONS, REGULARISED_METHODS, SEARCH_METHODS
 from segprune.cli._common import (
+    IMAGE_SIZE_METAVAR,
     add_data_options,
     add_distill_options,
     add_loading_options,
     data_source,
     distill_config,
+    image_size_argument,
     layer_names,
     print_pruning_summary,
     print_test_scores,
@@ -23,6 +25,7 @@ from segprune.cli._common import (
     refuse_mask_options,
 )
 from segprune.progress_lines import candidate_line, plan_line
+from segprune.sizes import format_size
 
 if TYPE_CHECKING:  # annotations only
     from segprune.api import PruneResult
@@ -73,8 +76,9 @@ def configure(parser: argparse.ArgumentParser) -> None:
     )
     add_distill_options(parser)
     parser.add_argument(
-        "--image-size", type=int, default=None,
-        help="image size at which MACs and latency are measured (default: the size the model was built for, else 256)",
+        "--image-size", type=image_size_argument, default=None, metavar=IMAGE_SIZE_METAVAR,
+        help="N or HxW (height x width, e.g. 256x512) at which MACs budgets and latency are measured (default: the size the model "
+        "was built for, else 256)",
     )
     parser.add_argument("--regularise-epochs", type=int, default=None, help=f"l0-channel / slimming: epochs under the penalty (default {defaults.REGULARISE_EPOCHS})")
     parser.add_argument("--strength", type=float, default=None, help="l0-channel / slimming: penalty weight (defaults 1.0 / 1e-4)")
@@ -221,7 +225,7 @@ def _print_search(result: PruneResult, arguments: argparse.Namespace) -> None:
     measured = search.measured
     if measured:
         line += (
-            f"; timed on {arguments.runtime or 'onnxruntime'} {arguments.precision or 'fp32'} (1x{arguments.image_size}x{arguments.image_size}): "
+            f"; timed on {arguments.runtime or 'onnxruntime'} {arguments.precision or 'fp32'} (1x{format_size(arguments.image_size)}): "
             f"{measured['dense_ms']:.2f} ms -> {measured['pruned_ms']:.2f} ms ({measured['speedup']:.2f}x)"
         )
     _console.output_console.print(line)

@@ -7,7 +7,16 @@ import argparse
 from segprune import defaults
 from segprune.cli import _console
 from segprune.cli._choices import SPARSE_METHODS
-from segprune.cli._common import add_data_options, add_loading_options, layer_names, print_test_scores, read_data, read_model
+from segprune.cli._common import (
+    IMAGE_SIZE_METAVAR,
+    add_data_options,
+    add_loading_options,
+    image_size_argument,
+    layer_names,
+    print_test_scores,
+    read_data,
+    read_model,
+)
 
 DESCRIPTION = "Magnitude pruning on a schedule, or L1 / L0 (hard-concrete) regularisation; saves a plain model with exact zeros."
 
@@ -25,7 +34,8 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--strength", type=float, default=None, help="l1 / l0: penalty weight (defaults 1e-4 / 60)")
     parser.add_argument("--ignore", default="", help="comma-separated layer names whose kernels stay dense")
     parser.add_argument(
-        "--image-size", type=int, default=None, help="image size at which MACs are reported (default: the size the model was built for, else 256)"
+        "--image-size", type=image_size_argument, default=None, metavar=IMAGE_SIZE_METAVAR,
+        help="N or HxW (height x width, e.g. 256x512) at which MACs are reported (default: the size the model was built for, else 256)"
     )
     parser.add_argument("--seed", type=int, default=defaults.SEED)
     parser.add_argument(
@@ -58,7 +68,7 @@ def run(arguments: argparse.Namespace) -> int:
             raise ValueError(f"--{option.replace('_', '-')} does not apply to --method {arguments.method}; it takes {list(SPARSE_SETTINGS[arguments.method])}.")
         settings[option] = value
     model = read_model(arguments, arguments.model)
-    size = (measurement_size(model, arguments.image_size),) * 2  # checked before training, reported after
+    size = measurement_size(model, arguments.image_size)  # checked before training, reported after
     data = read_data(arguments)
     ignore = layer_names(arguments.ignore)
     _console.progress_console.print(

@@ -9,10 +9,12 @@ from segprune import defaults
 from segprune.cli import _console
 from segprune.cli._choices import SWEEP_DEFAULT_METHODS, SWEEP_METHODS
 from segprune.cli._common import (
+    IMAGE_SIZE_METAVAR,
     add_data_options,
     add_distill_options,
     add_loading_options,
     distill_config,
+    image_size_argument,
     print_balance,
     read_data,
     read_model,
@@ -41,8 +43,9 @@ def configure(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--int8", action="store_true", help="also quantize every network to int8 per runtime and time it")
     parser.add_argument(
-        "--image-size", type=int, default=None,
-        help="the fixed input size models are exported and timed at (default: the size the model was built for, else 256)",
+        "--image-size", type=image_size_argument, default=None, metavar=IMAGE_SIZE_METAVAR,
+        help="N or HxW (height x width, e.g. 256x512): the fixed input size MACs are counted and models exported and timed at "
+        "(default: the size the model was built for, else 256)",
     )
     parser.add_argument(
         "--executor", choices=("local", "ray"), default="local",

@@ -7,7 +7,7 @@ import argparse
 from segprune import defaults as shared_defaults
 from segprune.cli import _console
 from segprune.cli._choices import ARCHITECTURES
-from segprune.cli._common import add_data_options, read_data, refuse_mask_options
+from segprune.cli._common import IMAGE_SIZE_METAVAR, add_data_options, image_size_argument, read_data, refuse_mask_options
 
 DESCRIPTION = "Train a model and save the best epoch (written atomically, Ctrl-C safe, resumable)."
 
@@ -26,7 +26,10 @@ def configure(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--epochs", type=int, default=None, help="maximum epochs (default 40; mask-rcnn 150)")
     parser.add_argument("--steps-per-epoch", type=int, default=None, help="mask-rcnn: batches per epoch (default: one pass over the training images)")
-    parser.add_argument("--image-size", type=int, default=128, help="training patch size (default 128; mask-rcnn trains on whole images)")
+    parser.add_argument(
+        "--image-size", type=image_size_argument, default=128, metavar=IMAGE_SIZE_METAVAR,
+        help="training patch size, N or HxW (height x width, e.g. 128x256; default 128; mask-rcnn trains on whole images)",
+    )
     parser.add_argument("--batch-size", type=int, default=None, help="images per batch (default 8; mask-rcnn 4)")
     parser.add_argument("--learning-rate", type=float, default=None, help="peak Adam learning rate (default 1e-3; mask-rcnn 3e-3)")
     parser.add_argument("--patience", type=int, default=15, help="epochs without improvement before stopping (default 15; mask-rcnn runs every epoch)")

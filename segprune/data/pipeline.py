@@ -12,6 +12,7 @@ from skimage.transform import resize as skimage_resize
 
 from segprune.data._imageio import DataError
 from segprune.data.dataset import SegmentationDataset
+from segprune.sizes import as_image_size
 
 SIZE_MODES = ("crop", "resize")
 _LUMINANCE = np.array([0.299, 0.587, 0.114], dtype=np.float32)
@@ -23,7 +24,8 @@ class BatchConfig:
 
     Attributes:
         batch_size: Images per batch.
-        image_size: Height and width of every patch (None keeps full images; they must then share one size).
+        image_size: Height and width of every patch: N, or (height, width) for rectangular patches (None keeps full
+            images; they must then share one size).
         size_mode: `"crop"` takes random patches (reflect-padding smaller images); `"resize"` rescales
             whole images (masks by nearest neighbour).
         augment: Random flips, 90-degree rotations and brightness/contrast changes.
@@ -33,7 +35,7 @@ class BatchConfig:
     """
 
     batch_size: int = 8
-    image_size: int | None = 128
+    image_size: int | tuple[int, int] | None = 128
     size_mode: str = "crop"
     augment: bool = True
     samples_per_epoch: int | None = None
@@ -42,8 +44,8 @@ class BatchConfig:
     def __post_init__(self) -> None:
         if self.batch_size < 1:
             raise ValueError(f"batch_size must be >= 1, got {self.batch_size}.")
-        if self.image_size is not None and self.image_size < 8:
-            raise ValueError(f"image_size must be >= 8 or None, got {self.image_size}.")
+        if self.image_size is not None and min(as_image_size(self.image_size)) < 8:
+            raise ValueError(f"image_size must be >= 8 (N or (height, width)) or None, got {self.image_size}.")
         if self.size_mode not in SIZE_MODES:
             raise ValueError(f"size_mode must be one of {SIZE_MODES}, got {self.size_mode!r}.")
 
@@ -90,7 +92,7 @@ class TrainingBatches(keras.utils.PyDataset):
         self.config = config
         self.epoch = 0
         self.soft_targets = soft_targets
-        self.patch = patch if patch is not None else None if config.image_size is None else (config.image_size, config.image_size)
+        self.patch = patch if patch is not None else None if config.image_size is None else as_image_size(config.image_size)
         if soft_targets is not None:
             missing = [sample_id for sample_id in self.ids if sample_id not in soft_targets]
             if missing:

@@ -28,6 +28,7 @@ from segprune.runtime.export import FORMATS, export_model
 from segprune.runtime.peak import detect_cpu, peak_gmacs
 from segprune.runtime.quantize import PRECISIONS as REDUCED_PRECISIONS
 from segprune.runtime.quantize import quantize
+from segprune.sizes import format_size
 
 REFERENCE = ("onnxruntime", "fp32")  # what a user without segprune deploys: the dense model on ONNX Runtime
 DEPLOYABLE = tuple(EXPORT_FORMATS)  # runtimes that run an exported file
@@ -47,7 +48,7 @@ def measure_deployments(
     out_dir: Path,
     runtimes: Sequence[str],
     int8: bool,
-    image_size: int,
+    image_size: tuple[int, int],
     threads: int,
     say: Progress,
 ) -> None:
@@ -55,13 +56,13 @@ def measure_deployments(
     networks = [row for row in rows if row.get("model_path")]
     if not networks:
         return
-    macs = {id(row): flops(keras.saving.load_model(row["model_path"]), (image_size, image_size)).macs for row in networks}
+    macs = {id(row): flops(keras.saving.load_model(row["model_path"]), image_size).macs for row in networks}
     for row in networks:
         row["deployments"] = []
     for runtime in runtimes:
         reduced = deployed_precisions(runtime) if int8 else []
         files = _deployed_files(networks, data, out_dir / "deploy" / runtime, runtime, reduced, image_size, say)
-        say(f"timing {len(files)} models on {runtime} ({' and '.join(['fp32', *reduced])}, 1x{image_size}x{image_size}, {threads} threads), interleaved")
+        say(f"timing {len(files)} models on {runtime} ({' and '.join(['fp32', *reduced])}, 1x{format_size(image_size)}, {threads} threads), interleaved")
         latencies = file_latency([path for _, _, path, _ in files], runtime=runtime, image_size=image_size, threads=threads)
         for (row, precision, path, checked), latency in zip(files, latencies):
             gmacs = achieved_gmacs(macs[id(row)], latency.median_ms)
@@ -92,7 +93,7 @@ def deployed_precisions(runtime: str) -> list[str]:
     ]
 
 
-def _deployed_files(networks, data, folder: Path, runtime: str, reduced: list[str], image_size: int, say: Progress) -> list[tuple]:
+def _deployed_files(networks, data, folder: Path, runtime: str, reduced: list[str], image_size: tuple[int, int], say: Progress) -> list[tuple]:
     """(row, precision, path, check or None) for every network and precision; files already there (a resumed sweep) are kept."""
     suffix = FORMATS[EXPORT_FORMATS[runtime]]
     files = []
@@ -102,7 +103,7 @@ def _deployed_files(networks, data, folder: Path, runtime: str, reduced: list[st
         reduced_paths = {precision: folder / f"{stem}-{precision}{suffix}" for precision in reduced}
         missing = [precision for precision, path in reduced_paths.items() if not (path.exists() and _check_path(path).exists())]
         model = keras.saving.load_model(row["model_path"]) if missing or not fp32_path.exists() else None
-        shape = (1, image_size, image_size, input_channels(model)) if model is not None else None
+        shape = (1, *image_size, input_channels(model)) if model is not None else None
         if not fp32_path.exists():
             export_model(model, fp32_path, EXPORT_FORMATS[runtime], input_shape=shape)
         files.append((row, "fp32", fp32_path, None))

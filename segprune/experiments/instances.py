@@ -6,7 +6,7 @@ appended to `instances.jsonl` as they finish, so an interrupted sweep resumes at
 fine-tune that was cut short starts again). The predicted label images of the first test tiles are saved beside
 them (`instances/*.npz`) for the report's outlines, so the report runs no model.
 
-What is timed: a network's latency is its exported graph on ONNX Runtime at 1 x image_size x image_size (for
+What is timed: a network's latency is its exported graph on ONNX Runtime at 1 x height x width (`image_size`; for
 a U-Net, the figure of its row in the segmentation sweep; for a Mask R-CNN, its trunk: encoder, FPN and RPN
 head, the Mask R-CNN trunks timed together in interleaved rounds). `python_ms_per_image` is what runs outside
 that graph per test tile: the watershed split, the whole classical method, or Mask R-CNN's proposal decoding,
@@ -36,6 +36,7 @@ from segprune.report.instances import TILES_FILE
 from segprune.report.tables import write_tables
 from segprune.runtime.benchmark import file_latency
 from segprune.runtime.export import export_model
+from segprune.sizes import as_image_size, format_size
 from segprune.training_state import model_fingerprint
 
 CLASSICAL = "classical-watershed"
@@ -54,7 +55,7 @@ class InstanceSweepConfig:
         budgets: Fractions of the dense trunk's MACs.
         finetune_epochs: Mask R-CNN fine-tuning after pruning, in passes over the training tiles (the epoch with
             the best validation mask AP is kept).
-        image_size: MACs are counted, and trunks exported and timed, at 1 x image_size x image_size.
+        image_size: MACs are counted, and trunks exported and timed, at 1 x height x width (N is read as NxN).
         threads: ONNX Runtime threads.
         outline_tiles: Test tiles whose predicted objects the report outlines.
         min_distance: Smallest distance between two watershed seeds (pixels), for both watershed rows.
@@ -65,7 +66,7 @@ class InstanceSweepConfig:
     criteria: tuple[str, ...] = ("l1",)
     budgets: tuple[float, ...] = (0.5,)
     finetune_epochs: int = 40
-    image_size: int = 256
+    image_size: int | tuple[int, int] = 256
     threads: int = 2
     outline_tiles: int = 3
     min_distance: int = 5
@@ -73,6 +74,7 @@ class InstanceSweepConfig:
     seed: int = 0
 
     def __post_init__(self) -> None:
+        object.__setattr__(self, "image_size", as_image_size(self.image_size))  # frozen: N read as (N, N) once, here
         unknown = [c for c in self.criteria if c not in MASK_RCNN_METHODS]
         if unknown:
             raise ValueError(f"A Mask R-CNN is pruned one-shot by {list(MASK_RCNN_METHODS)}; got {unknown}.")
@@ -241,7 +243,7 @@ def _unet_watershed(network: dict, test: _TestSplit, config: InstanceSweepConfig
     per_image_ms = 1000 * (time.perf_counter() - started) / len(labels)
     return _label_rows(
         network["method"] + WATERSHED_SUFFIX, network["budget"], "unet+watershed", labels, test, config, out_dir,
-        macs=flops(model, (config.image_size, config.image_size)).macs, params=model.count_params(), latency_ms=network.get("latency_ms"),
+        macs=flops(model, config.image_size).macs, params=model.count_params(), latency_ms=network.get("latency_ms"),
         python_ms_per_image=per_image_ms, model_path=network["model_path"],
         finetune_epochs=network.get("finetune_epochs", 0), finetune_seconds=network.get("finetune_seconds", 0.0),
     )
@@ -253,7 +255,7 @@ def _mask_rcnn_row(model: MaskRCNN, method: str, budget: float | None, test: _Te
     labels = np.stack([label_image(d.masks, d.scores) for d in detected[: config.outline_tiles]])
     return _row(
         method, budget, MASK_RCNN, _scores(test.truths, ranked, detected), labels, path.parent.parent,
-        macs=flops(model.trunk, (config.image_size, config.image_size)).macs, params=model.count_params(), model_path=str(path),
+        macs=flops(model.trunk, config.image_size).macs, params=model.count_params(), model_path=str(path),
         python_ms_per_image=_python_ms(model, test.images), **extra,
     )
 
@@ -309,9 +311,9 @@ def _time_mask_rcnn_trunks(rows: list[dict], folder: Path, config: InstanceSweep
         path = folder / f"{Path(row['model_path']).stem}-trunk.onnx"
         if not path.exists():
             trunk = load_mask_rcnn(row["model_path"]).trunk
-            export_model(trunk, path, "onnx", input_shape=(1, config.image_size, config.image_size, trunk.inputs[0].shape[-1]))
+            export_model(trunk, path, "onnx", input_shape=(1, *config.image_size, trunk.inputs[0].shape[-1]))
         paths.append(path)
-    say(f"timing {len(paths)} Mask R-CNN trunks on onnxruntime (fp32, 1x{config.image_size}x{config.image_size}, {config.threads} threads), interleaved")
+    say(f"timing {len(paths)} Mask R-CNN trunks on onnxruntime (fp32, 1x{format_size(config.image_size)}, {config.threads} threads), interleaved")
     for row, latency in zip(detectors, file_latency(paths, runtime="onnxruntime", image_size=config.image_size, threads=config.threads)):
         row["latency_ms"] = latency.median_ms
 

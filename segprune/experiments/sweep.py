@@ -36,6 +36,7 @@ from segprune.models.loading import load_model
 from segprune.progress_lines import LineReporters
 from segprune.report.tables import write_tables
 from segprune.search.pools import RAY_RETRIES, dataset_from_snapshot, import_ray, snapshot_dataset
+from segprune.sizes import format_size
 from segprune.training import DistillConfig, TrainConfig
 from segprune.training_state import data_fingerprint, model_fingerprint
 
@@ -53,15 +54,15 @@ class SweepConfig:
         methods: Names from `SWEEP_METHODS`: `oneshot-<criterion>`, `slimming` and `l0-channel` (as many
             epochs of regularised training as of fine-tuning), `greedy` and `random-search` (small searches:
             `search_candidates` steps or candidates of 10 fine-tune steps), `classical-<method>`.
-        budgets: Fractions of the dense MACs (at 256x256) for the pruning methods.
+        budgets: Fractions of the dense MACs (at `image_size`) for the pruning methods.
         finetune_epochs: Fine-tuning after each pruning.
         method_epochs: Fine-tuning epochs for particular methods (sweep method name -> epochs), overriding
             `finetune_epochs` for them.
         distill: Fine-tune with knowledge distillation from the dense model (on by default, as on the command
             line; None: ground truth only).
         tolerance: Dice points below dense that still count as "as good" for the balance point.
-        image_size: Latency is measured on 1 x image_size x image_size inputs, exported at that fixed shape; by
-            default the size the model was built for, else 256.
+        image_size: MACs are counted and latency measured at this (height, width) (N for NxN), models exported at
+            1 x height x width; by default the size the model was built for, else 256x256.
         threads: Runtime threads.
         runtimes: Runtimes every network is exported to and timed on (`onnxruntime`, `openvino`, `litert`);
             the first one's fp32 figure fills `latency_ms` and `speedup`.
@@ -78,7 +79,7 @@ class SweepConfig:
     method_epochs: Mapping[str, int] = field(default_factory=dict)
     distill: DistillConfig | None = field(default_factory=lambda: DistillConfig() if defaults.DISTILL else None)
     tolerance: float = defaults.TOLERANCE
-    image_size: int | None = None
+    image_size: int | tuple[int, int] | None = None
     threads: int = 2
     runtimes: tuple[str, ...] = ("onnxruntime",)
     int8: bool = False
@@ -137,7 +138,7 @@ def run_sweep(
     done = {(row["method"], row["budget"]): row for row in log.read()}
     source = {"model": model_fingerprint(model), **data_fingerprint(data)}
     _check_same_source(done, source, log.path)
-    dense_macs = flops(model, (config.image_size, config.image_size)).macs
+    dense_macs = flops(model, config.image_size).macs
 
     plan = [("dense", None)] + [(m, b) for m in config.methods if m in STRUCTURED_METHODS for b in config.budgets]
     plan += [(m, None) for m in config.methods if m.startswith("classical-")]
@@ -272,14 +273,14 @@ def _run_one(model, data, method: str, budget: float | None, config: SweepConfig
         pruned = _pruned(model, data, method, f"flops={budget}", config, out_dir / "search" / f"{method}-{budget}", path, say)
         candidate = pruned.model
     scores = evaluate(candidate, data, "test")
-    macs = flops(candidate, (config.image_size, config.image_size)).macs
+    macs = flops(candidate, config.image_size).macs
     row = _row(method, budget, scores.dice, scores.iou, scores.pixel_accuracy, macs / dense_macs, candidate.count_params(), str(path), None)
     row.update(
         dice_interval=scores.dice_interval.to_list(), iou_interval=scores.iou_interval.to_list(),
         pixel_accuracy_interval=scores.pixel_accuracy_interval.to_list(), num_images=scores.num_images,
         image_counts=scores.image_counts.tolist(),  # for the paired loss against dense, drawn once every row is in
     )
-    row["image_size"] = config.image_size  # MACs and latency are per image of this size
+    row["image_size"] = format_size(config.image_size)  # MACs and latency are per image of this size (HxW)
     if pruned is not None:
         row.update(
             search_seconds=pruned.search.seconds if pruned.search is not None else 0.0,  # a searched row's cost includes its search

@@ -11,6 +11,7 @@ from segprune._io import write_text
 from segprune.report.deployments import deployment_section
 from segprune.report.instances import instance_section
 from segprune.report.tables import indistinguishable_from_dense, loss_interval, undecided_rows
+from segprune.sizes import format_size
 
 _STYLE = """
 body { font-family: system-ui, sans-serif; margin: 2em; color: #222; max-width: 75em; }
@@ -68,7 +69,7 @@ def _shown_columns(rows: list[dict]) -> list[tuple[str, str, object]]:
         if all(row.get(key) is None or render(row.get(key)) == "-" for row in rows):
             continue
         if key in sized and size is not None:
-            label = f"{sized[key]} at {size}x{size}"
+            label = f"{sized[key]} at {format_size(size)}"
         shown.append((key, label, render))
     return shown
 
@@ -87,7 +88,7 @@ def measurement_note(rows: list[dict], data) -> str:
              "the same test images, which no network trained on or was chosen by: fine-tuning keeps the epoch with the best validation Dice).")
     size = next((row["image_size"] for row in rows if row.get("image_size")), None)
     if size is not None:
-        words += f" MACs and latency per 1x{size}x{size} input image."
+        words += f" MACs and latency per 1x{format_size(size)} input image."
     return words
 
 
@@ -292,7 +293,7 @@ def build_report(
     from segprune.report.tables import balance_point
 
     balance = balance_point(rows, tolerance)
-    size = next((f" at 1x{row['image_size']}x{row['image_size']}" for row in rows if row.get("image_size")), "")
+    size = next((f" at 1x{format_size(row['image_size'])}" for row in rows if row.get("image_size")), "")  # rows store "HxW" (older ones N)
     figures = {
         f"Dice vs ONNX Runtime latency (ms{size})": pareto_plot(rows, "latency_ms", f"latency (ms, ONNX Runtime{size})", balance),
         f"Dice vs MACs (fraction of dense{size})": pareto_plot(rows, "macs_ratio", f"MACs (fraction of dense{size})", balance),

@@ -22,6 +22,7 @@ import io
 import tempfile
 import time
 import zipfile
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -30,9 +31,10 @@ import numpy as np
 
 from segprune.backend.threads import limit_threads
 from segprune.cost import flops
-from segprune.inference import fixed_input_size, measurement_size
+from segprune.inference import DEFAULT_MEASUREMENT_SIZE, fixed_input_size, measurement_size
 from segprune.runtime.export import FORMATS, OpenVINORunner, companion_files, export_model, open_runner
 from segprune.runtime.peak import peak_gmacs
+from segprune.sizes import as_image_size, format_size
 
 RUNTIMES = ("onnxruntime", "openvino", "litert", "keras")
 PRECISIONS = {"onnxruntime": ("fp32",), "openvino": ("fp32", "bf16"), "litert": ("fp32",), "keras": ("fp32",)}
@@ -71,7 +73,7 @@ class BenchmarkResult:
     gmacs_per_second: float | None  # achieved: MACs of the images of one call over its median latency
     precision: str  # what executed, read back from the runtime ("fp32", "bf16", "int8 (fp32 fallback)")
     peak_gmacs: float | None  # the CPU's peak at that precision for `threads` threads (None: unknown)
-    image_size: int
+    image_size: tuple[int, int]  # (height, width) timed
     batch: int
     threads: int
     static_shape: bool
@@ -85,12 +87,12 @@ class BenchmarkResult:
         return None if not self.peak_gmacs or self.gmacs_per_second is None else self.gmacs_per_second / self.peak_gmacs
 
     def to_dict(self) -> dict:
-        return {**asdict(self), "peak_share": self.peak_share}
+        return {**asdict(self), "image_size": format_size(self.image_size), "peak_share": self.peak_share}
 
 
 def onnx_latency(
     paths: list[str | Path],
-    image_size: int = 256,
+    image_size: int | Sequence[int] = 256,
     batch: int = 1,
     threads: int = 2,
     rounds: int = 30,
@@ -107,7 +109,7 @@ def onnx_latency(
 def file_latency(
     paths: list[str | Path],
     runtime: str = "onnxruntime",
-    image_size: int = 256,
+    image_size: int | Sequence[int] = 256,
     batch: int = 1,
     threads: int = 2,
     rounds: int = 30,
@@ -116,7 +118,8 @@ def file_latency(
 ) -> list[Latency]:
     """Median and 90th-percentile latency of exported files (.onnx, .xml, .tflite) on `runtime`, interleaved.
 
-    A file with a fixed input shape is timed at that shape; dynamic dimensions take `batch` and `image_size`.
+    A file with a fixed input shape is timed at that shape; dynamic dimensions take `batch` and `image_size` (N or
+    (height, width)).
     `precision` ("fp32" or "bf16", OpenVINO only) overrides the float precision OpenVINO files record (default: the
     file's, else fp32); each latency names the precision that executed.
 
@@ -134,17 +137,18 @@ def file_latency(
     ]
 
 
-def random_input(shape: tuple, batch: int, image_size: int) -> np.ndarray:
-    """A uniform [0, 1) input of `shape` (B, H, W, C), dynamic dimensions filled with `batch` and `image_size`."""
+def random_input(shape: tuple, batch: int, image_size: int | Sequence[int]) -> np.ndarray:
+    """A uniform [0, 1) input of `shape` (B, H, W, C), dynamic dimensions filled with `batch` and `image_size` (N or (height, width))."""
     batch_size, height, width, channels = shape
-    filled = (batch_size or batch, height or image_size, width or image_size, channels or 3)
+    default_height, default_width = as_image_size(image_size)
+    filled = (batch_size or batch, height or default_height, width or default_width, channels or 3)
     return np.random.default_rng(0).random(filled).astype(np.float32)
 
 
 def benchmark_models(
     paths: list[str | Path],
     runtime: str = "onnxruntime",
-    image_size: int | None = None,
+    image_size: int | Sequence[int] | str | None = None,
     batch: int = 1,
     threads: int = 2,
     rounds: int = 30,
@@ -153,10 +157,10 @@ def benchmark_models(
     mode: str = "latency",
 ) -> list[BenchmarkResult]:
     """Times model files side by side, interleaved. Keras files (.keras, .h5) run on `runtime`: exported (verified) for
-    ONNX Runtime, OpenVINO or LiteRT at the fixed shape `batch` x `image_size` x `image_size` unless
+    ONNX Runtime, OpenVINO or LiteRT at the fixed shape `batch` x height x width (`image_size`: N or (height, width)) unless
     `static_shape=False`. Deployed files run on their own runtime whatever `runtime` says: `.onnx` on ONNX Runtime,
     `.xml` (with its `.bin`) on OpenVINO, `.tflite` on LiteRT, at the input shape they fix (dynamic dimensions take
-    `batch` and `image_size`). By default `image_size` is the size the Keras models were built for (all alike), else 256.
+    `batch` and `image_size`). By default `image_size` is the size the Keras models were built for (all alike), else 256x256.
 
     A Mask R-CNN file is timed by its trunk (encoder, FPN, shared RPN head: the part that exports), and its
     MACs and parameters are the trunk's; the result's notes name what runs in Python and is not timed.
@@ -217,7 +221,7 @@ def benchmark_models(
                 gmacs_per_second=None if entry.macs is None else achieved_gmacs(entry.macs * call_images, median),
                 precision=runner.executed_precision,
                 peak_gmacs=peak_gmacs(runner.executed_precision, threads),
-                image_size=int(entry.input.shape[1]),
+                image_size=(int(entry.input.shape[1]), int(entry.input.shape[2])),
                 batch=int(entry.input.shape[0]),
                 threads=threads,
                 static_shape=entry.static_shape,
@@ -253,9 +257,9 @@ class _Entry:
     notes: tuple[str, ...] = ()
 
 
-def _keras_entry(model, notes, runtime: str, stem: Path, size: tuple[int, int], threads: int, static_shape: bool, precision: str) -> _Entry:
+def _keras_entry(model, notes, runtime: str, stem: Path, size: tuple[int, tuple[int, int]], threads: int, static_shape: bool, precision: str) -> _Entry:
     batch, image_size = size
-    x = random_input((batch, image_size, image_size, int(model.inputs[0].shape[-1])), batch, image_size)
+    x = random_input((batch, *image_size, int(model.inputs[0].shape[-1])), batch, image_size)
     if runtime == "keras":
         runner = _KerasRunner(model)
     else:
@@ -263,11 +267,11 @@ def _keras_entry(model, notes, runtime: str, stem: Path, size: tuple[int, int], 
         exported = stem.with_suffix(FORMATS[fmt])
         export_model(model, exported, format=fmt, input_shape=x.shape if static_shape else None)
         runner = open_runner(exported, threads, runtime, precision)
-    macs = flops(model, (image_size, image_size)).macs
+    macs = flops(model, image_size).macs
     return _Entry(runner, x, runtime, macs, model.count_params(), static_shape and runtime != "keras", notes)
 
 
-def _deployed_entry(path: str | Path, size: tuple[int, int], threads: int, precision: str) -> _Entry:
+def _deployed_entry(path: str | Path, size: tuple[int, tuple[int, int]], threads: int, precision: str) -> _Entry:
     batch, image_size = size
     runtime = DEPLOYED_RUNTIMES[Path(path).suffix]
     try:
@@ -418,18 +422,19 @@ def _precision_note(asked: str, executed: str) -> tuple[str, ...]:
     return (f"{asked} was asked and {executed} ran: the CPU lacks {asked} instructions (AVX512_BF16 or AMX for bf16)",)
 
 
-def _shared_size(models, paths, image_size: int | None) -> int:
-    """The one size every model is timed at: `image_size`, else the size those built for one were built for."""
+def _shared_size(models, paths, image_size: int | Sequence[int] | str | None) -> tuple[int, int]:
+    """The one (height, width) every model is timed at: `image_size`, else the size those built for one were built for."""
     if image_size is None:
         sizes = {path: fixed_input_size(model) for path, model in zip(paths, models)}
         built_for = {path: size for path, size in sizes.items() if size is not None}
         if len(set(built_for.values())) > 1:
-            listed = ", ".join(f"{Path(path).name} {size[0]}x{size[1]}" for path, size in built_for.items())
+            listed = ", ".join(f"{Path(path).name} {format_size(size)}" for path, size in built_for.items())
             raise ValueError(
                 f"The models are built for different input sizes ({listed}); models timed side by side share one size. "
                 "Benchmark each size in its own run."
             )
-        image_size = next(iter(built_for.values()), (256, 256))[0]
+        image_size = next(iter(built_for.values()), DEFAULT_MEASUREMENT_SIZE)
+    image_size = as_image_size(image_size)
     for model in models:
         measurement_size(model, image_size)  # refuses two inputs, channels-first, or a model built for another size
     return image_size

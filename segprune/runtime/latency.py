@@ -35,6 +35,7 @@ from segprune.graph.registry import pricing_handler
 from segprune.runtime.benchmark import file_latency
 from segprune.runtime.export import FORMATS, export_model, open_runner
 from segprune.runtime.quantize import quantize_onnx, quantize_openvino
+from segprune.sizes import as_image_size, format_size
 
 RUNTIMES = ("onnxruntime", "openvino")
 PRECISIONS = ("fp32", "bf16", "int8")
@@ -55,6 +56,8 @@ class LatencyTable:
         precision: "fp32", "bf16" (OpenVINO) or "int8" (layers timed after static QDQ quantization).
         rounds: Timed runs per entry (the median is kept), after 2 warm-up runs.
         path: A JSON file the entries are kept in, so a resumed search reuses the same figures.
+        image_size: The model's (height, width) the table is for (its remainder is calibrated at it); a saved
+            table for another size is refused. None: not recorded (a table used at one size only).
 
     Example:
         >>> table = LatencyTable(threads=2, runtime="openvino", precision="int8")
@@ -64,11 +67,18 @@ class LatencyTable:
     """
 
     def __init__(
-        self, threads: int = 2, rounds: int = 15, path: str | Path | None = None, runtime: str = "onnxruntime", precision: str = "fp32"
+        self,
+        threads: int = 2,
+        rounds: int = 15,
+        path: str | Path | None = None,
+        runtime: str = "onnxruntime",
+        precision: str = "fp32",
+        image_size: int | Sequence[int] | None = None,
     ) -> None:
         check_runtime(runtime, precision)
         self.runtime = runtime
         self.precision = precision
+        self.image_size = None if image_size is None else format_size(image_size)
         self.threads = threads
         self.rounds = rounds
         self.path = Path(path) if path else None
@@ -83,6 +93,11 @@ class LatencyTable:
                 raise ValueError(
                     f"The latency table {str(self.path)!r} was timed on {saved_for[0]} at {saved_for[1]}, not {runtime} at "
                     f"{precision}; give this table another path (or remove the file) to time it anew."
+                )
+            if saved.get("image_size") not in (None, self.image_size):  # None: a table saved before sizes were recorded
+                raise ValueError(
+                    f"The latency table {str(self.path)!r} was timed at {saved.get('image_size') or 'an unrecorded size'}, not "
+                    f"{self.image_size or 'an unrecorded size'}; give this table another path (or remove the file) to time it anew."
                 )
             self.entries = saved["entries"]
             self.executed = saved.get("executed", {})
@@ -121,7 +136,10 @@ class LatencyTable:
 
     def save(self) -> None:
         if self.path:
-            saved = {"runtime": self.runtime, "precision": self.precision, "rest_ms": self.rest_ms, "timed_floor": self.timed_floor}
+            saved = {
+                "runtime": self.runtime, "precision": self.precision, "image_size": self.image_size, "rest_ms": self.rest_ms,
+                "timed_floor": self.timed_floor,
+            }
             write_text(self.path, json.dumps({**saved, "entries": self.entries, "executed": self.executed}))
 
 
@@ -140,19 +158,21 @@ def _layer_signature(layer) -> list:
 
 
 def time_models(
-    models: Sequence[keras.Model], image_size: int, threads: int, runtime: str = "onnxruntime", precision: str = "fp32"
+    models: Sequence[keras.Model], image_size: int | Sequence[int], threads: int, runtime: str = "onnxruntime", precision: str = "fp32"
 ) -> list[float]:
     """Median latency (ms) of each model on `runtime` at `precision`, interleaved in one run.
 
-    Each model is exported at the fixed shape 1 x image_size x image_size, as it would ship. An int8 model is
+    Each model is exported at the fixed shape 1 x height x width (`image_size`: (height, width), or N for NxN), as
+    it would ship. An int8 model is
     quantized here on random calibration inputs (its speed does not depend on the calibration; its masks do,
     which is why the shipped model goes through `quantize` on real tiles).
     """
     check_runtime(runtime, precision)
+    height, width = as_image_size(image_size)
     with tempfile.TemporaryDirectory() as folder:
         paths = []
         for index, model in enumerate(models):
-            shape = (1, image_size, image_size, int(model.inputs[0].shape[-1]))
+            shape = (1, height, width, int(model.inputs[0].shape[-1]))
             fp32 = Path(folder) / f"model{index}.onnx"
             export_model(model, fp32, "onnx", input_shape=shape)
             if precision == "fp32" and runtime == "onnxruntime":
@@ -164,7 +184,7 @@ def time_models(
                 paths.append(Path(folder) / f"model{index}-int8{'.onnx' if runtime == 'onnxruntime' else '.xml'}")
                 calibration = [np.random.default_rng(seed).random(shape).astype(np.float32) for seed in range(4)]
                 (quantize_onnx if runtime == "onnxruntime" else quantize_openvino)(fp32, paths[-1], calibration)
-        return [latency.median_ms for latency in file_latency(paths, runtime, image_size, threads=threads, precision=_float_precision(precision))]
+        return [latency.median_ms for latency in file_latency(paths, runtime, (height, width), threads=threads, precision=_float_precision(precision))]
 
 
 def _time_layer(

@@ -11,6 +11,7 @@ from segprune.graph.groups import build_channel_graph
 from segprune.runtime.latency import LatencyTable, time_models
 from segprune.search.kinds import network
 from segprune.search.space import ChannelSpace, Configuration, shrink
+from segprune.sizes import format_size
 
 RUNTIME_NAMES = {"onnxruntime": "ONNX Runtime", "openvino": "OpenVINO"}
 
@@ -25,17 +26,18 @@ class Budget:
         model = network(model)
         self.resource_name, self.fraction = parse_target(settings.target)
         self.resource: Resource
-        graph = build_channel_graph(model, input_shape=(settings.image_size, settings.image_size))
+        graph = build_channel_graph(model, input_shape=settings.image_size)
         self.space = ChannelSpace(graph, settings.round_to)
         self.latency_source = None
         if self.resource_name == "latency":
             self.resource = LatencyTable(
-                settings.threads, path=folder / "latency_table.json", runtime=settings.runtime, precision=settings.precision
+                settings.threads, path=folder / "latency_table.json", runtime=settings.runtime, precision=settings.precision,
+                image_size=settings.image_size,
             )
             self._calibrate(model, settings)
             self.latency_source = (
                 f"per-layer {RUNTIME_NAMES[settings.runtime]} {settings.precision} latency table ({settings.threads} threads, "
-                f"1x{settings.image_size}x{settings.image_size}), "
+                f"1x{format_size(settings.image_size)}), "
                 "calibrated on the timed dense model"
             )
         else:

@@ -7,6 +7,7 @@ candidates are not evaluated again.
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 from segprune._jsonlines import JsonLines
@@ -37,7 +38,7 @@ class SearchLog:
                 )
             self.records = self.lines.read()
             saved = self.records[0] if self.records and self.records[0].get("type") == "header" else None
-            if check and (saved is None or saved["settings"] != header):
+            if check and (saved is None or saved["settings"] != json.loads(json.dumps(header))):  # as written: tuples read back as lists
                 raise ValueError(
                     f"The search log at {str(self.path)!r} was written with other settings ({saved and saved['settings']}); "
                     "resume with the same options, or choose another --out."

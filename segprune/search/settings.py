@@ -8,6 +8,7 @@ import keras
 
 from segprune.runtime.latency import check_runtime
 from segprune.search.space import Configuration
+from segprune.sizes import as_image_size
 
 EXECUTORS = ("local", "ray")
 
@@ -18,7 +19,7 @@ class SearchSettings:
 
     Attributes:
         target: `"flops=F"`, `"params=F"` or `"latency=F"` (fractions of the dense model's).
-        image_size: Square input size at which MACs and latency are measured (batch 1).
+        image_size: (height, width) at which MACs and latency are measured (batch 1); N is read as NxN.
         threads: ONNX Runtime intra-op threads for latency.
         round_to: Kept widths are multiples of this.
         final_epochs: Epochs of the long fine-tune of the chosen configuration.
@@ -35,7 +36,7 @@ class SearchSettings:
     """
 
     target: str = "flops=0.25"
-    image_size: int = 256
+    image_size: tuple[int, int] = (256, 256)
     threads: int = 2
     round_to: int = 8
     final_epochs: int = 40
@@ -48,6 +49,7 @@ class SearchSettings:
     precision: str = "fp32"
 
     def __post_init__(self) -> None:
+        object.__setattr__(self, "image_size", as_image_size(self.image_size))  # frozen: N or "HxW" read once, here
         check_runtime(self.runtime, self.precision)
         if self.executor not in EXECUTORS:
             raise ValueError(f"Unknown executor {self.executor!r}; choose one of {list(EXECUTORS)}.")

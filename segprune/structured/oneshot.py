@@ -14,7 +14,7 @@ from segprune.structured.compensation import compensate_removed_channels
 from segprune.structured.importance import channel_importance, sample_batches
 from segprune.structured.selection import Strategy, UniformRatio, as_strategy
 
-COST_INPUT_SIZE = (256, 256)  # the image size at which MACs budgets are measured
+COST_INPUT_SIZE = (256, 256)  # the (height, width) at which MACs budgets are measured unless one is given
 
 
 def prune_channels(
@@ -26,6 +26,7 @@ def prune_channels(
     data: SegmentationDataset | None = None,
     target: str | None = None,
     compensate: bool = False,
+    image_size: tuple[int, int] = COST_INPUT_SIZE,
 ) -> keras.Model:
     """Returns a smaller copy of `model` with the least important channels removed; `model` is untouched.
 
@@ -38,16 +39,17 @@ def prune_channels(
         ignore: Names of layers whose channels must stay.
         data: Training data for the data-driven criteria.
         target: Instead of `ratio`, a budget such as `"flops=0.25"` (a quarter of the dense MACs at
-            256x256) or `"params=0.5"`; the uniform ratio that meets it is searched for.
+            `image_size`) or `"params=0.5"`; the uniform ratio that meets it is searched for.
         compensate: Move each removed channel's mean contribution into its consumers' biases (measured on
             `data` when given, else estimated from BatchNorm statistics); see `compensation.py`.
+        image_size: (height, width) at which a `target`'s MACs are counted (a model built for one size keeps it).
 
     Example:
         >>> smaller = segprune.prune_channels(model, ratio=0.5, importance="l1")
         >>> smaller.count_params() < model.count_params()
         True
     """
-    graph = build_channel_graph(model, ignore or (), input_shape=COST_INPUT_SIZE if target else None)
+    graph = build_channel_graph(model, ignore or (), input_shape=image_size if target else None)
     scores = channel_importance(graph, importance, data)
     strategy = ratio_for_target(graph, scores, target, round_to) if target else as_strategy(ratio)
     removed = strategy.select(graph, scores, round_to)

@@ -168,19 +168,21 @@ def l0_channel_prune(
     config: TrainConfig | None = None,
     on_epoch: EpochReporter | None = None,
     run: RunState | None = None,
+    image_size: tuple[int, int] = COST_INPUT_SIZE,
 ) -> ChannelPruneResult:
     """Learns which channels to drop with MACs-weighted L0 channel gates, then removes them.
 
     Args:
         model: A trained functional model (left untouched).
         data: Its dataset.
-        target: `"flops=F"` or `"params=F"`, the budget as a fraction of the dense model at 256x256.
+        target: `"flops=F"` or `"params=F"`, the budget as a fraction of the dense model at `image_size`.
         epochs: Epochs of gated training under the penalty.
         strength: Weight of the penalty (the expected share of MACs kept by open gates).
         finetune_epochs: Epochs of fine-tuning for the smaller model.
         round_to, ignore: As in `prune_channels`.
         config, on_epoch: As in `train`.
         run: The resumable run this is (`segprune.prune(..., checkpoint_path=, resume=)` opens it).
+        image_size: (height, width) at which the budget's MACs are counted.
 
     Example:
         >>> result = l0_channel_prune(model, data, target="flops=0.25")
@@ -193,7 +195,7 @@ def l0_channel_prune(
     if record is not None:
         return _finetune_pruned(run.model("l0-channel"), record, data, finetune_epochs, config, on_epoch, run)
     working = copy_model(model)
-    graph = build_channel_graph(working, ignore, input_shape=COST_INPUT_SIZE)
+    graph = build_channel_graph(working, ignore, input_shape=image_size)
     gates, sites, group_of_gate, skipped = channel_gates(graph)
     if not gates:
         raise ValueError(f"Model {model.name!r} has no prunable channel group that a gate can drive; see segprune/graph.")
@@ -206,7 +208,7 @@ def l0_channel_prune(
     result.training.append(finetune(sparse, data, epochs, config, closed_share, result.trajectory, on_epoch, run=run, phase="l0-channel"))
     scores, closed = _gate_scores(sparse, group_of_gate)
     plain = strip(sparse)
-    plain_graph = build_channel_graph(plain, ignore, input_shape=COST_INPUT_SIZE)
+    plain_graph = build_channel_graph(plain, ignore, input_shape=image_size)
     if [g.size for g in plain_graph.groups] != [g.size for g in graph.groups]:
         raise RuntimeError("The channel graph changed while the gates were folded in; please report this model.")
     removed = _select(plain_graph, scores, closed, target, round_to, result.notes)
@@ -263,8 +265,10 @@ def slimming_prune(
     config: TrainConfig | None = None,
     on_epoch: EpochReporter | None = None,
     run: RunState | None = None,
+    image_size: tuple[int, int] = COST_INPUT_SIZE,
 ) -> ChannelPruneResult:
-    """Network slimming: fine-tune with `strength * sum|gamma|`, remove the smallest-|gamma| channels to `target`.
+    """Network slimming: fine-tune with `strength * sum|gamma|`, remove the smallest-|gamma| channels to `target`
+    (measured at `image_size`, (height, width)).
 
     Example:
         >>> result = slimming_prune(model, data, target="flops=0.25")
@@ -292,7 +296,7 @@ def slimming_prune(
         for gamma in gammas:
             gamma.regularizer = None
     result.training.append(training)
-    graph = build_channel_graph(working, ignore, input_shape=COST_INPUT_SIZE)
+    graph = build_channel_graph(working, ignore, input_shape=image_size)
     scores = slimming_scores(graph)
     strategy = ratio_for_target(graph, scores, target, round_to, lambda r: GlobalRanking(r, normalize=False))
     removed = strategy.select(graph, scores, round_to)

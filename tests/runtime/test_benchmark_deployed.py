@@ -41,7 +41,7 @@ def test_benchmark_times_keras_openvino_and_int8_onnx_side_by_side(shipped, caps
     assert [row["precision"] for row in rows] == ["fp32", "fp32", "int8 (fp32 fallback)"]
     assert [row["macs"] for row in rows] == [macs, macs, macs]  # the graphs' count equals the Keras model's
     assert [row["params"] for row in rows] == [params, None, None]
-    assert [(row["batch"], row["image_size"], row["static_shape"]) for row in rows] == [(1, 32, True), (1, 32, True), (1, 32, False)]
+    assert [(row["batch"], row["image_size"], row["static_shape"]) for row in rows] == [(1, "32x32", True), (1, "32x32", True), (1, "32x32", False)]
     assert all(row["images_per_second"] == pytest.approx(1000.0 / row["latency_ms"]) for row in rows)
     assert rows[1]["file_bytes"] == (folder / "model.xml").stat().st_size + (folder / "model.bin").stat().st_size
     assert rows[1]["zipped_bytes"] > (folder / "model.bin").stat().st_size // 2  # random float weights barely compress: the .bin is in

@@ -75,4 +75,4 @@ def test_time_models_exports_for_the_runtime(monkeypatch):
     assert time_models(models, 32, 1) == [1.0, 1.0]
     monkeypatch.setattr(latency, "export_model", lambda *args, **kwargs: None)  # the bf16 branch exports as fp32 does
     assert time_models(models, 32, 1, runtime="openvino", precision="bf16") == [1.0, 1.0]
-    assert timed == [([".xml", ".xml"], "openvino", 32, None), ([".onnx", ".onnx"], "onnxruntime", 32, None), ([".xml", ".xml"], "openvino", 32, "bf16")]
+    assert timed == [([".xml", ".xml"], "openvino", (32, 32), None), ([".onnx", ".onnx"], "onnxruntime", (32, 32), None), ([".xml", ".xml"], "openvino", (32, 32), "bf16")]

@@ -135,7 +135,7 @@ def test_measure_times_both_models_together_and_reports_the_ratios(model, monkey
     monkeypatch.setattr("segprune.search.budget.time_models", fake_time_models)
     pruned = keras.models.clone_model(model)
     measured = measure(model, pruned, SearchSettings(image_size=48, threads=3))
-    assert calls == [([model, pruned], 48, 3)]
+    assert calls == [([model, pruned], (48, 48), 3)]
     assert measured == {"dense_ms": 10.0, "pruned_ms": 4.0, "speedup": 2.5, "latency_fraction": 0.4}
 
 
