@@ -17,6 +17,7 @@ from segprune._io import write_text
 from segprune.experiments.optimize.plan import LADDER, fraction
 from segprune.runtime.benchmark import EXPORT_FORMATS, BenchmarkResult
 from segprune.runtime.peak import detect_cpu
+from segprune.sizes import format_size
 
 
 @dataclass(frozen=True)
@@ -204,7 +205,7 @@ def _commands(inputs: CardInputs) -> list[str]:
         options += ["--precision", ",".join(settings.precisions)]
     if tuple(settings.budgets) != LADDER:
         options += ["--budgets", ",".join(f"{budget:g}" for budget in settings.budgets)]
-    options += ["--finetune-epochs", str(settings.finetune_epochs), "--image-size", str(settings.image_size), "--seed", str(settings.seed)]
+    options += ["--finetune-epochs", str(settings.finetune_epochs), "--image-size", format_size(settings.image_size), "--seed", str(settings.seed)]
     if settings.train.learning_rate != defaults.LEARNING_RATE:
         options += ["--learning-rate", f"{settings.train.learning_rate:g}"]
     if settings.distill is None:
@@ -214,7 +215,7 @@ def _commands(inputs: CardInputs) -> list[str]:
     if step["step"] == "candidate":
         keras_file = "model.keras"
         prune = ["segprune", "prune", model, "--method", step["method"], "--target", step["target"], "--data", data,
-                 "--finetune-epochs", str(settings.finetune_epochs), "--image-size", str(settings.image_size), "--seed", str(settings.seed)]
+                 "--finetune-epochs", str(settings.finetune_epochs), "--image-size", format_size(settings.image_size), "--seed", str(settings.seed)]
         if settings.train.learning_rate != defaults.LEARNING_RATE:
             prune += ["--learning-rate", f"{settings.train.learning_rate:g}"]
         if step["target"].startswith("latency"):

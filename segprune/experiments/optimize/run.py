@@ -77,7 +77,7 @@ class OptimizeSettings:
         finetune_epochs: Fine-tuning of every candidate.
         distill: Fine-tune with distillation from the dense model (None: ground truth only).
         train: How candidates fine-tune.
-        image_size: The fixed square input size files are exported and timed at (default: the model's, else 256).
+        image_size: The fixed input size files are exported and timed at, N or (height, width) (default: the model's, else 256x256).
         threads: Runtime threads for scoring and timing.
         rounds: Timed rounds per timing run (after 5 warm-up rounds).
         max_minutes: Stop before a new candidate once the finished steps took this long (None: no limit).
@@ -93,7 +93,7 @@ class OptimizeSettings:
     finetune_epochs: int = defaults.FINETUNE_EPOCHS
     distill: DistillConfig | None = field(default_factory=lambda: DistillConfig() if defaults.DISTILL else None)
     train: TrainConfig = field(default_factory=lambda: TrainConfig(patience=None))
-    image_size: int | None = None
+    image_size: int | tuple[int, int] | None = None
     threads: int = defaults.THREADS
     rounds: int = 30
     max_minutes: float | None = None
@@ -188,7 +188,7 @@ class _Run:
         self.model, self.data, self.out_dir, self.settings, self.log, self.say, self.sources = model, data, out_dir, settings, log, say, sources
         self.goal = parse_goal(settings.target)
         self.precisions = deploy.available_precisions(settings.runtime, settings.precisions)
-        self.shape = (1, settings.image_size, settings.image_size, input_channels(model))  # what every file is exported at
+        self.shape = (1, *settings.image_size, input_channels(model))  # what every file is exported at
         self.records = log.read()
 
     # ------------------------------------------------------------------------------------------ the steps
@@ -228,7 +228,7 @@ class _Run:
         dense_fp32 = next(item["file"] for item in written if item["precision"] == "fp32")
         reference_scores = deploy.score_file(dense_fp32, self.model, self.data, self.settings.threads)
         deployments = self._measure(self.model, written, reference_scores.image_counts, [reference, dense_fp32])
-        report = flops(self.model, (self.settings.image_size, self.settings.image_size))
+        report = flops(self.model, self.settings.image_size)
         record = {
             "step": "dense", "budget": 1.0, "deployments": deployments, "macs": report.macs, "params": self.model.count_params(),
             "reference_file": self._relative(reference), "image_counts": reference_scores.image_counts.tolist(),
@@ -260,7 +260,7 @@ class _Run:
         deployments = self._measure(pruned, written, np.asarray(dense["image_counts"]), [reference, dense_fp32])
         record = {
             "step": "candidate", "budget": budget, "why": why, "method": self.settings.method, "target": f"{resource}={budget:g}",
-            "deployments": deployments, "macs": flops(pruned, (self.settings.image_size,) * 2).macs, "params": pruned.count_params(),
+            "deployments": deployments, "macs": flops(pruned, self.settings.image_size).macs, "params": pruned.count_params(),
             "model_file": self._relative(folder / "model.keras"), "seconds": time.perf_counter() - started,
         }
         self._append(record)
