@@ -29,6 +29,7 @@ class LayerCall:
         output_shapes: Shapes of the tensors it returned.
         input_ids: Identities of the received tensors (matching earlier calls' `output_ids`).
         output_ids: Identities of the returned tensors.
+        constants: The positional arguments that are not tensors, in call order (`x[..., ::-1]`'s key).
     """
 
     layer: keras.layers.Layer
@@ -37,6 +38,7 @@ class LayerCall:
     output_shapes: tuple[tuple[int | None, ...], ...]
     input_ids: tuple[int, ...] = ()
     output_ids: tuple[int, ...] = ()
+    constants: tuple = ()
 
     @property
     def qualified_name(self) -> str:
@@ -175,6 +177,7 @@ def _recording(path: tuple[str, ...], calls: list[LayerCall], keep_alive: list) 
                     output_shapes=tuple(tuple(x.shape) for x in results),
                     input_ids=tuple(id(x) for x in inputs),
                     output_ids=tuple(id(x) for x in results),
+                    constants=tuple(arg for arg in args if not _tensors(arg)),
                 )
             )
             return outputs
@@ -412,6 +415,14 @@ def _batch_free_reshapes(model: keras.Model) -> keras.Model:
     inputs = [keras.Input(batch_shape=tuple(x.shape), dtype=x.dtype) for x in model.inputs]
     inputs = inputs[0] if len(inputs) == 1 else inputs
     return keras.Model(inputs, model._run_through_graph(inputs, operation_fn=operation_fn), name=model.name)
+
+
+def getitem_operation() -> type:
+    """The op class that indexing a symbolic tensor becomes (`x[:, None, None, :]`, `x[..., ::-1]`); its key is
+    the call's second argument."""
+    from keras.src.ops import numpy as numpy_ops
+
+    return numpy_ops.GetItem
 
 
 def reduction_operations() -> list[type]:

@@ -14,6 +14,7 @@ from segprune.backend._keras_internals import (
     concatenate_operation,
     elementwise_operations,
     fused_attention_operations,
+    getitem_operation,
     keras_hub_identity_layers,
     reduction_operations,
 )
@@ -29,6 +30,7 @@ from segprune.graph.handlers import (
     EinsumDenseHandler,
     EinsumOperationHandler,
     FlattenHandler,
+    GetItemHandler,
     GlobalPoolingHandler,
     GroupNormalizationHandler,
     InputHandler,
@@ -192,3 +194,4 @@ register_handler(keras.layers.EinsumDense, EinsumDenseHandler())
 _DOT_PRODUCT_ATTENTION, _EINSUM = fused_attention_operations()
 register_handler(_DOT_PRODUCT_ATTENTION, DotProductAttentionHandler())
 register_handler(_EINSUM, EinsumOperationHandler())
+register_handler(getitem_operation(), GetItemHandler())

@@ -224,3 +224,13 @@ def test_unknown_channel_class_is_a_clear_error():
     assert graph.has_class(known) and not graph.has_class(10**9)
     with pytest.raises(ValueError, match="does not exist"):
         graph.group_of_class(10**9)
+
+
+def test_indexing_that_keeps_the_channel_axis_whole_prunes_through_exactly():
+    inputs = keras.Input((4, 4, 3))
+    x = _conv(8, "a")(inputs)[..., ::-1]  # reversed channels: the pruned tensor reversed is the same channels
+    x = _conv(6, "b")(x)[:, :, :2, :]  # a range of columns, every channel
+    model = keras.Model(inputs, keras.layers.Conv2D(2, 1)(x))
+    graph = build_channel_graph(model)
+    assert graph.pinned == [] and [graph.group_of_layer(name).num_prunable for name in ("a", "b")] == [8, 6]
+    assert_prunes_exactly(model, (4, 4, 3))

@@ -18,18 +18,35 @@ def squeeze(features):
     return keras.ops.mean(features, axis=(1, 2), keepdims=True)
 
 
+def expand_dims(features, channels_axis):
+    """A third-party Keras 2 library's SE block: GlobalAveragePooling2D, then this Lambda, then 1x1 convs."""
+    return features[:, None, None, :] if channels_axis == 3 else features[:, :, None, None]
+
+
+def _library_se_block(x, name):
+    s = layers.GlobalAveragePooling2D(name=f"{name}_pool")(x)
+    s = layers.Lambda(expand_dims, arguments={"channels_axis": 3}, name=f"{name}_expand_dims")(s)
+    s = layers.Conv2D(4, 1, activation="relu", name=f"{name}_reduce")(s)
+    s = layers.Conv2D(x.shape[-1], 1, activation="sigmoid", name=f"{name}_expand")(s)
+    return layers.Multiply(name=f"{name}_excite")([x, s])
+
+
 def _se_resnet(squeeze_function, size=16, shared_squeeze=False):
-    """Two residual blocks with squeeze-and-excitation: squeeze and excite are Lambdas, the residual an Add."""
+    """Two residual blocks with squeeze-and-excitation: squeeze and excite are Lambdas, the residual an Add (a
+    `squeeze_function` of None: the third-party library's block)."""
     inputs = keras.Input((size, size, 3))
     x = layers.Conv2D(8, 3, padding="same", name="stem")(inputs)
     reused = layers.Lambda(squeeze_function, name="squeeze") if shared_squeeze else None
     for block in range(2):
         y = layers.Conv2D(12, 3, padding="same", activation="relu", name=f"b{block}_conv1")(x)
         y = layers.Conv2D(8, 3, padding="same", name=f"b{block}_conv2")(y)
-        s = (reused or layers.Lambda(squeeze_function, name=f"b{block}_squeeze"))(y)
-        s = layers.Conv2D(4, 1, activation="relu", name=f"b{block}_reduce")(s)
-        s = layers.Conv2D(8, 1, activation="sigmoid", name=f"b{block}_expand")(s)
-        y = layers.Lambda(lambda pair: pair[0] * pair[1], name=f"b{block}_excite")([y, s])
+        if squeeze_function is None:
+            y = _library_se_block(y, f"b{block}")
+        else:
+            s = (reused or layers.Lambda(squeeze_function, name=f"b{block}_squeeze"))(y)
+            s = layers.Conv2D(4, 1, activation="relu", name=f"b{block}_reduce")(s)
+            s = layers.Conv2D(8, 1, activation="sigmoid", name=f"b{block}_expand")(s)
+            y = layers.Lambda(lambda pair: pair[0] * pair[1], name=f"b{block}_excite")([y, s])
         x = layers.ReLU()(layers.Add()([x, y]))
     return keras.Model(inputs, layers.Conv2D(2, 1, name="logits")(x))
 
@@ -55,8 +72,8 @@ def test_one_lambda_called_in_two_blocks_prunes_exactly():
 
 def test_lambda_model_loaded_with_trust_prunes_exactly_and_saves_without_lambdas(tmp_path):
     path = tmp_path / "se_resnet.keras"
-    _se_resnet(squeeze).save(path)
-    loaded = load_model(path, custom_objects={"squeeze": squeeze}, safe_mode=False)
+    _se_resnet(None).save(path)
+    loaded = load_model(path, custom_objects={"expand_dims": expand_dims}, safe_mode=False)
     pruned = _assert_traced_exactly(loaded)
     pruned.save(tmp_path / "pruned.keras")
     reloaded = keras.saving.load_model(tmp_path / "pruned.keras")  # safe mode: no Lambda is left to trust

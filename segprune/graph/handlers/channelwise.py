@@ -185,6 +185,35 @@ class PinnedHandler(ChannelHandler):
         return outputs
 
 
+class GetItemHandler(ChannelHandler):
+    """Indexing a tensor (`x[:, None, None, :]` in squeeze-excitation, `x[0]`, `x[..., ::-1]`): where the key
+    takes the channel axis whole (a full slice, reversed or not, or nothing), the channels stay last and pass
+    through, and the same key indexes the pruned tensor. Any other key on the channel axis (one channel, a
+    range, new axes after it) is not expressed: the graph pins the call."""
+
+    def couple(self, call, inputs, builder):
+        step = _channel_step(call.constants[0], len(call.input_shapes[0])) if call.constants else None  # none: a tensor in the key
+        if step is None:
+            raise UnsupportedLayerError(f"Layer {call.layer.name!r} (GetItem) indexes the channel axis with key {call.constants}")
+        return [list(inputs[0])[::step]]
+
+
+def _channel_step(key, rank: int) -> int | None:
+    """1 (or -1) where `key` takes the last of `rank` axes whole (or reversed) and leaves it last; else None."""
+    key = list(key) if isinstance(key, (tuple, list)) else [key]
+    if any(not (entry is None or entry is Ellipsis or isinstance(entry, (int, slice))) for entry in key):
+        return None  # tensors or arrays as indices
+    if key and key[-1] is Ellipsis:
+        return 1
+    indexing = [entry for entry in key if entry is not None]
+    if Ellipsis not in key and len(indexing) < rank:  # the channel axis is left to an implicit `...` after the key
+        return 1
+    last = key[-1]  # the channel axis's entry (a new axis after it would leave the channels off the last axis)
+    if isinstance(last, slice) and last.start is None and last.stop is None and last.step in (None, 1, -1):
+        return last.step or 1
+    return None
+
+
 class InputHandler(ChannelHandler):
     def couple(self, call, inputs, builder):
         return [list(inputs[0])] if inputs else []
