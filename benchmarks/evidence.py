@@ -49,7 +49,7 @@ from segprune.models import load_model
 from segprune.runtime.benchmark import interleaved_timings, random_input
 from segprune.runtime.export import export_model, open_runner
 from segprune.runtime.quantize import quantize
-from segprune.training_state import run_folder
+from segprune.training.run_state import run_folder
 
 CPU_LOCK = Path("/tmp/segprune-cpu.lock")
 METHODS = ("l1", "greedy", "random-search")

@@ -32,16 +32,16 @@ from segprune.search.greedy import greedy_search
 from segprune.search.random_search import random_search
 from segprune.search.settings import SearchResult, SearchSettings
 from segprune.sizes import format_size
-from segprune.sparse.finetune import SparsifyResult, train_phase
 from segprune.sparse.magnitude import magnitude_prune
 from segprune.sparse.regularised import l0_sparsify, l1_sparsify
+from segprune.sparse.sparsity import SparsifyResult
 from segprune.structured.importance import CRITERIA
 from segprune.structured.oneshot import prune_channels
 from segprune.structured.regularised import l0_channel_prune, slimming_prune
 from segprune.structured.selection import GlobalRanking, Strategy
 from segprune.structured.summary import PruningSummary, pruning_summary
-from segprune.training import DistillConfig, EpochReporter, TrainConfig, TrainResult
-from segprune.training_state import RunState, run_folder, run_identity
+from segprune.training import DistillConfig, EpochReporter, TrainConfig, TrainResult, train_phase
+from segprune.training.run_state import RunState, run_folder, run_identity
 
 ONESHOT_METHODS = CRITERIA  # one-shot pruning, named by its importance criterion
 REGULARISED_METHODS = ("l0-channel", "slimming")

@@ -23,7 +23,7 @@ from segprune.report import build_report
 from segprune.report.html import fine_tuning, row_notes
 from segprune.report.instances import instance_markdown
 from segprune.training import DistillConfig, EpochReporter, TrainConfig, train
-from segprune.training_state import state_path
+from segprune.training.checkpoint import state_path
 
 DEMO_DATA = "nuclei"
 DEMO_EPOCHS = 40

@@ -10,7 +10,7 @@ from segprune import TrainConfig, train
 from segprune.data import BatchConfig, synthetic_dataset
 from segprune.models import unet
 from segprune.training import TrainingDiverged
-from segprune.training_state import state_path
+from segprune.training.checkpoint import state_path
 
 CONFIG = TrainConfig(learning_rate=3e-3, patience=None, batches=BatchConfig(batch_size=4, image_size=32, samples_per_epoch=4))
 
@@ -53,9 +53,9 @@ def test_a_nan_loss_stops_training_keeps_the_last_good_epoch_and_resumes(tmp_pat
 
 def _diverging_above(rate: float):
     """`train` whose second epoch's loss turns NaN whenever the peak learning rate is `rate` or more (a rate too high)."""
-    from segprune.sparse import finetune
+    from segprune.training import phases
 
-    real_train = finetune.train
+    real_train = phases.train
 
     def diverging_train(model, data, epochs, config, callbacks=(), **options):
         poison = [_PoisonAtEpoch(1)] if config.learning_rate >= rate else []
@@ -66,13 +66,13 @@ def _diverging_above(rate: float):
 
 def test_a_diverged_prune_resumes_from_the_command_it_prints_and_only_at_a_lower_rate(make_folder_dataset, tmp_path, capsys, monkeypatch):
     from segprune.cli import main
-    from segprune.sparse import finetune
-    from segprune.training_state import run_folder
+    from segprune.training import phases
+    from segprune.training.run_state import run_folder
 
     root = make_folder_dataset(count=6)
     source, out = tmp_path / "unet.keras", tmp_path / "pruned.keras"
     unet(num_classes=2, input_channels=1, base_filters=8, depth=1).save(source)
-    monkeypatch.setattr(finetune, "train", _diverging_above(1e-3))
+    monkeypatch.setattr(phases, "train", _diverging_above(1e-3))
     command = ["prune", str(source), "--ratio", "0.5", "--data", str(root), "--finetune-epochs", "2", "--no-distill", "--out", str(out)]
     assert main(command) == 2
     printed = capsys.readouterr().err

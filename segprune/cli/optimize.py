@@ -54,7 +54,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
 def run(arguments: argparse.Namespace) -> int:
     from segprune.experiments.optimize import OptimizeSettings, check_out_dir, optimize
     from segprune.training import TrainConfig
-    from segprune.training_state import RunInterrupted
+    from segprune.training.run_state import RunInterrupted
 
     settings = OptimizeSettings(  # checked here, before the model and data load
         runtime=arguments.runtime, target=arguments.target, tolerance=arguments.tolerance, method=arguments.method,

@@ -125,7 +125,7 @@ def run(arguments: argparse.Namespace) -> int:
     from segprune.metrics import evaluate
     from segprune.models.mask_rcnn import is_mask_rcnn_file, load_mask_rcnn
     from segprune.training import TrainConfig
-    from segprune.training_state import RunInterrupted
+    from segprune.training.run_state import RunInterrupted
 
     out = check_output(arguments.out, arguments.model)
     train_config = TrainConfig(learning_rate=arguments.learning_rate, patience=None)  # as segprune.prune trains by default
@@ -196,7 +196,7 @@ def _method_settings(arguments: argparse.Namespace) -> dict:
 
 
 def _plan(arguments: argparse.Namespace, folder, detector: bool) -> str:
-    from segprune.training_state import run_folder
+    from segprune.training.run_state import run_folder
 
     amount = f"to {arguments.target}" if arguments.target else f"by ratio {arguments.ratio}"
     if folder:

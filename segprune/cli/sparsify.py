@@ -55,7 +55,7 @@ def run(arguments: argparse.Namespace) -> int:
     from segprune.metrics import evaluate
     from segprune.sparse import sparsity_summary
     from segprune.training import TrainConfig
-    from segprune.training_state import RunInterrupted, run_folder
+    from segprune.training.run_state import RunInterrupted, run_folder
 
     out = check_output(arguments.out, arguments.model)
     config = TrainConfig(learning_rate=arguments.learning_rate, patience=None, batches=BatchConfig(seed=arguments.seed))

@@ -15,7 +15,7 @@ What a folder's files say, the arrays say the same way:
   or test split has them carved from `train`.
 
 Every sample's id carries a digest of its pixels (`00003-1f2e3d4c`), so a resumed run recognises the same
-data by content and refuses other data (`training_state.data_fingerprint` digests the ids). The batches are
+data by content and refuses other data (`training.run_state.data_fingerprint` digests the ids). The batches are
 read once; more than `max_bytes` (4 GiB by default) is refused: such data belongs in a folder.
 """
 

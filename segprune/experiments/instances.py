@@ -37,7 +37,7 @@ from segprune.report.tables import write_tables
 from segprune.runtime.benchmark import file_latency
 from segprune.runtime.export import export_model
 from segprune.sizes import as_image_size, format_size
-from segprune.training_state import model_fingerprint
+from segprune.training.run_state import model_fingerprint
 
 CLASSICAL = "classical-watershed"
 MASK_RCNN = "mask-rcnn"

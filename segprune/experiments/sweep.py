@@ -38,7 +38,7 @@ from segprune.report.tables import write_tables
 from segprune.search.pools import RAY_RETRIES, dataset_from_snapshot, import_ray, snapshot_dataset
 from segprune.sizes import format_size
 from segprune.training import DistillConfig, TrainConfig
-from segprune.training_state import data_fingerprint, model_fingerprint
+from segprune.training.run_state import data_fingerprint, model_fingerprint
 
 ONESHOT_METHODS = tuple(f"oneshot-{criterion}" for criterion in CRITERIA)
 STRUCTURED_METHODS = (*ONESHOT_METHODS, *REGULARISED_METHODS, *SEARCH_METHODS)

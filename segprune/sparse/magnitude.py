@@ -13,15 +13,22 @@ from collections.abc import Sequence
 import keras
 from keras import ops
 
-from segprune.backend.training_state import sync_training_state
+from segprune.backend.mid_fit_sync import sync_variables_mid_fit
 from segprune.data.dataset import SegmentationDataset
 from segprune.models.loading import copy_model
-from segprune.sparse.finetune import SparsifyResult, effective_sparsity, finetune, steps_per_epoch, training_from_record, training_record
 from segprune.sparse.masks import KernelSite, Pattern, compute_masks, prunable_kernels
 from segprune.sparse.model import MASK, GateSpec, Site, SparseModel, find_weight, strip
 from segprune.sparse.schedules import Schedule, make_schedule
-from segprune.training import EpochReporter, TrainConfig
-from segprune.training_state import RunState
+from segprune.sparse.sparsity import SparsifyResult, effective_sparsity
+from segprune.training import (
+    EpochReporter,
+    TrainConfig,
+    steps_per_epoch,
+    train_phase_with_trajectory,
+    training_from_record,
+    training_record,
+)
+from segprune.training.run_state import RunState
 
 
 def with_masks(model: keras.Model, sites: Sequence[KernelSite]) -> SparseModel:
@@ -75,7 +82,7 @@ class MaskUpdater(keras.callbacks.Callback):
         self.updates: list[tuple[int, float]] = []
 
     def on_train_batch_begin(self, batch, logs=None):
-        sync_training_state(self.sparse_model)
+        sync_variables_mid_fit(self.sparse_model)
         optimizer = self.sparse_model.optimizer
         step = int(ops.convert_to_numpy(optimizer.iterations))
         due, sparsity = self.schedule.update(step)
@@ -143,7 +150,7 @@ def magnitude_prune(
     # The schedule's position is the optimizer's step count, which the run's state keeps with the masks.
     updater = MaskUpdater(sparse, schedule, ranking, pattern)
     trajectory: list[dict] = []
-    training = finetune(
+    training = train_phase_with_trajectory(
         sparse, data, epochs, config, lambda: effective_sparsity(sparse), trajectory, on_epoch, [updater],
         keep_best_from_epoch=min(epochs, first_full_epoch), run=run, phase="magnitude",
     )

@@ -13,12 +13,12 @@ import keras
 
 from segprune.data.dataset import SegmentationDataset
 from segprune.models.loading import copy_model
-from segprune.sparse.finetune import SparsifyResult, effective_sparsity, finetune, kernel_sparsity, training_record
 from segprune.sparse.magnitude import apply_masks, sparsify_result, with_masks
 from segprune.sparse.masks import compute_masks, prunable_kernels
 from segprune.sparse.model import HARD_CONCRETE, GateSpec, Site, SparseModel, find_weight, strip
-from segprune.training import EpochReporter, TrainConfig
-from segprune.training_state import RunState
+from segprune.sparse.sparsity import SparsifyResult, effective_sparsity, kernel_sparsity
+from segprune.training import EpochReporter, TrainConfig, train_phase_with_trajectory, training_record
+from segprune.training.run_state import RunState
 
 NEAR_ZERO = 1e-3  # |w| below this counts as pruned in the L1 trajectory (weights only reach exact zero at the end)
 
@@ -52,7 +52,7 @@ def _zero_and_recover(
         apply_masks(masked, [keras.ops.cast(keras.ops.not_equal(w, 0), "float32") for w in weights])
     trajectory, training = list(previous["trajectory"]), list(previous["training"])
     if recovery_epochs > 0:
-        recovery = finetune(masked, data, recovery_epochs, config, lambda: effective_sparsity(masked), trajectory, on_epoch, run=run, phase="recovery")
+        recovery = train_phase_with_trajectory(masked, data, recovery_epochs, config, lambda: effective_sparsity(masked), trajectory, on_epoch, run=run, phase="recovery")
         training.append(training_record(recovery))
     plain = strip(masked)
     record = {"training": training, "trajectory": trajectory, "notes": previous["notes"], "sparsity": effective_sparsity(masked)}
@@ -101,7 +101,7 @@ def l1_sparsify(
             variable.regularizer = keras.regularizers.L1(strength)
         trajectory: list[dict] = []
         try:
-            training = finetune(working, data, epochs, config, lambda: kernel_sparsity(working, sites, NEAR_ZERO), trajectory, on_epoch, run=run, phase="l1")
+            training = train_phase_with_trajectory(working, data, epochs, config, lambda: kernel_sparsity(working, sites, NEAR_ZERO), trajectory, on_epoch, run=run, phase="l1")
         finally:
             for variable in variables:
                 variable.regularizer = None
@@ -158,7 +158,7 @@ def l0_sparsify(
     else:
         gated = with_weight_gates(copy_model(model), ignore, strength)
         trajectory: list[dict] = []
-        training = finetune(gated, data, epochs, config, lambda: effective_sparsity(gated), trajectory, on_epoch, run=run, phase="l0")
+        training = train_phase_with_trajectory(gated, data, epochs, config, lambda: effective_sparsity(gated), trajectory, on_epoch, run=run, phase="l0")
         reached = effective_sparsity(gated)
         notes = [f"the L0 gates closed {reached:.3f} of the kernel weights"]
         if reached < sparsity:

@@ -26,14 +26,21 @@ from segprune.data.dataset import SegmentationDataset
 from segprune.graph.groups import ChannelGraph, Group, build_channel_graph
 from segprune.graph.surgery import remove_channels
 from segprune.models.loading import copy_model
-from segprune.sparse.finetune import finetune, train_phase, training_from_record, training_record
 from segprune.sparse.gates import deterministic
 from segprune.sparse.model import HARD_CONCRETE, GateSpec, Site, SparseModel, strip
 from segprune.structured.importance import channel_importance
 from segprune.structured.oneshot import COST_INPUT_SIZE, ratio_for_target
 from segprune.structured.selection import GlobalRanking
-from segprune.training import EpochReporter, TrainConfig, TrainResult
-from segprune.training_state import RunState
+from segprune.training import (
+    EpochReporter,
+    TrainConfig,
+    TrainResult,
+    train_phase,
+    train_phase_with_trajectory,
+    training_from_record,
+    training_record,
+)
+from segprune.training.run_state import RunState
 
 
 @dataclass
@@ -205,7 +212,7 @@ def l0_channel_prune(
     def closed_share() -> float:
         return _removed_share(graph, sorted(_gate_scores(sparse, group_of_gate)[1]), resource)
 
-    result.training.append(finetune(sparse, data, epochs, config, closed_share, result.trajectory, on_epoch, run=run, phase="l0-channel"))
+    result.training.append(train_phase_with_trajectory(sparse, data, epochs, config, closed_share, result.trajectory, on_epoch, run=run, phase="l0-channel"))
     scores, closed = _gate_scores(sparse, group_of_gate)
     plain = strip(sparse)
     plain_graph = build_channel_graph(plain, ignore, input_shape=image_size)
@@ -289,7 +296,7 @@ def slimming_prune(
     result = ChannelPruneResult(working, 1.0)
     all_gammas = lambda: np.concatenate([np.abs(keras.ops.convert_to_numpy(g)) for g in gammas])  # noqa: E731
     try:
-        training = finetune(
+        training = train_phase_with_trajectory(
             working, data, epochs, config, lambda: float(np.mean(all_gammas() < 1e-2)), result.trajectory, on_epoch, run=run, phase="slimming"
         )
     finally:

@@ -11,7 +11,7 @@ import segprune
 from segprune.data import BatchConfig, DataError, SegmentationDataset, as_dataset, folder_dataset, from_arrays, load_data
 from segprune.models import unet
 from segprune.training import TrainConfig
-from segprune.training_state import data_fingerprint, run_folder
+from segprune.training.run_state import data_fingerprint, run_folder
 from tests.graph.harness import built_with_numpy_weights
 
 QUICK = TrainConfig(batches=BatchConfig(batch_size=4, image_size=32, samples_per_epoch=8), patience=None)

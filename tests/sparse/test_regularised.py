@@ -7,9 +7,9 @@ import pytest
 from segprune.data import BatchConfig
 from segprune.models import unet
 from segprune.sparse import l0_sparsify, l1_sparsify, sparsity_summary, strip
-from segprune.sparse.finetune import effective_sparsity
 from segprune.sparse.gates import deterministic, probability_open
 from segprune.sparse.regularised import with_weight_gates
+from segprune.sparse.sparsity import effective_sparsity
 from segprune.training import TrainConfig
 
 CONFIG = TrainConfig(patience=None, batches=BatchConfig(batch_size=4, image_size=32))  # the data are 32x32: no padding to 128

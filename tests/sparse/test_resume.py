@@ -21,7 +21,7 @@ from segprune.cli import main
 from segprune.data import BatchConfig
 from segprune.models import unet
 from segprune.training import TrainConfig
-from segprune.training_state import StateMismatchError, run_folder
+from segprune.training.run_state import StateMismatchError, run_folder
 from tests.resume_harness import Killed, assert_same_history, assert_same_model, kill_after, sigkill_once
 
 REPO_ROOT = Path(__file__).resolve().parents[2]

@@ -16,7 +16,7 @@ import segprune
 from segprune.data import BatchConfig
 from segprune.models import unet
 from segprune.training import TrainConfig
-from segprune.training_state import RunInterrupted, run_folder
+from segprune.training.run_state import RunInterrupted, run_folder
 from tests.resume_harness import Killed, assert_same_history, assert_same_model, kill_after
 
 CONFIG = TrainConfig(patience=None, batches=BatchConfig(batch_size=4, image_size=32, samples_per_epoch=8))

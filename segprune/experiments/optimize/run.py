@@ -55,7 +55,7 @@ from segprune.models import load_model
 from segprune.progress_lines import LineReporters, minutes
 from segprune.runtime.latency import RUNTIMES as LATENCY_TABLE_RUNTIMES
 from segprune.training import DistillConfig, TrainConfig
-from segprune.training_state import data_fingerprint, jsonable, model_fingerprint, run_folder
+from segprune.training.run_state import data_fingerprint, jsonable, model_fingerprint, run_folder
 
 LOG_NAME = "optimize.jsonl"
 Say = Callable[[str], None]

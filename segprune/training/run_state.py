@@ -1,18 +1,14 @@
-"""The resumable state of a run: one trained phase (`train`) or a whole pruning run made of phases.
-
-`train` writes its state atomically beside the checkpoint after every epoch (`unet.keras` ->
-`unet.keras.resume.npz`: weights, optimizer slots, the random-generator states of gates, best epoch and
-history) and removes it when the run finishes, so its presence means "interrupted, can be resumed".
+"""The resumable state of a pruning run made of phases (`RunState`), its identity and its interruptions.
 
 A pruning run (`segprune.sparsify`, `segprune.prune`) is a sequence of phases: a regularised or masked
 fine-tune, a decision (which weights or channels go), surgery, a final fine-tune. Its `RunState` is a folder
 beside the output (`unet-sparse.keras` -> `unet-sparse.keras.resume/`) holding `run.json` (what the run is:
 command, method, a fingerprint of the model and the data, every setting; which phases finished and what they
 decided; the per-epoch sparsity of the running phase), the model each finished phase produced (`.keras`,
-e.g. the pruned architecture before fine-tuning), and each trained phase's own `train` state. Resuming
-skips the finished phases, reloads the last one's model and lets `train` continue the running phase from
-its last finished epoch. Every write is a temporary file, fsynced, then renamed over the old one, so a kill
-at any moment leaves the previous state usable.
+e.g. the pruned architecture before fine-tuning), and each trained phase's own `train` checkpoint state
+(`segprune.training.checkpoint`). Resuming skips the finished phases, reloads the last one's model and lets
+`train` continue the running phase from its last finished epoch. Every write is a temporary file, fsynced,
+then renamed over the old one, so a kill at any moment leaves the previous state usable.
 """
 
 from __future__ import annotations
@@ -35,79 +31,6 @@ from segprune._io import atomic_path, save_model
 STATE_FORMAT = 1
 
 
-def state_path(checkpoint_path: str | Path) -> Path:
-    checkpoint_path = Path(checkpoint_path)
-    return checkpoint_path.with_name(checkpoint_path.name + ".resume.npz")
-
-
-def save_state(path: Path, model: keras.Model, best_weights: list[np.ndarray], summary: dict) -> None:
-    """Writes the current weights, optimizer variables, random-generator states, best weights and a JSON summary."""
-    arrays = {}
-    for prefix, values in (
-        ("weight", model.get_weights()),
-        ("optimizer", [keras.ops.convert_to_numpy(v) for v in model.optimizer.variables]),
-        ("random", [keras.ops.convert_to_numpy(v) for v in _random_states(model)]),
-        ("best", best_weights or []),
-    ):
-        arrays.update({f"{prefix}_{index:05d}": value for index, value in enumerate(values)})
-    arrays["summary"] = np.array(json.dumps(summary))
-    with atomic_path(path) as temporary:
-        with open(temporary, "wb") as handle:
-            np.savez(handle, **arrays)
-            _sync(handle)
-
-
-def load_state(path: Path, model: keras.Model) -> tuple[list[np.ndarray], dict]:
-    """Restores weights, optimizer variables and random-generator states into a compiled `model`; returns (best weights, summary)."""
-    with np.load(path, allow_pickle=False) as archive:
-        groups = {prefix: _group(archive, prefix) for prefix in ("weight", "optimizer", "random", "best")}
-        summary = json.loads(str(archive["summary"]))
-    expected = [tuple(w.shape) for w in model.get_weights()]
-    if [tuple(w.shape) for w in groups["weight"]] != expected:
-        raise ValueError(
-            f"The training state in {str(path)!r} belongs to a different model (its weight shapes differ). "
-            "Resume with the same --model and options, or delete the file to start over."
-        )
-    model.set_weights(groups["weight"])
-    model.optimizer.build(model.trainable_variables)
-    if len(model.optimizer.variables) != len(groups["optimizer"]):
-        raise ValueError(f"The optimizer state in {str(path)!r} does not fit this optimizer; delete the file to start over.")
-    for variable, value in zip(model.optimizer.variables, groups["optimizer"]):
-        variable.assign(value)
-    random_states = _random_states(model)
-    if len(random_states) == len(groups["random"]):  # a state written before these were kept has none
-        for variable, value in zip(random_states, groups["random"]):
-            variable.assign(value)
-    return groups["best"], summary
-
-
-def _random_states(model: keras.Model) -> list:
-    # The sampling state of hard-concrete gates (a SeedGenerator with a fixed seed) is a variable but not a
-    # weight; without it a resumed L0 run would draw other gate samples than an uninterrupted one.
-    return [variable for variable in model.variables if variable.name == "seed_generator_state"]
-
-
-def _group(archive, prefix: str) -> list[np.ndarray]:
-    names = sorted(name for name in archive.files if name.startswith(prefix + "_"))
-    return [archive[name] for name in names]
-
-
-def _sync(handle) -> None:
-    handle.flush()
-    os.fsync(handle.fileno())
-
-
-def summary_of(result) -> dict:
-    """The JSON-safe part of a `TrainResult`."""
-    return {
-        "history": [asdict(record) for record in result.history],
-        "best_epoch": result.best_epoch,
-        "best_val_dice": result.best_val_dice,
-        "images_seen": result.images_seen,
-    }
-
-
-# ------------------------------------------------------------------------------------------- pruning runs
 class StateMismatchError(ValueError):
     """A saved run state belongs to another command, model, data or settings than the run asked to resume it."""
 
@@ -378,6 +301,11 @@ def _describe_data(fingerprint: dict | None) -> str:
     if fingerprint is None:
         return "no data"
     return f"dataset {fingerprint['name']!r} ({fingerprint['num_classes']} classes, samples {fingerprint['samples']})"
+
+
+def _sync(handle) -> None:
+    handle.flush()
+    os.fsync(handle.fileno())
 
 
 def _sync_folder(folder: Path) -> None:

@@ -1,10 +1,10 @@
-"""Training and fine-tuning: CE + Dice loss, Adam with cosine decay, validation Dice, early stopping, distillation."""
+"""`train`: CE + Dice loss, Adam with cosine decay, validation Dice, early stopping, checkpoints, distillation."""
 
 from __future__ import annotations
 
 import math
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -21,7 +21,8 @@ from segprune.inference import fixed_input_size, input_channels, predict_maps
 from segprune.losses import CrossEntropyDiceLoss, DistillationLoss, soft_predictions
 from segprune.metrics import check_fits_data, evaluate
 from segprune.models.outputs import OutputKind, output_kind
-from segprune.training_state import load_state, save_state, state_path, summary_of
+from segprune.training.checkpoint import load_state, save_state, state_path
+from segprune.training.result import EpochRecord, EpochReporter, TrainResult, training_from_record, training_record
 
 
 @dataclass(frozen=True)
@@ -70,40 +71,6 @@ class DistillConfig:
             raise ValueError(f"temperature must be > 0, got {self.temperature}.")
         if not 0.0 <= self.weight <= 1.0:
             raise ValueError(f"weight is the distillation term's share of the loss, in [0, 1]; got {self.weight}.")
-
-
-@dataclass
-class EpochRecord:
-    epoch: int
-    loss: float
-    val_dice: float
-    seconds: float
-
-
-@dataclass
-class TrainResult:
-    """What happened in a training run.
-
-    Attributes:
-        history: One record per finished epoch.
-        best_epoch: The epoch (1-based) whose weights the model holds at the end.
-        best_val_dice: Its validation Dice.
-        stopped_early: Whether patience ran out.
-        interrupted: Whether Ctrl-C ended the run (the best weights so far are still restored).
-        seconds: Wall-clock time of the whole run.
-        images_seen: Training patches processed.
-    """
-
-    history: list[EpochRecord] = field(default_factory=list)
-    best_epoch: int = 0
-    best_val_dice: float = float("-inf")
-    stopped_early: bool = False
-    interrupted: bool = False
-    seconds: float = 0.0
-    images_seen: int = 0
-
-
-EpochReporter = Callable[[EpochRecord, TrainResult, int], None]
 
 
 class TrainingDiverged(RuntimeError):
@@ -243,6 +210,11 @@ def _diverged(tracker: _BestWeights, config: TrainConfig, checkpoint_path) -> Tr
     )
 
 
+def steps_per_epoch(model: keras.Model, data: SegmentationDataset, config: TrainConfig) -> int:
+    """How many batches one epoch of `train(model, data, config=config)` runs."""
+    return TrainingBatches(data, "train", input_channels(model), config.batches, patch=fixed_input_size(model)).num_batches
+
+
 def teacher_soft_targets(
     teacher: keras.Model, data: SegmentationDataset, split: str, student_kind: OutputKind, temperature: float
 ) -> dict[str, np.ndarray]:
@@ -284,12 +256,11 @@ def _restore_if_resuming(model: keras.Model, tracker: _BestWeights, checkpoint_p
             f"An interrupted training run left its state at {str(path)!r}. Resume it (resume=True, or "
             "--resume on the command line) or delete that file to start over."
         )
-    best_weights, summary = load_state(path, model)
+    best_weights, record = load_state(path, model)
     tracker.best_weights = best_weights or None
-    tracker.result.history = [EpochRecord(**record) for record in summary["history"]]
-    tracker.result.best_epoch = summary["best_epoch"]
-    tracker.result.best_val_dice = summary["best_val_dice"]
-    tracker.result.images_seen = summary["images_seen"]
+    saved = training_from_record(record)  # how long it took and why it ended are this run's to say
+    tracker.result.history, tracker.result.best_epoch = saved.history, saved.best_epoch
+    tracker.result.best_val_dice, tracker.result.images_seen = saved.best_val_dice, saved.images_seen
     return len(tracker.result.history)
 
 
@@ -338,7 +309,7 @@ class _BestWeights(keras.callbacks.Callback):
             result.stopped_early = True
             self.model.stop_training = True
         if self.checkpoint_path is not None:
-            save_state(state_path(self.checkpoint_path), self.model, self.best_weights, summary_of(result))
+            save_state(state_path(self.checkpoint_path), self.model, self.best_weights, training_record(result))
         if self.on_epoch is not None:
             self.on_epoch(record, result, self.epochs)
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 import keras
 
 
-def sync_training_state(model: keras.Model) -> None:
+def sync_variables_mid_fit(model: keras.Model) -> None:
     """Makes `model`'s variables (and its optimizer's) hold the training state of the step in progress.
 
     Call it from a callback before reading or assigning weights or optimizer slots mid-epoch; a no-op outside
@@ -21,7 +21,7 @@ def sync_training_state(model: keras.Model) -> None:
     Example:
         >>> class Zeroing(keras.callbacks.Callback):
         ...     def on_train_batch_begin(self, batch, logs=None):
-        ...         sync_training_state(model)
+        ...         sync_variables_mid_fit(model)
         ...         model.layers[1].kernel.assign(keras.ops.zeros_like(model.layers[1].kernel))
     """
     if keras.backend.backend() == "jax":

@@ -3,7 +3,7 @@
 import keras
 import numpy as np
 
-from segprune.backend.training_state import sync_training_state
+from segprune.backend.mid_fit_sync import sync_variables_mid_fit
 
 
 class _ReadThenSet(keras.callbacks.Callback):
@@ -15,7 +15,7 @@ class _ReadThenSet(keras.callbacks.Callback):
     def on_train_batch_begin(self, batch, logs=None):
         if batch != 1:
             return
-        sync_training_state(self.target)
+        sync_variables_mid_fit(self.target)
         kernel = self.target.layers[0].kernel
         self.read = keras.ops.convert_to_numpy(kernel).copy()
         kernel.assign(np.full(tuple(kernel.shape), 3.0, "float32"))
