@@ -229,9 +229,9 @@ class SparseModel(keras.Model):
         return config
 
     @classmethod
-    def from_config(cls, config: dict) -> SparseModel:
+    def from_config(cls, config: dict, custom_objects: dict | None = None) -> SparseModel:
         config = dict(config)
-        config["base_model"] = keras.saving.deserialize_keras_object(config["base_model"])
+        config["base_model"] = keras.saving.deserialize_keras_object(config["base_model"], custom_objects=custom_objects)
         config["gates"] = [GateSpec(**g) for g in config["gates"]]
         config["sites"] = [Site(**s) for s in config["sites"]]
         return cls(**config)
