@@ -194,10 +194,14 @@ def print_pruning_summary(summary: PruningSummary, method: str) -> None:
 def print_test_scores(before: Evaluation, after: Evaluation, label: str) -> None:
     """The dense and the `label` (pruned, sparse) model's test Dice with intervals, and the paired loss between them."""
     loss = after.loss_against(before)
+    if loss.high < 0:  # the whole interval below zero: the pruned model scores higher
+        change = f"gained {-100 * loss.loss:.2f} Dice points [{-100 * loss.high:.2f}, {-100 * loss.low:.2f}]"
+    else:
+        change = f"lost {100 * loss.loss:.2f} Dice points [{100 * loss.low:.2f}, {100 * loss.high:.2f}]"
+        change += " (no measurable difference)" if loss.low <= 0 else ""
     _console.output_console.print(
         f"test Dice: dense {before.dice:.4f} {before.dice_interval}, {label} {after.dice:.4f} {after.dice_interval}; "
-        f"lost {100 * loss.loss:.2f} Dice points [{100 * loss.low:.2f}, {100 * loss.high:.2f}] paired (95% bootstrap over the "
-        f"{loss.num_images} test images)", markup=False,
+        f"{change} paired (95% bootstrap over the {loss.num_images} test images)", markup=False,
     )
 
 
