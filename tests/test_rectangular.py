@@ -137,3 +137,14 @@ def test_reports_print_height_by_width_and_read_older_square_rows(data4):
 
     assert "MACs and latency per 1x32x64 input image" in measurement_note([{"method": "dense", "image_size": "32x64"}], data4)
     assert "MACs and latency per 1x128x128 input image" in measurement_note([{"method": "dense", "image_size": 128}], data4)
+
+
+def test_training_cuts_rectangular_patches_and_never_turns_them(data4):
+    from segprune.data import BatchConfig, TrainingBatches
+
+    with pytest.raises(ValueError, match="image_size must be >= 8"):
+        BatchConfig(image_size=(4, 64))
+    batches = TrainingBatches(data4, "train", 1, BatchConfig(batch_size=4, image_size=(16, 40), samples_per_epoch=8))
+    for index in range(len(batches)):  # a quarter turn would make a 40x16 patch: rotations are for square patches only
+        images, masks = batches[index]
+        assert images.shape == (4, 16, 40, 1) and masks.shape[:3] == (4, 16, 40)

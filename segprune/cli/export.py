@@ -17,7 +17,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
     add_data_options(parser, default=None, help_suffix="; its test images are checked too")
     parser.add_argument(
         "--input-shape", default=None, type=input_shape_argument, metavar="BxHxW",
-        help="fix the input shape (e.g. 1x256x256) and fold the shape arithmetic; default: dynamic batch, height and width",
+        help="fix the input shape, BxHxW (e.g. 1x256x256 or 1x256x512), and fold the shape arithmetic; default: dynamic batch, height and width",
     )
     parser.add_argument("--tolerance", type=float, default=1e-4, help="largest allowed difference (default 1e-4)")
     parser.add_argument("--out", required=True, help="the exported file (.onnx, .tflite, or .xml for OpenVINO, its weights in a .bin beside it)")

@@ -21,7 +21,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--runtime", default="onnxruntime", choices=QUANTIZE_RUNTIMES, help="runtime the int8 model is for (default onnxruntime)")
     parser.add_argument(
         "--input-shape", default=None, type=input_shape_argument, metavar="BxHxW",
-        help="fixed input shape, e.g. 1x256x256 (default: the training tiles' size at batch 1)",
+        help="fixed input shape BxHxW, e.g. 1x256x256 or 1x256x512 (default: the size the model was built for, else the training tiles' size, at batch 1)",
     )
     parser.add_argument("--tolerance", type=float, default=1.0, help="Dice points the int8 model may lose (default 1.0)")
     parser.add_argument("--calibration-tiles", type=int, default=300, help="most training tiles used for calibration (default 300)")
