@@ -37,7 +37,8 @@ def test_a_size_is_n_or_height_by_width(text, size):
 @pytest.mark.parametrize("text", ["256*512", "256x", "0x64", "-1", "a", "1x2x3"])
 def test_bad_size_text_is_one_argparse_error_showing_both_forms(text, capsys):
     for command in (["prune", "m.keras", "--ratio", "0.5", "--out", "o.keras"], ["benchmark", "m.keras"], ["train"],
-                    ["sparsify", "m.keras", "--sparsity", "0.5", "--out", "o.keras"], ["sweep", "--model", "m.keras", "--out", "o"]):
+                    ["sparsify", "m.keras", "--sparsity", "0.5", "--out", "o.keras"], ["sweep", "--model", "m.keras", "--out", "o"],
+                    ["optimize", "m.keras", "--runtime", "openvino", "--out", "o"]):
         with pytest.raises(SystemExit) as exit_info:
             main([*command, "--image-size", text])
         assert exit_info.value.code == 2

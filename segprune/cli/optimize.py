@@ -8,7 +8,16 @@ from pathlib import Path
 from segprune import defaults
 from segprune.cli import _console
 from segprune.cli._choices import OPTIMIZE_METHODS, OPTIMIZE_RUNTIMES, QUANTIZE_PRECISIONS
-from segprune.cli._common import add_data_options, add_distill_options, add_loading_options, distill_config, read_data, read_model
+from segprune.cli._common import (
+    IMAGE_SIZE_METAVAR,
+    add_data_options,
+    add_distill_options,
+    add_loading_options,
+    distill_config,
+    image_size_argument,
+    read_data,
+    read_model,
+)
 
 DESCRIPTION = (
     "Prune (a ladder of budgets chosen from --target and the dense model's measured latency), fine-tune with distillation, "
@@ -41,7 +50,10 @@ def configure(parser: argparse.ArgumentParser) -> None:
     )
     add_distill_options(parser)
     parser.add_argument("--learning-rate", type=float, default=defaults.LEARNING_RATE, help=f"peak fine-tune learning rate (default {defaults.LEARNING_RATE:g})")
-    parser.add_argument("--image-size", type=int, default=None, help="the fixed input size files are exported and timed at (default: the model's, else 256)")
+    parser.add_argument(
+        "--image-size", type=image_size_argument, default=None, metavar=IMAGE_SIZE_METAVAR,
+        help="the fixed input size files are exported and timed at, N or HxW (default: the model's, else 256)",
+    )
     parser.add_argument("--threads", type=int, default=defaults.THREADS, help=f"runtime threads for scoring and timing (default {defaults.THREADS})")
     parser.add_argument("--rounds", type=int, default=30, help="timed rounds per timing run, after 5 warm-up rounds (default 30)")
     parser.add_argument("--max-minutes", type=float, default=None, help="start no new candidate after M minutes; choose among the finished steps and say so")
