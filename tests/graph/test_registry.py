@@ -160,6 +160,7 @@ EXAMPLES = {
     numpy_ops.Max: (IMAGE, lambda x: ops.max(x, axis=(1, 2)), 0),
     numpy_ops.Min: (IMAGE, lambda x: ops.min(x, axis=(1, 2)), 0),
     numpy_ops.Sum: (IMAGE, lambda x: ops.sum(x, axis=(1, 2)), 0),
+    numpy_ops.GetItem: (IMAGE, lambda x: x[..., ::-1], 0),  # indexing that keeps the channel axis whole
     "DotProductAttention": (HEADS, lambda x: ops.dot_product_attention(x, x, x), 0),
     numpy_ops.Einsum: (TOKENS, lambda x: ops.einsum("btd,bsd->bts", x, x), 0),
 }
