@@ -53,12 +53,15 @@ class GraphTrace:
         calls: The layer calls (a nested model's layers appear in place of the nested model).
         input_ids: Identities of the model's input tensors.
         output_ids: Identities of the model's output tensors.
+        nested_inputs: Per call of a nested model: its path and the identities of the tensors it received, in
+            the order of its inputs (a traced `Lambda(lambda t: t[0] * t[1])` takes two).
         specs: The symbolic tensors themselves, kept alive so that their ids stay unique.
     """
 
     calls: tuple[LayerCall, ...]
     input_ids: tuple[int, ...]
     output_ids: tuple[int, ...]
+    nested_inputs: tuple[tuple[tuple[str, ...], tuple[int, ...]], ...] = ()
     specs: list = field(default_factory=list, repr=False)
 
 
@@ -107,11 +110,13 @@ def trace_graph(model: keras.Model, input_shapes: list[tuple[int | None, ...]] |
     specs = [keras.KerasTensor(shape, dtype=x.dtype) for shape, x in zip(input_shapes, model.inputs)]
     calls: list[LayerCall] = []
     keep_alive: list = list(specs)
-    outputs = _run_model(model, specs if len(specs) > 1 else specs[0], (), calls, keep_alive)
+    nested_inputs: list = []
+    outputs = _run_model(model, specs if len(specs) > 1 else specs[0], (), calls, keep_alive, nested_inputs)
     return GraphTrace(
         calls=tuple(calls),
         input_ids=tuple(id(x) for x in specs),
         output_ids=tuple(id(x) for x in keras.tree.flatten(outputs)),
+        nested_inputs=tuple(nested_inputs),
         specs=keep_alive,
     )
 
@@ -156,12 +161,14 @@ def _tensors(structure) -> list:
     return [x for x in keras.tree.flatten(structure) if isinstance(x, keras.KerasTensor)]
 
 
-def _recording(path: tuple[str, ...], calls: list[LayerCall], keep_alive: list) -> Callable:
+def _recording(path: tuple[str, ...], calls: list[LayerCall], keep_alive: list, nested_inputs: list) -> Callable:
     def operation_fn(operation):
         def run(*args, **kwargs):
             if is_graph_model(operation):
                 model_inputs = args[0] if args else kwargs["inputs"]
-                return _run_model(operation, model_inputs, (*path, operation.name), calls, keep_alive)
+                nested_path = (*path, operation.name)
+                nested_inputs.append((nested_path, tuple(id(x) for x in _tensors(model_inputs))))
+                return _run_model(operation, model_inputs, nested_path, calls, keep_alive, nested_inputs)
             if "training" in kwargs and isinstance(operation, keras.layers.Layer) and not _accepts_training(operation):
                 kwargs = {key: value for key, value in kwargs.items() if key != "training"}  # as Layer.__call__ drops it
             outputs = operation.compute_output_spec(*args, **kwargs)
@@ -205,13 +212,14 @@ def _spec_by_running(layer: keras.layers.Layer, args: tuple, kwargs: dict):
     return keras.tree.map_structure(lambda value: keras.KerasTensor((batch, *tuple(value.shape)[1:]), dtype=value.dtype), values)
 
 
-def _run_model(model, inputs, path: tuple[str, ...], calls: list[LayerCall], keep_alive: list):
+def _run_model(model, inputs, path: tuple[str, ...], calls: list[LayerCall], keep_alive: list, nested_inputs: list):
+    recording = _recording(path, calls, keep_alive, nested_inputs)
     if isinstance(model, keras.Sequential):
         outputs = inputs
         for layer in model.layers:
-            outputs = _recording(path, calls, keep_alive)(layer)(outputs)
+            outputs = recording(layer)(outputs)
         return outputs
-    return model._run_through_graph(inputs, operation_fn=_recording(path, calls, keep_alive))
+    return model._run_through_graph(inputs, operation_fn=recording)
 
 
 _ELEMENTWISE_BINARY_OPS = ("Add", "Subtract", "Multiply", "Divide", "TrueDivide", "Maximum", "Minimum", "Power")

@@ -39,8 +39,8 @@ def remove_channels(graph: ChannelGraph, removed_classes: Iterable[int]) -> kera
     for call, (kept_in, kept_out) in kept_by_layer.values():
         layer_config = _find_layer_config(config, call.path, call.layer.name)
         layer_config["config"] = graph.handler(call).edit_call_config(call, layer_config["config"], kept_in, kept_out)
-    for path, width in _nested_input_widths(graph, removed).items():
-        _resize_nested_input(_find_layer_config(config, path[:-1], path[-1])["config"], width)
+    for path, widths in _nested_input_widths(graph, removed).items():
+        _resize_nested_input(_find_layer_config(config, path[:-1], path[-1])["config"], widths)
     rebuilt = _rebuild(graph.model, config)
     for call, (kept_in, kept_out) in kept_by_layer.values():
         if layer_weights(call.layer):
@@ -126,28 +126,39 @@ def kept_positions(graph: ChannelGraph, removed: Iterable[int]):
     return kept
 
 
-def _nested_input_widths(graph: ChannelGraph, removed: set[int]) -> dict[tuple[str, ...], int]:
-    """Per nested model (by path): the channel count its single input keeps, where all its calls agree."""
+def _nested_input_widths(graph: ChannelGraph, removed: set[int]) -> dict[tuple[str, ...], tuple[int | None, ...]]:
+    """Per nested model (by path): the channel count each of its inputs keeps (None: an input no layer reads),
+    where all its calls agree."""
     removed_array = np.array(sorted(removed), dtype=np.int64)
-    produced_in = {tensor_id: call.path for call in graph.trace.calls for tensor_id in call.output_ids}
-    widths: dict[tuple[str, ...], set[int]] = {}
-    for call, inputs in zip(graph.trace.calls, graph.call_inputs):
-        for depth in range(1, len(call.path) + 1):
-            nested = call.path[:depth]
-            for tensor_id, classes in zip(call.input_ids, inputs):
-                source = produced_in.get(tensor_id)
-                if source is None or source[:depth] != nested:  # read from outside the nested model: its input
-                    widths.setdefault(nested, set()).add(int(np.count_nonzero(~np.isin(classes, removed_array))))
+    classes_of = {tensor_id: classes for call, inputs in zip(graph.trace.calls, graph.call_inputs) for tensor_id, classes in zip(call.input_ids, inputs)}
+    widths: dict[tuple[str, ...], set[tuple[int | None, ...]]] = {}
+    for path, input_ids in graph.trace.nested_inputs:
+        kept = tuple(
+            int(np.count_nonzero(~np.isin(classes_of[tensor_id], removed_array))) if tensor_id in classes_of else None for tensor_id in input_ids
+        )
+        widths.setdefault(path, set()).add(kept)
     return {path: next(iter(kept)) for path, kept in widths.items() if len(kept) == 1}
 
 
-def _resize_nested_input(model_config: dict, width: int) -> None:
-    """A nested model's recorded input shape follows its pruned input (ConvNeXt's downsampling Sequentials)."""
-    input_layers = [entry for entry in model_config.get("layers", []) if entry.get("class_name") == "InputLayer"]
-    if len(input_layers) == 1 and input_layers[0]["config"].get("batch_shape"):
-        input_layers[0]["config"]["batch_shape"] = [*input_layers[0]["config"]["batch_shape"][:-1], width]
-    if model_config.get("build_input_shape"):
-        model_config["build_input_shape"] = [*model_config["build_input_shape"][:-1], width]
+def _resize_nested_input(model_config: dict, widths: tuple[int | None, ...]) -> None:
+    """A nested model's recorded input shapes follow its pruned inputs (ConvNeXt's downsampling Sequentials, a
+    traced `Lambda` multiplying two tensors)."""
+    input_layers = {entry["config"]["name"]: entry for entry in model_config.get("layers", []) if entry.get("class_name") == "InputLayer"}
+    references = model_config.get("input_layers")
+    if isinstance(references, list) and references and isinstance(references[0], list):
+        names = [reference[0] for reference in references]
+    elif isinstance(references, list) and references:
+        names = [references[0]]
+    elif isinstance(references, dict):  # inputs by key, which the trace flattens in sorted key order
+        names = [references[key][0] for key in sorted(references)]
+    else:  # a Sequential: its one InputLayer, if it has one
+        names = list(input_layers)
+    if len(widths) == 1 and widths[0] is not None and model_config.get("build_input_shape"):
+        model_config["build_input_shape"] = [*model_config["build_input_shape"][:-1], widths[0]]
+    for name, width in zip(names, widths) if len(names) == len(widths) else ():
+        entry = input_layers.get(name)
+        if width is not None and entry is not None and entry["config"].get("batch_shape"):
+            entry["config"]["batch_shape"] = [*entry["config"]["batch_shape"][:-1], width]
 
 
 def _drop_build_configs(model_config: dict) -> None:

@@ -9,8 +9,9 @@ import pytest
 from keras import layers
 
 from segprune.graph import build_channel_graph
+from segprune.graph.surgery import remove_channels
 from segprune.models import load_model
-from tests.graph.harness import assert_prunes_exactly, infer
+from tests.graph.harness import assert_prunes_exactly, infer, randomize_weights, zeroed_copy
 
 
 def squeeze(features):
@@ -68,6 +69,19 @@ def test_squeeze_excitation_lambdas_with_keras_ops_prune_exactly():
 
 def test_one_lambda_called_in_two_blocks_prunes_exactly():
     _assert_traced_exactly(_se_resnet(squeeze, shared_squeeze=True))
+
+
+def test_pruning_the_stream_a_two_tensor_lambda_multiplies_resizes_both_of_its_inputs():
+    # The excite Lambda reads the residual stream and the gate: a nested model of two inputs once traced, whose
+    # recorded input widths must both follow the pruned stream (the random groups above may leave the stream whole).
+    model = _se_resnet(squeeze)
+    randomize_weights(model)
+    graph = build_channel_graph(model)
+    removed = graph.group_of_layer("stem").classes[:3]
+    pruned = remove_channels(graph, removed)
+    assert [pruned.get_layer(name).filters for name in ("stem", "b0_expand", "b1_conv2")] == [5, 5, 5]
+    sample = np.random.default_rng(0).random((2, 16, 16, 3)).astype(np.float32)
+    np.testing.assert_allclose(infer(pruned, sample), infer(zeroed_copy(graph, removed), sample), atol=1e-5)
 
 
 def test_lambda_model_loaded_with_trust_prunes_exactly_and_saves_without_lambdas(tmp_path):
