@@ -114,6 +114,7 @@ class SparseModel(keras.Model):
         self.gate_variables = {spec.name: self._make_gate(spec) for spec in self.gate_specs}
         self.seed_generator = keras.random.SeedGenerator(0)
         self._check_shapes()
+        self.built = True  # every variable exists now (the base model's and the gates): saving needs no call first
 
     def _check(self) -> None:
         names = [g.name for g in self.gate_specs]
