@@ -43,12 +43,36 @@ def write_onnx(model: keras.Model, path: str | Path, input_shape: Sequence[int |
     its own ONNX optimisers (transpose push-down, constant folding, identity removal); with a fully static
     `input_shape` every Shape/Gather/Slice chain that only computes sizes folds into constants there.
     """
+    import tensorflow as tf
     import tf2onnx
 
     function, signature = inference_function(model, input_shape)
+    concrete = function.get_concrete_function(*signature)
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message="In the future `np.object`", category=FutureWarning)
-        tf2onnx.convert.from_function(function, input_signature=signature, opset=opset, output_path=str(path))
+        if all(tensor.dtype == tf.resource for tensor in concrete.inputs[len(signature):]):
+            tf2onnx.convert.from_function(function, input_signature=signature, opset=opset, output_path=str(path))
+        else:
+            _write_frozen_onnx(concrete, len(signature), opset, path)
+
+
+def _write_frozen_onnx(concrete, num_inputs: int, opset: int, path: str | Path) -> None:
+    """tf2onnx's `from_function` for a function that captures constant tensors besides its variables: an eager
+    tensor held by the model's graph (`keras.applications.resnet50.preprocess_input`'s mean pixel) is captured as
+    an input of the traced function, which `from_function` then lists as an input of the ONNX file that nothing
+    feeds ("Required inputs (['functional/Squeeze/input:0']) are missing"). Frozen first, the captures are
+    constants and the function's own inputs are the graph's only ones."""
+    import tf2onnx
+    from tensorflow.python.framework.convert_to_constants import convert_variables_to_constants_v2
+
+    frozen = convert_variables_to_constants_v2(concrete, lower_control_flow=False, aggressive_inlining=True)
+    input_names = [tensor.name for tensor in frozen.inputs[:num_inputs]]
+    output_names = [tensor.name for tensor in frozen.outputs]
+    tf2onnx.convert.from_graph_def(
+        frozen.graph.as_graph_def(add_shapes=True), name=concrete.name, input_names=input_names, output_names=output_names,
+        opset=opset, tensors_to_rename=tf2onnx.convert.tensor_names_from_structed(concrete, input_names, output_names),
+        output_path=str(path),
+    )
 
 
 def write_litert(model: keras.Model, path: str | Path, input_shape: Sequence[int | None]) -> None:

@@ -114,6 +114,18 @@ def test_static_export_folds_shape_arithmetic_and_matches_keras(tmp_path):
     assert static_ops.count("Conv") == dynamic_ops.count("Conv")
 
 
+@pytest.mark.parametrize("input_shape", [None, (1, 32, 48)])
+def test_a_model_holding_a_constant_tensor_exports_with_its_image_as_the_only_input(input_shape, tmp_path):
+    # keras.io's DeepLabV3+ puts resnet50.preprocess_input on its input: the mean pixel is an eager tensor in the
+    # graph, captured by the traced function, which tf2onnx's from_function listed as a second, unfed ONNX input.
+    inputs = keras.Input((None, None, 3))
+    x = keras.applications.resnet50.preprocess_input(inputs)
+    model = keras.Model(inputs, keras.layers.Conv2D(2, 3, padding="same")(keras.layers.Conv2D(4, 1)(x)))
+    path = tmp_path / "model.onnx"
+    assert export_model(model, path, input_shape=input_shape, check_size=32) <= 1e-4
+    assert [tensor.name for tensor in onnx_session(path).get_inputs()] == ["input"]
+
+
 @pytest.mark.parametrize("input_shape", [None, (1, 64, 48)])
 def test_openvino_round_trip_equals_keras(input_shape, nuclei_path, tmp_path):
     from segprune import load_data
