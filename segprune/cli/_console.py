@@ -28,7 +28,8 @@ progress_console = Console(
 output_console = Console(highlight=False, width=None if sys.stdout.isatty() else 160)
 
 # Lines TensorFlow's C++ runtime writes straight to file descriptor 2 at start-up and when a kernel falls back to
-# another implementation, whatever TF_CPP_MIN_LOG_LEVEL says; none asks anything of the user.
+# another implementation, whatever TF_CPP_MIN_LOG_LEVEL says, and its Python logger's note that predict was traced
+# again for a new input shape (the demo evaluates tiles of several sizes); none asks anything of the user.
 FRAMEWORK_NOISE = re.compile(
     r"All log messages before absl::InitializeLog\(\) is called"
     r"|oneDNN custom operations are on"
@@ -40,6 +41,7 @@ FRAMEWORK_NOISE = re.compile(
     r"|TF-TRT Warning: Could not find TensorRT"
     r"|Could not find cuda drivers on your machine"
     r"|failed call to cuInit"
+    r"|triggered tf\.function retracing"
 )
 
 
