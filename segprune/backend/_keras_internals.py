@@ -433,6 +433,13 @@ def getitem_operation() -> type:
     return numpy_ops.GetItem
 
 
+def repeat_operation() -> type:
+    """The op class of `keras.ops.repeat` (an attention gate's one channel spread over a skip's channels)."""
+    from keras.src.ops import numpy as numpy_ops
+
+    return numpy_ops.Repeat
+
+
 def reduction_operations() -> list[type]:
     """The op classes of `keras.ops.mean`, `max`, `min` and `sum` (squeeze-excitation pools with `ops.mean`)."""
     from keras.src.ops import numpy as numpy_ops

@@ -17,6 +17,7 @@ from segprune.backend._keras_internals import (
     getitem_operation,
     keras_hub_identity_layers,
     reduction_operations,
+    repeat_operation,
 )
 from segprune.graph.handlers import (
     ActivationHandler,
@@ -39,6 +40,7 @@ from segprune.graph.handlers import (
     NormalizationHandler,
     PoolingHandler,
     ReductionHandler,
+    RepeatHandler,
     RescalingHandler,
     ReshapeHandler,
     SeparableHandler,
@@ -195,3 +197,4 @@ _DOT_PRODUCT_ATTENTION, _EINSUM = fused_attention_operations()
 register_handler(_DOT_PRODUCT_ATTENTION, DotProductAttentionHandler())
 register_handler(_EINSUM, EinsumOperationHandler())
 register_handler(getitem_operation(), GetItemHandler())
+register_handler(repeat_operation(), RepeatHandler())

@@ -109,3 +109,33 @@ def test_a_lambda_of_tensorflow_ops_is_pinned_with_the_reason_and_the_rest_prune
     assert [graph.group_of_layer(name).num_prunable for name in ("first", "before", "after")] == [5, 0, 4]
     pruned = assert_prunes_exactly(model, (8, 8, 3))
     assert isinstance(pruned.get_layer("tf_relu"), layers.Lambda)
+
+
+def _attention_gate(channels_to_repeat=1, size=16):
+    """A medical repo's attention gate: a sigmoid map repeated over the skip's channels by a Lambda, times the skip."""
+    inputs = keras.Input((size, size, 3))
+    skip = layers.Conv2D(8, 3, padding="same", name="skip")(inputs)
+    psi = layers.Conv2D(channels_to_repeat, 1, activation="sigmoid", name="psi")(layers.Conv2D(4, 1, name="theta")(skip))
+    gate = layers.Lambda(lambda x, repnum: keras.ops.repeat(x, repnum, axis=3), arguments={"repnum": 8 // channels_to_repeat})(psi)
+    gated = layers.Multiply(name="gated")([gate, skip])
+    return keras.Model(inputs, layers.Conv2D(2, 1, name="logits")(layers.Conv2D(6, 3, padding="same", name="after")(gated)))
+
+
+def test_a_lambda_repeating_a_one_channel_gate_over_the_skip_prunes_the_skip_exactly():
+    model = _attention_gate()
+    graph = build_channel_graph(model)
+    assert graph.pinned == [] and graph.group_of_layer("skip").num_prunable == 8
+    randomize_weights(model)
+    removed = graph.group_of_layer("skip").classes[:3]
+    pruned = remove_channels(graph, removed)
+    assert pruned.get_layer("skip").filters == 5 and pruned.get_layer("after").input.shape[-1] == 5
+    sample = np.random.default_rng(0).random((2, 16, 16, 3)).astype(np.float32)
+    np.testing.assert_allclose(infer(pruned, sample), infer(zeroed_copy(graph, removed), sample), atol=1e-5)
+    assert_prunes_exactly(model, (16, 16, 3))
+
+
+def test_repeating_several_channels_along_the_channel_axis_is_pinned():
+    graph = build_channel_graph(_attention_gate(channels_to_repeat=2))
+    [pin] = graph.pinned
+    assert "(Repeat) repeats 2 channels 4 times along the channel axis" in pin.reason
+    assert graph.group_of_layer("skip").num_prunable == 0 and graph.group_of_layer("after").num_prunable == 6

@@ -161,6 +161,7 @@ EXAMPLES = {
     numpy_ops.Min: (IMAGE, lambda x: ops.min(x, axis=(1, 2)), 0),
     numpy_ops.Sum: (IMAGE, lambda x: ops.sum(x, axis=(1, 2)), 0),
     numpy_ops.GetItem: (IMAGE, lambda x: x[..., ::-1], 0),  # indexing that keeps the channel axis whole
+    numpy_ops.Repeat: ((8, 8, 1), lambda x: ops.repeat(x, 4, axis=3), 0),  # an attention gate over 4 channels
     "DotProductAttention": (HEADS, lambda x: ops.dot_product_attention(x, x, x), 0),
     numpy_ops.Einsum: (TOKENS, lambda x: ops.einsum("btd,bsd->bts", x, x), 0),
 }

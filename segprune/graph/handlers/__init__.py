@@ -32,6 +32,7 @@ from segprune.graph.handlers.channelwise import (
     NormalizationHandler,
     PinnedHandler,
     PoolingHandler,
+    RepeatHandler,
     RescalingHandler,
 )
 from segprune.graph.handlers.conv import ConvHandler, DenseLikeHandler, DepthwiseHandler, SeparableHandler, TransposeConvHandler
@@ -62,6 +63,7 @@ __all__ = [
     "PinnedHandler",
     "PoolingHandler",
     "ReductionHandler",
+    "RepeatHandler",
     "RescalingHandler",
     "ReshapeHandler",
     "SeparableHandler",

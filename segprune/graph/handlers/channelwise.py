@@ -214,6 +214,28 @@ def _channel_step(key, rank: int) -> int | None:
     return None
 
 
+class RepeatHandler(ChannelHandler):
+    """`ops.repeat`: along another axis the channels pass through. Along the channel axis of a one-channel tensor
+    (an attention gate spread over the skip it multiplies: `repeat(psi, channels, axis=3)`) every output channel is
+    a copy of that one, so any of them may go and `repeats` follows the kept count. Repeating several channels
+    along the channel axis is not expressed: the graph pins the call."""
+
+    def couple(self, call, inputs, builder):
+        rank, axis, repeats = len(call.input_shapes[0]), call.layer.axis, call.layer.repeats
+        if axis is not None and axis % rank != rank - 1:
+            return [list(inputs[0])]
+        if axis is None or len(inputs[0]) != 1 or not isinstance(repeats, int):
+            raise UnsupportedLayerError(
+                f"Layer {call.layer.name!r} (Repeat) repeats {len(inputs[0])} channels {repeats} times along the channel axis (axis={axis})"
+            )
+        return [builder.fresh(call.layer, repeats)]
+
+    def edit_call_config(self, call, config, kept_in, kept_out):
+        if call.input_shapes[0][-1] == call.output_shapes[0][-1]:  # repeated along another axis
+            return config
+        return {**config, "repeats": int(len(kept_out[0]))}
+
+
 class InputHandler(ChannelHandler):
     def couple(self, call, inputs, builder):
         return [list(inputs[0])] if inputs else []
