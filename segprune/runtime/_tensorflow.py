@@ -43,10 +43,16 @@ def write_onnx(model: keras.Model, path: str | Path, input_shape: Sequence[int |
     its own ONNX optimisers (transpose push-down, constant folding, identity removal); with a fully static
     `input_shape` every Shape/Gather/Slice chain that only computes sizes folds into constants there.
     """
+    function, signature = inference_function(model, input_shape)
+    write_function_onnx(function, signature, path, opset)
+
+
+def write_function_onnx(function, signature: Sequence, path: str | Path, opset: int = DEFAULT_OPSET) -> None:
+    """Converts a `tf.function` traced at `signature` with tf2onnx (any function: a model's inference, or a whole
+    detector with its NMS)."""
     import tensorflow as tf
     import tf2onnx
 
-    function, signature = inference_function(model, input_shape)
     concrete = function.get_concrete_function(*signature)
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message="In the future `np.object`", category=FutureWarning)
