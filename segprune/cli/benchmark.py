@@ -18,7 +18,8 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "models", nargs="+", metavar="MODEL",
         help=".keras or .h5 model files (run on --runtime), and deployed files, each run on its own runtime whatever --runtime says: "
-        ".onnx on ONNX Runtime, .xml (with its .bin) on OpenVINO, .tflite on LiteRT; int8 files included",
+        ".onnx on ONNX Runtime, .xml (with its .bin) on OpenVINO, .tflite on LiteRT; int8 files included. A Mask R-CNN file gives "
+        "two rows: its trunk, and the whole detector (NMS, RoIAlign, heads and mask pasting exported in one graph)",
     )
     parser.add_argument("--runtime", default="onnxruntime", choices=BENCHMARK_RUNTIMES, help="the runtime Keras files are exported to and run on")
     parser.add_argument(
@@ -56,11 +57,13 @@ def run(arguments: argparse.Namespace) -> int:
         for result in results:
             print(json.dumps(result.to_dict()), flush=True)
         return 0
-    reference = results[0].images_per_second
+    references = {}  # speed-ups compare like with like: trunks with the first trunk, whole detectors with the first detector
+    for r in results:
+        references.setdefault(_compared_as(r), r.images_per_second)
     shapes = {(r.batch, r.image_size) for r in results}
     rows = [
-        [Path(r.model).name, r.runtime, r.precision, *([_shape(r)] if len(shapes) > 1 else []),
-         f"{r.latency_ms:.2f}", f"{r.p90_ms:.2f}", f"{r.images_per_second / reference:.2f}x", f"{r.images_per_second:.1f}",
+        [_row_name(r), r.runtime, r.precision, *([_shape(r)] if len(shapes) > 1 else []),
+         f"{r.latency_ms:.2f}", f"{r.p90_ms:.2f}", f"{r.images_per_second / references[_compared_as(r)]:.2f}x", f"{r.images_per_second:.1f}",
          _unknown(r.gmacs_per_second, "{:.1f}"), _unknown(r.peak_share, "{:.1%}"), f"{r.cpu_ms_per_image:.1f}",
          _unknown(None if r.macs is None else r.macs / 1e6, "{:.0f}M"), _unknown(r.params, "{:,}"), f"{r.zipped_bytes / 1024:.0f} KiB"]
         for r in results
@@ -77,10 +80,25 @@ def run(arguments: argparse.Namespace) -> int:
     _console.output_console.print(_console.table(title, columns, rows))
     _console.output_console.print(_peak_line(results, arguments.threads))
     if any(r.macs is None for r in results):
-        _console.output_console.print("MACs '-': not counted from this file (a .tflite graph, or an ONNX/OpenVINO graph whose shapes are not all known)")
+        _console.output_console.print(
+            "MACs '-': not counted (a .tflite graph, an ONNX/OpenVINO graph whose shapes are not all known, or a whole Mask R-CNN, "
+            "whose heads run once per proposal and detection)"
+        )
+    if any(r.part == "detector" for r in results):
+        _console.output_console.print("speed-up: a whole detector's against the first whole detector, every other row's against the first row")
     for note in dict.fromkeys(note for result in results for note in result.notes):
         _console.output_console.print(f"note: {note}")
     return 0
+
+
+def _row_name(result) -> str:
+    """The file's name, and for a Mask R-CNN which part of it ran: its trunk or the whole detector."""
+    names = {"trunk": " (trunk)", "detector": " (whole detector)"}
+    return Path(result.model).name + names.get(result.part, "")
+
+
+def _compared_as(result) -> str:
+    return "detector" if result.part == "detector" else "network"
 
 
 def _shape(result) -> str:

@@ -11,6 +11,11 @@ Keras models are exported at the fixed shape they are timed at (`static_shape=Tr
 would ship them; `static_shape=False` times the dynamic-shape export instead. Deployed files (`.onnx`, OpenVINO `.xml`,
 `.tflite`, int8 included) are timed as they are, on their own runtime, beside the Keras models.
 
+A Mask R-CNN file gives two rows: its trunk alone (encoder, FPN, shared RPN head: what pruning narrows) and the
+whole detector (proposals, NMS, RoIAlign, both heads and mask pasting in one exported graph,
+`segprune.runtime.detector_export`; on the keras runtime, `MaskRCNN.detect`), so that a table shows what pruning
+the trunk buys end to end.
+
 Two modes: "latency" runs one request at a time; "throughput" runs OpenVINO with its THROUGHPUT hint (several
 streams, a queue of asynchronous requests in flight) and reports images per second (the other runtimes have no
 streams and run one request at a time in both modes).
@@ -23,7 +28,7 @@ import tempfile
 import time
 import zipfile
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 import keras
@@ -32,6 +37,7 @@ import numpy as np
 from segprune.backend.threads import limit_threads
 from segprune.cost import flops
 from segprune.inference import DEFAULT_MEASUREMENT_SIZE, fixed_input_size, measurement_size
+from segprune.runtime.detector_export import DETECTOR_FORMATS, export_detector
 from segprune.runtime.export import FORMATS, OpenVINORunner, companion_files, export_model, open_runner
 from segprune.runtime.peak import peak_gmacs
 from segprune.sizes import as_image_size, format_size
@@ -44,6 +50,7 @@ DEPLOYED_RUNTIMES = {".onnx": "onnxruntime", ".xml": "openvino", ".tflite": "lit
 MODES = ("latency", "throughput")
 ACCEPTED = ".keras or .h5 (Keras), .onnx (ONNX Runtime), .xml with its .bin (OpenVINO IR) or .tflite (LiteRT)"
 _RAPL = Path("/sys/class/powercap/intel-rapl:0/energy_uj")
+DETECTOR_RUNTIMES = {"onnxruntime": "onnx", "openvino": "openvino", "keras": None}  # where a Mask R-CNN's whole detector is timed
 
 
 @dataclass(frozen=True)
@@ -80,6 +87,7 @@ class BenchmarkResult:
     notes: tuple[str, ...] = ()  # what makes these figures differ from what was asked (e.g. thread count)
     mode: str = "latency"
     requests: int = 1  # requests in flight per call (OpenVINO throughput mode)
+    part: str = "model"  # "model"; for a Mask R-CNN file "trunk" or "detector" (the whole detector)
 
     @property
     def peak_share(self) -> float | None:
@@ -162,8 +170,11 @@ def benchmark_models(
     `.xml` (with its `.bin`) on OpenVINO, `.tflite` on LiteRT, at the input shape they fix (dynamic dimensions take
     `batch` and `image_size`). By default `image_size` is the size the Keras models were built for (all alike), else 256x256.
 
-    A Mask R-CNN file is timed by its trunk (encoder, FPN, shared RPN head: the part that exports), and its
-    MACs and parameters are the trunk's; the result's notes name what runs in Python and is not timed.
+    A Mask R-CNN file gives two results: its trunk (encoder, FPN, shared RPN head), with the trunk's MACs and
+    parameters, and after every other model's its whole detector (`part="detector"`): exported as one graph with
+    NMS, RoIAlign, the heads and mask pasting (verified against `MaskRCNN.detect`) on ONNX Runtime and OpenVINO,
+    `MaskRCNN.detect` itself on keras, not timed on LiteRT (a note says so). The detector's MACs are None: its heads
+    run once per proposal and per detection, so they depend on the image; a note gives the detections it found.
 
     `precision` is "fp32", or "bf16" on OpenVINO (its INFERENCE_PRECISION_HINT; the CPU needs AVX512_BF16 or AMX);
     a deployed `.xml` runs at the precision it records unless bf16 is asked. Each result names its runtime, the
@@ -188,20 +199,27 @@ def benchmark_models(
         check_model_file(path)
     keras_paths = [path for path in paths if Path(path).suffix in KERAS_SUFFIXES]
     notes = tuple(note for note in [limit_keras_threads(threads)] if runtime == "keras" and keras_paths and note)
-    loaded = {str(path): _timed_network(path) for path in keras_paths}
-    image_size = _shared_size([model for model, _ in loaded.values()], keras_paths, image_size)
+    loaded = {str(path): _timed_network(path, runtime) for path in keras_paths}
+    image_size = _shared_size([model for model, _, _ in loaded.values()], keras_paths, image_size)
     with tempfile.TemporaryDirectory(prefix="segprune-bench-") as folder:
-        entries = []
+        entries, timed_paths = [], []
         for index, path in enumerate(paths):
             if str(path) in loaded:
-                model, model_notes = loaded[str(path)]
-                entries.append(_keras_entry(model, model_notes, runtime, Path(folder) / f"model{index}", (batch, image_size), threads, static_shape, precision))
+                model, model_notes, detector = loaded[str(path)]
+                entry = _keras_entry(model, model_notes, runtime, Path(folder) / f"model{index}", (batch, image_size), threads, static_shape, precision)
+                entries.append(entry if detector is None else replace(entry, part="trunk"))
             else:
                 entries.append(_deployed_entry(path, (batch, image_size), threads, precision))
+            timed_paths.append(path)
+        for index, path in enumerate(paths):
+            detector = loaded.get(str(path), (None, None, None))[2]
+            if detector is not None and runtime in DETECTOR_RUNTIMES:
+                entries.append(_detector_entry(detector, path, runtime, Path(folder) / f"detector{index}", (batch, image_size), threads, precision))
+                timed_paths.append(path)
         runners = [_in_mode(entry.runner, mode, threads) for entry in entries]
         timings, cpu_seconds, energy = _interleave(runners, [entry.input for entry in entries], rounds, warmup=5)
     results = []
-    for path, entry, runner, times, cpu, joules in zip(paths, entries, runners, timings, cpu_seconds, energy):
+    for path, entry, runner, times, cpu, joules in zip(timed_paths, entries, runners, timings, cpu_seconds, energy):
         median = float(np.median(times))
         call_images = entry.input.shape[0] * runner.requests
         images = rounds * call_images
@@ -229,6 +247,7 @@ def benchmark_models(
                 + _precision_note(precision, runner.executed_precision),
                 mode=mode,
                 requests=runner.requests,
+                part=entry.part,
             )
         )
     return results
@@ -255,6 +274,7 @@ class _Entry:
     params: int | None
     static_shape: bool
     notes: tuple[str, ...] = ()
+    part: str = "model"
 
 
 def _keras_entry(model, notes, runtime: str, stem: Path, size: tuple[int, tuple[int, int]], threads: int, static_shape: bool, precision: str) -> _Entry:
@@ -269,6 +289,28 @@ def _keras_entry(model, notes, runtime: str, stem: Path, size: tuple[int, tuple[
         runner = open_runner(exported, threads, runtime, precision)
     macs = flops(model, image_size).macs
     return _Entry(runner, x, runtime, macs, model.count_params(), static_shape and runtime != "keras", notes)
+
+
+def _detector_entry(detector, path: str | Path, runtime: str, stem: Path, size: tuple[int, tuple[int, int]], threads: int, precision: str) -> _Entry:
+    """The whole Mask R-CNN on `runtime`: its exported graph (verified against `MaskRCNN.detect`), or `detect` on keras."""
+    batch, image_size = size
+    x = random_input((batch, *image_size, detector.config.input_channels), batch, image_size)
+    if runtime == "keras":
+        runner = _KerasDetectRunner(detector)
+        found = sum(len(d) for d in detector.detect(x))
+        shape_note = "MaskRCNN.detect (trunk and heads in Keras, the steps between in Python and NumPy)"
+    else:
+        format = DETECTOR_RUNTIMES[runtime]
+        exported = stem.with_suffix(DETECTOR_FORMATS[format])
+        agreement = export_detector(detector, exported, format, input_shape=x.shape)
+        runner = open_runner(exported, threads, runtime, precision)
+        found = agreement.detections
+        shape_note = f"one exported graph at {format_size(image_size)} (proposals, NMS, RoIAlign, both heads, mask pasting), verified: {agreement}"
+    note = (
+        f"{Path(path).name} whole detector: {shape_note}; it found {found} object(s) on the random input timed, and its heads run "
+        "once per proposal and per detection, so its time depends on the image and its MACs are not counted"
+    )
+    return _Entry(runner, x, runtime, None, detector.count_params(), runtime != "keras", (note,), "detector")
 
 
 def _deployed_entry(path: str | Path, size: tuple[int, tuple[int, int]], threads: int, precision: str) -> _Entry:
@@ -440,18 +482,22 @@ def _shared_size(models, paths, image_size: int | Sequence[int] | str | None) ->
     return image_size
 
 
-def _timed_network(path: str | Path) -> tuple[keras.Model, tuple[str, ...]]:
-    """The network a file is timed by, and what a reader of its figures must know: a Mask R-CNN's trunk."""
+def _timed_network(path: str | Path, runtime: str) -> tuple[keras.Model, tuple[str, ...], object]:
+    """The network a file is timed by, what a reader of its figures must know, and the whole detector of a Mask R-CNN
+    (else None)."""
     from segprune.models import load_model
     from segprune.models.mask_rcnn import is_mask_rcnn_file, load_mask_rcnn
 
     if not is_mask_rcnn_file(path):
-        return load_model(path), ()
-    note = (
-        f"{Path(path).name} is a Mask R-CNN: its trunk (encoder, FPN, shared RPN head) is timed and its MACs and parameters are "
-        "the trunk's; proposal decoding, NMS, RoIAlign, the box and mask heads and mask pasting run in Python (MaskRCNN.detect), untimed"
+        return load_model(path), (), None
+    detector = load_mask_rcnn(path)
+    whole = (
+        "the whole detector (proposals, NMS, RoIAlign, the box and mask heads, mask pasting) is timed in its own row"
+        if runtime in DETECTOR_RUNTIMES
+        else f"the whole detector is not exported to {runtime} (its NMS, RoIAlign, heads and mask pasting are timed on onnxruntime, openvino or keras)"
     )
-    return load_mask_rcnn(path).trunk, (note,)
+    note = f"{Path(path).name} is a Mask R-CNN: its trunk (encoder, FPN, shared RPN head) alone is timed, with the trunk's MACs and parameters; {whole}"
+    return detector.trunk, (note,), detector
 
 
 def achieved_gmacs(macs: int, latency_ms: float) -> float:
@@ -490,6 +536,18 @@ class _KerasRunner:
 
     def __call__(self, batch: np.ndarray):
         return keras.tree.map_structure(np.asarray, self.model.predict_on_batch(batch))  # one output or several (a Mask R-CNN trunk)
+
+
+class _KerasDetectRunner:
+    """Runs `MaskRCNN.detect` on a batch: what a Keras user of the detector runs."""
+
+    executed_precision = "fp32"
+
+    def __init__(self, detector) -> None:
+        self.detector = detector
+
+    def __call__(self, batch: np.ndarray):
+        return self.detector.detect(batch)
 
 
 def interleaved_timings(runners, inputs, rounds: int = 30, warmup: int = 5) -> list[list[float]]:

@@ -23,7 +23,7 @@ def test_export_writes_the_trunk_of_a_mask_rcnn(tmp_path, capsys):
         np.testing.assert_allclose(exported, np.asarray(expected), atol=1e-4)
 
 
-def test_benchmark_times_the_trunks_of_mask_rcnn_files_and_names_what_stays_in_python(tmp_path, capsys):
+def test_benchmark_times_the_trunks_and_the_whole_detectors_of_mask_rcnn_files(tmp_path, capsys):
     import json
 
     import segprune
@@ -37,9 +37,14 @@ def test_benchmark_times_the_trunks_of_mask_rcnn_files_and_names_what_stays_in_p
     for runtime in ("onnxruntime", "keras"):
         assert main(["benchmark", *map(str, paths), "--runtime", runtime, "--image-size", "64", "--rounds", "2", "--json"]) == 0
         rows = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+        assert [row["part"] for row in rows] == ["trunk", "trunk", "model", "detector", "detector"]  # the whole detectors last
+        assert [row["model"] for row in rows[3:]] == [str(paths[0]), str(paths[1])] and [row["macs"] for row in rows[3:]] == [None, None]
+        assert rows[3]["params"] == dense.count_params() and "dense.keras whole detector" in rows[3]["notes"][-1]
+        assert ("verified" in rows[3]["notes"][-1]) == (runtime == "onnxruntime")  # the exported graph is checked against detect
         assert [row["macs"] for row in rows[:2]] == [flops(dense.trunk, (64, 64)).macs, flops(pruned.trunk, (64, 64)).macs]
         assert rows[1]["params"] == pruned.trunk.count_params() and all(row["latency_ms"] > 0 for row in rows)
         assert "dense.keras is a Mask R-CNN: its trunk" in " ".join(rows[0]["notes"]) and "NMS, RoIAlign" in rows[0]["notes"][-1]
         assert not any("Mask R-CNN" in note for note in rows[2]["notes"])  # a segmentation model is timed whole, as before
-    assert main(["benchmark", str(paths[0]), "--image-size", "64", "--rounds", "2"]) == 0
-    assert "run in Python (MaskRCNN.detect), untimed" in " ".join(capsys.readouterr().out.split())
+    assert main(["benchmark", str(paths[0]), "--image-size", "64", "--rounds", "2", "--runtime", "keras"]) == 0
+    printed = " ".join(capsys.readouterr().out.split())
+    assert "dense.keras (trunk)" in printed and "dense.keras (whole detector)" in printed
