@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import inspect
 from collections import Counter
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -339,6 +340,9 @@ def _call_expanded(layer, args: tuple, kwargs: dict, expand: Callable, untraced:
             raise
         untraced[layer] = str(error)
         return layer(*args, **kwargs)
+    keyword_tensors = [value for value in kwargs.values() if isinstance(value, keras.KerasTensor)]
+    if keyword_tensors:  # traced with the keyword tensors after the positional ones (MultiHeadAttention(query=q, value=v))
+        return plain_functional(expanded, expand, untraced, rebuilt)([*args, *keyword_tensors])
     if len(args) == 1 and isinstance(args[0], keras.KerasTensor) and all(isinstance(inner, keras.layers.InputLayer) for inner in expanded.operations):
         return args[0]
     return plain_functional(expanded, expand, untraced, rebuilt)(args[0] if len(args) == 1 else list(args))
@@ -368,14 +372,22 @@ def _expanded(layer: keras.layers.Layer, args: tuple, kwargs: dict, name: str) -
     is traced as a list input."""
     listed = len(args) == 1 and isinstance(args[0], (list, tuple))
     tensors = list(args[0]) if listed else list(args)
-    if not tensors or not all(isinstance(x, keras.KerasTensor) for x in tensors) or any(isinstance(x, keras.KerasTensor) for x in keras.tree.flatten(kwargs)):
+    # Tensors passed by keyword become inputs after the positional ones; other keywords (use_causal_mask) are kept.
+    keyword_tensors = {key: value for key, value in kwargs.items() if isinstance(value, keras.KerasTensor)}
+    options = {key: value for key, value in kwargs.items() if key not in keyword_tensors and _call_accepts(layer, key)}
+    if (
+        not (tensors or keyword_tensors)
+        or (listed and keyword_tensors)
+        or not all(isinstance(x, keras.KerasTensor) for x in tensors)
+        or any(isinstance(x, keras.KerasTensor) for x in keras.tree.flatten(options))
+    ):
         raise TypeError(
-            f"Layer {layer.name!r} ({type(layer).__name__}) is called with tensors that are not positional arguments "
-            "(or with nested structures of them); it cannot be expanded."
+            f"Layer {layer.name!r} ({type(layer).__name__}) is called with nested structures of tensors; it cannot be expanded."
         )
-    inputs = [keras.Input(batch_shape=tuple(x.shape), dtype=x.dtype) for x in tensors]
+    inputs = [keras.Input(batch_shape=tuple(x.shape), dtype=x.dtype) for x in [*tensors, *keyword_tensors.values()]]
+    by_keyword = dict(zip(keyword_tensors, inputs[len(tensors) :]))
     try:
-        outputs = layer.call(inputs) if listed else layer.call(*inputs)
+        outputs = layer.call(inputs, **options) if listed else layer.call(*inputs[: len(tensors)], **by_keyword, **options)
         expanded = _batch_free_reshapes(keras.Model(inputs if listed or len(inputs) > 1 else inputs[0], outputs, name=name))
     except Exception as error:  # the layer's own code, on symbolic shapes: anything may go wrong there
         raise TypeError(
@@ -398,6 +410,12 @@ def _expanded(layer: keras.layers.Layer, args: tuple, kwargs: dict, name: str) -
                 "for a fixed image size (e.g. image_shape=(512, 512, 3)) to prune it."
             )
     return expanded
+
+
+def _call_accepts(layer: keras.layers.Layer, keyword: str) -> bool:
+    """Whether the layer's `call` takes this keyword (Keras passes `training` only to calls that do)."""
+    parameters = inspect.signature(layer.call).parameters
+    return keyword in parameters or any(parameter.kind is inspect.Parameter.VAR_KEYWORD for parameter in parameters.values())
 
 
 def _first_line(error: Exception) -> str:
@@ -431,6 +449,13 @@ def getitem_operation() -> type:
     from keras.src.ops import numpy as numpy_ops
 
     return numpy_ops.GetItem
+
+
+def expand_dims_operation() -> type:
+    """The op class of `keras.ops.expand_dims` (MultiHeadAttention adds the heads axis to an attention mask)."""
+    from keras.src.ops import numpy as numpy_ops
+
+    return numpy_ops.ExpandDims
 
 
 def repeat_operation() -> type:

@@ -18,7 +18,7 @@ import numpy as np
 
 from segprune.backend._keras_internals import GraphTrace, LayerCall, plain_functional, sublayers, trace_graph
 from segprune.graph.handlers import ChannelHandler, PinnedHandler, UnsupportedLayerError, layer_weights, on_last_axis
-from segprune.graph.registry import handler_for, has_handler, is_traced, register_known_layers
+from segprune.graph.registry import handler_for, has_handler, is_traced, is_width_free, register_known_layers
 from segprune.models.loading import require_graph_model
 from segprune.models.outputs import CHANNELS_LAST_FIX
 
@@ -130,19 +130,21 @@ class _Builder:
     def __init__(self) -> None:
         self.parent: list[int] = []
         self.owner: list[str] = []
+        self.owner_key: list[object] = []  # the producing layer itself: blocks of a transformer reuse layer names
         self.fixed: set[int] = set()
         self.multiples: dict[int, int] = {}
         self._fresh_by_layer: dict[int, list[int]] = {}
 
-    def new(self, count: int, owner: str) -> list[int]:
+    def new(self, count: int, owner: str, owner_key: object = None) -> list[int]:
         start = len(self.parent)
         self.parent.extend(range(start, start + count))
         self.owner.extend([owner] * count)
+        self.owner_key.extend([owner if owner_key is None else owner_key] * count)
         return list(range(start, start + count))
 
     def fresh(self, layer: keras.layers.Layer, count: int) -> list[int]:
         if id(layer) not in self._fresh_by_layer:
-            self._fresh_by_layer[id(layer)] = self.new(count, layer.name)
+            self._fresh_by_layer[id(layer)] = self.new(count, layer.name, id(layer))
         return list(self._fresh_by_layer[id(layer)])
 
     def find(self, element: int) -> int:
@@ -234,7 +236,7 @@ def build_channel_graph(
             pass
         elif id(call.layer) in first_call_inputs:  # a shared layer prunes the same channels on every call
             widths = [[int(np.size(e)) for e in calls_inputs] for calls_inputs in (first_call_inputs[id(call.layer)], inputs)]
-            if widths[0] != widths[1]:
+            if widths[0] != widths[1] and not is_width_free(call.layer):
                 pins[id(call.layer)] = Pin(call.qualified_name, f"it is shared by calls on inputs of {widths[0]} and {widths[1]} channels")
                 builder.fix_fresh(call.layer)
             for earlier, now in zip(first_call_inputs[id(call.layer)], inputs) if widths[0] == widths[1] else ():
@@ -340,19 +342,20 @@ def _groups(builder: _Builder) -> tuple[list[Group], dict[int, int]]:
     for element in range(len(builder.parent)):
         members.setdefault(builder.find(element), []).append(element)
     fixed_roots = {builder.find(element) for element in builder.fixed}
-    by_producers: dict[frozenset[str], list[int]] = {}
+    by_producers: dict[frozenset, list[int]] = {}
     for root in sorted(members):
-        producers = frozenset(builder.owner[e] for e in members[root])
+        producers = frozenset(builder.owner_key[e] for e in members[root])
         by_producers.setdefault(producers, []).append(root)
     multiple_by_root: dict[int, int] = {}
     for element, multiple in builder.multiples.items():
         root = builder.find(element)
         multiple_by_root[root] = math.lcm(multiple_by_root.get(root, 1), multiple)
     groups, group_of_class = [], {}
-    for index, (producers, roots) in enumerate(by_producers.items()):
+    for index, roots in enumerate(by_producers.values()):
         prunable = np.array([root not in fixed_roots for root in roots])
         multiple = math.lcm(*(multiple_by_root.get(root, 1) for root in roots))
-        groups.append(Group(index, roots, prunable, sorted(producers), multiple))
+        names = sorted({builder.owner[e] for root in roots for e in members[root]})
+        groups.append(Group(index, roots, prunable, names, multiple))
         for root in roots:
             group_of_class[root] = index
     return groups, group_of_class

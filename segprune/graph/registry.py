@@ -6,6 +6,8 @@ the cost model, magnitude pruning and the latency tables all ask the layer's han
 
 from __future__ import annotations
 
+import sys
+
 import keras
 
 from segprune.backend._keras_internals import (
@@ -13,6 +15,7 @@ from segprune.backend._keras_internals import (
     attention_operations,
     concatenate_operation,
     elementwise_operations,
+    expand_dims_operation,
     fused_attention_operations,
     getitem_operation,
     keras_hub_identity_layers,
@@ -30,6 +33,7 @@ from segprune.graph.handlers import (
     DotProductAttentionHandler,
     EinsumDenseHandler,
     EinsumOperationHandler,
+    ExpandDimsHandler,
     FlattenHandler,
     GetItemHandler,
     GlobalPoolingHandler,
@@ -49,6 +53,7 @@ from segprune.graph.handlers import (
     TransposeHandler,
     UnsupportedLayerError,
 )
+from segprune.graph.handlers.vision_transformer import keras_hub_vision_transformer_handlers
 
 _CHANNELWISE = (
     keras.layers.ReLU,
@@ -90,7 +95,9 @@ def register_handler(layer_class: type, handler: ChannelHandler) -> None:
     _REGISTRY[layer_class] = handler
 
 
-_TRACED: set[type] = set()
+# keras.layers.Identity returns its input: traced, it vanishes, as it must where it cannot write its config
+# (keras-hub builds it with a DTypePolicy object, which its automatic get_config cannot serialise).
+_TRACED: set[type] = {keras.layers.Identity}
 
 
 def register_traced(layer_class: type) -> None:
@@ -114,14 +121,29 @@ def is_traced(layer: keras.layers.Layer) -> bool:
 
 
 def register_known_layers() -> None:
-    """Registers the third-party layers segprune knows (keras-hub's stochastic depth), once their package is imported."""
+    """Registers the third-party layers segprune knows (keras-hub's stochastic depth, its vision transformers'
+    embeddings and layer scales), once their package is imported."""
     for layer_class in keras_hub_identity_layers():
         _TRACED.add(layer_class)
+    for layer_class, handler in keras_hub_vision_transformer_handlers().items():
+        _REGISTRY.setdefault(layer_class, handler)
+    if "keras_hub" in sys.modules:
+        from keras_hub.src.models.dinov2.dinov2_layers import DINOV2DropPath
+
+        _TRACED.add(DINOV2DropPath)  # the identity at inference, like MiT's DropPath
 
 
 def has_handler(layer: keras.layers.Layer) -> bool:
     """Whether a handler is registered for exactly this layer's class."""
     return type(layer) in _REGISTRY
+
+
+def is_width_free(layer: keras.layers.Layer) -> bool:
+    """Whether a layer neither holds weights nor names a channel count in its config, and passes each channel
+    through (Dropout, ReLU): one such layer called at two widths (an MLP's one Dropout after both of its Dense
+    layers) needs nothing in common between its calls, so the graph neither pins nor couples them."""
+    handler = _REGISTRY.get(type(layer))
+    return type(handler) is ChannelwiseHandler and handler.width_key is None and not layer.weights
 
 
 def handler_for(layer: keras.layers.Layer) -> ChannelHandler:
@@ -198,3 +220,4 @@ register_handler(_DOT_PRODUCT_ATTENTION, DotProductAttentionHandler())
 register_handler(_EINSUM, EinsumOperationHandler())
 register_handler(getitem_operation(), GetItemHandler())
 register_handler(repeat_operation(), RepeatHandler())
+register_handler(expand_dims_operation(), ExpandDimsHandler())

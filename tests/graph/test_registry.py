@@ -162,9 +162,25 @@ EXAMPLES = {
     numpy_ops.Sum: (IMAGE, lambda x: ops.sum(x, axis=(1, 2)), 0),
     numpy_ops.GetItem: (IMAGE, lambda x: x[..., ::-1], 0),  # indexing that keeps the channel axis whole
     numpy_ops.Repeat: ((8, 8, 1), lambda x: ops.repeat(x, 4, axis=3), 0),  # an attention gate over 4 channels
+    numpy_ops.ExpandDims: (TOKENS, lambda x: ops.expand_dims(x, 1), 0),
     "DotProductAttention": (HEADS, lambda x: ops.dot_product_attention(x, x, x), 0),
     numpy_ops.Einsum: (TOKENS, lambda x: ops.einsum("btd,bsd->bts", x, x), 0),
 }
+
+
+def _keras_hub_examples() -> dict:
+    """keras-hub's vision transformer kinds, registered once keras_hub is imported: a 2x2 patch embedding of width 6."""
+    try:
+        from keras_hub.src.models.dinov2.dinov2_layers import DINOV2Embedding, DINOV2LayerScale
+        from keras_hub.src.models.vit.vit_layers import ViTPatchingAndEmbedding
+    except ImportError:
+        return {}
+    patches = 3 * 3 * 2 * 2 * 4 * 6
+    return {
+        ViTPatchingAndEmbedding: (IMAGE, lambda x: ViTPatchingAndEmbedding((6, 6), (2, 2), 6, num_channels=4)(x), patches),
+        DINOV2Embedding: (IMAGE, lambda x: DINOV2Embedding(6, 2, (6, 6), num_register_tokens=1, position_embedding_shape=(6, 6))(x), patches),
+        DINOV2LayerScale: (IMAGE, lambda x: DINOV2LayerScale(4)(x), 0),
+    }
 
 
 def _kind_of(key, kinds):
@@ -175,8 +191,10 @@ def _kind_of(key, kinds):
 
 
 def test_every_registered_kind_prices_macs_and_parameters_as_counted_directly():
+    hub_examples = _keras_hub_examples()
+    registry.register_known_layers()  # the third-party kinds, whether or not another test imported their package first
     kinds = registry.registered_kinds()
-    examples = {_kind_of(key, kinds): example for key, example in EXAMPLES.items()}
+    examples = {_kind_of(key, kinds): example for key, example in {**EXAMPLES, **hub_examples}.items()}
     assert set(kinds) - set(examples) == set(), "a registered layer kind without an example here: add one with its MACs"
     for kind, (shape, build, expected_macs) in examples.items():
         inputs = keras.Input(shape)

@@ -20,10 +20,7 @@ from tests.models.keras_hub_models import BUILDERS  # after the skip: it imports
 # Refused: a layer kept whole (pinned) must still be rebuilt from its config, and these keras-hub layers'
 # configs do not round-trip.
 UNSUPPORTED = {
-    "ViTBackbone": "ViTPatchingAndEmbedding'> could not be deserialized",
     "DeiTBackbone": "'deit_encoder' \\(keras_hub.*DeiTEncoder\\) cannot write its config",
-    "DINOV2Backbone": "'drop_path' \\(keras.src.layers.core.identity.Identity\\) cannot write its config",
-    "HGNetV2Backbone": "'embedder_stem4_identity_lab' \\(keras.src.layers.core.identity.Identity\\) cannot write its config",
 }
 # Pruned around the layers segprune keeps whole (last name segment of each pin); every other class has none.
 PINNED = {

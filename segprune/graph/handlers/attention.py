@@ -79,6 +79,19 @@ def _reshape_kind(before: tuple, after: tuple, elements: np.ndarray | None) -> s
     return "other"
 
 
+class ExpandDimsHandler(ChannelHandler):
+    """`keras.ops.expand_dims`: new axes of size 1 carry no channels (an attention mask gains the heads axis it
+    broadcasts over); the batch axis must stay first."""
+
+    def couple_layout(self, call, inputs, builder):
+        rank = len(call.output_shapes[0])
+        axes = call.layer.axis if isinstance(call.layer.axis, (list, tuple)) else [call.layer.axis]
+        axes = sorted(int(axis) % rank for axis in axes)
+        if 0 in axes:
+            raise UnsupportedLayerError(f"Layer {call.layer.name!r} (ExpandDims) adds an axis before the batch axis; segprune cannot follow channels through it.")
+        return [np.expand_dims(inputs[0], [axis - 1 for axis in axes])]
+
+
 class TransposeHandler(ChannelHandler):
     """`keras.ops.transpose`: the element array follows the axes (the batch axis must stay first)."""
 
@@ -218,8 +231,13 @@ class DotProductAttentionHandler(ChannelHandler):
 
     def couple_layout(self, call, inputs, builder):
         query, key, value = inputs[:3]
-        if len(inputs) > 3 or min(query.ndim, key.ndim, value.ndim) != 3:
-            raise UnsupportedLayerError(f"Layer {call.layer.name!r} (DotProductAttention) with a bias or mask tensor, or not on (batch, tokens, heads, head size); segprune cannot prune it.")
+        # a bias or mask (batch, heads, queries, keys) that broadcasts over the heads carries none of their channels
+        per_head = [array for array in inputs[3:] if array.ndim >= 3 and array.shape[-3] > 1]
+        if per_head or min(query.ndim, key.ndim, value.ndim) != 3:
+            raise UnsupportedLayerError(
+                f"Layer {call.layer.name!r} (DotProductAttention) not on (batch, tokens, heads, head size), or with a bias or "
+                "mask that differs per head; segprune cannot prune it."
+            )
         heads = max(query.shape[-2], key.shape[-2], value.shape[-2])
         for head in range(heads):
             members = [int(e) for array in (query, key, value) for e in array[:, min(head, array.shape[-2] - 1), :].ravel()]

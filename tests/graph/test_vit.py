@@ -1,0 +1,141 @@
+"""Vision transformers: Keras's MultiHeadAttention in a transformer block, keras-hub's ViT and DINOv2 (registers,
+LayerScale, stochastic depth) at tiny random-weight configurations built from their constructors (no presets).
+Whole heads (query, key, value and the output projection's rows together) and MLP hidden units prune exactly:
+the pruned model equals the original whose removed heads and units were zeroed. The embedding width (the
+residual stream every LayerNorm normalises) is kept whole, since removing it cannot be exact."""
+
+import keras
+import numpy as np
+import pytest
+
+from segprune.graph import build_channel_graph, remove_channels
+from tests.graph.harness import assert_prunes_exactly, infer, randomize_weights, zeroed_copy
+
+TOKENS, WIDTH, HEADS, KEY_DIM, HIDDEN = 12, 8, 2, 4, 16
+
+
+def _transformer_block(attention: dict, call: dict, cross: bool = False, mask: bool = False) -> keras.Model:
+    """Pre-norm transformer block as written with Keras layers: MultiHeadAttention, then a GELU MLP."""
+    inputs = [keras.Input((TOKENS, WIDTH), name="tokens")]
+    x = keras.layers.Dense(WIDTH, name="embed")(inputs[0])
+    context = x
+    if cross:
+        inputs.append(keras.Input((TOKENS // 2, WIDTH), name="context"))
+        context = keras.layers.Dense(WIDTH, name="context_embed")(inputs[-1])
+    if mask:
+        inputs.append(keras.Input((TOKENS, TOKENS), name="mask"))
+        call = {**call, "attention_mask": inputs[-1]}
+    normed = keras.layers.LayerNormalization(name="ln_1")(x)
+    mha = keras.layers.MultiHeadAttention(HEADS, KEY_DIM, name="mha", **attention)
+    x = x + mha(normed, context if cross else normed, **call)
+    hidden = keras.layers.Dense(HIDDEN, activation="gelu", name="fc1")(keras.layers.LayerNormalization(name="ln_2")(x))
+    x = x + keras.layers.Dense(WIDTH, name="fc2")(keras.layers.Dropout(0.1)(hidden))
+    return keras.Model(inputs, keras.layers.Dense(3, name="logits")(x))
+
+
+def _samples(model: keras.Model) -> list[np.ndarray]:
+    rng = np.random.default_rng(0)
+    samples = []
+    for spec in model.inputs:
+        if spec.name == "mask":  # each token sees itself and a random half of the others
+            samples.append(np.maximum(rng.random((2, TOKENS, TOKENS)) < 0.5, np.eye(TOKENS)[None]).astype(np.float32))
+        else:
+            samples.append(rng.random((2, *spec.shape[1:])).astype(np.float32))
+    return samples
+
+
+BLOCKS = {
+    "fused": ({}, {}, False, False),  # keras runs ops.dot_product_attention
+    "einsum": ({"dropout": 0.1}, {}, False, False),  # with dropout it runs einsums and a Softmax layer
+    "causal": ({}, {"use_causal_mask": True}, False, False),
+    "mask": ({}, {}, False, True),  # an attention mask passed by keyword
+    "cross_value_dim": ({"value_dim": 3, "dropout": 0.1}, {}, True, False),  # queries from one tensor, keys and values from another
+}
+
+
+@pytest.mark.parametrize("case", list(BLOCKS))
+def test_multi_head_attention_block_prunes_a_head_and_mlp_units_exactly(case, tmp_path):
+    model = _transformer_block(*BLOCKS[case])
+    randomize_weights(model)
+    graph = build_channel_graph(model)
+    assert graph.pinned == []
+    heads, hidden = graph.group_of_layer("mha/query"), graph.group_of_layer("fc1")
+    assert heads.size == HEADS and set(heads.producers) == {"query", "key", "value"}
+    assert hidden.size == HIDDEN and hidden.num_prunable == HIDDEN
+    removed = heads.classes[1:] + hidden.classes[2:9]
+    pruned = remove_channels(graph, removed)
+    samples = _samples(model)
+    expected, actual = infer(zeroed_copy(graph, removed), samples), infer(pruned, samples)
+    assert actual.shape == (2, TOKENS, 3)
+    np.testing.assert_allclose(actual, expected, atol=1e-5, rtol=0)
+    assert np.abs(expected - infer(model, samples)).max() > 1e-3  # the removed head and units mattered
+    attention = pruned.get_layer("mha")  # the attention layer, rewritten with one head of each projection
+    value_dim = BLOCKS[case][0].get("value_dim", KEY_DIM)
+    kernels = {name: tuple(attention.get_layer(name).kernel.shape) for name in ("query", "key", "value", "attention_output")}
+    assert kernels == {"query": (WIDTH, 1, KEY_DIM), "key": (WIDTH, 1, KEY_DIM), "value": (WIDTH, 1, value_dim), "attention_output": (1, value_dim, WIDTH)}
+    assert pruned.get_layer("fc1").units == HIDDEN - 7
+    path = tmp_path / "pruned.keras"
+    pruned.save(path)  # plain layers and keras.ops: no custom objects
+    np.testing.assert_allclose(infer(keras.saving.load_model(path), samples), actual, atol=1e-6)
+
+
+def test_a_causal_mask_is_kept_when_the_attention_is_traced():
+    # Traced without its keyword arguments, the attention would see every token: the outputs would differ.
+    model = _transformer_block({}, {"use_causal_mask": True})
+    graph = build_channel_graph(model)
+    samples = _samples(model)
+    np.testing.assert_allclose(infer(remove_channels(graph, []), samples), infer(model, samples), atol=1e-6)
+
+
+keras_hub = pytest.importorskip("keras_hub")
+
+
+def vit(num_layers: int = 2) -> keras.Model:
+    """Two blocks of two heads of 4 over 16 patches and a class token: about 1.6k weights."""
+    return keras_hub.models.ViTBackbone(image_shape=(16, 16, 3), patch_size=4, num_layers=num_layers, num_heads=HEADS, hidden_dim=WIDTH, mlp_dim=12)
+
+
+def dinov2(**options) -> keras.Model:
+    """DINOv2 with two register tokens, LayerScale (0.5) and stochastic depth (the identity at inference)."""
+    return keras_hub.models.DINOV2Backbone(
+        patch_size=4, num_layers=2, hidden_dim=WIDTH, num_heads=HEADS, intermediate_dim=12, image_shape=(16, 16, 3),
+        position_embedding_shape=(16, 16), num_register_tokens=2, layer_scale_init_value=0.5, drop_path_rate=0.1, **options,
+    )
+
+
+def _block_groups(graph, names: tuple[str, ...]):
+    """The prunable groups, by the producers that make them: every block's own heads and its own MLP units."""
+    return sorted((tuple(group.producers), group.size) for group in graph.prunable_groups() if set(group.producers) & set(names))
+
+
+@pytest.mark.parametrize("seed", [0, 1])
+def test_vit_prunes_heads_and_mlp_units_exactly(seed):
+    model = vit()
+    graph = build_channel_graph(model)
+    assert graph.pinned == []
+    # each block's heads and MLP units are groups of their own, though every block names its layers alike
+    assert _block_groups(graph, ("query", "dense_1")) == [(("dense_1",), 12)] * 2 + [(("key", "query", "value"), HEADS)] * 2
+    assert graph.group_of_layer("vit_patching_and_embedding").num_prunable == 0  # the embedding width stays
+    pruned = assert_prunes_exactly(model, (16, 16, 3), seed=seed, atol=1e-5)
+    assert pruned.output_shape == model.output_shape
+
+
+def test_dinov2_with_registers_and_layer_scale_prunes_heads_and_mlp_units_exactly(tmp_path):
+    model = dinov2()
+    randomize_weights(model)
+    graph = build_channel_graph(model)
+    assert graph.pinned == []
+    assert _block_groups(graph, ("query", "fc1")) == [(("fc1",), 12)] * 2 + [(("key", "query", "value"), HEADS)] * 2
+    heads = [group for group in graph.prunable_groups() if "query" in group.producers]
+    units = [group for group in graph.prunable_groups() if "fc1" in group.producers]
+    removed = heads[0].classes[:1] + heads[1].classes[1:] + units[0].classes[:5] + units[1].classes[4:6]
+    pruned = remove_channels(graph, removed)
+    sample = np.random.default_rng(0).random((2, 16, 16, 3)).astype(np.float32)
+    expected, actual = infer(zeroed_copy(graph, removed), sample), infer(pruned, sample)
+    assert actual.shape == (2, 1 + 2 + 16, WIDTH)  # class token, registers, patches
+    np.testing.assert_allclose(actual, expected, atol=1e-5, rtol=0)
+    assert np.abs(expected - infer(model, sample)).max() > 1e-2
+    assert pruned.count_params() < model.count_params()
+    path = tmp_path / "dinov2.keras"
+    pruned.save(path)
+    np.testing.assert_allclose(infer(keras.saving.load_model(path), sample), actual, atol=1e-6)
