@@ -10,37 +10,35 @@ import contextlib
 import tempfile
 import time
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import keras
 
 from segprune import defaults
 from segprune.cost.resources import parse_target
-from segprune.data.dataset import SegmentationDataset
-from segprune.data.instances import InstanceDataset
-from segprune.data.python import DataLike, as_dataset, check_fingerprintable, in_memory
+from segprune.data.python import DataLike, in_memory
+from segprune.graph.groups import ChannelGraph, build_channel_graph
 from segprune.inference import measurement_size
-from segprune.instance_metrics import evaluate_instances
 from segprune.metrics import check_fits_data
 from segprune.models.checks import check_finite_weights
-from segprune.models.mask_rcnn import MaskRCNN, fit_mask_rcnn, save_mask_rcnn
-from segprune.models.outputs import output_kind
 from segprune.progress_lines import LineReporters
 from segprune.search.evaluation import CandidateSettings
 from segprune.search.greedy import greedy_search
+from segprune.search.kinds import MASK_RCNN_METHODS, model_kind, segmentation_data  # noqa: F401  (MASK_RCNN_METHODS: read here by the instance experiments)
 from segprune.search.random_search import random_search
 from segprune.search.settings import SearchResult, SearchSettings
 from segprune.sizes import format_size
 from segprune.sparse.magnitude import magnitude_prune
 from segprune.sparse.regularised import l0_sparsify, l1_sparsify
 from segprune.sparse.sparsity import SparsifyResult
+from segprune.structured.context import RunContext
 from segprune.structured.importance import CRITERIA
 from segprune.structured.oneshot import prune_channels
 from segprune.structured.regularised import l0_channel_prune, slimming_prune
-from segprune.structured.selection import GlobalRanking, Strategy
+from segprune.structured.selection import Strategy
 from segprune.structured.summary import PruningSummary, pruning_summary
-from segprune.training import DistillConfig, EpochReporter, TrainConfig, TrainResult, train_phase
+from segprune.training import DistillConfig, EpochReporter, TrainConfig, TrainResult
 from segprune.training.run_state import RunState, run_folder, run_identity
 
 ONESHOT_METHODS = CRITERIA  # one-shot pruning, named by its importance criterion
@@ -181,70 +179,34 @@ def prune(
         True
     """
     _check_method(method, STRUCTURED_SETTINGS, method_settings)
-    _check_amount(method, target, ratio)
+    family, kind, ignore = _FAMILIES[method], model_kind(model), tuple(ignore)
+    if target is not None:
+        parse_target(target)  # a malformed target fails here, before any work
+    family.check_amount(method, target, ratio, ignore)
+    kind.check_request(method, family.family, dict(train_config=train_config, distill=distill, folder=folder, resume=resume))
     check_finite_weights(model)
-    image_size = measurement_size(model.trunk if isinstance(model, MaskRCNN) else model, image_size)
     if progress:
-        printed = LineReporters(detector=isinstance(model, MaskRCNN))
+        printed = LineReporters(detector=kind.detector)
         on_epoch, on_candidate, on_search_start = on_epoch or printed.epoch, on_candidate or printed.candidate, on_search_start or printed.plan
-    if isinstance(model, MaskRCNN):
-        # distillation is on by default; a detector's fine-tune has no distillation to turn on
-        unsupported = {"train_config": train_config, "distill": distill if isinstance(distill, DistillConfig) else None}
-        if method not in SEARCH_METHODS:  # a search keeps its log in folder and resumes from it
-            unsupported.update(folder=folder, resume=resume or None)
-        search = dict(folder=folder, resume=resume, on_candidate=on_candidate, on_search_start=on_search_start)
-        return _prune_mask_rcnn(
-            model, method, target, ratio, data, finetune_epochs or 0, round_to, tuple(ignore), image_size, seed, checkpoint_path,
-            on_epoch, method_settings, [name for name, value in unsupported.items() if value is not None], search,
-        )
-    data = _python_data(model, data, resume and (_state_exists(checkpoint_path) or (folder is not None and Path(folder).exists())))
-    if finetune_epochs is None:
-        finetune_epochs = defaults.ONESHOT_FINETUNE_EPOCHS if method in ONESHOT_METHODS else defaults.FINETUNE_EPOCHS
+    finetune_epochs = kind.default_finetune_epochs(family.family) if finetune_epochs is None else finetune_epochs
     if finetune_epochs < 0:
         raise ValueError(f"finetune_epochs must be >= 0, got {finetune_epochs}.")
-    if data is None and (finetune_epochs or method not in ONESHOT_METHODS):
-        needs = "fine-tuning" if method in ONESHOT_METHODS else f"method {method!r}"
-        raise ValueError(f"{needs} trains on data: pass data=segprune.load_data(...) (or --data on the command line).")
-    if data is not None:
-        check_fits_data(model, data)  # before any work or run state: a classifier or another class count is refused now
-    distill = _distill_config(distill)
-    train_config = train_config or TrainConfig(patience=None)  # what every phase trains with when none is given, named so a resume compares rates
+    context = RunContext(
+        method, family.family, target=target, ratio=ratio, finetune_epochs=finetune_epochs, round_to=round_to, ignore=ignore,
+        image_size=measurement_size(kind.network(model), image_size), seed=seed,
+        # what every phase trains with when none is given, named so a resume compares rates
+        train_config=train_config or TrainConfig(patience=None), distill=kind.distillation(distill), checkpoint_path=checkpoint_path,
+        folder=folder, resume=resume, on_epoch=on_epoch, on_candidate=on_candidate, on_search_start=on_search_start, settings=method_settings,
+    )
+    resuming = resume and (_state_exists(checkpoint_path) or (folder is not None and Path(folder).exists()))
+    context = replace(context, data=kind.training_data(model, data, context, resuming))
     if seed is not None:
         keras.utils.set_random_seed(seed)
     started = time.perf_counter()
-    ignore = tuple(ignore)
-    if method not in SEARCH_METHODS:
-        settings = dict(target=target, ratio=ratio, finetune_epochs=finetune_epochs, round_to=round_to, ignore=ignore, seed=seed,
-                        train_config=train_config, distill=distill, **method_settings)
-        if target is not None:  # a budget is measured at this size: another size prunes other channels
-            settings["image_size"] = format_size(image_size)
-        trains = bool(finetune_epochs) or method in REGULARISED_METHODS
-        identity = run_identity("prune", method, model, data, settings)
-        with RunState.open(checkpoint_path if trains else None, identity, resume) as run:
-            if method in ONESHOT_METHODS:
-                result = _oneshot(model, method, target, ratio, data, round_to, ignore, image_size, method_settings, run)
-            else:
-                result = _regularised(model, method, target, data, round_to, ignore, image_size, train_config, on_epoch, method_settings, run)
-            _finetune(result, model, data, finetune_epochs, train_config, distill, on_epoch, run)
-            run.complete(result.model, checkpoint_path)
-    else:
-        if ignore:
-            raise ValueError("ignore= is not supported by the searches yet; use a one-shot method to keep layers whole.")
-        search_settings, candidate_settings = _search_settings(target, image_size, round_to, seed, method_settings)
-        # the user's folder, or a temporary one removed afterwards
-        scratch = tempfile.TemporaryDirectory(prefix="segprune-search-") if folder is None else contextlib.nullcontext(str(folder))
-        with scratch as search_folder:
-            result = _search(
-                model, method, data, Path(search_folder), search_settings, candidate_settings, resume, on_candidate, on_epoch, method_settings,
-                on_search_start,
-            )
-        result.search_folder = Path(folder) if folder is not None else None
-        identity = run_identity("prune", method, model, data, dict(target=target, finetune_epochs=finetune_epochs, seed=seed,
-                                train_config=train_config, distill=distill, configuration=result.search.config))
-        with RunState.open(checkpoint_path if finetune_epochs else None, identity, resume) as run:
-            _finetune(result, model, data, finetune_epochs, train_config, distill, on_epoch, run)
-            run.complete(result.model, checkpoint_path)
-    result.summary = pruning_summary(model, result.model, image_size)
+    network = kind.network(model)
+    graph = build_channel_graph(network, ignore, input_shape=context.image_size)  # the one channel graph of the dense network
+    result = family.prune(model, graph, context)
+    result.summary = pruning_summary(network, kind.network(result.model), context.image_size, pinned=graph.pinned)
     result.seconds = time.perf_counter() - started
     return result
 
@@ -297,7 +259,7 @@ def sparsify(
     if not 0.0 < sparsity < 1.0:
         raise ValueError(f"sparsity is the share of kernel weights to zero, in (0, 1); got {sparsity}.")
     check_finite_weights(model)
-    data = _python_data(model, data, resume and _state_exists(checkpoint_path))
+    data = segmentation_data(model, data, resume and _state_exists(checkpoint_path))
     check_fits_data(model, data)
     if progress and on_epoch is None:
         on_epoch = LineReporters().epoch
@@ -320,125 +282,8 @@ def sparsify(
     return result
 
 
-def _python_data(model: keras.Model, data: DataLike | None, resuming: bool) -> SegmentationDataset | InstanceDataset | None:
-    """`data` as a dataset: Python data are read once with the classes `model` predicts; resuming refuses data it cannot identify."""
-    if data is not None and not isinstance(data, (SegmentationDataset, InstanceDataset)):
-        data = as_dataset(data, num_classes=output_kind(model).num_classes)
-    if resuming:
-        check_fingerprintable(data)
-    return data
-
-
 def _state_exists(checkpoint_path: str | Path | None) -> bool:
     return checkpoint_path is not None and run_folder(checkpoint_path).exists()
-
-
-def _distill_config(distill: DistillConfig | bool | None) -> DistillConfig | None:
-    """`prune`'s `distill` argument as the fine-tune reads it: True is the default distillation, False or None none."""
-    if isinstance(distill, DistillConfig) or distill is None:
-        return distill
-    if isinstance(distill, bool):
-        return DistillConfig() if distill else None
-    raise ValueError(f"distill takes True, False or a DistillConfig(temperature=..., weight=...), got {distill!r}.")
-
-
-def _finetune(result: PruneResult, dense: keras.Model, data, epochs: int, config, distill, on_epoch, run: RunState) -> None:
-    """The fine-tune every method ends with: the run's `finetune` phase, taught by the dense model when distilling."""
-    if epochs:
-        teacher = dense if distill is not None else None
-        result.training.append(train_phase(run, "finetune", result.model, data, epochs, config, on_epoch, teacher=teacher, distill=distill))
-
-
-def _search_settings(target, image_size, round_to, seed, method_settings: dict) -> tuple[SearchSettings, CandidateSettings]:
-    """A search's settings from `prune`'s arguments; the run and candidate settings are popped from `method_settings`."""
-    search_settings = SearchSettings(
-        target=target, image_size=image_size, threads=method_settings.pop("threads", defaults.THREADS), round_to=round_to,
-        final_epochs=0, workers=method_settings.pop("workers", 1),  # the fine-tune after it is prune's, as for every method
-        time_result=method_settings.pop("time_result", True), max_minutes=method_settings.pop("max_minutes", None),
-        executor=method_settings.pop("executor", "local"), ray_address=method_settings.pop("ray_address", None),
-        runtime=method_settings.pop("runtime", "onnxruntime"), precision=method_settings.pop("precision", "fp32"),
-    )
-    candidate_settings = CandidateSettings(
-        finetune_steps=method_settings.pop("candidate_steps", defaults.CANDIDATE_STEPS), importance="l1", seed=0 if seed is None else seed
-    )
-    return search_settings, candidate_settings
-
-
-# Criteria that need no data: the data-driven ones read a segmentation dataset, which a detector does not train on.
-MASK_RCNN_METHODS = ("l1", "l2", "bn-scale", "random")
-
-
-def _prune_mask_rcnn(
-    model: MaskRCNN, method, target, ratio, data, finetune_epochs, round_to, ignore, image_size, seed, checkpoint_path, on_epoch, settings,
-    unsupported: list[str], search: dict,
-) -> PruneResult:
-    """Prunes the detector's trunk (encoder, FPN, shared RPN head) one-shot or by a search; the RoI heads are copied.
-
-    The trunk is one functional graph, so the structured path prunes it as any model (its P2-P4, objectness and
-    box-delta outputs keep their channels). A search narrows the trunk's groups to a budget of the trunk's
-    MACs, scoring each candidate detector by validation mask AP after a few training steps
-    (`search.instance_evaluation`). Fine-tuning trains the whole detector and keeps the epoch with the best
-    validation mask AP.
-    """
-    if method not in MASK_RCNN_METHODS and method not in SEARCH_METHODS:
-        raise ValueError(
-            f"A Mask R-CNN is pruned one-shot by a criterion that needs no data ({', '.join(MASK_RCNN_METHODS)}) or searched "
-            f"({', '.join(SEARCH_METHODS)}); method {method!r} scores segmentation Dice, which a detector has not. "
-            "Use method='l1' with target= or ratio=, or a search with target=."
-        )
-    if unsupported:
-        raise ValueError(f"Pruning a Mask R-CNN does not take {', '.join(unsupported)}; leave them out.")
-    if finetune_epochs < 0:
-        raise ValueError(f"finetune_epochs must be >= 0, got {finetune_epochs}.")
-    trains = bool(finetune_epochs) or method in SEARCH_METHODS
-    if trains and not isinstance(data, InstanceDataset):
-        raise ValueError(
-            f"{'Searching' if method in SEARCH_METHODS else 'Fine-tuning'} a Mask R-CNN trains on instances: pass "
-            f"data=load_instance_data(DATA, val_fraction=0.15) (--data DATA on the command line; a folder with instances/), got {type(data).__name__}."
-        )
-    if trains and not data.splits.get("val"):
-        raise ValueError(f"{'Candidates are scored' if method in SEARCH_METHODS else 'Fine-tuning keeps the epoch'} by validation "
-                         f"mask AP, and {data.name!r} has no val split: load it with val_fraction=0.15.")
-    if seed is not None:
-        keras.utils.set_random_seed(seed)
-    started = time.perf_counter()
-    if settings.get("global_ranking") and ratio is not None and not isinstance(ratio, (Mapping, GlobalRanking)):
-        ratio = GlobalRanking(float(ratio))
-    if method in SEARCH_METHODS:
-        if ignore:
-            raise ValueError("ignore= is not supported by the searches yet; use a one-shot method to keep layers whole.")
-        search_settings, candidate_settings = _search_settings(target, image_size, round_to, seed, settings)
-        folder = search["folder"]
-        scratch = tempfile.TemporaryDirectory(prefix="segprune-search-") if folder is None else contextlib.nullcontext(str(folder))
-        with scratch as search_folder:
-            result = _search(model, method, data, Path(search_folder), search_settings, candidate_settings, search["resume"],
-                             search["on_candidate"], on_epoch, settings, search["on_search_start"])
-        result.search_folder = Path(folder) if folder is not None else None
-        pruned = result.model
-    else:
-        trunk = prune_channels(
-            model.trunk, ratio=0.0 if ratio is None else ratio, importance=method, round_to=round_to, ignore=ignore, target=target,
-            compensate=bool(settings.get("compensate", False)), image_size=image_size,
-        )
-        pruned = MaskRCNN(model.config, trunk, _copy_network(model.box_head), _copy_network(model.mask_head))
-        result = PruneResult(model=pruned, method=method)
-    if finetune_epochs:
-        fit = fit_mask_rcnn(
-            pruned, data, finetune_epochs, score=lambda detector: evaluate_instances(detector, data, "val")["ap"], learning_rate=1e-3,
-            seed=0 if seed is None else seed, checkpoint_path=checkpoint_path, on_epoch=on_epoch,
-        )
-        result.notes.append(f"fine-tuned {finetune_epochs} epochs in {fit.seconds:.0f}s; best validation mask AP {fit.best_score:.4f} at epoch {fit.best_epoch}")
-    elif checkpoint_path is not None:
-        save_mask_rcnn(pruned, checkpoint_path)
-    result.summary = pruning_summary(model.trunk, pruned.trunk, image_size)
-    result.seconds = time.perf_counter() - started
-    return result
-
-
-def _copy_network(network: keras.Model) -> keras.Model:
-    copy = keras.models.clone_model(network)
-    copy.set_weights(network.get_weights())
-    return copy
 
 
 def _check_method(method: str, table: Mapping[str, tuple[str, ...]], settings: Mapping[str, object]) -> None:
@@ -449,54 +294,148 @@ def _check_method(method: str, table: Mapping[str, tuple[str, ...]], settings: M
         raise ValueError(f"Method {method!r} takes no setting(s) {unknown}; its settings are {list(table[method])}.")
 
 
-def _check_amount(method: str, target: str | None, ratio) -> None:
-    if target is not None:
-        parse_target(target)  # a malformed target fails here, before any work
-    if method in ONESHOT_METHODS:
+class _Family:
+    """A family of structured methods: which amounts it takes, and how it prunes inside the run's state."""
+
+    family = ""
+
+    def check_amount(self, method: str, target: str | None, ratio, ignore: tuple[str, ...]) -> None:
+        raise NotImplementedError
+
+    def prune(self, model: keras.Model, graph: ChannelGraph, context: RunContext) -> PruneResult:
+        """The method, then `prune`'s fine-tune, inside the run's state (kept beside the checkpoint while it trains)."""
+        with model_kind(model).open_run(model, context, _run_settings(context)) as run:
+            result = self.pruned(model, graph, context, run)
+            _finish(result, model, context, run)
+        return result
+
+    def pruned(self, model: keras.Model, graph: ChannelGraph, context: RunContext, run: RunState) -> PruneResult:
+        raise NotImplementedError
+
+
+class _OneShot(_Family):
+    """One-shot pruning: channels are scored once by a criterion and the least important removed, to a `ratio` or a
+    flops / params `target`; the pruned architecture is the run's first phase, `prune`'s fine-tune its second."""
+
+    family = "oneshot"
+
+    def check_amount(self, method: str, target: str | None, ratio, ignore: tuple[str, ...]) -> None:
         if (target is None) == (ratio is None):
             raise ValueError(f"Give exactly one of target= (e.g. 'flops=0.5') or ratio= (e.g. 0.5) for method {method!r}.")
         if target is not None and parse_target(target).resource == "latency":
             raise ValueError("One-shot methods take flops= or params= targets; a latency target needs method='greedy' or 'random-search'.")
-        return
-    if ratio is not None or target is None:
-        raise ValueError(f"Method {method!r} prunes to a budget: give target= (e.g. 'flops=0.25'), not ratio=.")
-    if method in REGULARISED_METHODS and parse_target(target).resource == "latency":
-        raise ValueError(f"Method {method!r} takes flops= or params= targets; a latency target needs method='greedy' or 'random-search'.")
 
-
-def _oneshot(model, method, target, ratio, data, round_to, ignore, image_size, settings, run: RunState) -> PruneResult:
-    if run.phase("prune") is not None:  # resuming its fine-tune: the pruned architecture was kept
-        return PruneResult(model=run.model("prune"), method=method)
-    if settings.get("global_ranking") and ratio is not None and not isinstance(ratio, (Mapping, GlobalRanking)):
-        ratio = GlobalRanking(float(ratio))
-    pruned = prune_channels(
-        model, ratio=0.0 if ratio is None else ratio, importance=method, round_to=round_to, ignore=ignore, data=data,
-        target=target, compensate=bool(settings.get("compensate", False)), image_size=image_size,
-    )
-    run.finish("prune", {}, pruned)
-    return PruneResult(model=pruned, method=method)
-
-
-def _regularised(model, method, target, data, round_to, ignore, image_size, train_config, on_epoch, settings, run: RunState) -> PruneResult:
-    """The regularised phase and the surgery; the fine-tune that follows is `prune`'s, as for every method."""
-    prune_by = l0_channel_prune if method == "l0-channel" else slimming_prune
-    options = {"strength": settings["strength"]} if settings.get("strength") is not None else {}
-    outcome = prune_by(
-        model, data, target, epochs=settings.get("regularise_epochs", defaults.REGULARISE_EPOCHS), finetune_epochs=0, round_to=round_to,
-        ignore=ignore, config=train_config, on_epoch=on_epoch, run=run, image_size=image_size, **options,
-    )
-    return PruneResult(model=outcome.model, method=method, notes=list(outcome.notes), training=list(outcome.training))
-
-
-def _search(model, method, data, folder, settings, candidates, resume, on_candidate, on_epoch, method_settings, on_start=None) -> PruneResult:
-    data_source = method_settings.get("data_source")
-    if data_source is None and in_memory(data) and settings.executor == "local":
-        data_source = data  # worker processes get a copy of the arrays (the dataset pickles)
-    common = dict(resume=resume, data_source=data_source, on_candidate=on_candidate, on_epoch=on_epoch, on_start=on_start)
-    if method == "greedy":
-        outcome = greedy_search(model, data, folder, settings, candidates, iterations=method_settings.get("iterations", defaults.GREEDY_ITERATIONS), **common)
-    else:
-        outcome = random_search(
-            model, data, folder, settings, candidates, method_settings.get("candidates", defaults.SEARCH_CANDIDATES), method_settings.get("accuracy_floor"), **common
+    def pruned(self, model: keras.Model, graph: ChannelGraph, context: RunContext, run: RunState) -> PruneResult:
+        if run.phase("prune") is not None:  # resuming its fine-tune: the pruned architecture was kept
+            return PruneResult(model=run.model("prune"), method=context.method)
+        kind = model_kind(model)
+        network = prune_channels(
+            kind.network(model), ratio=context.selection(), importance=context.method, round_to=context.round_to, ignore=context.ignore,
+            data=kind.criterion_data(context.data), target=context.target, compensate=bool(context.setting("compensate", False)),
+            image_size=context.image_size, graph=graph,
         )
-    return PruneResult(model=outcome.model, method=method, notes=list(outcome.notes), search=outcome)
+        pruned = kind.with_network(model, network)
+        run.finish("prune", {}, pruned)
+        return PruneResult(model=pruned, method=context.method)
+
+
+class _Regularised(_Family):
+    """L0 channel gates or network slimming: a regularised training phase, then the surgery to a flops / params `target`."""
+
+    family = "regularised"
+
+    def check_amount(self, method: str, target: str | None, ratio, ignore: tuple[str, ...]) -> None:
+        if ratio is not None or target is None:
+            raise ValueError(f"Method {method!r} prunes to a budget: give target= (e.g. 'flops=0.25'), not ratio=.")
+        if parse_target(target).resource == "latency":
+            raise ValueError(f"Method {method!r} takes flops= or params= targets; a latency target needs method='greedy' or 'random-search'.")
+
+    def pruned(self, model: keras.Model, graph: ChannelGraph, context: RunContext, run: RunState) -> PruneResult:
+        options = {"strength": context.setting("strength")} if context.setting("strength") is not None else {}
+        common = dict(
+            epochs=context.setting("regularise_epochs", defaults.REGULARISE_EPOCHS), finetune_epochs=0, round_to=context.round_to,
+            ignore=context.ignore, config=context.train_config, on_epoch=context.on_epoch, run=run, image_size=context.image_size, **options,
+        )
+        if context.method == "l0-channel":  # the gates are placed by layer name: the dense graph places them on the trained copy
+            outcome = l0_channel_prune(model, context.data, context.target, graph=graph, **common)
+        else:
+            outcome = slimming_prune(model, context.data, context.target, **common)
+        return PruneResult(model=outcome.model, method=context.method, notes=list(outcome.notes), training=list(outcome.training))
+
+
+class _Search(_Family):
+    """Greedy or random search over the groups' widths to a flops, params or latency `target`, in the user's folder
+    (where it resumes) or a temporary one; `prune`'s fine-tune follows, in a run state of its own."""
+
+    family = "search"
+
+    def check_amount(self, method: str, target: str | None, ratio, ignore: tuple[str, ...]) -> None:
+        if ratio is not None or target is None:
+            raise ValueError(f"Method {method!r} prunes to a budget: give target= (e.g. 'flops=0.25'), not ratio=.")
+        if ignore:
+            raise ValueError("ignore= is not supported by the searches yet; use a one-shot method to keep layers whole.")
+
+    def prune(self, model: keras.Model, graph: ChannelGraph, context: RunContext) -> PruneResult:
+        result = self.searched(model, graph, context)
+        settings = {**_run_settings(context, common_only=True), "configuration": result.search.config}  # the search resumes from its folder
+        with model_kind(model).open_run(model, context, settings) as run:
+            _finish(result, model, context, run)
+        return result
+
+    def searched(self, model: keras.Model, graph: ChannelGraph, context: RunContext) -> PruneResult:
+        settings, candidates = _search_settings(context)
+        data_source = context.setting("data_source")
+        if data_source is None and in_memory(context.data) and settings.executor == "local":
+            data_source = context.data  # worker processes get a copy of the arrays (the dataset pickles)
+        common = dict(resume=context.resume, data_source=data_source, on_candidate=context.on_candidate, on_epoch=context.on_epoch,
+                      on_start=context.on_search_start, graph=graph)
+        scratch = tempfile.TemporaryDirectory(prefix="segprune-search-") if context.folder is None else contextlib.nullcontext(str(context.folder))
+        with scratch as folder:
+            if context.method == "greedy":
+                outcome = greedy_search(model, context.data, Path(folder), settings, candidates, iterations=context.setting("iterations", defaults.GREEDY_ITERATIONS), **common)
+            else:
+                outcome = random_search(
+                    model, context.data, Path(folder), settings, candidates, context.setting("candidates", defaults.SEARCH_CANDIDATES),
+                    context.setting("accuracy_floor"), **common,
+                )
+        search_folder = Path(context.folder) if context.folder is not None else None
+        return PruneResult(model=outcome.model, method=context.method, notes=list(outcome.notes), search=outcome, search_folder=search_folder)
+
+
+_FAMILIES = {**dict.fromkeys(ONESHOT_METHODS, _OneShot()), **dict.fromkeys(REGULARISED_METHODS, _Regularised()), **dict.fromkeys(SEARCH_METHODS, _Search())}
+
+
+def _finish(result: PruneResult, dense: keras.Model, context: RunContext, run: RunState) -> None:
+    """What every method ends with: the model kind's fine-tune (none with `finetune_epochs=0`), then the saved result."""
+    kind = model_kind(dense)
+    training, notes = kind.finetune(result.model, dense, context, run)
+    result.training += training
+    result.notes += notes
+    kind.complete(run, result.model, context)
+
+
+def _run_settings(context: RunContext, common_only: bool = False) -> dict:
+    """What identifies a run, so that a resume refuses another run's state: every setting that changes what the
+    method does (a search adds the configuration it found, having resumed from its own folder)."""
+    common = dict(target=context.target, finetune_epochs=context.finetune_epochs, seed=context.seed, train_config=context.train_config,
+                  distill=context.distill)
+    if common_only:
+        return common
+    settings = {**common, "ratio": context.ratio, "round_to": context.round_to, "ignore": context.ignore, **context.settings}
+    if context.target is not None:  # a budget is measured at this size: another size prunes other channels
+        settings["image_size"] = format_size(context.image_size)
+    return settings
+
+
+def _search_settings(context: RunContext) -> tuple[SearchSettings, CandidateSettings]:
+    """A search's settings from `prune`'s: the fine-tune after it is `prune`'s, as for every method."""
+    search_settings = SearchSettings(
+        target=context.target, image_size=context.image_size, threads=context.setting("threads", defaults.THREADS), round_to=context.round_to,
+        final_epochs=0, workers=context.setting("workers", 1), time_result=context.setting("time_result", True),
+        max_minutes=context.setting("max_minutes"), executor=context.setting("executor", "local"), ray_address=context.setting("ray_address"),
+        runtime=context.setting("runtime", "onnxruntime"), precision=context.setting("precision", "fp32"),
+    )
+    candidate_settings = CandidateSettings(
+        finetune_steps=context.setting("candidate_steps", defaults.CANDIDATE_STEPS), importance="l1", seed=0 if context.seed is None else context.seed
+    )
+    return search_settings, candidate_settings

@@ -10,6 +10,7 @@ import segprune
 from segprune.api import ONESHOT_METHODS, STRUCTURED_SETTINGS
 from segprune.data import BatchConfig
 from segprune.models import unet
+from segprune.search import kinds
 from segprune.training import TrainConfig
 
 
@@ -55,7 +56,7 @@ def test_settings_reach_the_regularised_and_search_methods(model, data4, tmp_pat
 
     monkeypatch.setattr(segprune.api, "slimming_prune", record("slimming"))
     monkeypatch.setattr(segprune.api, "random_search", record("random"))
-    monkeypatch.setattr(segprune.api, "train_phase", finetune)
+    monkeypatch.setattr(kinds, "train_phase", finetune)
     distill = segprune.DistillConfig(temperature=3.0, weight=0.25)
     slim = segprune.prune(
         model, "slimming", target="flops=0.5", data=data4, finetune_epochs=3, regularise_epochs=2, strength=1e-3, distill=distill
@@ -98,7 +99,7 @@ def test_progress_is_printed_by_default_as_the_command_line_prints_it_and_off_wi
         return SimpleNamespace(history=[record], seconds=2.0)
 
     monkeypatch.setattr(segprune.api, "random_search", search)
-    monkeypatch.setattr(segprune.api, "train_phase", finetune)
+    monkeypatch.setattr(kinds, "train_phase", finetune)
     options = dict(target="params=0.5", data=data4, image_size=32, folder=tmp_path, finetune_epochs=1, time_result=False)
     segprune.prune(model, "random-search", **options)
     printed = capsys.readouterr().err.splitlines()
@@ -182,3 +183,24 @@ def test_python_data_are_read_with_the_model_s_classes_and_bad_arrays_refused_be
     with pytest.raises(ValueError, match=r"float with values in \[0, 255\].*divide them by 255"):
         segprune.train(binary, (np.where(masks[..., None] == 3, 255.0, 0.0), masks % 2), epochs=1)
     assert sorted(tmp_path.iterdir()) == []
+
+
+def test_one_channel_graph_of_the_dense_network_per_call_and_the_same_pruned_model_as_prune_channels(model, data4, monkeypatch):
+    """`prune` traces the dense network once and hands that graph to the method, the budget and the summary;
+    the one-shot result is the one `prune_channels` gives when it traces the model itself."""
+    from segprune.search import budget, space
+    from segprune.structured import oneshot, summary
+
+    traced = []
+    for module in (oneshot, summary, budget, space):
+        build = module.build_channel_graph
+        monkeypatch.setattr(module, "build_channel_graph", lambda m, *a, _build=build, **k: traced.append(m) or _build(m, *a, **k))
+    result = segprune.prune(model, "l1", ratio=0.5, round_to=4, image_size=32, progress=False)
+    searched = segprune.prune(model, "random-search", target="flops=0.5", data=data4, image_size=32, candidates=1, candidate_steps=0,
+                              time_result=False, finetune_epochs=0, progress=False)
+    assert searched.summary.macs_ratio <= 0.5
+    assert not any(m is model for m in traced), "the dense model was traced again after prune's own graph"
+    monkeypatch.undo()
+    direct = segprune.prune_channels(model, ratio=0.5, importance="l1", round_to=4)
+    assert [w.shape for w in result.model.weights] == [w.shape for w in direct.weights]
+    assert all(np.array_equal(a, b) for a, b in zip(result.model.get_weights(), direct.get_weights(), strict=True))

@@ -7,7 +7,7 @@ from pathlib import Path
 import keras
 
 from segprune.cost.resources import Resource, counted_resource, parse_target
-from segprune.graph.groups import build_channel_graph
+from segprune.graph.groups import ChannelGraph, build_channel_graph
 from segprune.runtime.latency import LatencyTable, time_models
 from segprune.search.kinds import network
 from segprune.search.space import ChannelSpace, Configuration, shrink
@@ -20,13 +20,15 @@ class Budget:
     """The dense model's channel space, the resource a target names, and how far a configuration is from it.
 
     A Mask R-CNN's budget is its trunk's (the network a search narrows; its RoI heads are kept whole).
+    `graph` is that network's channel graph at `settings.image_size` when the caller has built it already.
     """
 
-    def __init__(self, model: keras.Model, settings, folder: Path) -> None:
+    def __init__(self, model: keras.Model, settings, folder: Path, graph: ChannelGraph | None = None) -> None:
         model = network(model)
         self.resource_name, self.fraction = parse_target(settings.target)
         self.resource: Resource
-        graph = build_channel_graph(model, input_shape=settings.image_size)
+        if graph is None:
+            graph = build_channel_graph(model, input_shape=settings.image_size)
         self.space = ChannelSpace(graph, settings.round_to)
         self.latency_source = None
         if self.resource_name == "latency":
@@ -59,7 +61,7 @@ class Budget:
         whether the target can be met at all on this runtime (a width of 8 may cost what 16 costs)."""
         table = self.resource
         if table.rest_ms is None or table.timed_floor is None:
-            narrowest = shrink(model, self.space.dense(), self.narrowest())
+            narrowest = shrink(model, self.space.dense(), self.narrowest(), graph=self.space.graph)
             dense_ms, narrowest_ms = time_models([model, narrowest], settings.image_size, settings.threads, settings.runtime, settings.precision)
             table.timed_floor = narrowest_ms / dense_ms
             table.calibrate(self.space.graph, dense_ms)

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import keras
 
+from segprune.graph.groups import ChannelGraph
 from segprune.search.budget import Budget
 from segprune.search.evaluation import CandidateSettings
 from segprune.search.kinds import save_parent
@@ -16,12 +17,14 @@ from segprune.search.settings import RUN_SETTINGS, SearchSettings
 
 
 def open_search(
-    model: keras.Model, folder: str | Path, method: dict, settings: SearchSettings, candidate_settings: CandidateSettings, resume: bool
+    model: keras.Model, folder: str | Path, method: dict, settings: SearchSettings, candidate_settings: CandidateSettings, resume: bool,
+    graph: ChannelGraph | None = None,
 ) -> tuple[SearchLog, Budget, Path]:
     """Creates (or reopens, to resume) a search folder: its log, its budget, and the dense model saved in it.
 
     `method` holds the method's own settings for the log header; `RUN_SETTINGS` (workers, executor, time
     limit, timing the result) are left out of the header, since they do not change what a search chooses.
+    `graph` is the channel graph of the network the search narrows, when the caller has built it (`Budget`).
     """
     folder = Path(folder)
     existing = set(folder.iterdir()) if folder.is_dir() else None
@@ -33,7 +36,7 @@ def open_search(
         header.pop(name)
     try:
         log = SearchLog(folder / "search.jsonl", header, resume)
-        budget = Budget(model, settings, folder)  # refuses a target the narrowest configuration cannot meet
+        budget = Budget(model, settings, folder, graph)  # refuses a target the narrowest configuration cannot meet
     except BaseException:  # a search refused before its first candidate leaves nothing of its own behind
         _remove_new(folder, existing)
         raise

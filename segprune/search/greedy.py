@@ -27,6 +27,7 @@ from pathlib import Path
 import keras
 
 from segprune.data.dataset import SegmentationDataset
+from segprune.graph.groups import ChannelGraph
 from segprune.search.budget import Budget, measure
 from segprune.search.evaluation import Candidate, CandidateSettings
 from segprune.search.folder import open_search
@@ -164,6 +165,7 @@ def greedy_search(
     on_candidate: Progress | None = None,
     on_epoch: EpochReporter | None = None,
     on_start: StartReporter | None = None,
+    graph: ChannelGraph | None = None,
 ) -> SearchResult:
     """Prunes `model` greedily to `settings.target`, keeping everything needed to resume in `folder`.
 
@@ -180,6 +182,8 @@ def greedy_search(
         on_epoch: Progress callback of the final fine-tune.
         on_start: Called once before the first candidate with the plan: the candidates expected, counted by a dry
             run of the steps on the widths and costs alone (`planned_steps`).
+        graph: The channel graph of the network searched (a Mask R-CNN's trunk) at `settings.image_size`, when the
+            caller has built it already (`segprune.prune` has); built here otherwise.
 
     Raises:
         SearchTimeLimit: `settings.max_minutes` ran out before the first step finished.
@@ -196,7 +200,7 @@ def greedy_search(
     started = time.perf_counter()
     folder = Path(folder)
     method = {"method": "greedy", "iterations": iterations}
-    log, budget, dense_path = open_search(model, folder, method, settings, candidate_settings, resume)
+    log, budget, dense_path = open_search(model, folder, method, settings, candidate_settings, resume, graph)
     ratio = step_ratio(budget, iterations)
 
     baseline = log.of_type("baseline")

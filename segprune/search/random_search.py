@@ -19,6 +19,7 @@ import keras
 import numpy as np
 
 from segprune.data.dataset import SegmentationDataset
+from segprune.graph.groups import ChannelGraph
 from segprune.search.budget import Budget, measure
 from segprune.search.evaluation import Candidate, CandidateSettings
 from segprune.search.folder import open_search
@@ -100,6 +101,7 @@ def random_search(
     on_candidate: Progress | None = None,
     on_epoch: EpochReporter | None = None,
     on_start: StartReporter | None = None,
+    graph: ChannelGraph | None = None,
 ) -> SearchResult:
     """Samples `num_candidates` configurations that meet `settings.target`, keeps the best, fine-tunes it.
 
@@ -110,7 +112,7 @@ def random_search(
         settings, candidate_settings: As in `greedy_search`.
         num_candidates: Configurations to evaluate at most.
         accuracy_floor: Stop as soon as a candidate's validation Dice reaches this.
-        resume, data_source, on_candidate, on_epoch, on_start: As in `greedy_search`.
+        resume, data_source, on_candidate, on_epoch, on_start, graph: As in `greedy_search`.
 
     Raises:
         SearchTimeLimit: `settings.max_minutes` ran out before any candidate finished.
@@ -124,7 +126,7 @@ def random_search(
         raise ValueError(f"num_candidates must be >= 1, got {num_candidates}.")
     started = time.perf_counter()
     method = {"method": "random-search", "candidates": num_candidates, "accuracy_floor": accuracy_floor}
-    log, budget, dense_path = open_search(model, folder, method, settings, candidate_settings, resume)
+    log, budget, dense_path = open_search(model, folder, method, settings, candidate_settings, resume, graph)
     dense_config = budget.space.dense()
     evaluated = {r["index"]: r for r in log.of_type("candidate")}
     best: dict = {"score": float("-inf"), "index": None}

@@ -82,15 +82,19 @@ class ChannelSpace:
         return float(resource_after(self.graph, self.removed(config), resource))
 
 
-def shrink(model: keras.Model, current: Mapping[str, int], wanted: Mapping[str, int], importance: str = "l1", data=None) -> keras.Model:
+def shrink(
+    model: keras.Model, current: Mapping[str, int], wanted: Mapping[str, int], importance: str = "l1", data=None, graph: ChannelGraph | None = None
+) -> keras.Model:
     """`model` (whose groups have the `current` widths) rebuilt with the `wanted` widths.
 
     In every group that shrinks, the channels with the lowest importance on `model` go. Groups are matched
-    by key, so `model` may be an already-pruned, fine-tuned descendant of the dense model.
+    by key, so `model` may be an already-pruned, fine-tuned descendant of the dense model. `graph` is
+    `model`'s channel graph (at any input size, no layer ignored) when the caller has built it already.
     """
     if all(wanted.get(key, width) == width for key, width in current.items()):
         return copy_model(model)
-    graph = build_channel_graph(model)
+    if graph is None:
+        graph = build_channel_graph(model)
     by_key: dict[str, Group] = {}
     for group in graph.prunable_groups():
         key = group_key(group)

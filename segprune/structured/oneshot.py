@@ -27,6 +27,7 @@ def prune_channels(
     target: str | None = None,
     compensate: bool = False,
     image_size: tuple[int, int] = COST_INPUT_SIZE,
+    graph: ChannelGraph | None = None,
 ) -> keras.Model:
     """Returns a smaller copy of `model` with the least important channels removed; `model` is untouched.
 
@@ -43,13 +44,16 @@ def prune_channels(
         compensate: Move each removed channel's mean contribution into its consumers' biases (measured on
             `data` when given, else estimated from BatchNorm statistics); see `compensation.py`.
         image_size: (height, width) at which a `target`'s MACs are counted (a model built for one size keeps it).
+        graph: `model`'s channel graph with `ignore` applied, traced at `image_size`, when the caller has built
+            it already (`segprune.prune` builds one per call); built here otherwise.
 
     Example:
         >>> smaller = segprune.prune_channels(model, ratio=0.5, importance="l1")
         >>> smaller.count_params() < model.count_params()
         True
     """
-    graph = build_channel_graph(model, ignore or (), input_shape=image_size if target else None)
+    if graph is None:
+        graph = build_channel_graph(model, ignore or (), input_shape=image_size if target else None)
     scores = channel_importance(graph, importance, data)
     strategy = ratio_for_target(graph, scores, target, round_to) if target else as_strategy(ratio)
     removed = strategy.select(graph, scores, round_to)

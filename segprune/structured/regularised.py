@@ -176,6 +176,7 @@ def l0_channel_prune(
     on_epoch: EpochReporter | None = None,
     run: RunState | None = None,
     image_size: tuple[int, int] = COST_INPUT_SIZE,
+    graph: ChannelGraph | None = None,
 ) -> ChannelPruneResult:
     """Learns which channels to drop with MACs-weighted L0 channel gates, then removes them.
 
@@ -190,6 +191,8 @@ def l0_channel_prune(
         config, on_epoch: As in `train`.
         run: The resumable run this is (`segprune.prune(..., checkpoint_path=, resume=)` opens it).
         image_size: (height, width) at which the budget's MACs are counted.
+        graph: `model`'s channel graph with `ignore` applied, traced at `image_size`, when the caller has built it
+            already (the gates are placed by layer name, so the dense model's graph places them on its copy).
 
     Example:
         >>> result = l0_channel_prune(model, data, target="flops=0.25")
@@ -202,7 +205,8 @@ def l0_channel_prune(
     if record is not None:
         return _finetune_pruned(run.model("l0-channel"), record, data, finetune_epochs, config, on_epoch, run)
     working = copy_model(model)
-    graph = build_channel_graph(working, ignore, input_shape=image_size)
+    if graph is None:
+        graph = build_channel_graph(working, ignore, input_shape=image_size)
     gates, sites, group_of_gate, skipped = channel_gates(graph)
     if not gates:
         raise ValueError(f"Model {model.name!r} has no prunable channel group that a gate can drive; see segprune/graph.")
