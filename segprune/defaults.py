@@ -32,6 +32,11 @@ THREADS = 2  # runtime threads for latency
 
 SPARSIFY_EPOCHS = 30
 
+# `segprune optimize` fine-tunes every candidate longer than `prune` does: it ships the result. On the demo's nuclei
+# U-Net pruned by L1 to 1/4 of the MACs and distilled, 20 epochs lost 0.94 Dice points [0.81, 1.10] against dense
+# (OpenVINO fp32, 4 test images, paired 95% interval) and 60 epochs 0.28 [-0.04, 0.63]: the intervals do not overlap.
+OPTIMIZE_FINETUNE_EPOCHS = 60
+
 # The sweep.
 SWEEP_BUDGETS = (0.5, 0.25, 0.125)
 SWEEP_FINETUNE_EPOCHS = 10

@@ -46,7 +46,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
         help=f"comma-separated precisions to deploy, from fp32,{','.join(QUANTIZE_PRECISIONS)} (default: every one --runtime runs on this CPU)",
     )
     parser.add_argument(
-        "--finetune-epochs", type=int, default=defaults.FINETUNE_EPOCHS, help=f"fine-tuning of every candidate (default {defaults.FINETUNE_EPOCHS})"
+        "--finetune-epochs", type=int, default=defaults.OPTIMIZE_FINETUNE_EPOCHS, help=f"fine-tuning of every candidate (default {defaults.OPTIMIZE_FINETUNE_EPOCHS})"
     )
     add_distill_options(parser)
     parser.add_argument("--learning-rate", type=float, default=defaults.LEARNING_RATE, help=f"peak fine-tune learning rate (default {defaults.LEARNING_RATE:g})")

@@ -23,8 +23,11 @@ activations rounded to 8 mantissa bits, fp32 accumulation) wherever the file is 
 
 from __future__ import annotations
 
+import contextlib
+import io
+import logging
 import tempfile
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -300,11 +303,25 @@ def quantize_openvino(fp32_onnx: str | Path, int8_xml: str | Path, calibration: 
         onnx_to_openvino(fp32_onnx, fp32_xml)
         fp32 = openvino.Core().read_model(str(fp32_xml))
         kept = input_convolutions([_openvino_node(op) for op in fp32.get_ordered_ops()]) if float_input_convs else []
-        quantized = nncf.quantize(
-            fp32, nncf.Dataset(list(calibration)), subset_size=len(calibration), ignored_scope=nncf.IgnoredScope(names=kept)
-        )
+        with _quiet_nncf(nncf):
+            quantized = nncf.quantize(
+                fp32, nncf.Dataset(list(calibration)), subset_size=len(calibration), ignored_scope=nncf.IgnoredScope(names=kept)
+            )
     openvino.save_model(quantized, str(int8_xml), compress_to_fp16=False)
     return kept
+
+
+@contextlib.contextmanager
+def _quiet_nncf(nncf) -> Iterator[None]:
+    """NNCF's INFO lines (the ignored scope, node by node) and its progress bars (printed through rich to stdout) kept out
+    of segprune's own progress lines; its warnings and errors still show."""
+    level = nncf.common.logging.logger.nncf_logger.level
+    nncf.set_log_level(logging.WARNING)
+    try:
+        with contextlib.redirect_stdout(io.StringIO()):
+            yield
+    finally:
+        nncf.set_log_level(level)
 
 
 def _openvino_node(op) -> tuple[str, str, list[str], list[str]]:

@@ -90,7 +90,7 @@ class OptimizeSettings:
     method: str = DEFAULT_METHOD
     budgets: tuple[float, ...] = LADDER
     precisions: tuple[str, ...] | None = None
-    finetune_epochs: int = defaults.FINETUNE_EPOCHS
+    finetune_epochs: int = defaults.OPTIMIZE_FINETUNE_EPOCHS
     distill: DistillConfig | None = field(default_factory=lambda: DistillConfig() if defaults.DISTILL else None)
     train: TrainConfig = field(default_factory=lambda: TrainConfig(patience=None))
     image_size: int | tuple[int, int] | None = None
