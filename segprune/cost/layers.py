@@ -21,7 +21,9 @@ class LayerCost:
         class_name: The layer class.
         output_shape: Its output shape (batch 1).
         macs: Multiply-accumulates of layers that multiply weights with inputs (convolutions, dense and
-            EinsumDense layers); 0 for other layers. Each layer's handler prices it.
+            EinsumDense layers) and of attention's products of two tensors (queries times keys, scores times
+            values: `@`, `keras.ops.einsum`, `keras.ops.dot_product_attention`); 0 for other layers (the softmax
+            between them included). Each layer's handler prices it.
         other_ops: Element-wise work counted apart from MACs: normalisation (BatchNorm 2 per element, LayerNorm
             4), pooling (window size per output), merges (one per output element per extra input).
         params: Parameters of the layer (counted at its first call only).

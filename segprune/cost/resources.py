@@ -9,6 +9,7 @@ searches depend on the protocol only.
 from __future__ import annotations
 
 import dataclasses
+import math
 from collections.abc import Iterable
 from typing import NamedTuple, Protocol
 
@@ -109,9 +110,10 @@ def macs_after(graph: ChannelGraph, removed: Iterable[int]) -> int:
     """Multiply-accumulates of the model without `removed`, at the shapes the graph was traced with."""
     removed_array = np.array(sorted(set(removed)), dtype=np.int64)
     total = 0
-    for call, inputs, outputs in zip(graph.trace.calls, graph.call_inputs, graph.call_outputs):
-        input_shapes = tuple(_narrowed(shape, classes, removed_array) for shape, classes in zip(call.input_shapes, inputs))
-        output_shapes = tuple(_narrowed(shape, classes, removed_array) for shape, classes in zip(call.output_shapes, outputs))
+    layouts = graph.layouts or [([None] * len(inputs), [None] * len(outputs)) for inputs, outputs in zip(graph.call_inputs, graph.call_outputs)]
+    for call, inputs, outputs, (input_layouts, output_layouts) in zip(graph.trace.calls, graph.call_inputs, graph.call_outputs, layouts):
+        input_shapes = tuple(_narrowed(*entry, removed_array) for entry in zip(call.input_shapes, inputs, input_layouts))
+        output_shapes = tuple(_narrowed(*entry, removed_array) for entry in zip(call.output_shapes, outputs, output_layouts))
         total += layer_macs(dataclasses.replace(call, input_shapes=input_shapes, output_shapes=output_shapes))
     return total
 
@@ -128,17 +130,23 @@ def params_after(graph: ChannelGraph, removed: Iterable[int]) -> int:
 def narrowed_shapes(call, inputs: list[np.ndarray], outputs: list[np.ndarray], removed: np.ndarray) -> tuple[tuple, tuple]:
     """A call's first input and output shapes once `removed` (a sorted array of classes) are gone."""
     return (
-        tuple(_narrowed(call.input_shapes[0], inputs[0], removed)) if inputs else (),
-        tuple(_narrowed(call.output_shapes[0], outputs[0], removed)) if outputs else (),
+        tuple(_narrowed(call.input_shapes[0], inputs[0], None, removed)) if inputs else (),
+        tuple(_narrowed(call.output_shapes[0], outputs[0], None, removed)) if outputs else (),
     )
 
 
-def _narrowed(shape: tuple, classes: np.ndarray, removed: np.ndarray) -> tuple:
-    """`shape` without the removed classes: channels on the last axis, or spread over the last two (heads,
-    head size), where a head goes once all its classes are removed."""
+def _narrowed(shape: tuple, classes: np.ndarray, layout: tuple[int, ...] | None, removed: np.ndarray) -> tuple:
+    """`shape` without the removed classes. With the tensor's element layout (`ChannelGraph.layouts`), every axis
+    that carries channels keeps the entries some kept class sits on (attention scores (heads, 1, 1) lose whole
+    heads); without it, channels on the last axis, or spread over the last two (heads, head size), where a head
+    goes once all its classes are removed."""
     if not shape:
         return shape
     kept = ~np.isin(classes, removed)
+    if layout is not None and len(layout) == len(shape) - 1 and math.prod(layout) == len(classes) > 0:
+        kept = kept.reshape(layout)
+        axes = range(len(layout))
+        return (shape[0], *(size if layout[axis] == 1 else int(np.count_nonzero(kept.any(axis=tuple(a for a in axes if a != axis)))) for axis, size in enumerate(shape[1:])))
     if len(classes) == shape[-1]:
         return (*shape[:-1], int(np.count_nonzero(kept)))
     if len(shape) >= 3 and None not in shape[-2:] and len(classes) == shape[-2] * shape[-1] > 0:

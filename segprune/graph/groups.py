@@ -83,6 +83,9 @@ class ChannelGraph:
         groups: The groups of coupled channels, prunable or not.
         pinned: The layers kept whole (see `Pin`), in call order: their input and output channels are never
             removed and the surgery leaves them as they are.
+        layouts: Per call, the shape of each input's and output's element array over the non-batch axes
+            (handlers/base.py): (1, 1, C) for a feature map, (heads, 1, head size) for per-head queries, so a cost
+            can narrow the axis that loses channels (the heads of attention scores).
     """
 
     model: keras.Model
@@ -93,6 +96,7 @@ class ChannelGraph:
     _group_of_class: dict[int, int] = field(default_factory=dict, repr=False)
     pinned: list[Pin] = field(default_factory=list)
     _pinned_layers: set[int] = field(default_factory=set, repr=False)
+    layouts: list[tuple[list[tuple[int, ...]], list[tuple[int, ...]]]] = field(default_factory=list, repr=False)
 
     def is_pinned(self, layer: keras.layers.Layer) -> bool:
         """Whether the layer is kept whole."""
@@ -262,7 +266,8 @@ def build_channel_graph(
     call_inputs = [classes(lists) for lists in element_inputs]
     call_outputs = [classes(lists) for lists in element_outputs]
     groups, group_of_class = _groups(builder)
-    graph = ChannelGraph(model, trace, call_inputs, call_outputs, groups, group_of_class, list(pins.values()), set(pins))
+    layouts = [([np.shape(e) for e in ins], [np.shape(e) for e in outs]) for ins, outs in zip(element_inputs, element_outputs)]
+    graph = ChannelGraph(model, trace, call_inputs, call_outputs, groups, group_of_class, list(pins.values()), set(pins), layouts)
     _require_untied_pins(graph)
     return graph
 

@@ -154,7 +154,7 @@ EXAMPLES = {
     StochasticDepth: (IMAGE, lambda x: StochasticDepth(0.1)(x), 0),
     numpy_ops.Reshape: (IMAGE, lambda x: ops.reshape(x, (-1, 36, 4)), 0),
     numpy_ops.Transpose: (IMAGE, lambda x: ops.transpose(x, (0, 2, 1, 3)), 0),
-    numpy_ops.Matmul: (TOKENS, lambda x: x @ ops.transpose(x, (0, 2, 1)), 0),
+    numpy_ops.Matmul: (TOKENS, lambda x: x @ ops.transpose(x, (0, 2, 1)), 5 * 5 * 8),  # tokens x tokens x width
     "Softmax": (IMAGE, lambda x: ops.softmax(x), 0),
     numpy_ops.Mean: (IMAGE, lambda x: ops.mean(x, axis=(1, 2)), 0),
     numpy_ops.Max: (IMAGE, lambda x: ops.max(x, axis=(1, 2)), 0),
@@ -163,8 +163,8 @@ EXAMPLES = {
     numpy_ops.GetItem: (IMAGE, lambda x: x[..., ::-1], 0),  # indexing that keeps the channel axis whole
     numpy_ops.Repeat: ((8, 8, 1), lambda x: ops.repeat(x, 4, axis=3), 0),  # an attention gate over 4 channels
     numpy_ops.ExpandDims: (TOKENS, lambda x: ops.expand_dims(x, 1), 0),
-    "DotProductAttention": (HEADS, lambda x: ops.dot_product_attention(x, x, x), 0),
-    numpy_ops.Einsum: (TOKENS, lambda x: ops.einsum("btd,bsd->bts", x, x), 0),
+    "DotProductAttention": (HEADS, lambda x: ops.dot_product_attention(x, x, x), 2 * (2 * 5 * 5 * 4)),  # scores, then values
+    numpy_ops.Einsum: (TOKENS, lambda x: ops.einsum("btd,bsd->bts", x, x), 5 * 5 * 8),
 }
 
 
@@ -211,6 +211,7 @@ def test_attention_projections_cost_their_macs_before_and_after_a_head_goes():
     inputs = keras.Input((6, 8))
     model = keras.Model(inputs, keras.layers.MultiHeadAttention(num_heads=2, key_dim=4, name="attention")(inputs, inputs))
     projections = 3 * 6 * 8 * 2 * 4 + 6 * 2 * 4 * 8  # query, key, value (tokens x C x heads x size), then output
+    projections += 2 * 2 * 6 * 6 * 4  # per head, queries x keys x size for the scores and again for the values
     assert flops(model, (6, 8)).macs == projections
     graph = build_channel_graph(model)
     heads = graph.group_of_layer("attention/query")

@@ -7,7 +7,10 @@ residual stream every LayerNorm normalises) is kept whole, since removing it can
 import keras
 import numpy as np
 import pytest
+from keras import ops
 
+from segprune.cost import flops
+from segprune.cost.resources import macs_after
 from segprune.graph import build_channel_graph, remove_channels
 from tests.graph.harness import assert_prunes_exactly, infer, randomize_weights, zeroed_copy
 
@@ -139,3 +142,69 @@ def test_dinov2_with_registers_and_layer_scale_prunes_heads_and_mlp_units_exactl
     path = tmp_path / "dinov2.keras"
     pruned.save(path)
     np.testing.assert_allclose(infer(keras.saving.load_model(path), sample), actual, atol=1e-6)
+
+
+# MACs counted by hand from the configuration: every projection (tokens x inputs x outputs), and per head the
+# scores (queries x keys x key size) and the weighted values (queries x keys x value size).
+
+
+def _block_macs(heads: int, hidden: int, value_dim: int = KEY_DIM, keys: int = TOKENS, cross: bool = False) -> int:
+    embed = TOKENS * WIDTH * WIDTH + (keys * WIDTH * WIDTH if cross else 0)
+    projections = TOKENS * WIDTH * heads * KEY_DIM + keys * WIDTH * heads * (KEY_DIM + value_dim) + TOKENS * heads * value_dim * WIDTH
+    attention = heads * TOKENS * keys * (KEY_DIM + value_dim)
+    mlp = 2 * TOKENS * WIDTH * hidden
+    return embed + projections + attention + mlp + TOKENS * WIDTH * 3
+
+
+@pytest.mark.parametrize("case", ["fused", "einsum", "cross_value_dim"])
+def test_multi_head_attention_macs_count_the_attention_before_and_after_pruning(case):
+    model = _transformer_block(*BLOCKS[case])
+    cross = BLOCKS[case][2]
+    shape = dict(value_dim=BLOCKS[case][0].get("value_dim", KEY_DIM), keys=TOKENS // 2 if cross else TOKENS, cross=cross)
+    shapes = [tuple(spec.shape[1:]) for spec in model.inputs]
+    graph = build_channel_graph(model)
+    assert macs_after(graph, []) == _block_macs(HEADS, HIDDEN, **shape)
+    removed = graph.group_of_layer("mha/query").classes[:1] + graph.group_of_layer("fc1").classes[:7]
+    assert macs_after(graph, removed) == _block_macs(1, HIDDEN - 7, **shape)
+    if not cross:  # flops() takes one input shape
+        assert flops(model, shapes[0]).macs == _block_macs(HEADS, HIDDEN, **shape)
+        assert flops(remove_channels(graph, removed), shapes[0]).macs == _block_macs(1, HIDDEN - 7, **shape)
+
+
+def _matmul_attention(tokens: int = TOKENS) -> keras.Model:
+    """Attention written with Dense layers, reshapes, transposes and `@` (as keras-hub's MiT writes it)."""
+    inputs = keras.Input((tokens, WIDTH))
+
+    def heads(name, order):
+        return ops.transpose(keras.layers.Reshape((tokens, HEADS, KEY_DIM))(keras.layers.Dense(HEADS * KEY_DIM, name=name)(inputs)), order)
+
+    scores = ops.softmax(heads("q", (0, 2, 1, 3)) @ heads("k", (0, 2, 3, 1)), axis=-1)
+    merged = keras.layers.Reshape((tokens, HEADS * KEY_DIM))(ops.transpose(scores @ heads("v", (0, 2, 1, 3)), (0, 2, 1, 3)))
+    return keras.Model(inputs, keras.layers.Dense(WIDTH, name="proj")(merged))
+
+
+def test_matmul_attention_macs_lose_a_pruned_head_in_both_products():
+    model = _matmul_attention()
+    per_head = 3 * TOKENS * WIDTH * KEY_DIM + 2 * TOKENS * TOKENS * KEY_DIM + TOKENS * KEY_DIM * WIDTH
+    assert flops(model, (TOKENS, WIDTH)).macs == HEADS * per_head
+    graph = build_channel_graph(model)
+    head = graph.group_of_layer("q")
+    assert head.size == HEADS
+    assert macs_after(graph, head.classes[:1]) == flops(remove_channels(graph, head.classes[:1]), (TOKENS, WIDTH)).macs == per_head
+
+
+def test_vit_macs_match_a_count_from_its_configuration():
+    image, patch, layers, mlp = 16, 4, 2, 12
+    patches = (image // patch) ** 2
+    tokens = patches + 1  # and the class token
+    patch_embedding = patches * patch * patch * 3 * WIDTH
+    attention = 3 * tokens * WIDTH * WIDTH + 2 * tokens * tokens * WIDTH + tokens * WIDTH * WIDTH  # every head together
+    block = attention + 2 * tokens * WIDTH * mlp
+    model = vit(layers)
+    assert flops(model, (image, image)).macs == patch_embedding + layers * block
+    graph = build_channel_graph(model)
+    heads = [group for group in graph.prunable_groups() if "query" in group.producers]
+    units = [group for group in graph.prunable_groups() if "dense_1" in group.producers]
+    removed = heads[0].classes[:1] + units[1].classes[:4]  # one head of the first block, 4 units of the second
+    pruned_macs = patch_embedding + layers * block - attention // HEADS - 2 * tokens * WIDTH * 4
+    assert macs_after(graph, removed) == flops(remove_channels(graph, removed), (image, image)).macs == pruned_macs

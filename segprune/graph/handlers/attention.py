@@ -127,6 +127,18 @@ class MatmulHandler(ChannelHandler):
             outputs[index] = contributors[0]
         return [outputs]
 
+    def macs(self, call):
+        """One multiply-accumulate per output entry and contracted position, batch aside: q @ k^T over (heads,
+        tokens, head size) costs heads * tokens * tokens * head size. Read from the operands' shapes, so heads
+        pruned from either count."""
+        if len(call.input_shapes) != 2 or not call.output_shapes:
+            return 0
+        first, second = call.input_shapes
+        if min(len(first), len(second)) < 3:  # not batched matrices: every output entry times the contracted length
+            return _product([*call.output_shapes[0][1:], first[-1]])
+        batch = _joint_sizes(first[1:-2], second[1:-2])
+        return _product([*batch, first[-2], _joint_size(first[-1], second[-2]), second[-1]])
+
 
 class ReductionHandler(ChannelHandler):
     """`keras.ops.mean` / `max` / `min` / `sum`: over other axes (global pooling in squeeze-excitation) the
@@ -141,6 +153,28 @@ class ReductionHandler(ChannelHandler):
             builder.fix([*inputs[0], *outputs])
             return [outputs]
         return [list(inputs[0])]
+
+
+def _joint_size(first: int | None, second: int | None) -> int | None:
+    """The size of an axis two operands share: the one that does not broadcast (1), else the smaller, which is the
+    one a pruned shape has narrowed."""
+    if first is None or second is None:
+        return first if second is None else second
+    if 1 in (first, second):
+        return max(first, second)
+    return min(first, second)
+
+
+def _joint_sizes(first: tuple, second: tuple) -> list[int | None]:
+    """Batch axes of two operands, right-aligned as broadcasting aligns them."""
+    length = max(len(first), len(second))
+    first, second = (1,) * (length - len(first)) + tuple(first), (1,) * (length - len(second)) + tuple(second)
+    return [_joint_size(a, b) for a, b in zip(first, second)]
+
+
+def _product(sizes) -> int:
+    """The product of known sizes (an axis Keras leaves open counts once)."""
+    return math.prod(int(size) for size in sizes if size is not None)
 
 
 def _einsum_letters(equation: str) -> tuple[list[str], str]:
@@ -244,6 +278,16 @@ class DotProductAttentionHandler(ChannelHandler):
             builder.union(members[1:], members[:1] * (len(members) - 1))
         return [value]
 
+    def macs(self, call):
+        """Scores (queries x keys x head size per head) and the weighted sum of values (queries x keys x value
+        size per head); the softmax between them is no multiply-accumulate. Heads are read from the operands, so
+        pruned heads count as gone."""
+        if len(call.input_shapes) < 3 or min(len(shape) for shape in call.input_shapes[:3]) != 4:
+            return 0
+        query, key, value = call.input_shapes[:3]
+        heads = _joint_size(_joint_size(query[2], key[2]), value[2])
+        return _product([heads, query[1], key[1], _joint_size(query[3], key[3])]) + _product([heads, query[1], value[1], value[3]])
+
 
 class EinsumOperationHandler(ChannelHandler):
     """`keras.ops.einsum` between tensors (attention scores from queries and keys, scores times values): each
@@ -269,6 +313,22 @@ class EinsumOperationHandler(ChannelHandler):
             builder.union(members[1:], members[:1] * (len(members) - 1))
             outputs[index] = members[0]
         return [outputs]
+
+    def macs(self, call):
+        """One multiply-accumulate per combination of the equation's letters, the leading batch letter aside (as
+        EinsumDense): "aecd,abcd->acbe" (MultiHeadAttention's scores) costs keys x heads x size x queries. A letter's
+        size is the smallest its operands give it (broadcast 1s aside), so heads pruned from one operand count."""
+        operand_letters, output_letters = _einsum_letters(call.layer.subscripts)
+        if len(operand_letters) < 2 or len(operand_letters) != len(call.input_shapes) or not call.output_shapes:
+            return 0  # one operand: a transpose or a sum, no product
+        if "." in call.layer.subscripts:
+            return 0  # an ellipsis is not priced (nor pruned through: the graph pins it)
+        sizes: dict[str, int | None] = {}
+        for letters, shape in zip([*operand_letters, output_letters], [*call.input_shapes, call.output_shapes[0]]):
+            for letter, size in zip(letters, shape):
+                sizes[letter] = _joint_size(sizes[letter], size) if letter in sizes else size
+        batch = {letters[0] for letters in [*operand_letters, output_letters] if letters}  # every tensor's axis 0
+        return _product(size for letter, size in sizes.items() if letter not in batch)
 
 
 class SoftmaxOperationHandler(ChannelHandler):
