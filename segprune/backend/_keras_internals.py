@@ -458,6 +458,13 @@ def expand_dims_operation() -> type:
     return numpy_ops.ExpandDims
 
 
+def split_operation() -> type:
+    """The op class of `keras.ops.split` (a SwiGLU MLP's halves)."""
+    from keras.src.ops import numpy as numpy_ops
+
+    return numpy_ops.Split
+
+
 def repeat_operation() -> type:
     """The op class of `keras.ops.repeat` (an attention gate's one channel spread over a skip's channels)."""
     from keras.src.ops import numpy as numpy_ops

@@ -21,6 +21,7 @@ from segprune.backend._keras_internals import (
     keras_hub_identity_layers,
     reduction_operations,
     repeat_operation,
+    split_operation,
 )
 from segprune.graph.handlers import (
     ActivationHandler,
@@ -49,6 +50,7 @@ from segprune.graph.handlers import (
     ReshapeHandler,
     SeparableHandler,
     SoftmaxOperationHandler,
+    SplitHandler,
     TransposeConvHandler,
     TransposeHandler,
     UnsupportedLayerError,
@@ -221,3 +223,4 @@ register_handler(_EINSUM, EinsumOperationHandler())
 register_handler(getitem_operation(), GetItemHandler())
 register_handler(repeat_operation(), RepeatHandler())
 register_handler(expand_dims_operation(), ExpandDimsHandler())
+register_handler(split_operation(), SplitHandler())

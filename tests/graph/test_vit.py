@@ -52,6 +52,7 @@ BLOCKS = {
     "einsum": ({"dropout": 0.1}, {}, False, False),  # with dropout it runs einsums and a Softmax layer
     "causal": ({}, {"use_causal_mask": True}, False, False),
     "mask": ({}, {}, False, True),  # an attention mask passed by keyword
+    "mask_einsum": ({"dropout": 0.1}, {}, False, True),  # the mask reaches the Softmax layer
     "cross_value_dim": ({"value_dim": 3, "dropout": 0.1}, {}, True, False),  # queries from one tensor, keys and values from another
 }
 
@@ -142,6 +143,27 @@ def test_dinov2_with_registers_and_layer_scale_prunes_heads_and_mlp_units_exactl
     path = tmp_path / "dinov2.keras"
     pruned.save(path)
     np.testing.assert_allclose(infer(keras.saving.load_model(path), sample), actual, atol=1e-6)
+
+
+def test_dinov2_swiglu_mlp_prunes_gate_and_value_units_together_exactly():
+    model = dinov2(use_swiglu_ffn=True)
+    randomize_weights(model)
+    for layer in model._flatten_layers():
+        if layer.name in ("weights_in", "weights_out"):  # drawn with stddev 0.02: enlarged, so removed units show
+            layer.kernel.assign(layer.kernel * 20.0)
+    graph = build_channel_graph(model)
+    assert graph.pinned == []
+    units = [group for group in graph.prunable_groups() if "weights_in" in group.producers]
+    # the projection writes gate and value halves; unit j of each multiplies the other's, so they go together
+    assert [group.size for group in units] == [8, 8]
+    removed = units[0].classes[:3] + units[1].classes[5:]
+    pruned = remove_channels(graph, removed)
+    sample = np.random.default_rng(0).random((2, 16, 16, 3)).astype(np.float32)
+    expected, actual = infer(zeroed_copy(graph, removed), sample), infer(pruned, sample)
+    np.testing.assert_allclose(actual, expected, atol=1e-5, rtol=0)
+    assert np.abs(expected - infer(model, sample)).max() > 1e-2
+    kept = sorted(layer.kernel.shape[-1] for layer in pruned._flatten_layers() if layer.name == "weights_in")
+    assert kept == [2 * 5, 2 * 5]
 
 
 # MACs counted by hand from the configuration: every projection (tokens x inputs x outputs), and per head the

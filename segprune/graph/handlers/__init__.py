@@ -9,6 +9,7 @@ from segprune.graph.handlers.attention import (
     ReductionHandler,
     ReshapeHandler,
     SoftmaxOperationHandler,
+    SplitHandler,
     TransposeHandler,
 )
 from segprune.graph.handlers.base import (
@@ -70,6 +71,7 @@ __all__ = [
     "ReshapeHandler",
     "SeparableHandler",
     "SoftmaxOperationHandler",
+    "SplitHandler",
     "TransposeConvHandler",
     "TransposeHandler",
     "UnsupportedLayerError",

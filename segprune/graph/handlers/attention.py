@@ -92,6 +92,28 @@ class ExpandDimsHandler(ChannelHandler):
         return [np.expand_dims(inputs[0], [axis - 1 for axis in axes])]
 
 
+class SplitHandler(ChannelHandler):
+    """`keras.ops.split` into equal sections (a SwiGLU MLP's gate and value halves, a fused query-key-value
+    projection): along an axis that carries channels, section i's channel j is pruned with every other section's
+    channel j, so the sections stay equal and the same split cuts the smaller tensor; along other axes every
+    section keeps the input's channels. Split points given as indices along a channel axis are refused."""
+
+    def couple_layout(self, call, inputs, builder):
+        elements, rank = inputs[0], len(call.input_shapes[0])
+        axis = int(call.layer.axis) % rank
+        sections = call.layer.indices_or_sections
+        if axis == 0:
+            raise UnsupportedLayerError(f"Layer {call.layer.name!r} (Split) splits the batch axis; segprune cannot follow channels through it.")
+        if elements.shape[axis - 1] == 1:
+            return [elements for _ in call.output_shapes]
+        if not isinstance(sections, int):
+            raise UnsupportedLayerError(f"Layer {call.layer.name!r} (Split) cuts channels at indices {sections}; segprune prunes only splits into equal sections.")
+        parts = np.split(elements, sections, axis=axis - 1)
+        for part in parts[1:]:
+            builder.union([int(e) for e in part.ravel()], [int(e) for e in parts[0].ravel()])
+        return parts
+
+
 class TransposeHandler(ChannelHandler):
     """`keras.ops.transpose`: the element array follows the axes (the batch axis must stay first)."""
 
