@@ -7,7 +7,7 @@ than many methods fine-tuned for a token number of epochs: within ten minutes on
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import keras
@@ -16,12 +16,15 @@ from segprune._io import write_text
 from segprune.cost import flops
 from segprune.data import load_data
 from segprune.experiments import InstanceSweepConfig, SweepConfig, instance_data, missing_mask_rcnn_note, run_instance_sweep, run_sweep
+from segprune.experiments.optimize import OptimizeSettings, optimize
+from segprune.experiments.optimize.card import summary_line
 from segprune.metrics import Evaluation, evaluate
 from segprune.models import load_model, unet
 from segprune.models.mask_rcnn import load_mask_rcnn
 from segprune.report import build_report
 from segprune.report.html import fine_tuning, row_notes
 from segprune.report.instances import instance_markdown
+from segprune.report.tables import balance_point
 from segprune.training import DistillConfig, EpochReporter, TrainConfig, train
 from segprune.training.checkpoint import state_path
 
@@ -45,6 +48,24 @@ MASK_RCNN_COMMAND = "segprune demo --mask-rcnn runs/mask_rcnn.keras"
 
 
 @dataclass(frozen=True)
+class DemoDeployment:
+    """The deployment row: what `segprune optimize` makes of the demo's U-Net at the balance point's budget.
+
+    The sweep's own pruned, fine-tuned model at that budget (or at the sweep's gentlest budget when no pruned network
+    is within the tolerance) is handed to `optimize`, which deploys it and the dense model on `runtime` in every
+    precision this CPU runs, scores each file with its interval, times them beside dense ONNX Runtime fp32 and
+    writes the model card to `deploy/`; nothing is fine-tuned twice.
+    """
+
+    runtime: str = "openvino"
+    target: str = "speedup=8"
+    rounds: int = 30
+
+
+DEMO_DEPLOYMENT = DemoDeployment()
+
+
+@dataclass(frozen=True)
 class DemoResult:
     model_path: Path
     metrics_path: Path
@@ -56,6 +77,7 @@ class DemoResult:
     rows: tuple[dict, ...] = ()
     instance_rows: tuple[dict, ...] = ()
     instance_notes: tuple[str, ...] = ()
+    deployment: dict | None = None  # the model card of the deployment row (segprune optimize)
 
 
 def run_demo(
@@ -68,6 +90,7 @@ def run_demo(
     data_source: str | Path = DEMO_DATA,
     mask_rcnn: str | Path | None = None,
     instances: InstanceSweepConfig = DEMO_INSTANCES,
+    deployment: DemoDeployment | None = DEMO_DEPLOYMENT,
 ) -> DemoResult:
     """Trains the default U-Net on the built-in nuclei tiles, prunes and fine-tunes it, writes metrics and the report.
 
@@ -76,7 +99,8 @@ def run_demo(
     and finished sweep candidates are reused, and an interrupted training continues from its last epoch.
     When the data have `instances/` (the nuclei do), instance rows follow (`sweep/instance_results.*`):
     classical watershed and U-Net + watershed for every U-Net of the sweep, and, given a trained `mask_rcnn`
-    file, that Mask R-CNN dense and pruned as `instances` says; the report says which rows were not run.
+    file, that Mask R-CNN dense and pruned as `instances` says; the report says which rows were not run. With
+    `deployment`, the deployment row that `segprune optimize` produces (`deploy/model_card.md`) ends the report.
 
     Example:
         >>> result = run_demo("runs/demo")
@@ -103,8 +127,11 @@ def run_demo(
         if row["method"] == "dense" and not row.get("notes") and best_epoch is not None:
             row["notes"] = [f"trained {len(training.history)} epochs ({train_seconds:.0f} s); best at epoch {best_epoch}"]
     instance_rows, instance_notes = _instance_rows(data_source, data, rows, detector, instances, out_dir / "sweep", progress)
+    card = None
+    if deployment is not None:
+        card = _deploy(model, model_path, data, data_source, rows, sweep, deployment, seed, out_dir / "deploy", progress)
     title = f"segprune demo: U-Net on the {data.name} data"
-    report_path, balance = build_report(rows, data, out_dir, sweep.tolerance, title, instance_rows, instance_notes)
+    report_path, balance = build_report(rows, data, out_dir, sweep.tolerance, title, instance_rows, instance_notes, card)
     summary = summary_table(rows) + ("\n\n" + instance_markdown(instance_rows) if instance_rows else "")
     write_text(out_dir / "summary.md", summary + "".join(f"\n\n{note}" for note in instance_notes) + "\n")
     metrics = {
@@ -118,13 +145,40 @@ def run_demo(
         "balance_point": balance,
         "instances": [{key: row[key] for key in _INSTANCE_FIGURES} for row in instance_rows],
         "instance_notes": instance_notes,
+        "deployment": None if card is None else {key: card[key] for key in ("runtime", "chosen", "score", "latency", "throughput", "goal", "goal_met")},
         "report": str(report_path),
     }
     metrics_path = out_dir / "metrics.json"
     write_text(metrics_path, json.dumps(metrics, indent=2) + "\n")
     return DemoResult(
-        model_path, metrics_path, report_path, evaluation, balance, cost.macs, cost.params, tuple(rows), tuple(instance_rows), tuple(instance_notes)
+        model_path, metrics_path, report_path, evaluation, balance, cost.macs, cost.params, tuple(rows), tuple(instance_rows), tuple(instance_notes),
+        card,
     )
+
+
+_OPTIMIZE_METHODS = {"oneshot-l1": "l1", "greedy": "greedy", "random-search": "random-search"}  # sweep method -> optimize's
+
+
+def _deploy(model, model_path: Path, data, data_source, rows: list[dict], sweep: SweepConfig, deployment: DemoDeployment, seed: int,
+            folder: Path, progress) -> dict | None:
+    """The model card of `optimize` run on the sweep's pruned model at the balance point's budget (see DemoDeployment);
+    None when the sweep pruned nothing `optimize` deploys."""
+    pruned = [row for row in rows if row.get("model_path") and row["method"] in _OPTIMIZE_METHODS and row.get("budget")]
+    if not pruned:
+        return None
+    balance = balance_point(rows, sweep.tolerance)
+    chosen = balance if balance in pruned else max(pruned, key=lambda row: row["budget"])
+    settings = OptimizeSettings(
+        deployment.runtime, target=deployment.target, tolerance=sweep.tolerance, method=_OPTIMIZE_METHODS[chosen["method"]],
+        budgets=(chosen["budget"],), finetune_epochs=sweep.finetune_epochs, distill=sweep.distill, train=replace(sweep.train, patience=None),
+        rounds=deployment.rounds, seed=seed,
+    )
+    say = progress or (lambda line: None)
+    say(f"deploying {chosen['method']} at {chosen['budget']:g} with segprune optimize on {deployment.runtime} (model card in {folder})")
+    result = optimize(model, data, folder, settings, resume=folder.exists(), say=say, sources={"model": str(model_path), "data": str(data_source)},
+                      pruned={chosen["budget"]: load_model(chosen["model_path"])})
+    say(summary_line(result.card))
+    return result.card
 
 
 _INSTANCE_FIGURES = ("method", "budget", "ap", "ap50", "ap75", "dsb", "union_dice", "macs_ratio", "latency_ms", "python_ms_per_image")

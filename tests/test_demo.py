@@ -6,7 +6,7 @@ import pytest
 
 from segprune._io import save_model
 from segprune.data import BatchConfig
-from segprune.demo import DEMO_INSTANCES, DEMO_SWEEP, run_demo, summary_table
+from segprune.demo import DEMO_INSTANCES, DEMO_SWEEP, DemoDeployment, run_demo, summary_table
 from segprune.experiments import InstanceSweepConfig, SweepConfig
 from segprune.models import unet
 from segprune.models.loading import ModelFileError
@@ -39,7 +39,8 @@ def test_demo_writes_a_report_that_opens_with_the_balance_sentence(tmp_path, mon
                         train=TrainConfig(batches=BatchConfig(batch_size=4, image_size=64)))  # the fine-tune's cost, not its quality
     detector = save_mask_rcnn(mask_rcnn(detection_min_score=0.0, max_detections=20, **TINY_MASK_RCNN), tmp_path / "mask_rcnn.keras")
     instances = InstanceSweepConfig(finetune_epochs=1, round_to=1)
-    result = run_demo(tmp_path, epochs=1, sweep=sweep, mask_rcnn=detector, instances=instances)
+    deployment = DemoDeployment(runtime="onnxruntime", rounds=2)  # the row optimize produces, timed briefly
+    result = run_demo(tmp_path, epochs=1, sweep=sweep, mask_rcnn=detector, instances=instances, deployment=deployment)
     rows = list(result.rows)
     assert [row["method"] for row in rows] == ["dense", "oneshot-l1", "classical-otsu"]
     pruned = rows[1]
@@ -60,3 +61,10 @@ def test_demo_writes_a_report_that_opens_with_the_balance_sentence(tmp_path, mon
     metrics = json.loads(result.metrics_path.read_text())
     assert metrics["data"] == "nuclei" and metrics["test"]["dice"] == pytest.approx(rows[0]["dice"])
     assert [row["ap50"] for row in metrics["instances"]] == [row["ap50"] for row in instance_rows]
+    # The deployment row: optimize deployed the sweep's own pruned model (nothing fine-tuned again) and the report shows its card.
+    card = result.deployment
+    assert metrics["deployment"]["chosen"] == card["chosen"] and card["runtime"] == "onnxruntime"
+    assert (tmp_path / "deploy" / "model_card.md").exists() and (tmp_path / "deploy" / card["chosen"]["file"]).exists()
+    pruned_step = next(step for step in card["tried"] if step["step"] != "dense")
+    assert pruned_step["budget"] == 0.5 and pruned_step["macs"] == pytest.approx(pruned["macs_ratio"] * card["dense_macs"], rel=0.02)
+    assert 'id="deployed"' in page and card["chosen"]["file"] in page and page.index('id="deployed"') < page.index("<img")

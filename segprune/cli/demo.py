@@ -41,5 +41,10 @@ def run(arguments: argparse.Namespace) -> int:
         _console.output_console.print(instance_markdown(result.instance_rows), markup=False)
     for note in result.instance_notes:
         _console.output_console.print(note, markup=False)
-    _console.output_console.print(f"model:   {result.model_path}\nmetrics: {result.metrics_path}\nreport:  {result.report_path}")
+    if result.deployment is not None:
+        from segprune.experiments.optimize.card import summary_line
+
+        _console.output_console.print(summary_line(result.deployment), markup=False)
+    deployed = "" if result.deployment is None else f"\ndeployed: {result.model_path.parent / 'deploy' / 'model_card.md'}"
+    _console.output_console.print(f"model:   {result.model_path}\nmetrics: {result.metrics_path}\nreport:  {result.report_path}{deployed}", markup=False)
     return 0

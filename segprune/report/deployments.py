@@ -62,3 +62,40 @@ def _share(gmacs: float | None, share: float | None) -> str:
 
 def _times(value: float | None) -> str:
     return "-" if value is None else f"{value:.2f}x"
+
+
+def optimized_section(card: dict | None) -> str:
+    """An HTML section: the deployment row `segprune optimize` produced (its model card), or nothing without one."""
+    if not card:
+        return ""
+    chosen, score, latency, throughput = card["chosen"], card["score"], card["latency"], card["throughput"]
+    what = f"{chosen['method']} at {chosen['budget']:g}" if chosen.get("pruned") else "dense"
+    low, high = score["loss_interval"]
+    cells = [
+        what,
+        _RUNTIME_NAMES.get(card["runtime"], card["runtime"]),
+        f"{chosen['precision']} ({chosen['executed_precision']})",
+        f"{latency['ms']:.2f}",
+        _times(latency["speedup_vs_onnxruntime_fp32"]),
+        _times(latency["speedup_vs_dense_same_runtime"]),
+        f"{throughput['images_per_second']:.1f}",
+        "{:.4f} [{:.4f}, {:.4f}]".format(score["dice"], *score["dice_interval"]),
+        f"{100 * score['loss']:.2f} [{100 * low:.2f}, {100 * high:.2f}]",
+        f"{card['macs_ratio']:.3f}",
+        chosen["file"],
+    ]
+    header = "".join(
+        f"<th>{label}</th>"
+        for label in ("network", "runtime", "precision (ran in)", "ms", "vs dense fp32 on ONNX Runtime", "vs dense, same runtime", "images/s",
+                      "Dice [95%]", "Dice lost, points [95% paired]", "MACs", "file")
+    )
+    verdict = "met" if card["goal_met"] else "not met"
+    return (
+        '<h2 id="deployed">Deployed by segprune optimize</h2>'
+        f"<p>{html.escape(card['why'])} Goal {html.escape(card['goal'])}: {verdict}. Scored on {score['num_images']} test images at the "
+        f"file's fixed input shape, the loss paired against the dense fp32 file; timed beside the dense model on the same runtime and on ONNX "
+        f"Runtime fp32 in one interleaved run. The model card (model_card.md, with the commands that reproduce it) is in the deploy folder.</p>"
+        f"<table><thead><tr>{header}</tr></thead><tbody><tr class=\"balance\">"
+        + "".join(f"<td>{html.escape(cell)}</td>" for cell in cells)
+        + "</tr></tbody></table>"
+    )

@@ -8,7 +8,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from segprune._io import write_text
-from segprune.report.deployments import deployment_section
+from segprune.report.deployments import deployment_section, optimized_section
 from segprune.report.instances import instance_section
 from segprune.report.tables import indistinguishable_from_dense, loss_interval, undecided_rows
 from segprune.sizes import format_size
@@ -225,14 +225,15 @@ def row_notes(row: dict, dense_dice: float | None) -> list[str]:
 
 def write_report(
     path: str | Path, title: str, rows: list[dict], balance: dict | None, tolerance: float, figures: dict[str, bytes],
-    instance_rows: Sequence[dict] = (), instance_notes: Sequence[str] = (), measured: str = "",
+    instance_rows: Sequence[dict] = (), instance_notes: Sequence[str] = (), measured: str = "", deployed: dict | None = None,
 ) -> Path:
     """Writes the report (figures embedded as base64 PNG) atomically; returns its path.
 
     The page opens with the balance point in one plain sentence, then `measured` (what the figures were measured
     on: see `measurement_note`), the table (with how long each row fine-tuned and searched, and a note on every
     row a reader should not take at face value; columns empty on every row are left out), the instance rows when
-    there are any (with `instance_notes`, e.g. which rows were not run and how to add them), then the figures.
+    there are any (with `instance_notes`, e.g. which rows were not run and how to add them), then the figures. `deployed`
+    (a `segprune optimize` model card) adds its deployment row after the runtimes and precisions.
     """
     dense = next((row for row in rows if row["method"] == "dense"), None)
     dense_dice = None if dense is None else dense["dice"]
@@ -264,6 +265,7 @@ def write_report(
 <p class="detail" id="measured">{html.escape(measured)}</p>
 <table><thead><tr>{header}</tr></thead><tbody>{''.join(body)}</tbody></table>
 {deployment_section(rows, tolerance)}
+{optimized_section(deployed)}
 <p>Latency: the first runtime timed (ONNX Runtime by default), fixed input shape, interleaved rounds, median. Classical rows are timed by their own Python code and
 do not run on ONNX Runtime. MACs: multiply-accumulates per image, as a fraction of the full model.{caveat}</p>
 {instance_section(instance_rows, instance_notes)}
@@ -278,12 +280,13 @@ do not run on ONNX Runtime. MACs: multiply-accumulates per image, as a fraction 
 
 def build_report(
     rows: list[dict], data, out_dir: str | Path, tolerance: float, title: str, instance_rows: Sequence[dict] = (),
-    instance_notes: Sequence[str] = (),
+    instance_notes: Sequence[str] = (), deployed: dict | None = None,
 ) -> tuple[Path, dict | None]:
     """Plots and overlays for a finished sweep, written with the table into `out_dir/report.html`.
 
     With `instance_rows` (from `segprune.experiments.run_instance_sweep`) the report adds their table and the
-    objects' outlines on test tiles, read from the label images saved beside the rows.
+    objects' outlines on test tiles, read from the label images saved beside the rows. With `deployed` (a
+    `segprune optimize` model card) the report ends its tables with that deployment row.
 
     Returns:
         The report's path and the balance point row (None if no network is within tolerance).
@@ -302,6 +305,6 @@ def build_report(
     if instance_rows:
         figures["Objects outlined on test tiles, each in its own colour"] = instance_outlines(instance_rows, Path(instance_rows[0]["labels_path"]).parent)
     path = write_report(
-        Path(out_dir) / "report.html", title, rows, balance, tolerance, figures, instance_rows, instance_notes, measurement_note(rows, data)
+        Path(out_dir) / "report.html", title, rows, balance, tolerance, figures, instance_rows, instance_notes, measurement_note(rows, data), deployed
     )
     return path, balance

@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import shutil
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
@@ -133,6 +133,7 @@ def optimize(
     resume: bool = False,
     say: Say | None = None,
     sources: dict | None = None,
+    pruned: Mapping[float, keras.Model] | None = None,
 ) -> OptimizeResult:
     """Prunes, fine-tunes, quantizes and times `model` for `settings.runtime`; keeps the fastest deployment whose loss
     stays within the tolerance and writes it to `out_dir` with `model.keras`, `model_card.md` and `model_card.json`.
@@ -146,6 +147,8 @@ def optimize(
         say: Where progress lines go (None: nowhere).
         sources: How the model and data were given (`{"model": "unet.keras", "data": "nuclei"}`), for the card's
             commands; placeholders when None.
+        pruned: Models already pruned to some budgets of the ladder by `settings.method` and fine-tuned as `settings`
+            says (a sweep's, which the demo hands over), deployed as they are rather than pruned and fine-tuned again.
 
     Example:
         >>> result = optimize(model, load_data("nuclei"), "runs/deploy", OptimizeSettings("openvino", target="speedup=8"))
@@ -158,8 +161,12 @@ def optimize(
     for split in ("train", "test"):  # before any work (a missing or empty split is a DataError): candidates train and calibrate on
         data.ids(split)  # the train split and are scored on the test split
     settings = replace(settings, image_size=measurement_size(model, settings.image_size))
+    pruned = dict(pruned or {})
+    unknown = [budget for budget in pruned if budget not in settings.budgets]
+    if unknown:
+        raise ValueError(f"pruned models were given for budgets {unknown} that are not on the ladder {list(settings.budgets)}.")
     log = _open_log(out_dir, resume)
-    run = _Run(model, data, out_dir, settings, log, say, sources or {"model": "MODEL", "data": "DATA"})
+    run = _Run(model, data, out_dir, settings, log, say, sources or {"model": "MODEL", "data": "DATA"}, pruned)
     return run.go()
 
 
@@ -184,8 +191,9 @@ def _open_log(out_dir: Path, resume: bool) -> JsonLines:
 class _Run:
     """One optimize run: its steps, replayed from the log or run now."""
 
-    def __init__(self, model, data, out_dir: Path, settings: OptimizeSettings, log: JsonLines, say: Say, sources: dict) -> None:
+    def __init__(self, model, data, out_dir: Path, settings: OptimizeSettings, log: JsonLines, say: Say, sources: dict, pruned: dict) -> None:
         self.model, self.data, self.out_dir, self.settings, self.log, self.say, self.sources = model, data, out_dir, settings, log, say, sources
+        self.given = pruned
         self.goal = parse_goal(settings.target)
         self.precisions = deploy.available_precisions(settings.runtime, settings.precisions)
         self.shape = (1, *settings.image_size, input_channels(model))  # what every file is exported at
@@ -273,6 +281,10 @@ class _Run:
         if path.exists() and not run_folder(path).exists():
             return load_model(path)
         folder.mkdir(parents=True, exist_ok=True)
+        if budget in self.given:
+            self.say(f"  step {number}: the model given for {fraction(budget)}, already pruned and fine-tuned")
+            save_model(self.given[budget], path)
+            return load_model(path)
         settings = self.settings
         lines = LineReporters(self.say, prefix=f"  step {number}: ")
         options = {}
@@ -346,7 +358,10 @@ class _Run:
     # ------------------------------------------------------------------------------------------ helpers
     def _identity(self) -> dict:
         settings = {key: value for key, value in asdict(self.settings).items() if key not in ("max_minutes",)}
-        return {"model": model_fingerprint(self.model), "data": data_fingerprint(self.data), "settings": jsonable(settings)}
+        identity = {"model": model_fingerprint(self.model), "data": data_fingerprint(self.data), "settings": jsonable(settings)}
+        if self.given:
+            identity["pruned"] = {f"{budget:g}": model_fingerprint(model) for budget, model in sorted(self.given.items())}
+        return identity
 
     def _replayed(self, step: str) -> dict | None:
         """The last logged record of `step` (a run resumed after --max-minutes may log a second final)."""
@@ -443,7 +458,7 @@ def _parts(path: Path) -> list[Path]:
 
 
 def _check_identity(saved: dict, current: dict, log_path: Path) -> None:
-    differs = [key for key in ("model", "data") if saved.get(key) != current.get(key)]
+    differs = [{"pruned": "set of given pruned models"}.get(key, key) for key in ("model", "data", "pruned") if saved.get(key) != current.get(key)]
     differs += [f"--{key.replace('_', '-')}" for key in current["settings"] if saved["settings"].get(key) != current["settings"][key]]
     if differs:
         raise ValueError(f"{str(log_path)!r} is an optimize run of another {', '.join(differs)}; resume it with the same model, data and options, "
