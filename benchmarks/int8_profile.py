@@ -49,6 +49,8 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=30)
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--runtimes", nargs="*", default=["openvino", "onnxruntime"])
+    parser.add_argument("--int8-input-conv", action="store_true",
+                        help="also quantize each model with the convolutions that read the image in int8 (rows marked 'int8-in')")
     arguments = parser.parse_args()
 
     keras.utils.set_random_seed(0)
@@ -73,9 +75,13 @@ def main() -> None:
         for runtime in arguments.runtimes:
             suffix = {"openvino": ".xml", "onnxruntime": ".onnx"}[runtime]
             paths, macs = {}, {}
-            for name, model in models.items():
+            variants = [(name, model, True) for name, model in models.items()]
+            if arguments.int8_input_conv:
+                variants += [(f"{name}-int8-in", model, False) for name, model in models.items()]
+            for name, model, float_input in variants:
                 path = Path(folder) / f"{name}-{runtime}-int8{suffix}"
-                result = quantize(model, data, runtime, out=path, input_shape=shape, threads=arguments.threads, tolerance=100.0)
+                result = quantize(model, data, runtime, out=path, input_shape=shape, threads=arguments.threads, tolerance=100.0,
+                                  float_input_convs=float_input)
                 paths[name], macs[name] = path, flops(model, (size, size)).macs
                 print(f"{runtime} {name}: int8 Dice drop {result.dice_drop_points:+.2f} points (test split, {data.name})")
             _time(runtime, paths, macs, dense_macs, peak, size, arguments)
@@ -111,6 +117,7 @@ def _openvino_profile(path: Path, size: int, threads: int, runs: int = 50) -> di
     for _ in range(5):
         request.infer({0: batch})
     by_kernel, by_type, by_layer, conv_us, float_layers = defaultdict(float), defaultdict(float), defaultdict(float), 0.0, []
+    kernel_of_type, conv_time = defaultdict(set), defaultdict(float)
     for _ in range(runs):
         request.infer({0: batch})
         for info in request.get_profiling_info():
@@ -118,13 +125,36 @@ def _openvino_profile(path: Path, size: int, threads: int, runs: int = 50) -> di
             by_kernel[info.exec_type] += microseconds
             by_type[info.node_type] += microseconds
             by_layer[f"{info.node_name} [{info.node_type}, {info.exec_type}]"] += microseconds
+            kernel_of_type[info.exec_type].add(info.node_type)
             if info.node_type == "Convolution":
                 conv_us += microseconds
+                conv_time[(info.node_name, info.exec_type)] += microseconds
     for op in compiled.get_runtime_model().get_ordered_ops():
         rt = op.get_rt_info()
         if rt["layerType"].astype(str) in ("Convolution", "Deconvolution", "FullyConnected", "MatMul") and rt["runtimePrecision"].astype(str) != "u8" and rt["runtimePrecision"].astype(str) != "i8":
             float_layers.append(f"{op.get_friendly_name()} ({rt['layerType'].astype(str)}, {rt['runtimePrecision'].astype(str)})")
-    return {"by_kernel": dict(by_kernel), "by_type": dict(by_type), "by_layer": dict(by_layer), "conv_us": conv_us, "float_layers": float_layers}
+    convolutions = _convolution_shapes(path)
+    layers = [
+        {"name": name, "kernel": kernel, "us": us, **convolutions[name]}
+        for (name, kernel), us in conv_time.items() if name in convolutions
+    ]
+    return {"by_kernel": dict(by_kernel), "by_type": dict(by_type), "by_layer": dict(by_layer), "conv_us": conv_us, "float_layers": float_layers,
+            "kernel_types": {kernel: sorted(types) for kernel, types in kernel_of_type.items()}, "convolutions": layers}
+
+
+def _convolution_shapes(path: Path) -> dict[str, dict]:
+    """Every convolution of the IR by name: input and output channels, kernel, output size and MACs (from the graph)."""
+    import openvino
+
+    shapes = {}
+    for op in openvino.Core().read_model(str(path)).get_ordered_ops():
+        if op.get_type_name() != "Convolution":
+            continue
+        c_out, c_in, k_h, k_w = (int(v) for v in op.input(1).get_partial_shape().to_shape())
+        _, _, height, width = (int(v) for v in op.get_output_partial_shape(0).to_shape())
+        shapes[op.get_friendly_name()] = {"c_in": c_in, "c_out": c_out, "window": f"{k_h}x{k_w}", "size": f"{height}x{width}",
+                                          "macs": height * width * c_out * c_in * k_h * k_w}
+    return shapes
 
 
 def _ort_profile(path: Path, size: int, threads: int, folder: str, runs: int = 50) -> dict:
@@ -156,6 +186,14 @@ def _print_profile(runtime: str, name: str, profile: dict, macs: int, peak: floa
         rows = sorted(table.items(), key=lambda item: -item[1])[:8]
         if rows:
             print(f"  {title}: " + ", ".join(f"{key} {us / total:.0%}" for key, us in rows if us > 0))
+    if profile.get("kernel_types"):
+        print("  kernels by layer type: " + "; ".join(f"{kernel}: {', '.join(types)}" for kernel, types in sorted(profile["kernel_types"].items())))
+    if profile.get("convolutions"):
+        print(f"  convolutions, slowest first ({'name':>56} {'kernel':>22} {'in':>4} {'out':>4} {'k':>3} {'size':>7} {'MMACs':>7} {'us':>7} {'GMAC/s':>7})")
+        for layer in sorted(profile["convolutions"], key=lambda item: -item["us"])[:14]:
+            gmacs = layer["macs"] / layer["us"] / 1e3
+            print(f"    {layer['name'][-56:]:>56} {layer['kernel']:>22} {layer['c_in']:4d} {layer['c_out']:4d} {layer['window']:>3} "
+                  f"{layer['size']:>7} {layer['macs'] / 1e6:7.1f} {layer['us']:7.0f} {gmacs:7.1f}")
     if profile["float_layers"]:
         print(f"  compute layers not in int8: {len(profile['float_layers'])}: " + "; ".join(profile["float_layers"][:6]))
 
