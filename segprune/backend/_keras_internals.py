@@ -465,6 +465,13 @@ def split_operation() -> type:
     return numpy_ops.Split
 
 
+def pad_operation() -> type:
+    """The op class of `keras.ops.pad` (Swin pads its token grid to whole windows)."""
+    from keras.src.ops import numpy as numpy_ops
+
+    return numpy_ops.Pad
+
+
 def repeat_operation() -> type:
     """The op class of `keras.ops.repeat` (an attention gate's one channel spread over a skip's channels)."""
     from keras.src.ops import numpy as numpy_ops

@@ -19,6 +19,7 @@ from segprune.backend._keras_internals import (
     fused_attention_operations,
     getitem_operation,
     keras_hub_identity_layers,
+    pad_operation,
     reduction_operations,
     repeat_operation,
     split_operation,
@@ -43,6 +44,7 @@ from segprune.graph.handlers import (
     MatmulHandler,
     MergeHandler,
     NormalizationHandler,
+    PadHandler,
     PoolingHandler,
     ReductionHandler,
     RepeatHandler,
@@ -224,3 +226,4 @@ register_handler(getitem_operation(), GetItemHandler())
 register_handler(repeat_operation(), RepeatHandler())
 register_handler(expand_dims_operation(), ExpandDimsHandler())
 register_handler(split_operation(), SplitHandler())
+register_handler(pad_operation(), PadHandler())

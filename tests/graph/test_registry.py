@@ -164,6 +164,7 @@ EXAMPLES = {
     numpy_ops.Repeat: ((8, 8, 1), lambda x: ops.repeat(x, 4, axis=3), 0),  # an attention gate over 4 channels
     numpy_ops.ExpandDims: (TOKENS, lambda x: ops.expand_dims(x, 1), 0),
     numpy_ops.Split: (IMAGE, lambda x: ops.split(x, 2, axis=-1)[1], 0),
+    numpy_ops.Pad: (IMAGE, lambda x: ops.pad(x, ((0, 0), (1, 1), (0, 1), (0, 0))), 0),
     "DotProductAttention": (HEADS, lambda x: ops.dot_product_attention(x, x, x), 2 * (2 * 5 * 5 * 4)),  # scores, then values
     numpy_ops.Einsum: (TOKENS, lambda x: ops.einsum("btd,bsd->bts", x, x), 5 * 5 * 8),
 }

@@ -114,6 +114,20 @@ class SplitHandler(ChannelHandler):
         return parts
 
 
+class PadHandler(ChannelHandler):
+    """`keras.ops.pad` on axes that carry no channels (Swin pads its token grid to whole windows): the channels
+    pass; padding an axis that carries channels adds channels no producer makes, and is refused."""
+
+    def couple_layout(self, call, inputs, builder):
+        elements, rank = inputs[0], len(call.input_shapes[0])
+        widths = list(call.layer.pad_width)
+        widths = widths * rank if len(widths) == 1 else widths
+        padded = [axis for axis in range(1, rank) if tuple(widths[axis]) != (0, 0) and elements.shape[axis - 1] > 1]
+        if padded:
+            raise UnsupportedLayerError(f"Layer {call.layer.name!r} (Pad) pads axis {padded[0]}, which carries channels; segprune cannot prune through it.")
+        return [elements]
+
+
 class TransposeHandler(ChannelHandler):
     """`keras.ops.transpose`: the element array follows the axes (the batch axis must stay first)."""
 
