@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 from keras import ops
 
+from segprune import prune_channels
 from segprune.cost import flops
 from segprune.cost.resources import macs_after
 from segprune.graph import build_channel_graph, remove_channels
@@ -230,3 +231,40 @@ def test_vit_macs_match_a_count_from_its_configuration():
     removed = heads[0].classes[:1] + units[1].classes[:4]  # one head of the first block, 4 units of the second
     pruned_macs = patch_embedding + layers * block - attention // HEADS - 2 * tokens * WIDTH * 4
     assert macs_after(graph, removed) == flops(remove_channels(graph, removed), (image, image)).macs == pruned_macs
+
+
+def _dinov2_segmenter() -> keras.Model:
+    """What a user builds: DINOv2 (2 blocks, 4 heads of 4, 2 registers) on 32x32 images, the patch tokens laid back on
+    their 8x8 grid, a 3x3 convolution and 1x1 logits, upsampled to the image."""
+    backbone = keras_hub.models.DINOV2Backbone(
+        patch_size=4, num_layers=2, hidden_dim=16, num_heads=4, intermediate_dim=32, image_shape=(32, 32, 3),
+        position_embedding_shape=(32, 32), num_register_tokens=2,
+    )
+    inputs = keras.Input((32, 32, 3))
+    grid = keras.layers.Reshape((8, 8, 16))(backbone(inputs)[:, 3:, :])  # class token and registers dropped
+    x = keras.layers.Conv2D(16, 3, padding="same", activation="relu", name="head_conv")(grid)
+    return keras.Model(inputs, keras.layers.UpSampling2D(4, interpolation="bilinear")(keras.layers.Conv2D(3, 1, name="logits")(x)))
+
+
+def _segmenter_macs(heads: list[int], units: list[int], head_filters: int) -> int:
+    """The segmenter's MACs counted from its widths: per block the heads (of 4) and MLP units it keeps."""
+    patches, width, size = 64, 16, 4
+    tokens = 1 + 2 + patches
+    total = patches * 4 * 4 * 3 * width
+    for kept_heads, kept_units in zip(heads, units):
+        total += 4 * tokens * width * kept_heads * size + 2 * kept_heads * tokens * tokens * size + 2 * tokens * width * kept_units
+    return total + patches * 9 * width * head_filters + patches * head_filters * 3
+
+
+def test_a_dinov2_segmenter_prunes_exactly_and_meets_a_flops_budget_by_an_independent_count():
+    model = _dinov2_segmenter()
+    assert_prunes_exactly(model, (32, 32, 3), atol=1e-5)
+    dense = _segmenter_macs([4, 4], [32, 32], 16)
+    assert flops(model, (32, 32)).macs == dense
+    pruned = prune_channels(model, target="flops=0.5", round_to=1, image_size=(32, 32))
+    layers = list(pruned._flatten_layers())
+    heads = [layer.kernel.shape[1] for layer in layers if layer.name == "query"]
+    units = [layer.units for layer in layers if layer.name == "fc1"]
+    counted = _segmenter_macs(heads, units, pruned.get_layer("head_conv").filters)
+    assert counted == flops(pruned, (32, 32)).macs <= 0.5 * dense
+    assert min(heads) < 4  # heads went, not only MLP units
