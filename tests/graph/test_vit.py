@@ -268,3 +268,23 @@ def test_a_dinov2_segmenter_prunes_exactly_and_meets_a_flops_budget_by_an_indepe
     counted = _segmenter_macs(heads, units, pruned.get_layer("head_conv").filters)
     assert counted == flops(pruned, (32, 32)).macs <= 0.5 * dense
     assert min(heads) < 4  # heads went, not only MLP units
+
+
+def test_vitdet_prunes_global_block_mlp_units_exactly_and_names_what_it_keeps_whole():
+    # Not yet pruned, and named: the attention with relative position embeddings merges heads into the batch axis,
+    # windowed blocks merge windows into it; both are kept whole, as are their channels.
+    model = keras_hub.models.ViTDetBackbone(
+        hidden_size=WIDTH, num_layers=2, intermediate_dim=16, num_heads=HEADS, global_attention_layer_indices=[0],
+        image_shape=(32, 32, 3), patch_size=8, num_output_channels=8, window_size=2,
+    )
+    randomize_weights(model)
+    graph = build_channel_graph(model)
+    kinds = ("AddPositionalEmbedding", "MultiHeadAttentionWithRelativePE", "WindowedTransformerEncoder")
+    assert sorted(next(kind for kind in kinds if kind in pin.reason) for pin in graph.pinned) == list(kinds)  # names carry counters
+    units = [group for group in graph.prunable_groups() if group.size == 16]
+    assert len(units) == 1  # the global block's MLP
+    removed = units[0].classes[:5]
+    sample = np.random.default_rng(0).random((2, 32, 32, 3)).astype(np.float32)
+    expected, actual = infer(zeroed_copy(graph, removed), sample), infer(remove_channels(graph, removed), sample)
+    np.testing.assert_allclose(actual, expected, atol=1e-5, rtol=0)
+    assert np.abs(expected - infer(model, sample)).max() > 1e-2
