@@ -63,6 +63,13 @@ def test_a_rung_pruning_cannot_reach_rules_out_every_more_aggressive_one():
     slow = Outcome(0.5, True, 2.0, False)
     stop = next_step(LADDER, [dense, slow, Outcome(0.125, False, 0.0, False, unreachable=True), Outcome(0.25, True, 3.0, False)], needed=8.0)
     assert stop.budget is None and "1/8 cannot be reached" in stop.reason
+    # knowing how far round_to lets pruning go (0.164), the ladder tries that before it stops; once tried, it stops
+    short = [dense, slow, Outcome(0.125, False, 0.0, False, unreachable=True, reachable=0.1634), Outcome(0.25, True, 3.0, False)]
+    floor = next_step(LADDER, short, needed=8.0)
+    assert floor.budget == 0.164 and "as far as round_to allows" in floor.reason
+    assert next_step(LADDER, [*short, Outcome(0.164, True, 4.0, False)], needed=8.0).budget is None
+    # a floor no more aggressive than the slowest rung within the tolerance is not worth a step
+    assert next_step(LADDER, [dense, slow, Outcome(0.25, False, 0.0, False, unreachable=True, reachable=0.6)], needed=8.0).budget is None
 
 
 def test_goals_parse_and_bad_ones_name_the_forms():

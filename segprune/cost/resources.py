@@ -32,6 +32,15 @@ class Target(NamedTuple):
         return f"{self.resource}={self.fraction:g}"
 
 
+class BudgetUnreachable(ValueError):
+    """A budget that pruning cannot reach: every group pruned as far as `round_to` allows still keeps `reachable` (a
+    fraction of the dense resource). Callers that walk budgets (`segprune optimize`) try `reachable` instead."""
+
+    def __init__(self, message: str, reachable: float) -> None:
+        super().__init__(message)
+        self.reachable = reachable
+
+
 def parse_target(text: str | Target) -> Target:
     """`"flops=0.25"` -> Target("flops", 0.25): a resource and the fraction of the dense model's to keep.
 

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import keras
 
-from segprune.cost.resources import Resource, counted_resource, parse_target
+from segprune.cost.resources import BudgetUnreachable, Resource, counted_resource, parse_target
 from segprune.graph.groups import ChannelGraph, build_channel_graph
 from segprune.runtime.latency import LatencyTable, time_models
 from segprune.search.kinds import network
@@ -48,9 +48,10 @@ class Budget:
         self.limit = self.fraction * self.dense_cost
         floor = self.space.resource(self.narrowest(), self.resource)
         if floor > self.limit:
-            raise ValueError(
+            raise BudgetUnreachable(
                 f"Target {settings.target} cannot be met: the narrowest configuration (round_to={settings.round_to}) keeps "
-                f"{floor / self.dense_cost:.3f} of the {self.resource_name}. Lower round_to or raise the target."
+                f"{floor / self.dense_cost:.3f} of the {self.resource_name}. Lower round_to or raise the target.",
+                floor / self.dense_cost,
             )
 
     def narrowest(self) -> Configuration:
@@ -66,10 +67,11 @@ class Budget:
             table.timed_floor = narrowest_ms / dense_ms
             table.calibrate(self.space.graph, dense_ms)
         if table.timed_floor > self.fraction:
-            raise ValueError(
+            raise BudgetUnreachable(
                 f"Target {settings.target} cannot be met on this runtime: even the narrowest configuration "
                 f"(every group at its smallest width, round_to={settings.round_to}) times at {table.timed_floor:.3f} of the "
-                "dense model's latency. Raise the target, or lower round_to."
+                "dense model's latency. Raise the target, or lower round_to.",
+                table.timed_floor,
             )
 
     def cost(self, config: Configuration) -> float:

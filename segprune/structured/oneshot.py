@@ -6,7 +6,7 @@ from collections.abc import Callable, Iterable, Mapping
 
 import keras
 
-from segprune.cost.resources import parse_target, resource_after
+from segprune.cost.resources import BudgetUnreachable, parse_target, resource_after
 from segprune.data.dataset import SegmentationDataset
 from segprune.graph.groups import ChannelGraph, build_channel_graph
 from segprune.graph.surgery import remove_channels
@@ -87,9 +87,10 @@ def ratio_for_target(
     low, high = 0.0, 0.99
     if cost(high) > budget:
         reachable = cost(high) / resource_after(graph, [], resource)
-        raise ValueError(
+        raise BudgetUnreachable(
             f"Target {target} cannot be met: with round_to={round_to}, pruning every group as far as allowed "
-            f"keeps {reachable:.3f} of the {resource}. Lower round_to or raise the target."
+            f"keeps {reachable:.3f} of the {resource}. Lower round_to or raise the target.",
+            reachable,
         )
     for _ in range(20):
         middle = (low + high) / 2

@@ -93,6 +93,7 @@ class Outcome:
     speedup: float
     met: bool
     unreachable: bool = False  # pruning cannot get this far (round_to): every more aggressive rung is out too
+    reachable: float | None = None  # for an unreachable rung: the fraction pruning as far as round_to allows keeps
 
 
 @dataclass(frozen=True)
@@ -120,6 +121,11 @@ def next_step(ladder: tuple[float, ...], outcomes: list[Outcome], needed: float)
     tried = {o.budget for o in outcomes}
     open_rungs = [b for b in ladder if low < b < high and b not in tried]
     unreachable = any(o.unreachable for o in failing if o.budget == low)
+    floor = next((o.reachable for o in failing if o.budget == low and o.unreachable and o.reachable), None)
+    if not open_rungs and unreachable and floor is not None:  # as far as round_to allows, when that is still short of the slow rung
+        budget = math.ceil((floor + 5e-4) * 1000) / 1000
+        if budget < high and budget not in tried:
+            return Step(budget, f"{fraction(low)} cannot be reached (round_to keeps at least {floor:.3f}): as far as round_to allows")
     if not open_rungs and failing and slow and high / low > BISECT_RATIO and not unreachable:
         middle = round(math.sqrt(low * high), 4)  # between a rung too slow and one too lossy: halfway, geometrically
         if middle not in tried:

@@ -34,6 +34,7 @@ from segprune._io import save_model
 from segprune._jsonlines import JsonLines
 from segprune.api import SEARCH_METHODS, prune
 from segprune.cost import flops
+from segprune.cost.resources import BudgetUnreachable
 from segprune.data.dataset import SegmentationDataset
 from segprune.experiments.optimize import card as cards
 from segprune.experiments.optimize import deploy
@@ -279,11 +280,10 @@ class _Run:
         self.say(f"step {number + 1}: {self.settings.method} to {fraction(budget)} of the dense {_RESOURCE_NAMES[resource]} ({why})")
         try:
             pruned = self._pruned(budget, resource, folder, number + 1)
-        except ValueError as error:
-            if "cannot be met" not in str(error):  # pruning's own word for a budget round_to cannot reach
-                raise
+        except BudgetUnreachable as error:
             record = {"step": "candidate", "budget": budget, "why": why, "method": self.settings.method, "target": f"{resource}={budget:g}",
-                      "deployments": [], "unreachable": str(error), "macs": None, "params": None, "seconds": time.perf_counter() - started}
+                      "deployments": [], "unreachable": str(error), "reachable": error.reachable, "macs": None, "params": None,
+                      "seconds": time.perf_counter() - started}
             self._append(record)
             self.say(f"  {fraction(budget)} cannot be reached: {error}")
             return record
@@ -349,7 +349,7 @@ class _Run:
         return deployments
 
     def _final(self, dense: dict, candidates: list[dict], stopped_by: str, reason: str) -> dict:
-        done = self._replayed("final")
+        done = self.records[-1] if self.records and self.records[-1]["step"] == "final" else None  # a final before later steps is stale
         if done is not None and done["stopped_by"] == stopped_by and done["chosen_key"] == _key(_choose(dense, candidates, self._retimed())):
             self.say(f"finished earlier: {self.out_dir / 'model_card.md'}")
             return done
@@ -454,7 +454,7 @@ def _outcome(record: dict, goal, retimed: dict) -> Outcome:
     """What a step showed: its fastest deployment within the tolerance (else its fastest) against the goal."""
     timed = [d for d in record["deployments"] if d["file"] is not None]
     if not timed:  # an unreachable rung: nothing was pruned, deployed or timed
-        return Outcome(record["budget"], False, 0.0, False, unreachable=True)
+        return Outcome(record["budget"], False, 0.0, False, unreachable=True, reachable=record.get("reachable"))
     within = [d for d in timed if d["within"]]
     best = max(within or timed, key=lambda d: _speedup(d, record["budget"], retimed))
     speedup = _speedup(best, record["budget"], retimed)
