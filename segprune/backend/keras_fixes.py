@@ -57,3 +57,33 @@ def contiguous_torch_cross_entropy() -> None:
 
     sparse_categorical_crossentropy._segprune_wrapped = True
     torch_nn.sparse_categorical_crossentropy = sparse_categorical_crossentropy
+
+
+def keras_hub_vit_embedding_round_trip() -> None:
+    """Lets keras-hub's `ViTPatchingAndEmbedding` be rebuilt from its own config.
+
+    keras-hub 0.32 writes `num_patches` and `num_positions` into the layer's config, which its constructor computes
+    and refuses, and leaves `use_patch_bias` out: a functional model holding the layer (a ViT that segprune made
+    plain and pruned) could be neither copied nor loaded back. The config gains `use_patch_bias` and `from_config`
+    drops the two derived entries; nothing else changes. Idempotent; a no-op until keras_hub is imported.
+    """
+    import sys
+
+    if "keras_hub" not in sys.modules:
+        return
+    from keras_hub.src.models.vit.vit_layers import ViTPatchingAndEmbedding
+
+    if getattr(ViTPatchingAndEmbedding, "_segprune_round_trip", False):
+        return
+    original_config = ViTPatchingAndEmbedding.get_config
+
+    def get_config(self):
+        return {**original_config(self), "use_patch_bias": self.use_patch_bias}
+
+    def from_config(cls, config):
+        derived = ("num_patches", "num_positions")
+        return keras.layers.Layer.from_config.__func__(cls, {key: value for key, value in config.items() if key not in derived})
+
+    ViTPatchingAndEmbedding.get_config = get_config
+    ViTPatchingAndEmbedding.from_config = classmethod(from_config)
+    ViTPatchingAndEmbedding._segprune_round_trip = True

@@ -24,6 +24,7 @@ from segprune.backend._keras_internals import (
     repeat_operation,
     split_operation,
 )
+from segprune.backend.keras_fixes import keras_hub_vit_embedding_round_trip
 from segprune.graph.handlers import (
     ActivationHandler,
     ChannelHandler,
@@ -131,6 +132,7 @@ def register_known_layers() -> None:
         _TRACED.add(layer_class)
     for layer_class, handler in keras_hub_vision_transformer_handlers().items():
         _REGISTRY.setdefault(layer_class, handler)
+    keras_hub_vit_embedding_round_trip()  # a pruned ViT must copy, save and load
     if "keras_hub" in sys.modules:
         from keras_hub.src.models.dinov2.dinov2_layers import DINOV2DropPath
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 import keras
 import numpy as np
 
-from segprune.backend._keras_internals import placeholder_initial_values
+from segprune.backend._keras_internals import placeholder_initial_values, rebuilt_copy
 from segprune.graph.groups import ChannelGraph, build_channel_graph
 from segprune.graph.handlers import weight_name
 from segprune.graph.surgery import find_layer, remove_channels
@@ -71,9 +71,8 @@ def choose_channels(graph: ChannelGraph, seed: int = 0, share_of_groups: float =
 
 def zeroed_copy(graph: ChannelGraph, removed: list[int]) -> keras.Model:
     """A copy of the original in which every consumer ignores the removed channels (input weights zeroed)."""
-    # The surgery with nothing removed: every layer's config as its handler writes it (keras-hub's ViT embedding
-    # writes entries its own constructor refuses), every weight as it is.
-    copy = remove_channels(graph, [])
+    model = graph.model
+    copy = rebuilt_copy(model)
     removed_array = np.array(removed)
     for call, inputs in zip(graph.trace.calls, graph.call_inputs):
         zeroed = {}

@@ -114,8 +114,10 @@ def _block_groups(graph, names: tuple[str, ...]):
 
 
 @pytest.mark.parametrize("seed", [0, 1])
-def test_vit_prunes_heads_and_mlp_units_exactly(seed):
-    model = vit()
+def test_vit_prunes_heads_and_mlp_units_exactly(seed, tmp_path):
+    model = vit() if seed == 0 else keras_hub.models.ViTBackbone(  # without the patch bias its config leaves out
+        image_shape=(16, 16, 3), patch_size=4, num_layers=2, num_heads=HEADS, hidden_dim=WIDTH, mlp_dim=12, use_patch_bias=False
+    )
     graph = build_channel_graph(model)
     assert graph.pinned == []
     # each block's heads and MLP units are groups of their own, though every block names its layers alike
@@ -123,6 +125,10 @@ def test_vit_prunes_heads_and_mlp_units_exactly(seed):
     assert graph.group_of_layer("vit_patching_and_embedding").num_prunable == 0  # the embedding width stays
     pruned = assert_prunes_exactly(model, (16, 16, 3), seed=seed, atol=1e-5)
     assert pruned.output_shape == model.output_shape
+    path = tmp_path / "vit.keras"
+    pruned.save(path)  # keras-hub's embedding writes a config its constructor refuses (repaired by segprune)
+    sample = np.ones((1, 16, 16, 3), np.float32)
+    np.testing.assert_allclose(infer(keras.saving.load_model(path), sample), infer(pruned, sample), atol=1e-6)
 
 
 def test_dinov2_with_registers_and_layer_scale_prunes_heads_and_mlp_units_exactly(tmp_path):

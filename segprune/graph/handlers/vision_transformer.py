@@ -20,15 +20,8 @@ from segprune.graph.handlers.base import ChannelHandler, UnsupportedLayerError, 
 class PatchEmbeddingHandler(ChannelHandler):
     """A layer that turns an image into tokens of a fixed width (ViT's `ViTPatchingAndEmbedding`, DINOv2's
     `DINOV2Embedding`): its input and output channels are kept whole; it is priced by the convolutions inside it.
-
-    `derived_keys` names config entries the layer writes but its constructor computes and refuses
-    (`ViTPatchingAndEmbedding` writes `num_patches` and `num_positions`), dropped so the layer rebuilds from its
-    config; `attributes` names constructor arguments it leaves out of its config (`use_patch_bias`), written in.
+    (keras-hub's ViT embedding cannot rebuild from its own config; `backend.keras_fixes` repairs that.)
     """
-
-    def __init__(self, derived_keys: tuple[str, ...] = (), attributes: tuple[str, ...] = ()) -> None:
-        self.derived_keys = derived_keys
-        self.attributes = attributes
 
     def couple_layout(self, call, inputs, builder):
         for elements in inputs:
@@ -41,10 +34,6 @@ class PatchEmbeddingHandler(ChannelHandler):
             builder.fix(elements)
             outputs.append(on_last_axis(elements, len(shape)))
         return outputs
-
-    def edit_call_config(self, call, config, kept_in, kept_out):
-        config = {key: value for key, value in config.items() if key not in self.derived_keys}
-        return {**config, **{name: getattr(call.layer, name) for name in self.attributes}}
 
     def macs(self, call):
         """The patch projection: every output position of each convolution inside, times its kernel."""
@@ -74,7 +63,7 @@ def keras_hub_vision_transformer_handlers() -> dict[type, ChannelHandler]:
     from segprune.graph.handlers.channelwise import ChannelwiseHandler
 
     return {
-        ViTPatchingAndEmbedding: PatchEmbeddingHandler(derived_keys=("num_patches", "num_positions"), attributes=("use_patch_bias",)),
+        ViTPatchingAndEmbedding: PatchEmbeddingHandler(),
         DINOV2Embedding: PatchEmbeddingHandler(),
         DINOV2LayerScale: ChannelwiseHandler(width_key="hidden_dim"),
     }
