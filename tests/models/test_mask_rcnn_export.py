@@ -91,3 +91,19 @@ def test_shapes_the_graph_cannot_take_are_refused(detector):
         detection_function(detector, (1, 60, 64))
     with pytest.raises(ValueError, match=r"fixed \(batch, height, width, 1\)"):
         detection_function(detector, (1, 64, 64, 3))
+
+
+def test_separable_roi_align_equals_the_multilevel_roi_align_detection_runs(detector):
+    from segprune.models.mask_rcnn.export import separable_roi_align
+    from segprune.models.mask_rcnn.roi_align import multilevel_roi_align
+
+    config = detector.config
+    rng = np.random.default_rng(0)
+    features = [rng.normal(size=(2, 64 // 2**level, 64 // 2**level, 8)).astype(np.float32) for level in config.levels]
+    corners = rng.uniform(-8, 60, size=(40, 2, 2)).astype(np.float32)
+    sides = rng.uniform(0.5, 50, size=(40, 2)).astype(np.float32)  # boxes of every level, some over the border
+    boxes = np.concatenate([corners[:, 0], corners[:, 0] + sides], axis=1)
+    indices = rng.integers(0, 2, 40).astype(np.int32)
+    for size in (config.pool_size, config.mask_pool_size):
+        expected = multilevel_roi_align(features, boxes, indices, config.levels, size, config.canonical_size, max(config.levels))
+        np.testing.assert_allclose(np.asarray(separable_roi_align(features, boxes, indices, config, size)), np.asarray(expected), atol=2e-5)

@@ -7,9 +7,9 @@ holds the whole detector and a runtime times what a user runs:
 - proposals: top-k objectness per image, anchor decoding, the small-box filter, and NMS
   (`tf.image.non_max_suppression`, which tf2onnx writes as ONNX NonMaxSuppression and OpenVINO reads as
   its own NMS);
-- RoIAlign from the pyramid level of each box (`multilevel_roi_align`, the very keras.ops code detection
-  runs), the box head on every proposal, per-class refinement, score threshold and NMS, the best
-  `max_detections`;
+- RoIAlign from the pyramid level of each box (`multilevel_roi_align`'s samples and weights, written as
+  matrix products: `separable_roi_align`), the box head on every proposal, per-class refinement, score
+  threshold and NMS, the best `max_detections`;
 - the mask head on the detections only, and mask pasting: each box-relative mask resampled bilinearly at the
   image's pixel centres inside its box (`paste_mask`) as two small matrix products per detection.
 
@@ -18,7 +18,8 @@ Every image has its own number of detections; the outputs hold `max_detections` 
 is traced (one graph per image of the batch, side by side); height and width too, since the anchors are
 constants of the graph.
 
-NMS exists only as a TensorFlow operation, so the graph is TensorFlow's (the export machinery converts it).
+NMS has no keras.ops form (`proposals.non_max_suppression` calls TensorFlow's too), so this graph needs the
+TensorFlow backend; the runtime's export machinery converts it (`segprune.runtime.detector_export`).
 """
 
 from __future__ import annotations
@@ -34,6 +35,7 @@ from segprune.backend.capabilities import require_backend
 from segprune.models.mask_rcnn.boxes import clip_boxes, decode_boxes
 from segprune.models.mask_rcnn.config import MaskRCNNConfig
 from segprune.models.mask_rcnn.model import Detections, MaskRCNN
+from segprune.models.mask_rcnn.roi_align import pyramid_levels
 
 OUTPUT_NAMES = ("boxes", "scores", "class_ids", "masks", "num_detections")
 MIN_PROPOSAL_SIZE = 1.0  # as `propose`: proposals thinner than a pixel are dropped
@@ -146,7 +148,7 @@ def _with_spare_box(boxes, image_indices):
 def _box_head(model: MaskRCNN, features, proposals, image_indices, config: MaskRCNNConfig):
     """Class logits and box deltas of every proposal."""
     boxes, indices = _with_spare_box(proposals, image_indices)
-    class_logits, box_deltas = model.box_head(model._pool(features, boxes, indices, config.pool_size), training=False)
+    class_logits, box_deltas = model.box_head(separable_roi_align(features, boxes, indices, config, config.pool_size), training=False)
     return class_logits[:-1], box_deltas[:-1]
 
 
@@ -156,10 +158,60 @@ def _full_size_masks(model: MaskRCNN, features, boxes, image_indices, classes, i
 
     boxes, indices = _with_spare_box(boxes, image_indices)
     classes = tf.concat([classes, [0]], axis=0)
-    mask_logits = model.mask_head(model._pool(features, boxes, indices, config.mask_pool_size), training=False)
+    mask_logits = model.mask_head(separable_roi_align(features, boxes, indices, config, config.mask_pool_size), training=False)
     own_class = tf.cast(tf.equal(tf.range(config.num_classes)[None, :], classes[:, None]), tf.float32)
     small_masks = tf.reduce_sum(tf.sigmoid(mask_logits) * own_class[:, None, None, :], axis=-1)
     return tf.cast(paste_masks(small_masks, boxes, image_shape, config.mask_threshold), tf.uint8)[:-1]
+
+
+def separable_roi_align(features: Sequence, boxes, image_indices, config: MaskRCNNConfig, output_size: int, sampling_ratio: int = 2):
+    """`multilevel_roi_align` as matrix products: the same samples, weights and borders, summed in another order.
+
+    Aligned RoIAlign with its bilinear samples averaged per bin is separable: along each axis, bin i of box n
+    takes a fixed mix of the map's rows (columns), a (boxes, output_size, rows) weight matrix, and the pooled patch
+    is `rows_weights @ map @ columns_weights.T` per channel. Runtimes run these products at their matrix-multiply
+    speed, where the gather-and-average form (four gathers per sample, a mean over the samples) moves every sample
+    through memory several times and took most of the exported detector's time. Every box is pooled from every
+    level of every image of the batch, and the product of its own level and image is kept.
+    """
+    import tensorflow as tf
+
+    levels = config.levels
+    box_levels = pyramid_levels(boxes, levels, config.canonical_size, max(levels))
+    pooled = None
+    for level, feature in zip(levels, features):
+        height, width, channels = (int(value) for value in feature.shape[1:])
+        row_weights = _bin_weights(boxes[:, 0], boxes[:, 2], 2.0**level, height, output_size, sampling_ratio)  # (N, S, H)
+        column_weights = _bin_weights(boxes[:, 1], boxes[:, 3], 2.0**level, width, output_size, sampling_ratio)  # (N, S, W)
+        for image in range(int(feature.shape[0])):
+            rows = tf.matmul(tf.reshape(row_weights, (-1, height)), tf.reshape(feature[image], (height, width * channels)))
+            rows = tf.reshape(rows, (-1, output_size, width, channels))  # (N, S_y, W, C)
+            patch = tf.matmul(column_weights[:, None], rows)  # (N, S_y, S_x, C): one small product per box and bin row
+            own = tf.cast((box_levels == level) & (image_indices == image), patch.dtype)[:, None, None, None]
+            pooled = patch * own if pooled is None else pooled + patch * own
+    return pooled
+
+
+def _bin_weights(starts, ends, stride: float, cells: int, output_size: int, sampling_ratio: int):
+    """Along one axis, the weight of each map cell in each bin of each box: (N, output_size, cells).
+
+    Samples and borders as `roi_align._axis_samples`: a sample more than a cell outside the map weighs nothing, one
+    between the border and a cell outside reads the border cell.
+    """
+    samples = output_size * sampling_ratio
+    scaled_start, scaled_end = starts / stride - 0.5, ends / stride - 0.5
+    grid = (ops.arange(samples, dtype="float32") + 0.5) / float(samples)
+    positions = scaled_start[:, None] + grid[None, :] * (scaled_end - scaled_start)[:, None]  # (N, samples)
+    valid = ops.cast((positions >= -1.0) & (positions <= float(cells)), "float32")
+    positions = ops.clip(positions, 0.0, cells - 1.0)
+    low = ops.floor(positions)
+    weight = positions - low
+    high = ops.minimum(low + 1.0, cells - 1.0)
+    cell = ops.arange(cells, dtype="float32")
+    per_sample = (1.0 - weight)[..., None] * ops.cast(ops.equal(cell, low[..., None]), "float32")
+    per_sample = per_sample + weight[..., None] * ops.cast(ops.equal(cell, high[..., None]), "float32")
+    per_sample = per_sample * valid[..., None] / float(sampling_ratio)
+    return ops.sum(ops.reshape(per_sample, (-1, output_size, sampling_ratio, cells)), axis=2)
 
 
 def _proposals(image_logits, image_deltas, anchors: np.ndarray, image_shape: tuple[int, int], config: MaskRCNNConfig):
