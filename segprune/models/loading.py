@@ -135,7 +135,19 @@ def _load_keras_file(path: Path, options: _LoadOptions) -> keras.Model:
             config = json.loads(archive.read("config.json"))
         except (KeyError, json.JSONDecodeError) as error:
             raise ModelFileError(f"{str(path)!r} has no readable config.json; the file is corrupt.") from error
+    if '"keras_hub.' in json.dumps(config):  # its layers load from keras-hub, one of which needs a repair first
+        _repair_keras_hub()
     return _keras_load(path, options, class_name=config.get("class_name"))
+
+
+def _repair_keras_hub() -> None:
+    try:
+        import keras_hub  # noqa: F401  (the repair patches its classes)
+    except ImportError:  # Keras's own error names the class it cannot find
+        return
+    from segprune.backend.keras_fixes import keras_hub_vit_embedding_round_trip
+
+    keras_hub_vit_embedding_round_trip()
 
 
 def _load_h5_file(path: Path, options: _LoadOptions) -> keras.Model:

@@ -4,6 +4,9 @@ Whole heads (query, key, value and the output projection's rows together) and ML
 the pruned model equals the original whose removed heads and units were zeroed. The embedding width (the
 residual stream every LayerNorm normalises) is kept whole, since removing it cannot be exact."""
 
+import subprocess
+import sys
+
 import keras
 import numpy as np
 import pytest
@@ -129,6 +132,10 @@ def test_vit_prunes_heads_and_mlp_units_exactly(seed, tmp_path):
     pruned.save(path)  # keras-hub's embedding writes a config its constructor refuses (repaired by segprune)
     sample = np.ones((1, 16, 16, 3), np.float32)
     np.testing.assert_allclose(infer(keras.saving.load_model(path), sample), infer(pruned, sample), atol=1e-6)
+    if seed == 0:  # segprune.load_model repairs keras-hub before loading, in a process that has built no graph
+        script = f"import segprune; print(segprune.load_model({str(path)!r}).output_shape)"
+        loaded = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
+        assert loaded.stdout.strip().splitlines()[-1:] == [str(pruned.output_shape)], loaded.stderr[-2000:]
 
 
 def test_dinov2_with_registers_and_layer_scale_prunes_heads_and_mlp_units_exactly(tmp_path):
