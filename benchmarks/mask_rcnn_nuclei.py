@@ -6,6 +6,12 @@ default detections (score >= 0.5), overlapping masks resolved by score.
 
     flock /tmp/segprune-cpu.lock .venv/bin/python benchmarks/mask_rcnn_nuclei.py --save dense.keras --prune flops=0.5 --save-pruned pruned.keras
     flock /tmp/segprune-cpu.lock .venv/bin/python benchmarks/mask_rcnn_nuclei.py --dense dense.keras --pruned pruned.keras  # figures and timings only
+    flock /tmp/segprune-cpu.lock .venv/bin/python benchmarks/mask_rcnn_nuclei.py --dense dense.keras --prune flops=0.5 --prune-heads 0.5
+
+Every run ends with the test AP50 of both detectors with 95% bootstrap intervals over the test tiles (and the paired
+loss), and the end-to-end comparison: the whole detector exported as one graph (proposals, NMS, RoIAlign, both heads,
+mask pasting; `segprune.runtime.detector_export`, verified against `detect` on the test tiles) next to the trunk alone,
+dense and pruned, on ONNX Runtime and OpenVINO in fp32, one tile per request.
 
 Measured on the shared 2-core machine (2026-11-28, seed 0, defaults: 600 steps of batch 4, lr 3e-3), first command:
 trained in 736 s (1.2 s/step); test mask AP 0.594, AP50 0.835, AP75 0.751, DSB 0.523 (U-Net + watershed: AP 0.431,
@@ -36,10 +42,11 @@ import segprune  # noqa: F401  (first: it quiets TensorFlow's start-up logging)
 from segprune.classical import watershed_segment
 from segprune.cost import flops
 from segprune.data.instances import instance_dataset, instances_from_labels
-from segprune.instance_metrics import evaluate_instances, mask_ap, mean_dsb_score
+from segprune.instance_metrics import AP_MIN_SCORE, evaluate_instances, mask_ap, mean_dsb_score
 from segprune.models.mask_rcnn import MaskRCNN, load_mask_rcnn, mask_rcnn, save_mask_rcnn, train_mask_rcnn
 from segprune.runtime.benchmark import interleaved_timings
-from segprune.runtime.export import export_onnx, open_runner
+from segprune.runtime.detector_export import DETECTOR_FORMATS, export_detector
+from segprune.runtime.export import FORMATS, export_model, export_onnx, open_runner
 from segprune.structured.oneshot import prune_channels
 
 NUCLEI = Path(__file__).resolve().parents[1].parent / "shared" / "datasets" / "nuclei-dsb2018"
@@ -96,10 +103,18 @@ def main() -> None:
     parser.add_argument("--save", default=None, help="save the trained detector here (.keras)")
     parser.add_argument("--dense", default=None, help="a trained detector (.keras) to evaluate and prune instead of training one")
     parser.add_argument("--prune", default=None, help="prune the trunk to a budget such as flops=0.5 (l1), then fine-tune")
+    parser.add_argument(
+        "--prune-heads", type=float, default=0.0,
+        help="also remove this share of the RoI heads' channels (l1; the box head's dense layers, the mask head's convolutions): "
+        "end to end, the box head runs on every proposal and the mask head on every detection, so the trunk is a small part",
+    )
     parser.add_argument("--finetune-steps", type=int, default=200)
     parser.add_argument("--save-pruned", default=None, help="save the pruned, fine-tuned detector here (.keras)")
     parser.add_argument("--pruned", default=None, help="a pruned detector (.keras) to compare with --dense instead of pruning")
     parser.add_argument("--eval-every", type=int, default=0, help="also evaluate the test split every N steps (0: only at the end)")
+    parser.add_argument("--rounds", type=int, default=30, help="interleaved timing rounds of the end-to-end comparison (each runs every test tile)")
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--resamples", type=int, default=300, help="bootstrap resamples of the test tiles for the AP50 intervals")
     arguments = parser.parse_args()
 
     keras.utils.set_random_seed(arguments.seed)
@@ -127,7 +142,8 @@ def main() -> None:
         print(f"loaded {arguments.pruned}")
     else:
         pruned_trunk = prune_channels(model.trunk, importance="l1", target=arguments.prune)
-        pruned = MaskRCNN(model.config, pruned_trunk, copy_of(model.box_head), copy_of(model.mask_head))
+        heads = [prune_channels(head, ratio=arguments.prune_heads, importance="l1") if arguments.prune_heads else copy_of(head) for head in (model.box_head, model.mask_head)]
+        pruned = MaskRCNN(model.config, pruned_trunk, *heads)
         print("pruned, before fine-tuning: " + "  ".join(f"{k} {v:.3f}" for k, v in evaluate(pruned, data, "test").items()))
         train(pruned, data, arguments, arguments.finetune_steps, arguments.learning_rate / 3)
         if arguments.save_pruned:
@@ -136,6 +152,11 @@ def main() -> None:
     for size in (128, 256):
         dense_macs, pruned_macs = (flops(m.trunk, (size, size)).macs for m in (model, pruned))
         print(f"pruned trunk ({arguments.prune or arguments.pruned}, l1): MACs at {size}x{size} {dense_macs / 1e6:.1f} M -> {pruned_macs / 1e6:.1f} M ({pruned_macs / dense_macs:.3f})")
+    config = model.config
+    for name, pool in (("box_head", config.pool_size), ("mask_head", config.mask_pool_size)):
+        dense_macs, pruned_macs = (flops(getattr(m, name), (pool, pool)).macs for m in (model, pruned))
+        runs = f"each of up to {config.post_nms_test} proposals" if name == "box_head" else "each detection"
+        print(f"{name} MACs per RoI (run on {runs}) {dense_macs / 1e6:.2f} M -> {pruned_macs / 1e6:.2f} M ({pruned_macs / dense_macs:.3f})")
     images = np.stack([data.load(sample_id)[0] for sample_id in data.ids("test")])
     timings = {"dense detect": [], "pruned detect": [], "dense trunk": [], "pruned trunk": []}
     for _ in range(7):  # interleaved, so that machine load hits all alike
@@ -148,6 +169,82 @@ def main() -> None:
             timings[f"{name} trunk"].append(time.perf_counter() - start)
     print("Keras on the 4 test tiles, median of 7: " + "  ".join(f"{k} {1000 * np.median(v):.0f} ms" for k, v in timings.items()))
     onnx_trunk_latency(model, pruned, images)
+    ap50_intervals(model, pruned, data, arguments.resamples)
+    end_to_end_latency(model, pruned, images, arguments.threads, arguments.rounds)
+
+
+def ap50_intervals(dense: MaskRCNN, pruned: MaskRCNN, data, resamples: int, seed: int = 0) -> None:
+    """Test AP50 of both detectors with 95% bootstrap intervals over the test tiles, and the paired loss (dense - pruned).
+
+    The tiles are drawn again with replacement `resamples` times; both detectors are scored on the same draws, so
+    the loss interval is paired. With 4 test tiles the intervals are wide: they say how little 4 tiles can tell.
+    """
+    ids = data.ids("test")
+    truths = [data.load(sample_id)[1] for sample_id in ids]
+    images = np.stack([data.load(sample_id)[0] for sample_id in ids])
+    ranked = {name: detector.detect(images, min_score=AP_MIN_SCORE) for name, detector in (("dense", dense), ("pruned", pruned))}
+    rng = np.random.default_rng(seed)
+    draws = [rng.integers(0, len(ids), len(ids)) for _ in range(resamples)]
+    scores = {name: np.array([mask_ap([truths[i] for i in draw], [found[i] for i in draw])["ap50"] for draw in draws]) for name, found in ranked.items()}
+    whole = {name: mask_ap(truths, found)["ap50"] for name, found in ranked.items()}
+    for name in ranked:
+        low, high = np.percentile(scores[name], [2.5, 97.5])
+        print(f"AP50 {name} {whole[name]:.3f} [95% interval {low:.3f}, {high:.3f}; bootstrap of the {len(ids)} test tiles, {resamples} resamples]")
+    loss = scores["dense"] - scores["pruned"]
+    low, high = np.percentile(loss, [2.5, 97.5])
+    print(f"AP50 loss of the pruned detector {100 * (whole['dense'] - whole['pruned']):.1f} points [paired 95% interval {100 * low:.1f}, {100 * high:.1f}]")
+
+
+class _EachTile:
+    """Runs an exported file on every tile of a batch, one request per tile (how a deployment meets images)."""
+
+    def __init__(self, runner) -> None:
+        self.runner = runner
+        self.executed_precision = runner.executed_precision
+
+    def __call__(self, tiles: np.ndarray) -> None:
+        for tile in tiles:
+            self.runner(tile[None])
+
+
+def end_to_end_latency(dense: MaskRCNN, pruned: MaskRCNN, images: np.ndarray, threads: int, rounds: int) -> None:
+    """The whole detectors (one graph: proposals, NMS, RoIAlign, heads, mask pasting) and their trunks, dense and pruned,
+    on ONNX Runtime and on OpenVINO (fp32, said explicitly: INFERENCE_PRECISION_HINT f32), one tile per request. Each
+    detector file is verified against `MaskRCNN.detect` on the test tiles before it is timed. The four files of one
+    runtime are timed interleaved; the runtimes one after the other (with both runtimes' thread pools alive at once,
+    each slowed the other on two cores).
+    """
+    height, width = images.shape[1:3]
+    print(
+        f"End to end, {len(images)} test tiles of {height}x{width} one per request, {threads} threads, median ms per tile over {rounds} "
+        "interleaved rounds [quartiles]; speed-up: median of the per-round ratios dense/pruned [quartiles]"
+    )
+    with tempfile.TemporaryDirectory(prefix="mask-rcnn-e2e-") as folder:
+        for runtime, format in (("onnxruntime", "onnx"), ("openvino", "openvino")):
+            paths = {}
+            for name, detector in (("dense", dense), ("pruned", pruned)):
+                whole = Path(folder) / f"{name}-detector{DETECTOR_FORMATS[format]}"
+                agreement = export_detector(detector, whole, format, input_shape=(1, height, width), samples=list(images))
+                print(f"  {name} whole detector as {format}, verified against detect on a random tile and the test tiles: {agreement}")
+                trunk = Path(folder) / f"{name}-trunk{FORMATS[format]}"
+                export_model(detector.trunk, trunk, format, input_shape=(1, height, width))
+                paths[("whole detector", name)], paths[("trunk", name)] = whole, trunk
+            precision = "fp32" if runtime == "openvino" else None
+            runners = {key: _EachTile(open_runner(path, threads, runtime, precision)) for key, path in paths.items()}
+            timings = dict(zip(runners, interleaved_timings(list(runners.values()), [images] * len(runners), rounds=rounds)))
+            for part in ("trunk", "whole detector"):
+                dense_ms, pruned_ms = (np.asarray(timings[(part, name)]) / len(images) for name in ("dense", "pruned"))
+                ratios = dense_ms / pruned_ms
+                print(
+                    f"  {runtime:11s} {runners[(part, 'dense')].executed_precision:4s} {part:14s} dense {_spread(dense_ms)}  pruned {_spread(pruned_ms)}  "
+                    f"speed-up {np.median(ratios):.2f}x [{np.percentile(ratios, 25):.2f}, {np.percentile(ratios, 75):.2f}]",
+                    flush=True,
+                )
+            del runners
+
+
+def _spread(values: np.ndarray) -> str:
+    return f"{np.median(values):6.2f} [{np.percentile(values, 25):.2f}, {np.percentile(values, 75):.2f}]"
 
 
 def onnx_trunk_latency(dense: MaskRCNN, pruned: MaskRCNN, images: np.ndarray, threads: int = 2, rounds: int = 50) -> None:
