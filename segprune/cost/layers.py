@@ -70,7 +70,9 @@ def flops(model: keras.Model, input_shape: tuple[int, ...]) -> CostReport:
     """Counts multiply-accumulates and parameters of every layer for one input of `input_shape`.
 
     Layers of nested models (a `keras.applications` encoder) are counted one by one. A transposed
-    convolution costs H_in * W_in * k_h * k_w * C_in * C_out: each input pixel is scattered once.
+    convolution costs H_in * W_in * k_h * k_w * C_in * C_out: each input pixel is scattered once. Attention
+    costs its projections and, per head, queries x keys x key size for the scores and queries x keys x value
+    size for the weighted values (`@`, `keras.ops.einsum`, `dot_product_attention`, MultiHeadAttention's).
 
     Args:
         model: A functional or Sequential model.
