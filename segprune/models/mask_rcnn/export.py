@@ -186,7 +186,7 @@ def separable_roi_align(features: Sequence, boxes, image_indices, config: MaskRC
         for image in range(int(feature.shape[0])):
             rows = tf.matmul(tf.reshape(row_weights, (-1, height)), tf.reshape(feature[image], (height, width * channels)))
             rows = tf.reshape(rows, (-1, output_size, width, channels))  # (N, S_y, W, C)
-            patch = tf.matmul(column_weights[:, None], rows)  # (N, S_y, S_x, C): one small product per box and bin row
+            patch = tf.matmul(tf.tile(column_weights[:, None], (1, output_size, 1, 1)), rows)  # (N, S_y, S_x, C): one small product per box and bin row
             own = tf.cast((box_levels == level) & (image_indices == image), patch.dtype)[:, None, None, None]
             pooled = patch * own if pooled is None else pooled + patch * own
     return pooled
