@@ -6,6 +6,8 @@ Never a bare KeyError or AttributeError.
 Not built here (their constructors need whole sub-models of their own): SAM, SAM3, D-FINE, MobileNetV5, DINOv3.
 """
 
+import re
+
 import keras
 import numpy as np
 import pytest
@@ -44,7 +46,8 @@ def test_keras_hub_class_prunes_or_names_the_layer(name):
             prune_channels(model, ratio=0.5, round_to=1)
         return
     graph = build_channel_graph(model)
-    assert [pin.name.rsplit("/", 1)[-1] for pin in graph.pinned] == PINNED.get(name, [])
+    # Keras numbers automatic names per process (add_positional_embedding_1 once another test built a ViTDet)
+    assert [_unnumbered(pin.name.rsplit("/", 1)[-1]) for pin in graph.pinned] == [_unnumbered(pin) for pin in PINNED.get(name, [])]
     if name in NOTHING_LEFT:
         assert graph.prunable_groups() == []
         return
@@ -54,3 +57,7 @@ def test_keras_hub_class_prunes_or_names_the_layer(name):
     # Called, not predicted: a detector's predict decodes boxes; the graph segprune prunes is its call's.
     expected = sorted(tuple(x.shape) for x in keras.tree.flatten(model(sample, training=False)))
     assert sorted(tuple(x.shape) for x in keras.tree.flatten(pruned(sample, training=False))) == expected
+
+
+def _unnumbered(name: str) -> str:
+    return re.sub(r"_\d+$", "", name)
