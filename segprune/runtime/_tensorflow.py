@@ -53,6 +53,7 @@ def write_function_onnx(function, signature: Sequence, path: str | Path, opset: 
     import tensorflow as tf
     import tf2onnx
 
+    _register_missing_conversions()
     concrete = function.get_concrete_function(*signature)
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message="In the future `np.object`", category=FutureWarning)
@@ -60,6 +61,32 @@ def write_function_onnx(function, signature: Sequence, path: str | Path, opset: 
             tf2onnx.convert.from_function(function, input_signature=signature, opset=opset, output_path=str(path))
         else:
             _write_frozen_onnx(concrete, len(signature), opset, path)
+
+
+_REGISTERED: list[str] = []
+
+
+def _register_missing_conversions() -> None:
+    """TensorFlow ops tf2onnx cannot convert, given an ONNX form: `Erfc` (exact GELU, `keras.activations.gelu`
+    with `approximate=False`, in every ViT block) is 1 - Erf(x); without it every GELU model failed to load in ONNX
+    Runtime ("No Op registered for Erfc")."""
+    if _REGISTERED:
+        return
+    import numpy as np
+    from tf2onnx import utils
+    from tf2onnx.handler import tf_op
+
+    @tf_op("Erfc")
+    class Erfc:
+        @classmethod
+        def version_9(cls, ctx, node, **kwargs):
+            dtype = utils.map_onnx_to_numpy_type(ctx.get_dtype(node.input[0]))
+            erf = ctx.make_node("Erf", [node.input[0]])
+            one = ctx.make_const(utils.make_name(f"{node.name}_one"), np.array(1, dtype=dtype))
+            node.type = "Sub"
+            ctx.replace_inputs(node, [one.output[0], erf.output[0]])
+
+    _REGISTERED.append("Erfc")
 
 
 def _write_frozen_onnx(concrete, num_inputs: int, opset: int, path: str | Path) -> None:

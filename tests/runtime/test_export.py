@@ -34,6 +34,18 @@ def test_pruned_model_exports_to_onnx_within_1e_4(build, tmp_path):
     np.testing.assert_allclose(actual, pruned.predict(sample, verbose=0), atol=1e-4)
 
 
+def test_exact_gelu_exports_as_one_minus_erf(tmp_path):
+    # keras.activations.gelu (approximate=False, every ViT MLP) traces to TensorFlow's Erfc, which ONNX has no op for
+    inputs = keras.Input((8, 8, 3))
+    features = keras.layers.Activation("gelu")(keras.layers.Conv2D(4, 3, padding="same")(inputs))
+    model = keras.Model(inputs, keras.layers.Dense(2, activation=keras.activations.gelu)(features))
+    path = tmp_path / "gelu.onnx"
+    assert export_onnx(model, path) <= 1e-4
+    sample = np.random.default_rng(2).normal(size=(1, 8, 8, 3)).astype(np.float32) * 3
+    session = onnx_session(path)
+    np.testing.assert_allclose(session.run(None, {session.get_inputs()[0].name: sample})[0], model.predict(sample, verbose=0), atol=1e-5)
+
+
 def test_export_refuses_to_write_beyond_tolerance(tmp_path):
     path = tmp_path / "model.onnx"
     with pytest.raises(ExportMismatchError):
