@@ -163,18 +163,21 @@ def test_max_minutes_stops_between_steps_and_resume_with_more_time_continues_the
 
 
 def test_a_file_that_misses_the_goal_when_timed_again_sends_the_ladder_on(dense_model, data, tmp_path, monkeypatch):
-    # The first final timing run finds the chosen file three times slower than its step did (a busier machine): the lower
-    # speed-up is logged as that file's own, the ladder goes on to 1/4, and the second final timing (as measured) ships it.
+    # Timings set by hand (the files are still timed, for their other figures): dense 20 ms, 1/2 10 ms, 1/4 6 ms; the first
+    # final run finds the chosen 1/2 file at 30 ms (a busier machine). The lower speed-up is logged as that file's own, the
+    # ladder goes on to 1/4, and the second final run (as set) ships it.
     out = tmp_path / "deploy"
     real_time_files, finals = deploy.time_files, []
+    set_ms = {"dense": 20.0, "budget-0.5": 10.0, "budget-0.25": 6.0}
 
     def slower_in_the_first_final(paths, runtime, threads, rounds, mode="latency"):
         results = real_time_files(paths, runtime, threads, rounds, mode)
-        if Path(paths[0]).parent == out and mode == "latency":
+        final = Path(paths[0]).parent == out
+        if final and mode == "latency":
             finals.append(paths[0])
-            if len(finals) == 1:
-                results[0] = dataclasses.replace(results[0], latency_ms=3 * results[0].latency_ms)
-        return results
+        chosen_ms = 30.0 if len(finals) == 1 else 6.0
+        return [dataclasses.replace(result, latency_ms=chosen_ms if final and index == 0 else set_ms[Path(path).parent.name])
+                for index, (path, result) in enumerate(zip(paths, results))]
 
     monkeypatch.setattr(deploy, "time_files", slower_in_the_first_final)
     lines = []
@@ -185,6 +188,8 @@ def test_a_file_that_misses_the_goal_when_timed_again_sends_the_ladder_on(dense_
     assert retime["budget"] == 0.5 and retime["speedup"] == pytest.approx(steps[3]["card"]["latency"]["speedup_vs_onnxruntime_fp32"])
     assert not steps[3]["card"]["goal_met"] and retime["speedup"] < 1.2 <= steps[2]["deployments"][0]["speedup"]
     assert card["chosen"]["budget"] == 0.25 and card["goal_met"] and len(finals) == 2
+    assert card["timed_again"] == [{"step": "l1 1/2", "budget": 0.5, "precision": "fp32", "speedup": retime["speedup"]}]
+    assert "Timed again in a final run" in (out / "model_card.md").read_text()
     assert any("met the goal" in line and "not when timed again" in line for line in lines)
     resumed = optimize(dense_model, data, out, OptimizeSettings(**{**QUICK, "finetune_epochs": 0, "budgets": (0.5, 0.25)}), resume=True).card
     assert resumed == card, "a resumed run replays the retiming and ends with the same choice"

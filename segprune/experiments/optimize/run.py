@@ -371,7 +371,7 @@ class _Run:
             cards.CardInputs(
                 settings=self.settings, goal=self.goal, sources=self.sources, dense=dense, candidates=candidates, step=step, deployment=deployment,
                 file_name=chosen_name, latency=[latency[p] for p in (str(paths[0]), str(paths[1]), str(paths[2]))],
-                throughput=[throughput[p] for p in (str(paths[0]), str(paths[1]))], stopped_by=stopped_by, reason=reason,
+                throughput=[throughput[p] for p in (str(paths[0]), str(paths[1]))], stopped_by=stopped_by, reason=reason, retimed=self._retimed(),
                 method_reason=check_method(self.settings.method), precisions=self.precisions, shape=self.shape,
             )
         )
