@@ -168,7 +168,22 @@ def resolve_input_shape(model: keras.Model, input_shape: Sequence[int] | str | N
     for fixed, wanted in zip(model_shape[1:3], shape[1:3]):
         if fixed is not None and fixed != wanted:
             raise ValueError(f"{model.name!r} takes inputs of {model_shape[1:3]} (height, width); got {shape[1:3]} in input shape {shape}.")
+    _check_runs_at(model, shape)
     return shape
+
+
+def _check_runs_at(model: keras.Model, shape: InputShape) -> None:
+    """Refuses a fixed size the network cannot take (a U-Net's skip connections need a height and width its poolings
+    divide: 100x140 meets 24x34 against 25x35 at the third level), in one line, with a size that fits."""
+    try:
+        model(np.zeros(shape, np.float32), training=False)  # a symbolic call lets mismatched skip sizes through
+    except Exception:  # Keras raises whatever the failing layer raises (ValueError, a backend's own error)
+        height, width = (-(-side // 32) * 32 for side in shape[1:3])
+        raise ValueError(
+            f"{model.name!r} cannot run at input {'x'.join(map(str, shape))} (its layers' shapes do not meet there): a fixed size must be one its "
+            f"downsampling divides (each pooling or strided layer halves it). Use e.g. {shape[0]}x{height}x{width}x{shape[3]} (a multiple of 32); "
+            "images of other sizes are cut into tiles of that shape."
+        ) from None
 
 
 def is_static(shape: InputShape) -> bool:

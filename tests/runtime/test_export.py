@@ -46,6 +46,13 @@ def test_exact_gelu_exports_as_one_minus_erf(tmp_path):
     np.testing.assert_allclose(session.run(None, {session.get_inputs()[0].name: sample})[0], model.predict(sample, verbose=0), atol=1e-5)
 
 
+def test_a_fixed_size_the_network_cannot_take_is_refused_with_one_that_fits(tmp_path):
+    # 100x140 through three poolings: the U-Net's skip meets 24x34 against 25x35; a raw Keras traceback before
+    with pytest.raises(ValueError, match=r"cannot run at input 1x100x140x1 .* Use e.g. 1x128x160x1") as refused:
+        export_onnx(unet(base_filters=4), tmp_path / "odd.onnx", input_shape="1x100x140")
+    assert "\n" not in str(refused.value) and not list(tmp_path.iterdir())
+
+
 def test_export_refuses_to_write_beyond_tolerance(tmp_path):
     path = tmp_path / "model.onnx"
     with pytest.raises(ExportMismatchError):
