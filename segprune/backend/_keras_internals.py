@@ -289,7 +289,8 @@ def plain_functional(
     constructor. Models holding no functional subclass are returned as they are. Layers (and so weights)
     are shared with `model`, not copied.
 
-    Layers `expand` picks are replaced by the layers and ops their `call` runs. Where that tracing fails and
+    Layers `expand` picks are replaced by the layers and ops their `call` runs (or, where `expand` answers a
+    callable, the ones that callable runs on the layer's inputs). Where that tracing fails and
     `untraced` is a dict, the layer stays whole and `untraced[layer]` says why; otherwise the TypeError
     naming the layer propagates.
 
@@ -333,8 +334,9 @@ def _call_expanded(layer, args: tuple, kwargs: dict, expand: Callable, untraced:
     A call that cannot be traced leaves the layer whole where `untraced` records why."""
     calls = rebuilt.get(("calls", layer), 0)  # a weightless layer called twice (one Lambda reused): one name per call
     rebuilt[("calls", layer)] = calls + 1
+    form = expand(layer)
     try:
-        expanded = _expanded(layer, args, kwargs, layer.name if not calls else f"{layer.name}_call{calls}")
+        expanded = _expanded(layer, args, kwargs, layer.name if not calls else f"{layer.name}_call{calls}", form if callable(form) else None)
     except TypeError as error:
         if untraced is None:
             raise
@@ -366,10 +368,14 @@ def all_sublayers(layer: keras.layers.Layer) -> list:
     return list(layer._flatten_layers(include_self=False, recursive=True))
 
 
-def _expanded(layer: keras.layers.Layer, args: tuple, kwargs: dict, name: str) -> keras.Model:
+def _expanded(layer: keras.layers.Layer, args: tuple, kwargs: dict, name: str, form: Callable | None = None) -> keras.Model:
     """A composite layer's `call` traced on symbolic inputs: a functional model over its own sublayers (a
     `Lambda`'s: over the ops its function runs). One positional list of tensors (`Lambda(lambda t: t[0] * t[1])`)
-    is traced as a list input."""
+    is traced as a list input.
+
+    `form`, where given, is traced instead of `layer.call`: the same computation written so that it traces (with
+    the batch axis kept apart from heads and windows), answerable for every weight of the layer (it may copy a
+    weight into a new standard layer)."""
     listed = len(args) == 1 and isinstance(args[0], (list, tuple))
     tensors = list(args[0]) if listed else list(args)
     # Tensors passed by keyword become inputs after the positional ones; other keywords (use_causal_mask) are kept.
@@ -387,16 +393,17 @@ def _expanded(layer: keras.layers.Layer, args: tuple, kwargs: dict, name: str) -
     inputs = [keras.Input(batch_shape=tuple(x.shape), dtype=x.dtype) for x in [*tensors, *keyword_tensors.values()]]
     by_keyword = dict(zip(keyword_tensors, inputs[len(tensors) :]))
     try:
-        outputs = layer.call(inputs, **options) if listed else layer.call(*inputs[: len(tensors)], **by_keyword, **options)
+        call = form or layer.call
+        outputs = call(inputs, **options) if listed else call(*inputs[: len(tensors)], **by_keyword, **options)
         expanded = _batch_free_reshapes(keras.Model(inputs if listed or len(inputs) > 1 else inputs[0], outputs, name=name))
     except Exception as error:  # the layer's own code, on symbolic shapes: anything may go wrong there
         raise TypeError(
             f"Layer {layer.name!r} ({type(layer).__name__}) could not be traced into plain layers on input "
-            f"{tuple(tensors[0].shape)} ({type(error).__name__}: {_first_line(error)}); to prune through it, write its call "
+            f"{tuple([*tensors, *keyword_tensors.values()][0].shape)} ({type(error).__name__}: {_first_line(error)}); to prune through it, write its call "
             "with keras.ops or build the model for a fixed image size."
         ) from error
     called = {id(variable) for inner in expanded.layers for variable in inner.weights}
-    read_directly = [variable.path for variable in layer.weights if id(variable) not in called]
+    read_directly = [] if form else [variable.path for variable in layer.weights if id(variable) not in called]
     if read_directly:  # a traced op would hold such a variable as a constant: pruning could not follow it
         raise TypeError(
             f"Layer {layer.name!r} ({type(layer).__name__}) uses variables other than through its sublayers' calls "

@@ -18,7 +18,7 @@ import numpy as np
 
 from segprune.backend._keras_internals import GraphTrace, LayerCall, plain_functional, sublayers, trace_graph
 from segprune.graph.handlers import ChannelHandler, PinnedHandler, UnsupportedLayerError, layer_weights, on_last_axis
-from segprune.graph.registry import handler_for, has_handler, is_traced, is_width_free, register_known_layers
+from segprune.graph.registry import handler_for, has_handler, is_traced, is_width_free, register_known_layers, traced_form
 from segprune.models.loading import require_graph_model
 from segprune.models.outputs import CHANNELS_LAST_FIX
 
@@ -335,7 +335,13 @@ def plain_graph(model: keras.Model, untraced: dict | None = None) -> keras.Model
     {layer: why}.
     """
     register_known_layers()
-    return plain_functional(model, expand=is_composite, untraced={} if untraced is None else untraced)
+    return plain_functional(model, expand=_expansion, untraced={} if untraced is None else untraced)
+
+
+def _expansion(layer: keras.layers.Layer):
+    """What `plain_functional` traces a layer as: its registered form (a callable), its own call (True), or
+    nothing (False: the layer stays one unit)."""
+    return traced_form(layer) or is_composite(layer)
 
 
 def _flat(elements: np.ndarray) -> list[int]:

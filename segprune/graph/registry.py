@@ -6,7 +6,9 @@ the cost model, magnitude pruning and the latency tables all ask the layer's han
 
 from __future__ import annotations
 
+import functools
 import sys
+from collections.abc import Callable
 
 import keras
 
@@ -58,7 +60,7 @@ from segprune.graph.handlers import (
     TransposeHandler,
     UnsupportedLayerError,
 )
-from segprune.graph.handlers.vision_transformer import keras_hub_vision_transformer_handlers
+from segprune.graph.handlers.vision_transformer import keras_hub_traced_forms, keras_hub_vision_transformer_handlers
 
 _CHANNELWISE = (
     keras.layers.ReLU,
@@ -103,14 +105,19 @@ def register_handler(layer_class: type, handler: ChannelHandler) -> None:
 # keras.layers.Identity returns its input: traced, it vanishes, as it must where it cannot write its config
 # (keras-hub builds it with a DTypePolicy object, which its automatic get_config cannot serialise).
 _TRACED: set[type] = {keras.layers.Identity}
+_TRACED_FORMS: dict[type, Callable] = {}
 
 
-def register_traced(layer_class: type) -> None:
+def register_traced(layer_class: type, form: Callable | None = None) -> None:
     """Tells segprune to trace a layer class's `call` into the graph, as the standard layers and `keras.ops`
     it runs at inference, instead of handling the layer as one unit.
 
     Layers made only of sublayers are traced anyway; this is for a layer without weights of its own whose
     call is written in `keras.ops` (stochastic depth, which is the identity at inference, vanishes).
+
+    `form(layer, *inputs)`, where given, is traced instead of `layer.call`: the same computation written so
+    that segprune can follow it (keras-hub's ViTDet attention folds heads into the batch axis; its form keeps
+    them on an axis of their own). It must compute what the layer computes from the layer's own weights.
 
     Example:
         >>> register_traced(MyDropPath)
@@ -118,11 +125,20 @@ def register_traced(layer_class: type) -> None:
     if not (isinstance(layer_class, type) and issubclass(layer_class, keras.layers.Layer)):
         raise TypeError(f"register_traced needs a keras layer class, got {layer_class!r}.")
     _TRACED.add(layer_class)
+    if form is not None:
+        _TRACED_FORMS[layer_class] = form
 
 
 def is_traced(layer: keras.layers.Layer) -> bool:
     """Whether this layer's class was registered with `register_traced`."""
     return type(layer) in _TRACED
+
+
+def traced_form(layer: keras.layers.Layer) -> Callable | None:
+    """The call to trace instead of this layer's own (`register_traced(..., form)`), bound to the layer; None
+    where its own call is traced."""
+    form = _TRACED_FORMS.get(type(layer))
+    return None if form is None else functools.partial(form, layer)
 
 
 def register_known_layers() -> None:
@@ -132,6 +148,8 @@ def register_known_layers() -> None:
         _TRACED.add(layer_class)
     for layer_class, handler in keras_hub_vision_transformer_handlers().items():
         _REGISTRY.setdefault(layer_class, handler)
+    for layer_class, form in keras_hub_traced_forms().items():
+        register_traced(layer_class, form)
     keras_hub_vit_embedding_round_trip()  # a pruned ViT must copy, save and load
     if "keras_hub" in sys.modules:
         from keras_hub.src.models.dinov2.dinov2_layers import DINOV2DropPath

@@ -175,6 +175,7 @@ def _keras_hub_examples() -> dict:
     try:
         from keras_hub.src.models.dinov2.dinov2_layers import DINOV2Embedding, DINOV2LayerScale
         from keras_hub.src.models.vit.vit_layers import ViTPatchingAndEmbedding
+        from keras_hub.src.models.vit_det.vit_layers import AddPositionalEmbedding, ViTDetPatchingAndEmbedding
     except ImportError:
         return {}
     patches = 3 * 3 * 2 * 2 * 4 * 6
@@ -182,6 +183,8 @@ def _keras_hub_examples() -> dict:
         ViTPatchingAndEmbedding: (IMAGE, lambda x: ViTPatchingAndEmbedding((6, 6), (2, 2), 6, num_channels=4)(x), patches),
         DINOV2Embedding: (IMAGE, lambda x: DINOV2Embedding(6, 2, (6, 6), num_register_tokens=1, position_embedding_shape=(6, 6))(x), patches),
         DINOV2LayerScale: (IMAGE, lambda x: DINOV2LayerScale(4)(x), 0),
+        ViTDetPatchingAndEmbedding: (IMAGE, lambda x: ViTDetPatchingAndEmbedding((2, 2), (2, 2), 6)(x), patches),
+        AddPositionalEmbedding: (IMAGE, lambda x: AddPositionalEmbedding(6, 1, 4)(x), 0),
     }
 
 

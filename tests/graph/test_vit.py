@@ -283,21 +283,79 @@ def test_a_dinov2_segmenter_prunes_exactly_and_meets_a_flops_budget_by_an_indepe
     assert min(heads) < 4  # heads went, not only MLP units
 
 
-def test_vitdet_prunes_global_block_mlp_units_exactly_and_names_what_it_keeps_whole():
-    # Not yet pruned, and named: the attention with relative position embeddings merges heads into the batch axis,
-    # windowed blocks merge windows into it; both are kept whole, as are their channels.
-    model = keras_hub.models.ViTDetBackbone(
-        hidden_size=WIDTH, num_layers=2, intermediate_dim=16, num_heads=HEADS, global_attention_layer_indices=[0],
-        image_shape=(32, 32, 3), patch_size=8, num_output_channels=8, window_size=2,
-    )
+def vitdet(**options) -> keras.Model:
+    """ViTDet on a 4x4 grid of patches: a global block, then a windowed one whose 3x3 windows pad the grid to 6x6;
+    relative position tables and the position embedding drawn at random (keras-hub starts them at zero)."""
+    model = keras_hub.models.ViTDetBackbone(**{
+        "hidden_size": WIDTH, "num_layers": 2, "intermediate_dim": 16, "num_heads": HEADS, "global_attention_layer_indices": [0],
+        "image_shape": (32, 32, 3), "patch_size": 8, "num_output_channels": 8, "window_size": 3, **options,
+    })
     randomize_weights(model)
-    graph = build_channel_graph(model)
-    kinds = ("AddPositionalEmbedding", "MultiHeadAttentionWithRelativePE", "WindowedTransformerEncoder")
-    assert sorted(next(kind for kind in kinds if kind in pin.reason) for pin in graph.pinned) == list(kinds)  # names carry counters
+    rng = np.random.default_rng(1)
+    for layer in model._flatten_layers():
+        for variable in layer.weights:
+            if variable.path.rsplit("/", 1)[-1] in ("rel_pos_h", "rel_pos_w", "pos_embed"):
+                variable.assign(rng.normal(0.0, 0.5, variable.shape).astype(np.float32))
+    return model
+
+
+def _vitdet_groups(graph):
+    heads = [group for group in graph.prunable_groups() if group.size == HEADS]
     units = [group for group in graph.prunable_groups() if group.size == 16]
-    assert len(units) == 1  # the global block's MLP
-    removed = units[0].classes[:5]
+    return heads, units
+
+
+def test_vitdet_prunes_heads_and_mlp_units_of_global_and_windowed_blocks_exactly(tmp_path):
+    # keras-hub folds heads and windows into the batch axis; segprune traces a form of each block that keeps them
+    # on axes of their own (segprune/graph/handlers/vision_transformer.py), equal to keras-hub's own call.
+    model = vitdet()
+    graph = build_channel_graph(model)
+    assert graph.pinned == []
     sample = np.random.default_rng(0).random((2, 32, 32, 3)).astype(np.float32)
-    expected, actual = infer(zeroed_copy(graph, removed), sample), infer(remove_channels(graph, removed), sample)
+    np.testing.assert_allclose(infer(graph.model, sample), infer(model, sample), atol=1e-5, rtol=0)
+    heads, units = _vitdet_groups(graph)
+    assert len(heads) == len(units) == 2  # one of each per block; the neck's channels are a group of their own
+    removed = heads[0].classes[:1] + heads[1].classes[1:] + units[0].classes[:5] + units[1].classes[4:10]
+    pruned = remove_channels(graph, removed)
+    expected, actual = infer(zeroed_copy(graph, removed), sample), infer(pruned, sample)
+    assert actual.shape == (2, 4, 4, 8)
     np.testing.assert_allclose(actual, expected, atol=1e-5, rtol=0)
-    assert np.abs(expected - infer(model, sample)).max() > 1e-2
+    assert np.abs(expected - infer(model, sample)).max() > 1e-2  # the removed heads and units mattered
+    kernels = sorted(tuple(layer.kernel.shape) for layer in pruned._flatten_layers() if isinstance(layer, keras.layers.Dense) and layer.kernel.shape[0] == WIDTH)
+    assert kernels == [(WIDTH, 10), (WIDTH, 11)] + [(WIDTH, 3 * 4)] * 2  # qkv of one head each, the MLPs' first layers
+    path = tmp_path / "vitdet.keras"
+    pruned.save(path)
+    np.testing.assert_allclose(infer(keras.saving.load_model(path), sample), actual, atol=1e-6)
+
+
+def test_vitdet_without_relative_positions_prunes_a_head_exactly():
+    model = vitdet(use_rel_pos=False, use_abs_pos=False, window_size=2)
+    graph = build_channel_graph(model)
+    assert graph.pinned == []
+    heads, units = _vitdet_groups(graph)
+    removed = heads[1].classes[:1] + units[1].classes[:3]
+    sample = np.random.default_rng(0).random((2, 32, 32, 3)).astype(np.float32)
+    np.testing.assert_allclose(infer(graph.model, sample), infer(model, sample), atol=1e-5, rtol=0)
+    np.testing.assert_allclose(infer(remove_channels(graph, removed), sample), infer(zeroed_copy(graph, removed), sample), atol=1e-5, rtol=0)
+
+
+def _vitdet_macs(heads: list[int], units: list[int], neck: int = 8) -> int:
+    """ViTDet's MACs counted from vitdet()'s configuration and each block's kept heads (of 4 channels) and MLP units."""
+    grid, size, patch = 4, 4, 8
+    total = grid * grid * patch * patch * 3 * WIDTH
+    for (window, padded), kept_heads, kept_units in zip([(grid, grid), (3, 6)], heads, units):
+        windows, tokens = (padded // window) ** 2, window * window
+        inner = kept_heads * size
+        total += padded * padded * WIDTH * 3 * inner + padded * padded * inner * WIDTH  # qkv and output projections
+        total += windows * kept_heads * tokens * (2 * tokens + 2 * window) * size  # scores, values, row and column terms
+        total += 2 * grid * grid * WIDTH * kept_units
+    return total + grid * grid * WIDTH * neck + grid * grid * 9 * neck * 8
+
+
+def test_vitdet_macs_count_every_window_and_match_a_count_from_its_configuration():
+    model = vitdet()
+    assert flops(model, (32, 32)).macs == _vitdet_macs([2, 2], [16, 16])
+    graph = build_channel_graph(model)
+    heads, units = _vitdet_groups(graph)
+    removed = heads[1].classes[:1] + units[0].classes[:7]
+    assert macs_after(graph, removed) == flops(remove_channels(graph, removed), (32, 32)).macs == _vitdet_macs([2, 1], [9, 16])

@@ -27,7 +27,6 @@ UNSUPPORTED = {
 # Pruned around the layers segprune keeps whole (last name segment of each pin); every other class has none.
 PINNED = {
     "SwinTransformerBackbone": ["blocks_0", "blocks_0"],  # every block: nothing is left to prune
-    "ViTDetBackbone": ["add_positional_embedding", "multi_head_attention_with_relative_pe"],
     "RetinaNetBackbone": ["fpn"],
     "RetinaNetObjectDetector": ["fpn", "classification_head", "box_head", "cls_pred_P3", "cls_pred_P4", "box_pred_P3", "box_pred_P4"],
 }

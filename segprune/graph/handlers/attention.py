@@ -229,11 +229,19 @@ class EinsumDenseHandler(ChannelHandler):
     """EinsumDense (MultiHeadAttention's projections): "abc,cde->abde" splits C input channels into (heads, head
     size), "abcd,cde->abe" merges them back. The equation's letters name the axes: kernel-only output letters
     are the produced channels, input letters summed away are the consumed ones. When channels span several
-    letters, a class spans all but the first (heads go whole); the weights list that first letter's axis only."""
+    letters, a class spans all but the first (heads go whole); the weights list that first letter's axis only.
+
+    A kernel that shares a letter with both the input and the output holds one matrix per position along it
+    (ViTDet's relative-position terms, "bnyxc,yck->bnyxk": per query row y, head size c to key rows k). Such a
+    layer is positional: it writes no channels of its own, and it applies the same kernel to every channel of an
+    axis it carries through (n, the heads), so those channels pass and each one's contracted entries (a head's
+    size) go with it; its kernel is never sliced."""
 
     def couple_layout(self, call, inputs, builder):
         (input_letters, kernel_letters), output_letters = _einsum_letters(call.layer.equation)
         elements, output_shape = inputs[0], call.output_shapes[0]
+        if _positional(call.layer.equation):
+            return [_carried_through(call, elements, builder)]
         for letter, size in zip(input_letters[1:], elements.shape):
             if letter in output_letters and size > 1:
                 raise UnsupportedLayerError(f"Layer {call.layer.name!r} (EinsumDense {call.layer.equation}) carries channels through unchanged on axis {letter!r}; segprune cannot prune that.")
@@ -246,6 +254,8 @@ class EinsumDenseHandler(ChannelHandler):
         return [fresh.reshape([output_shape[index] if index in new else 1 for index in range(1, len(output_letters))])]
 
     def channel_axes(self, call):
+        if _positional(call.layer.equation):
+            return []  # one kernel for every channel carried through
         (input_letters, kernel_letters), output_letters = _einsum_letters(call.layer.equation)
         input_shape, output_shape = call.input_shapes[0], call.output_shapes[0]
         axes = []
@@ -286,6 +296,12 @@ class EinsumDenseHandler(ChannelHandler):
     def edit_call_config(self, call, config, kept_in, kept_out):
         (input_letters, kernel_letters), output_letters = _einsum_letters(call.layer.equation)
         output_shape = call.output_shapes[0]
+        if _positional(call.layer.equation):  # the carried axis keeps what its input keeps
+            shape = list(config["output_shape"]) if isinstance(config["output_shape"], (list, tuple)) else [config["output_shape"]]
+            for index, letter in enumerate(output_letters[1:]):
+                if letter in input_letters and letter not in kernel_letters and shape[index] is not None:
+                    shape[index] = None
+            return {**config, "output_shape": shape}
         produced = [index for index, letter in enumerate(output_letters) if index and letter in kernel_letters and letter not in input_letters]
         if not produced:
             return config
@@ -293,6 +309,35 @@ class EinsumDenseHandler(ChannelHandler):
         shape = list(config["output_shape"]) if isinstance(config["output_shape"], (list, tuple)) else [config["output_shape"]]
         shape[produced[0] - 1] = int(len(kept_out[0])) // inner
         return {**config, "output_shape": shape}
+
+
+def _positional(equation: str) -> bool:
+    """Whether an EinsumDense kernel holds one matrix per position (a letter in its input, kernel and output)."""
+    if "." in equation:
+        return False
+    (input_letters, kernel_letters), output_letters = _einsum_letters(equation)
+    return any(letter in kernel_letters and letter in output_letters for letter in input_letters[1:])
+
+
+def _carried_through(call, elements: np.ndarray, builder: ChannelBuilder) -> np.ndarray:
+    """A positional EinsumDense's output elements: the input's along the one axis carried through without the
+    kernel (the heads), each index's contracted entries one class with it; every other output axis holds none."""
+    (input_letters, kernel_letters), output_letters = _einsum_letters(call.layer.equation)
+    letters = input_letters[1:]
+    channel_letters = [letter for letter, size in zip(letters, elements.shape) if size > 1]
+    carried = [letter for letter in channel_letters if letter in output_letters and letter not in kernel_letters]
+    contracted = [letter for letter in channel_letters if letter not in output_letters]
+    if len(carried) != 1 or len(carried) + len(contracted) != len(channel_letters):
+        raise UnsupportedLayerError(
+            f"Layer {call.layer.name!r} (EinsumDense {call.layer.equation}) applies a kernel per position to channels on "
+            f"axes {channel_letters}; segprune follows such a layer only where it carries one axis of channels through."
+        )
+    axis = letters.index(carried[0])
+    per_index = np.moveaxis(elements, axis, 0).reshape(elements.shape[axis], -1)
+    for row in per_index:
+        builder.union([int(e) for e in row[1:]], [int(row[0])] * (len(row) - 1))
+    shape = [elements.shape[axis] if letter == carried[0] else 1 for letter in output_letters[1:]]
+    return per_index[:, 0].reshape(shape)
 
 
 class DotProductAttentionHandler(ChannelHandler):

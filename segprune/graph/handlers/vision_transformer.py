@@ -1,5 +1,6 @@
-"""Vision transformers' token embeddings (keras-hub's ViT and DINOv2): an image cut into patches, each projected by
-a strided convolution, with class, register and position tokens added.
+"""Vision transformers' token embeddings (keras-hub's ViT, DINOv2 and ViTDet): an image cut into patches, each
+projected by a strided convolution, with class, register and position tokens added; and the forms segprune traces
+keras-hub's ViTDet blocks as (SAM's image encoder), whose own calls fold heads and windows into the batch axis.
 
 The embedding width is the residual stream of every block after it, normalised by LayerNormalization over its
 channels. Removing stream channels changes the mean and variance every LayerNorm computes, so no smaller model
@@ -10,8 +11,11 @@ and MLP hidden units inside each block, which sit between a producer and a consu
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 
 import keras
+import numpy as np
+from keras import ops
 
 from segprune.backend._keras_internals import all_sublayers
 from segprune.graph.handlers.base import ChannelHandler, UnsupportedLayerError, on_last_axis
@@ -52,13 +56,14 @@ def _convolutions(layer: keras.layers.Layer) -> list[keras.layers.Conv2D]:
 
 
 def keras_hub_vision_transformer_handlers() -> dict[type, ChannelHandler]:
-    """Handlers for keras-hub's ViT and DINOv2 layers, once keras_hub is imported ({} before)."""
+    """Handlers for keras-hub's ViT, DINOv2 and ViTDet layers, once keras_hub is imported ({} before)."""
     import sys
 
     if "keras_hub" not in sys.modules:
         return {}
     from keras_hub.src.models.dinov2.dinov2_layers import DINOV2Embedding, DINOV2LayerScale
     from keras_hub.src.models.vit.vit_layers import ViTPatchingAndEmbedding
+    from keras_hub.src.models.vit_det.vit_layers import AddPositionalEmbedding, ViTDetPatchingAndEmbedding
 
     from segprune.graph.handlers.channelwise import ChannelwiseHandler
 
@@ -66,4 +71,92 @@ def keras_hub_vision_transformer_handlers() -> dict[type, ChannelHandler]:
         ViTPatchingAndEmbedding: PatchEmbeddingHandler(),
         DINOV2Embedding: PatchEmbeddingHandler(),
         DINOV2LayerScale: ChannelwiseHandler(width_key="hidden_dim"),
+        ViTDetPatchingAndEmbedding: PatchEmbeddingHandler(),
+        AddPositionalEmbedding: ChannelwiseHandler(width_key="embed_dim"),  # the stream it adds to stays whole
     }
+
+
+def keras_hub_traced_forms() -> dict[type, Callable]:
+    """keras-hub layers traced as a form of their call that segprune can follow ({} before keras_hub is imported).
+
+    ViTDet (SAM's image encoder) folds windows and attention heads into the batch axis, computing the batch
+    size from the input's shape, which is unknown while tracing. Its forms keep both on axes of their own: a
+    head is then one class, pruned whole, and every call's cost counts every window (costs leave the batch out).
+    """
+    import sys
+
+    if "keras_hub" not in sys.modules:
+        return {}
+    from keras_hub.src.models.vit_det.vit_layers import MultiHeadAttentionWithRelativePE, WindowedTransformerEncoder
+
+    return {WindowedTransformerEncoder: windowed_encoder_form, MultiHeadAttentionWithRelativePE: relative_attention_form}
+
+
+def windowed_encoder_form(block: keras.layers.Layer, x):
+    """keras-hub's `WindowedTransformerEncoder.call`: pre-norm attention (within windows of `window_size`, the
+    grid padded to whole windows, where it is above 0) and a pre-norm MLP, each added to the stream. Windows lie
+    on two axes of their own, (batch, window rows, window columns, size, size, channels)."""
+    shortcut = x
+    x = block.layer_norm1(x)
+    size = block.window_size
+    if size > 0:
+        height, width, channels = x.shape[1:]
+        padded = (height + (-height) % size, width + (-width) % size)
+        if padded != (height, width):
+            x = ops.pad(x, ((0, 0), (0, padded[0] - height), (0, padded[1] - width), (0, 0)))
+        x = ops.reshape(x, (-1, padded[0] // size, size, padded[1] // size, size, channels))
+        x = ops.transpose(x, (0, 1, 3, 2, 4, 5))
+    x = block.attention(x)
+    if size > 0:
+        x = ops.reshape(ops.transpose(x, (0, 1, 3, 2, 4, 5)), (-1, *padded, channels))
+        if padded != (height, width):
+            x = x[:, :height, :width, :]
+    x = shortcut + x
+    return x + block.mlp_block(block.layer_norm2(x))
+
+
+def relative_attention_form(attention: keras.layers.Layer, x):
+    """keras-hub's `MultiHeadAttentionWithRelativePE.call` on (batch, [window rows, window columns,] height, width,
+    channels), with the heads on an axis of their own: queries, keys and values (batch, [windows,] heads, height,
+    width, head size), scores over (key height, key width).
+
+    The decomposed relative position terms (queries times a table row per query and key row, and per query and
+    key column) are EinsumDense layers whose kernels are the tables gathered at this grid's offsets, as
+    keras-hub's layer gathers them on every call: one kernel for every head, so a head pruned takes its terms
+    with it and the tables stay whole. (Gathered, they are untied: a table row appears once per pair of positions
+    at its offset, so fine-tuning may move the copies apart.)
+    """
+    windows = tuple(x.shape[1:-3])
+    height, width = x.shape[-3:-1]
+    heads, size = attention.num_heads, attention.key_dim
+    lead = "pq"[: len(windows)]
+    axes = len(windows)
+    qkv = ops.reshape(attention.qkv(x), (-1, *windows, height, width, 3 * heads, size))
+    to_heads = (0, *range(1, axes + 1), axes + 3, axes + 1, axes + 2, axes + 4)  # heads before height and width
+    queries, keys, values = (ops.transpose(part, to_heads) for part in ops.split(qkv, 3, axis=-2))
+    scores = ops.einsum(f"b{lead}nyxc,b{lead}nijc->b{lead}nyxij", queries * attention.scale, keys)
+    if attention.use_rel_pos:
+        relative = attention.add_decomposed_relative_pe
+        rows = _relative_term(relative, lead, "y", (height, width), relative.rel_pos_h, windows)(queries)
+        columns = _relative_term(relative, lead, "x", (height, width), relative.rel_pos_w, windows)(queries)
+        scores = scores + ops.expand_dims(rows, -1) + ops.expand_dims(columns, -2)
+    # the layer, not ops.softmax: Keras's softmax operation takes one axis when run, its layer several
+    probabilities = keras.layers.Softmax(axis=(axes + 4, axes + 5), name=f"{attention.name}_softmax")(scores)
+    attended = ops.einsum(f"b{lead}nyxij,b{lead}nijc->b{lead}nyxc", probabilities, values)
+    merged = ops.transpose(attended, (0, *range(1, axes + 1), axes + 2, axes + 3, axes + 1, axes + 4))
+    return attention.projection(ops.reshape(merged, (-1, *windows, height, width, heads * size)))
+
+
+def _relative_term(relative: keras.layers.Layer, lead: str, letter: str, grid: tuple[int, int], table, windows: tuple) -> keras.layers.EinsumDense:
+    """queries (batch, [windows,] heads, height, width, head size) -> (batch, [windows,] heads, height, width, keys
+    along `letter`): the table gathered by keras-hub's own `_get_rel_pos` (resized where the grid differs from the
+    one the table was made for)."""
+    length = grid[0] if letter == "y" else grid[1]
+    gathered = keras.ops.convert_to_numpy(relative._get_rel_pos(length, length, table))  # (queries, keys, head size)
+    term = keras.layers.EinsumDense(
+        f"b{lead}nyxc,{letter}ck->b{lead}nyxk", output_shape=(*windows, None, *grid, length),
+        name=f"{relative.name}_{'height' if letter == 'y' else 'width'}", dtype=relative.dtype_policy,
+    )
+    term.build((None, *windows, None, *grid, gathered.shape[-1]))
+    term.kernel.assign(np.transpose(gathered, (0, 2, 1)))
+    return term
