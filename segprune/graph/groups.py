@@ -33,6 +33,8 @@ class Group:
         prunable: Per class, whether it may be removed (model inputs, outputs and ignored layers may not).
         producers: Qualified names of the layers that create these channels.
         multiple_of: The kept channel count must be a multiple of this (GroupNormalization's groups).
+        width: Tensor channels each class stands for: 1 for feature-map channels, the head size for attention
+            heads (a head's query, key and value channels go together).
     """
 
     index: int
@@ -40,6 +42,7 @@ class Group:
     prunable: np.ndarray
     producers: list[str]
     multiple_of: int = 1
+    width: int = 1
 
     @property
     def size(self) -> int:
@@ -48,6 +51,16 @@ class Group:
     @property
     def num_prunable(self) -> int:
         return int(self.prunable.sum())
+
+    def step(self, round_to: int) -> int:
+        """The class count the kept classes are a multiple of, for `round_to` counted in tensor channels: a group of
+        attention heads 8 wide keeps any number of heads at round_to 8, one of 4 wide an even number.
+
+        Example:
+            >>> Group(0, list(range(8)), np.ones(8, bool), ["query"], width=4).step(8)
+            2
+        """
+        return math.lcm(round_to // math.gcd(round_to, self.width), self.multiple_of)
 
 
 class Pin(NamedTuple):
@@ -265,7 +278,7 @@ def build_channel_graph(
 
     call_inputs = [classes(lists) for lists in element_inputs]
     call_outputs = [classes(lists) for lists in element_outputs]
-    groups, group_of_class = _groups(builder)
+    groups, group_of_class = _groups(builder, _class_widths(call_outputs))
     layouts = [([np.shape(e) for e in ins], [np.shape(e) for e in outs]) for ins, outs in zip(element_inputs, element_outputs)]
     graph = ChannelGraph(model, trace, call_inputs, call_outputs, groups, group_of_class, list(pins.values()), set(pins), layouts)
     _require_untied_pins(graph)
@@ -348,7 +361,18 @@ def _flat(elements: np.ndarray) -> list[int]:
     return [int(e) for e in np.asarray(elements).ravel()]
 
 
-def _groups(builder: _Builder) -> tuple[list[Group], dict[int, int]]:
+def _class_widths(call_outputs: list[list[np.ndarray]]) -> dict[int, int]:
+    """Per class, the most positions it fills in one output tensor (a head's head-size channels; 1 for a channel)."""
+    widths: dict[int, int] = {}
+    for outputs in call_outputs:
+        for classes in outputs:
+            found, counts = np.unique(classes, return_counts=True)
+            for class_id, count in zip(found.tolist(), counts.tolist()):
+                widths[class_id] = max(widths.get(class_id, 1), count)
+    return widths
+
+
+def _groups(builder: _Builder, widths: dict[int, int]) -> tuple[list[Group], dict[int, int]]:
     members: dict[int, list[int]] = {}
     for element in range(len(builder.parent)):
         members.setdefault(builder.find(element), []).append(element)
@@ -366,7 +390,7 @@ def _groups(builder: _Builder) -> tuple[list[Group], dict[int, int]]:
         prunable = np.array([root not in fixed_roots for root in roots])
         multiple = math.lcm(*(multiple_by_root.get(root, 1) for root in roots))
         names = sorted({builder.owner[e] for root in roots for e in members[root]})
-        groups.append(Group(index, roots, prunable, names, multiple))
+        groups.append(Group(index, roots, prunable, names, multiple, max(widths.get(root, 1) for root in roots)))
         for root in roots:
             group_of_class[root] = index
     return groups, group_of_class

@@ -8,7 +8,6 @@ criterion on the model being pruned.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Mapping
 
 import keras
@@ -55,7 +54,7 @@ class ChannelSpace:
 
     def widths_of(self, group: Group) -> list[int]:
         """Allowed kept counts of a group, smallest first (only its full size if it cannot shrink)."""
-        step = math.lcm(self.round_to, group.multiple_of)
+        step = group.step(self.round_to)
         fixed = group.size - group.num_prunable
         widths = [w for w in range(step, group.size, step) if w >= max(fixed, 1)]
         return widths + [group.size] if widths else []

@@ -2,12 +2,13 @@
 
 Every strategy keeps, in each group it touches, a multiple of `round_to` channels (CPU kernels run fastest
 on multiples of 8 or 16; an odd count can make a pruned model slower than the dense one), never fewer than
-`round_to` and never zero, and never removes a channel the graph marks as fixed.
+`round_to` and never zero, and never removes a channel the graph marks as fixed. Channels are tensor channels:
+a class that stands for several (an attention head, `Group.width` wide) counts as that many, so a head of 8 is a
+multiple of round_to 8 on its own.
 """
 
 from __future__ import annotations
 
-import math
 from collections.abc import Mapping
 from dataclasses import dataclass
 
@@ -36,8 +37,7 @@ def kept_count(size: int, ratio: float, round_to: int, minimum: int = 0) -> int:
 
 def _kept_in_group(group: Group, ratio: float, round_to: int) -> int:
     """`kept_count` with the group's own divisibility constraint folded into the rounding step."""
-    step = math.lcm(round_to, group.multiple_of)
-    return kept_count(group.size, ratio, step)
+    return kept_count(group.size, ratio, group.step(round_to))
 
 
 def lowest_scored(group: Group, scores: Mapping[int, float], keep: int) -> list[int]:
