@@ -35,6 +35,7 @@ import itertools
 import json
 import math
 import os
+import shutil
 import sys
 import time
 from pathlib import Path
@@ -71,6 +72,7 @@ def main() -> None:
     parser.add_argument("--budgets", nargs="+", type=float, default=list(defaults.SWEEP_BUDGETS), help="MACs budgets (default 0.5 0.25 0.125)")
     parser.add_argument("--distill", nargs="+", default=["on", "off"], choices=("on", "off"), help="fine-tune with distillation, without, or both")
     parser.add_argument("--epochs", type=int, default=40, help="fine-tune epochs (default 40; early stopping as TrainConfig's default)")
+    parser.add_argument("--ignore", nargs="*", default=[], help="layers kept whole (e.g. patch_embedding: a vision transformer's token width)")
     parser.add_argument("--search-minutes", type=float, default=None, help="stop each search at its best so far after this long (default: run it whole)")
     parser.add_argument("--threads", type=int, default=defaults.THREADS)
     parser.add_argument("--rounds", type=int, default=20, help="timed rounds per repeat")
@@ -146,10 +148,11 @@ def run_cell(key: str, method: str, budget, distill, dense, data, out: Path, arg
     else:
         checkpoint = out / "models" / f"{key}.keras"
         search_folder = out / "search" / key
+        _share_search(out / "search", method, budget, distill, arguments.epochs, search_folder)
         settings = {"folder": search_folder, "max_minutes": arguments.search_minutes} if method != "l1" else {}
         resume = run_folder(checkpoint).exists() or (method != "l1" and search_folder.exists())
         result = prune(
-            dense, method, target=f"flops={budget}", data=data, finetune_epochs=arguments.epochs, distill=distill == "on",
+            dense, method, target=f"flops={budget}", data=data, finetune_epochs=arguments.epochs, distill=distill == "on", ignore=arguments.ignore,
             seed=defaults.SEED, checkpoint_path=checkpoint, resume=resume, **settings,
         )
         model, seconds = result.model, result.seconds
@@ -165,6 +168,20 @@ def run_cell(key: str, method: str, budget, distill, dense, data, out: Path, arg
     )
     row["deployed"] = deploy(model, key, data, out / "deploy", (1, int(height), int(width)), arguments.threads)
     return row
+
+
+def _share_search(searches: Path, method: str, budget, distill, epochs: int, folder: Path) -> None:
+    """Starts `folder` from the same method and budget's search with the other distillation setting, if one exists.
+
+    Distillation only changes the fine-tune after a search (the search log's header holds no distillation), so the
+    cell with distillation off resumes the finished search of the cell with it on (and the other way round) instead
+    of spending the same minutes again; the resumed search replays its log to the same pruned model."""
+    if method == "l1" or folder.exists():
+        return
+    other = searches / cell_key(method, budget, "off" if distill == "on" else "on", epochs)
+    if (other / "search.jsonl").exists():
+        _progress(f"{folder.name}: resuming the search of {other.name} (distillation changes only the fine-tune)")
+        shutil.copytree(other, folder)
 
 
 def deploy(model, key: str, data, folder: Path, shape: tuple[int, int, int], threads: int) -> dict:

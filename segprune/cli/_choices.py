@@ -5,7 +5,7 @@ The modules that define them import Keras; tests/test_cli_startup.py checks ever
 
 from __future__ import annotations
 
-ARCHITECTURES = ("fcn", "mobilenet-unet", "unet")  # segprune.models.ARCHITECTURES
+ARCHITECTURES = ("fcn", "mobilenet-unet", "unet", "vit-segmenter")  # segprune.models.ARCHITECTURES
 ONESHOT_METHODS = ("l1", "l2", "bn-scale", "taylor", "activation", "random", "mutual-info")  # segprune.api
 REGULARISED_METHODS = ("l0-channel", "slimming")  # segprune.api
 SEARCH_METHODS = ("greedy", "random-search")  # segprune.api

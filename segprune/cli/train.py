@@ -22,7 +22,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
     add_data_options(parser)
     parser.add_argument(
         "--model", default="unet", choices=sorted([*ARCHITECTURES, MASK_RCNN]),
-        help="architecture (default unet); mask-rcnn trains an instance detector on DATA's instances/ folder",
+        help="architecture (default unet; vit-segmenter: a small vision transformer, image sides multiples of 8); mask-rcnn trains an instance detector on DATA's instances/ folder",
     )
     parser.add_argument("--epochs", type=int, default=None, help="maximum epochs (default 40; mask-rcnn 150)")
     parser.add_argument("--steps-per-epoch", type=int, default=None, help="mask-rcnn: batches per epoch (default: one pass over the training images)")
@@ -59,6 +59,8 @@ def run(arguments: argparse.Namespace) -> int:
     if arguments.steps_per_epoch is not None:
         raise ValueError(f"--steps-per-epoch is for --model {MASK_RCNN}; an epoch of --model {arguments.model} is one pass over its training images.")
     data = read_data(arguments)
+    if arguments.base_filters is not None and arguments.model == "vit-segmenter":
+        raise ValueError("--base-filters sets a CNN's first stage; the vit-segmenter is built at its default size (segprune.models.vit_segmenter in Python takes its widths).")
     options = {} if arguments.base_filters is None else {"base_filters": arguments.base_filters}
     model = build_model(arguments.model, data.num_classes, data.image_channels, **options)
     config = TrainConfig(

@@ -7,15 +7,16 @@ from segprune.models.mask_rcnn import MaskRCNN, MaskRCNNConfig, load_mask_rcnn, 
 from segprune.models.mobilenet_unet import mobilenet_unet
 from segprune.models.outputs import OutputKind, output_kind
 from segprune.models.unet import unet
+from segprune.models.vit_segmenter import vit_segmenter
 
 allow_dynamic_resize()  # before any model is built, loaded or run (every such path imports this package)
 contiguous_torch_cross_entropy()
 
-ARCHITECTURES = {"unet": unet, "fcn": fcn, "mobilenet-unet": mobilenet_unet}
+ARCHITECTURES = {"unet": unet, "fcn": fcn, "mobilenet-unet": mobilenet_unet, "vit-segmenter": vit_segmenter}
 
 
 def build_model(architecture: str, num_classes: int, input_channels: int, **options):
-    """Builds a named architecture (`"unet"`, `"fcn"` or `"mobilenet-unet"`).
+    """Builds a named architecture (`"unet"`, `"fcn"`, `"mobilenet-unet"` or `"vit-segmenter"`).
 
     Example:
         >>> model = build_model("unet", num_classes=2, input_channels=1, base_filters=8)
@@ -42,4 +43,5 @@ __all__ = [
     "save_mask_rcnn",
     "train_mask_rcnn",
     "unet",
+    "vit_segmenter",
 ]
