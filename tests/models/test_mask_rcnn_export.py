@@ -93,17 +93,47 @@ def test_shapes_the_graph_cannot_take_are_refused(detector):
         detection_function(detector, (1, 64, 64, 3))
 
 
-def test_separable_roi_align_equals_the_multilevel_roi_align_detection_runs(detector):
+def _boxes_of_every_kind(rng, count: int, side: int) -> np.ndarray:
+    """Boxes of every level, some over the border, a fifth long and one pixel thin (a window wider than the smaller maps)."""
+    corners = rng.uniform(-8, side - 4, size=(count, 2)).astype(np.float32)
+    sides = rng.uniform(0.5, 50, size=(count, 2)).astype(np.float32)
+    thin = count // 10
+    sides[:thin] = np.stack([np.ones(thin), rng.uniform(30, 2 * side, thin)], axis=1)
+    sides[thin : 2 * thin] = np.stack([rng.uniform(30, 2 * side, thin), np.full(thin, 1.2)], axis=1)
+    return np.concatenate([corners, corners + sides], axis=1)
+
+
+@pytest.mark.parametrize("side", [64, 96])
+def test_separable_roi_align_equals_the_multilevel_roi_align_detection_runs(detector, side):
     from segprune.models.mask_rcnn.export import separable_roi_align
     from segprune.models.mask_rcnn.roi_align import multilevel_roi_align
 
     config = detector.config
-    rng = np.random.default_rng(0)
-    features = [rng.normal(size=(2, 64 // 2**level, 64 // 2**level, 8)).astype(np.float32) for level in config.levels]
-    corners = rng.uniform(-8, 60, size=(40, 2, 2)).astype(np.float32)
-    sides = rng.uniform(0.5, 50, size=(40, 2)).astype(np.float32)  # boxes of every level, some over the border
-    boxes = np.concatenate([corners[:, 0], corners[:, 0] + sides], axis=1)
-    indices = rng.integers(0, 2, 40).astype(np.int32)
+    rng = np.random.default_rng(side)
+    features = [rng.normal(size=(2, side // 2**level, side // 2**level, 8)).astype(np.float32) for level in config.levels]
+    boxes = _boxes_of_every_kind(rng, 60, side)
+    indices = rng.integers(0, 2, 60).astype(np.int32)
     for size in (config.pool_size, config.mask_pool_size):
         expected = multilevel_roi_align(features, boxes, indices, config.levels, size, config.canonical_size, max(config.levels))
         np.testing.assert_allclose(np.asarray(separable_roi_align(features, boxes, indices, config, size)), np.asarray(expected), atol=2e-5)
+
+
+def test_separable_roi_align_reads_each_box_on_its_own_level_and_image_only(detector):
+    """Every cell of the other levels and images is NaN: a box that read any of them, even with weight zero, would be NaN."""
+    from segprune.models.mask_rcnn.export import separable_roi_align
+    from segprune.models.mask_rcnn.roi_align import multilevel_roi_align, pyramid_levels
+
+    config = detector.config
+    rng = np.random.default_rng(1)
+    boxes = _boxes_of_every_kind(rng, 40, 64)
+    levels = np.asarray(pyramid_levels(boxes, config.levels, config.canonical_size, max(config.levels)))
+    for level in config.levels:
+        for image in (0, 1):
+            features = [np.full((2, 64 // 2**k, 64 // 2**k, 8), np.nan, np.float32) for k in config.levels]
+            features[level - config.levels[0]][image] = rng.normal(size=features[level - config.levels[0]].shape[1:])
+            own = levels == level
+            indices = np.full(int(own.sum()), image, np.int32)
+            pooled = np.asarray(separable_roi_align(features, boxes[own], indices, config, config.pool_size))
+            expected = multilevel_roi_align(features, boxes[own], indices, config.levels, config.pool_size, config.canonical_size, max(config.levels))
+            assert own.sum() > 0 and np.isfinite(pooled).all()
+            np.testing.assert_allclose(pooled, np.asarray(expected), atol=2e-5)

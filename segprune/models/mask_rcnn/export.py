@@ -8,7 +8,7 @@ holds the whole detector and a runtime times what a user runs:
   (`tf.image.non_max_suppression`, which tf2onnx writes as ONNX NonMaxSuppression and OpenVINO reads as
   its own NMS);
 - RoIAlign from the pyramid level of each box (`multilevel_roi_align`'s samples and weights, written as
-  matrix products: `separable_roi_align`), the box head on every proposal, per-class refinement, score
+  matrix products on a window of each box's own level: `separable_roi_align`), the box head on every proposal, per-class refinement, score
   threshold and NMS, the best `max_detections`;
 - the mask head on the detections only, and mask pasting: each box-relative mask resampled bilinearly at the
   image's pixel centres inside its box (`paste_mask`) as two small matrix products per detection.
@@ -113,17 +113,22 @@ def detection_function(model: MaskRCNN, input_shape: Sequence[int], min_score: f
 def _detect_graph(model: MaskRCNN, config: MaskRCNNConfig, shape: DetectorShape, anchors: np.ndarray, images):
     import tensorflow as tf
 
-    features, logits, deltas = model._forward(images, training=False)
-    proposals = [_proposals(logits[b], deltas[b], anchors, shape.image_shape, config) for b in range(shape.batch)]
+    with tf.name_scope("trunk"):  # the scopes name the graph's parts in a runtime's profile
+        features, logits, deltas = model._forward(images, training=False)
+    with tf.name_scope("proposals"):
+        proposals = [_proposals(logits[b], deltas[b], anchors, shape.image_shape, config) for b in range(shape.batch)]
     proposal_images = tf.concat([tf.fill(tf.shape(p)[:1], b) for b, p in enumerate(proposals)], axis=0)
     all_proposals = tf.concat(proposals, axis=0)
     class_logits, box_deltas = _box_head(model, features, all_proposals, proposal_images, config)
     probabilities = tf.nn.softmax(class_logits, axis=-1)
     box_deltas = tf.reshape(box_deltas, (-1, config.num_classes, 4))
-    chosen = [
-        _select(proposals[b], tf.boolean_mask(probabilities, proposal_images == b), tf.boolean_mask(box_deltas, proposal_images == b), shape.image_shape, config)
-        for b in range(shape.batch)
-    ]
+    with tf.name_scope("select"):
+        chosen = [
+            _select(
+                proposals[b], tf.boolean_mask(probabilities, proposal_images == b), tf.boolean_mask(box_deltas, proposal_images == b), shape.image_shape, config
+            )
+            for b in range(shape.batch)
+        ]
     boxes = tf.concat([c[0] for c in chosen], axis=0)
     scores = tf.concat([c[1] for c in chosen], axis=0)
     classes = tf.concat([c[2] for c in chosen], axis=0)
@@ -147,8 +152,13 @@ def _with_spare_box(boxes, image_indices):
 
 def _box_head(model: MaskRCNN, features, proposals, image_indices, config: MaskRCNNConfig):
     """Class logits and box deltas of every proposal."""
+    import tensorflow as tf
+
     boxes, indices = _with_spare_box(proposals, image_indices)
-    class_logits, box_deltas = model.box_head(separable_roi_align(features, boxes, indices, config, config.pool_size), training=False)
+    with tf.name_scope("box_roi_align"):
+        pooled = separable_roi_align(features, boxes, indices, config, config.pool_size)
+    with tf.name_scope("box_head"):
+        class_logits, box_deltas = model.box_head(pooled, training=False)
     return class_logits[:-1], box_deltas[:-1]
 
 
@@ -158,60 +168,90 @@ def _full_size_masks(model: MaskRCNN, features, boxes, image_indices, classes, i
 
     boxes, indices = _with_spare_box(boxes, image_indices)
     classes = tf.concat([classes, [0]], axis=0)
-    mask_logits = model.mask_head(separable_roi_align(features, boxes, indices, config, config.mask_pool_size), training=False)
+    with tf.name_scope("mask_roi_align"):
+        pooled = separable_roi_align(features, boxes, indices, config, config.mask_pool_size)
+    with tf.name_scope("mask_head"):
+        mask_logits = model.mask_head(pooled, training=False)
     own_class = tf.cast(tf.equal(tf.range(config.num_classes)[None, :], classes[:, None]), tf.float32)
     small_masks = tf.reduce_sum(tf.sigmoid(mask_logits) * own_class[:, None, None, :], axis=-1)
-    return tf.cast(paste_masks(small_masks, boxes, image_shape, config.mask_threshold), tf.uint8)[:-1]
+    with tf.name_scope("paste_masks"):
+        return tf.cast(paste_masks(small_masks, boxes, image_shape, config.mask_threshold), tf.uint8)[:-1]
 
 
 def separable_roi_align(features: Sequence, boxes, image_indices, config: MaskRCNNConfig, output_size: int, sampling_ratio: int = 2):
-    """`multilevel_roi_align` as matrix products: the same samples, weights and borders, summed in another order.
+    """`multilevel_roi_align` as matrix products on a window of each box's own level: the same samples, weights and
+    borders, summed in another order.
 
-    Aligned RoIAlign with its bilinear samples averaged per bin is separable: along each axis, bin i of box n
-    takes a fixed mix of the map's rows (columns), a (boxes, output_size, rows) weight matrix, and the pooled patch
-    is `rows_weights @ map @ columns_weights.T` per channel. Runtimes run these products at their matrix-multiply
-    speed, where the gather-and-average form (four gathers per sample, a mean over the samples) moves every sample
-    through memory several times and took most of the exported detector's time. Every box is pooled from every
-    level of every image of the batch, and the product of its own level and image is kept.
+    Aligned RoIAlign with its bilinear samples averaged per bin is separable: along each axis, bin i of box n takes a
+    fixed mix of the map's rows (columns), and the pooled patch is `rows_weights @ map @ columns_weights.T` per
+    channel. Only the rows and columns a box's samples touch have weight, so the product is taken over a window: all
+    levels of all images lie end to end in one (cells, channels) table, one gather fetches for every box the
+    square window of cells from its first touched row and column on its own level, and two batched products pool
+    the window. The window is as large as the largest box needs (a maximum taken in the graph), so the result is
+    exact for every box, and a box costs one level's work on a few cells instead of every level's whole map: on the 128x128
+    nuclei tile, 300 proposals of 2-8 cells pool in a fraction of the time of whole-map products on every level.
+    Rows and columns a window reaches beyond its map read the border cell with weight zero.
     """
     import tensorflow as tf
 
-    levels = config.levels
-    box_levels = pyramid_levels(boxes, levels, config.canonical_size, max(levels))
-    pooled = None
-    for level, feature in zip(levels, features):
-        height, width, channels = (int(value) for value in feature.shape[1:])
-        row_weights = _bin_weights(boxes[:, 0], boxes[:, 2], 2.0**level, height, output_size, sampling_ratio)  # (N, S, H)
-        column_weights = _bin_weights(boxes[:, 1], boxes[:, 3], 2.0**level, width, output_size, sampling_ratio)  # (N, S, W)
-        for image in range(int(feature.shape[0])):
-            rows = tf.matmul(tf.reshape(row_weights, (-1, height)), tf.reshape(feature[image], (height, width * channels)))
-            rows = tf.reshape(rows, (-1, output_size, width, channels))  # (N, S_y, W, C)
-            patch = tf.matmul(tf.tile(column_weights[:, None], (1, output_size, 1, 1)), rows)  # (N, S_y, S_x, C): one small product per box and bin row
-            own = tf.cast((box_levels == level) & (image_indices == image), patch.dtype)[:, None, None, None]
-            pooled = patch * own if pooled is None else pooled + patch * own
-    return pooled
+    levels = list(config.levels)
+    if levels != list(range(levels[0], levels[0] + len(levels))):
+        raise ValueError(f"Pyramid levels must be consecutive, got {levels}.")
+    sizes = [(int(feature.shape[0]), int(feature.shape[1]), int(feature.shape[2])) for feature in features]
+    channels = int(features[0].shape[3])
+    table = tf.concat([tf.reshape(feature, (-1, channels)) for feature in features], axis=0)  # every level of every image
+    position = pyramid_levels(boxes, levels, config.canonical_size, max(levels)) - levels[0]
+    heights = tf.gather(tf.constant([height for _, height, _ in sizes], tf.int32), position)
+    widths = tf.gather(tf.constant([width for _, _, width in sizes], tf.int32), position)
+    level_starts = tf.constant(np.cumsum([0] + [batch * height * width for batch, height, width in sizes[:-1]]), tf.int32)
+    strides = tf.pow(2.0, tf.cast(position + levels[0], tf.float32))
+    # Rows and columns in one pass (the graph's small operations cost more than their arithmetic): (2N, S, K).
+    first, weights = _window_weights(
+        tf.concat([boxes[:, 0], boxes[:, 1]], 0), tf.concat([boxes[:, 2], boxes[:, 3]], 0), tf.tile(strides, [2]),
+        tf.concat([heights, widths], 0), output_size, sampling_ratio,
+    )
+    count, window_size = tf.shape(boxes)[0], tf.shape(weights)[2]
+    row_weights, column_weights = weights[:count], weights[count:]
+    offsets = tf.range(window_size)[None, :]
+    rows = tf.minimum(first[:count, None] + offsets, heights[:, None] - 1)
+    columns = tf.minimum(first[count:, None] + offsets, widths[:, None] - 1)
+    base = tf.gather(level_starts, position) + image_indices * heights * widths
+    cells = base[:, None, None] + rows[:, :, None] * widths[:, None, None] + columns[:, None, :]  # (N, K, K)
+    window = tf.reshape(tf.gather(table, cells), tf.stack([count, window_size, window_size * channels]))
+    pooled_rows = tf.reshape(tf.matmul(row_weights, window), tf.stack([count, output_size, window_size, channels]))  # (N, S_y, K, C)
+    return tf.matmul(tf.tile(column_weights[:, None], (1, output_size, 1, 1)), pooled_rows)  # (N, S_y, S_x, C): one small product per box and bin row
 
 
-def _bin_weights(starts, ends, stride: float, cells: int, output_size: int, sampling_ratio: int):
-    """Along one axis, the weight of each map cell in each bin of each box: (N, output_size, cells).
+def _window_weights(starts, ends, strides, cells, output_size: int, sampling_ratio: int):
+    """Along one axis, each box's first touched cell (N,) int32 and the weight of the cells from there on in each of
+    its bins: (N, output_size, window), the window as wide as the widest box needs on its level.
 
-    Samples and borders as `roi_align._axis_samples`: a sample more than a cell outside the map weighs nothing, one
-    between the border and a cell outside reads the border cell.
+    Samples and borders as `roi_align._pool`: a sample more than a cell outside the map weighs nothing, one between
+    the border and a cell outside reads the border cell.
     """
+    import tensorflow as tf
+
     samples = output_size * sampling_ratio
-    scaled_start, scaled_end = starts / stride - 0.5, ends / stride - 0.5
-    grid = (ops.arange(samples, dtype="float32") + 0.5) / float(samples)
+    scaled_start, scaled_end = starts / strides - 0.5, ends / strides - 0.5
+    grid = (tf.range(samples, dtype=tf.float32) + 0.5) / float(samples)
     positions = scaled_start[:, None] + grid[None, :] * (scaled_end - scaled_start)[:, None]  # (N, samples)
-    valid = ops.cast((positions >= -1.0) & (positions <= float(cells)), "float32")
-    positions = ops.clip(positions, 0.0, cells - 1.0)
-    low = ops.floor(positions)
+    last_cell = tf.cast(cells, tf.float32)[:, None] - 1.0
+    valid = tf.cast((positions >= -1.0) & (positions <= last_cell + 1.0), tf.float32)
+    positions = tf.minimum(tf.maximum(positions, 0.0), last_cell)
+    low = tf.floor(positions)
     weight = positions - low
-    high = ops.minimum(low + 1.0, cells - 1.0)
-    cell = ops.arange(cells, dtype="float32")
-    per_sample = (1.0 - weight)[..., None] * ops.cast(ops.equal(cell, low[..., None]), "float32")
-    per_sample = per_sample + weight[..., None] * ops.cast(ops.equal(cell, high[..., None]), "float32")
-    per_sample = per_sample * valid[..., None] / float(sampling_ratio)
-    return ops.sum(ops.reshape(per_sample, (-1, output_size, sampling_ratio, cells)), axis=2)
+    high = tf.minimum(low + 1.0, last_cell)
+    first = tf.reduce_min(low, axis=1)
+    width = tf.cast(tf.reduce_max(tf.reduce_max(high, axis=1) - first), tf.int32) + 1
+    cell = (first[:, None] + tf.cast(tf.range(width), tf.float32)[None, :])[:, None, None, :]  # (N, 1, 1, window)
+
+    def per_bin(values):
+        return tf.reshape(values, (-1, output_size, sampling_ratio))[..., None]
+
+    per_sample = (1.0 - per_bin(weight)) * tf.cast(tf.equal(cell, per_bin(low)), tf.float32)
+    per_sample = per_sample + per_bin(weight) * tf.cast(tf.equal(cell, per_bin(high)), tf.float32)
+    per_sample = per_sample * per_bin(valid) / float(sampling_ratio)
+    return tf.cast(first, tf.int32), tf.reduce_sum(per_sample, axis=2)
 
 
 def _proposals(image_logits, image_deltas, anchors: np.ndarray, image_shape: tuple[int, int], config: MaskRCNNConfig):
