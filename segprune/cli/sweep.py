@@ -15,6 +15,7 @@ from segprune.cli._common import (
     add_loading_options,
     distill_config,
     image_size_argument,
+    layer_names,
     print_balance,
     read_data,
     read_model,
@@ -30,6 +31,9 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--methods", default=",".join(SWEEP_DEFAULT_METHODS), help=f"comma-separated, from: {', '.join(SWEEP_METHODS)}")
     budgets = ",".join(f"{budget:g}" for budget in defaults.SWEEP_BUDGETS)
     parser.add_argument("--budgets", default=budgets, help=f"MACs fractions (default {budgets})")
+    parser.add_argument(
+        "--ignore", default="", help="comma-separated layer names whose channels every pruned model keeps (a vision transformer's patch_embedding: its token width)"
+    )
     parser.add_argument(
         "--tolerance", type=float, default=defaults.TOLERANCE, help=f"Dice points from dense for the balance point (default {defaults.TOLERANCE:g})"
     )
@@ -76,6 +80,7 @@ def run(arguments: argparse.Namespace) -> int:
         methods=tuple(name for name in arguments.methods.split(",") if name),
         budgets=tuple(float(value) for value in arguments.budgets.split(",") if value),
         finetune_epochs=arguments.finetune_epochs,
+        ignore=tuple(layer_names(arguments.ignore)),
         distill=distill_config(arguments),
         tolerance=arguments.tolerance,
         runtimes=tuple(name for name in arguments.runtimes.split(",") if name),

@@ -56,6 +56,7 @@ class SweepConfig:
             `search_candidates` steps or candidates of 10 fine-tune steps), `classical-<method>`.
         budgets: Fractions of the dense MACs (at `image_size`) for the pruning methods.
         finetune_epochs: Fine-tuning after each pruning.
+        ignore: Layers whose channels every pruned model keeps (as `prune`'s `ignore`).
         method_epochs: Fine-tuning epochs for particular methods (sweep method name -> epochs), overriding
             `finetune_epochs` for them.
         distill: Fine-tune with knowledge distillation from the dense model (on by default, as on the command
@@ -76,6 +77,7 @@ class SweepConfig:
     methods: tuple[str, ...] = ("oneshot-l1", "oneshot-random", "classical-otsu", "classical-kmeans")
     budgets: tuple[float, ...] = defaults.SWEEP_BUDGETS
     finetune_epochs: int = defaults.SWEEP_FINETUNE_EPOCHS
+    ignore: tuple[str, ...] = ()
     method_epochs: Mapping[str, int] = field(default_factory=dict)
     distill: DistillConfig | None = field(default_factory=lambda: DistillConfig() if defaults.DISTILL else None)
     tolerance: float = defaults.TOLERANCE
@@ -305,7 +307,7 @@ def _pruned(model, data, method: str, target: str, config: SweepConfig, folder: 
         method, settings = method.removeprefix("oneshot-"), {}
     return prune(
         model, method, target=target, data=data, finetune_epochs=epochs, image_size=config.image_size, train_config=config.train,
-        distill=config.distill, checkpoint_path=path, folder=folder if method in SEARCH_METHODS else None, resume=True, progress=False,
+        distill=config.distill, ignore=config.ignore, checkpoint_path=path, folder=folder if method in SEARCH_METHODS else None, resume=True, progress=False,
         **progress, **settings,
     )
 

@@ -77,3 +77,20 @@ def test_the_default_round_to_removes_whole_heads_of_eight_and_the_model_exports
 def test_a_head_width_that_does_not_divide_the_token_width_is_refused():
     with pytest.raises(ValueError, match="divisible by num_heads"):
         vit_segmenter(hidden_dim=30, num_heads=4)
+
+
+@pytest.mark.exhaustive  # a whole sweep (export, timing, report rows): `make test-all`
+def test_a_sweep_prunes_its_heads_and_mlp_units_and_keeps_an_ignored_token_width(tmp_path):
+    from segprune.data import synthetic_dataset
+    from segprune.experiments import SweepConfig, run_sweep
+    from segprune.models import load_model
+
+    data = synthetic_dataset(num_train=4, num_val=2, num_test=2, image_size=32, seed=0)
+    model = vit_segmenter(data.num_classes, data.image_channels, patch_size=4, hidden_dim=32, num_layers=2, num_heads=4, mlp_dim=32, head_filters=16)
+    config = SweepConfig(methods=("oneshot-l1",), budgets=(0.5,), finetune_epochs=0, image_size=32, ignore=("patch_embedding",))
+    rows = run_sweep(model, data, tmp_path, config)
+    pruned_row = next(row for row in rows if row["method"] == "oneshot-l1")
+    pruned = load_model(pruned_row["model_path"])
+    heads, units = _kept(pruned)
+    assert pruned.get_layer("patch_embedding").filters == 32 and pruned_row["macs_ratio"] <= 0.5
+    assert sum(heads) + sum(units) < 2 * 4 + 2 * 32
