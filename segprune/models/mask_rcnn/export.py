@@ -227,7 +227,8 @@ def _window_weights(starts, ends, strides, cells, output_size: int, sampling_rat
     its bins: (N, output_size, window), the window as wide as the widest box needs on its level.
 
     Samples and borders as `roi_align._pool`: a sample more than a cell outside the map weighs nothing, one between
-    the border and a cell outside reads the border cell.
+    the border and a cell outside reads the border cell. A sample at p (clipped to the map) weighs
+    `max(0, 1 - |p - cell|)` on each cell: `1 - w` on floor(p) and `w` on the next, its bilinear weights.
     """
     import tensorflow as tf
 
@@ -236,22 +237,15 @@ def _window_weights(starts, ends, strides, cells, output_size: int, sampling_rat
     grid = (tf.range(samples, dtype=tf.float32) + 0.5) / float(samples)
     positions = scaled_start[:, None] + grid[None, :] * (scaled_end - scaled_start)[:, None]  # (N, samples)
     last_cell = tf.cast(cells, tf.float32)[:, None] - 1.0
-    valid = tf.cast((positions >= -1.0) & (positions <= last_cell + 1.0), tf.float32)
+    valid = tf.cast((positions >= -1.0) & (positions <= last_cell + 1.0), tf.float32) / float(sampling_ratio)
     positions = tf.minimum(tf.maximum(positions, 0.0), last_cell)
-    low = tf.floor(positions)
-    weight = positions - low
-    high = tf.minimum(low + 1.0, last_cell)
-    first = tf.reduce_min(low, axis=1)
-    width = tf.cast(tf.reduce_max(tf.reduce_max(high, axis=1) - first), tf.int32) + 1
+    first = tf.floor(tf.reduce_min(positions, axis=1))
+    last = tf.minimum(tf.floor(tf.reduce_max(positions, axis=1)) + 1.0, last_cell[:, 0])
+    width = tf.cast(tf.reduce_max(last - first), tf.int32) + 1
     cell = (first[:, None] + tf.cast(tf.range(width), tf.float32)[None, :])[:, None, None, :]  # (N, 1, 1, window)
-
-    def per_bin(values):
-        return tf.reshape(values, (-1, output_size, sampling_ratio))[..., None]
-
-    per_sample = (1.0 - per_bin(weight)) * tf.cast(tf.equal(cell, per_bin(low)), tf.float32)
-    per_sample = per_sample + per_bin(weight) * tf.cast(tf.equal(cell, per_bin(high)), tf.float32)
-    per_sample = per_sample * per_bin(valid) / float(sampling_ratio)
-    return tf.cast(first, tf.int32), tf.reduce_sum(per_sample, axis=2)
+    shape = (-1, output_size, sampling_ratio, 1)
+    per_sample = tf.nn.relu(1.0 - tf.abs(tf.reshape(positions, shape) - cell)) * tf.reshape(valid, shape)  # (N, S, sampling_ratio, window)
+    return tf.cast(first, tf.int32), tf.add_n([per_sample[:, :, sample] for sample in range(sampling_ratio)])  # a ReduceSum over the middle axis ran 10x slower
 
 
 def _proposals(image_logits, image_deltas, anchors: np.ndarray, image_shape: tuple[int, int], config: MaskRCNNConfig):
