@@ -25,7 +25,7 @@ from segprune.models.checks import check_finite_weights
 from segprune.progress_lines import LineReporters
 from segprune.search.evaluation import CandidateSettings
 from segprune.search.greedy import greedy_search
-from segprune.search.kinds import MASK_RCNN_METHODS, model_kind, segmentation_data  # noqa: F401  (MASK_RCNN_METHODS: read here by the instance experiments)
+from segprune.search.kinds import MASK_RCNN_METHODS, ModelKind, model_kind, segmentation_data  # noqa: F401  (MASK_RCNN_METHODS: read here by the instance experiments)
 from segprune.search.random_search import random_search
 from segprune.search.settings import SearchResult, SearchSettings
 from segprune.sizes import format_size
@@ -34,7 +34,7 @@ from segprune.sparse.regularised import l0_sparsify, l1_sparsify
 from segprune.sparse.sparsity import SparsifyResult
 from segprune.structured.context import RunContext
 from segprune.structured.importance import CRITERIA
-from segprune.structured.oneshot import prune_channels
+from segprune.structured.oneshot import prune_graph
 from segprune.structured.regularised import l0_channel_prune, slimming_prune
 from segprune.structured.selection import Strategy
 from segprune.structured.summary import PruningSummary, pruning_summary
@@ -205,7 +205,7 @@ def prune(
     started = time.perf_counter()
     network = kind.network(model)
     graph = build_channel_graph(network, ignore, input_shape=context.image_size)  # the one channel graph of the dense network
-    result = family.prune(model, graph, context)
+    result = family.prune(model, kind, graph, context)
     result.summary = pruning_summary(network, kind.network(result.model), context.image_size, pinned=graph.pinned)
     result.seconds = time.perf_counter() - started
     return result
@@ -302,14 +302,17 @@ class _Family:
     def check_amount(self, method: str, target: str | None, ratio, ignore: tuple[str, ...]) -> None:
         raise NotImplementedError
 
-    def prune(self, model: keras.Model, graph: ChannelGraph, context: RunContext) -> PruneResult:
-        """The method, then `prune`'s fine-tune, inside the run's state (kept beside the checkpoint while it trains)."""
-        with model_kind(model).open_run(model, context, _run_settings(context)) as run:
-            result = self.pruned(model, graph, context, run)
-            _finish(result, model, context, run)
+    def prune(self, model: keras.Model, kind: ModelKind, graph: ChannelGraph, context: RunContext) -> PruneResult:
+        """The method, then `prune`'s fine-tune, inside the run's state (kept beside the checkpoint while it trains).
+
+        `kind` is `model`'s kind and `graph` the channel graph of its network with `context.ignore` applied, traced at
+        `context.image_size`: `prune` finds both once per call."""
+        with kind.open_run(model, context, _run_settings(context)) as run:
+            result = self.pruned(model, kind, graph, context, run)
+            _finish(result, model, kind, context, run)
         return result
 
-    def pruned(self, model: keras.Model, graph: ChannelGraph, context: RunContext, run: RunState) -> PruneResult:
+    def pruned(self, model: keras.Model, kind: ModelKind, graph: ChannelGraph, context: RunContext, run: RunState) -> PruneResult:
         raise NotImplementedError
 
 
@@ -325,14 +328,12 @@ class _OneShot(_Family):
         if target is not None and parse_target(target).resource == "latency":
             raise ValueError("One-shot methods take flops= or params= targets; a latency target needs method='greedy' or 'random-search'.")
 
-    def pruned(self, model: keras.Model, graph: ChannelGraph, context: RunContext, run: RunState) -> PruneResult:
+    def pruned(self, model: keras.Model, kind: ModelKind, graph: ChannelGraph, context: RunContext, run: RunState) -> PruneResult:
         if run.phase("prune") is not None:  # resuming its fine-tune: the pruned architecture was kept
             return PruneResult(model=run.model("prune"), method=context.method)
-        kind = model_kind(model)
-        network = prune_channels(
-            kind.network(model), ratio=context.selection(), importance=context.method, round_to=context.round_to, ignore=context.ignore,
-            data=kind.criterion_data(context.data), target=context.target, compensate=bool(context.setting("compensate", False)),
-            image_size=context.image_size, graph=graph,
+        network = prune_graph(
+            graph, ratio=context.selection(), importance=context.method, round_to=context.round_to, data=kind.criterion_data(context.data),
+            target=context.target, compensate=bool(context.setting("compensate", False)),
         )
         pruned = kind.with_network(model, network)
         run.finish("prune", {}, pruned)
@@ -350,7 +351,7 @@ class _Regularised(_Family):
         if parse_target(target).resource == "latency":
             raise ValueError(f"Method {method!r} takes flops= or params= targets; a latency target needs method='greedy' or 'random-search'.")
 
-    def pruned(self, model: keras.Model, graph: ChannelGraph, context: RunContext, run: RunState) -> PruneResult:
+    def pruned(self, model: keras.Model, kind: ModelKind, graph: ChannelGraph, context: RunContext, run: RunState) -> PruneResult:
         options = {"strength": context.setting("strength")} if context.setting("strength") is not None else {}
         common = dict(
             epochs=context.setting("regularise_epochs", defaults.REGULARISE_EPOCHS), finetune_epochs=0, round_to=context.round_to,
@@ -375,11 +376,11 @@ class _Search(_Family):
         if ignore:
             raise ValueError("ignore= is not supported by the searches yet; use a one-shot method to keep layers whole.")
 
-    def prune(self, model: keras.Model, graph: ChannelGraph, context: RunContext) -> PruneResult:
+    def prune(self, model: keras.Model, kind: ModelKind, graph: ChannelGraph, context: RunContext) -> PruneResult:
         result = self.searched(model, graph, context)
         settings = {**_run_settings(context, common_only=True), "configuration": result.search.config}  # the search resumes from its folder
-        with model_kind(model).open_run(model, context, settings) as run:
-            _finish(result, model, context, run)
+        with kind.open_run(model, context, settings) as run:
+            _finish(result, model, kind, context, run)
         return result
 
     def searched(self, model: keras.Model, graph: ChannelGraph, context: RunContext) -> PruneResult:
@@ -405,9 +406,8 @@ class _Search(_Family):
 _FAMILIES = {**dict.fromkeys(ONESHOT_METHODS, _OneShot()), **dict.fromkeys(REGULARISED_METHODS, _Regularised()), **dict.fromkeys(SEARCH_METHODS, _Search())}
 
 
-def _finish(result: PruneResult, dense: keras.Model, context: RunContext, run: RunState) -> None:
+def _finish(result: PruneResult, dense: keras.Model, kind: ModelKind, context: RunContext, run: RunState) -> None:
     """What every method ends with: the model kind's fine-tune (none with `finetune_epochs=0`), then the saved result."""
-    kind = model_kind(dense)
     training, notes = kind.finetune(result.model, dense, context, run)
     result.training += training
     result.notes += notes

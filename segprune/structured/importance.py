@@ -78,7 +78,7 @@ def channel_importance(
         rng = np.random.default_rng(seed)
         return {class_id: float(rng.random()) for group in graph.groups for class_id in group.classes}
     if criterion in ("l1", "l2"):
-        return _weight_norm_scores(graph, order=1 if criterion == "l1" else 2).result()
+        return weight_norm_scores(graph, order=1 if criterion == "l1" else 2)
     if criterion == "bn-scale":
         return _bn_scale_scores(graph)
     batches = list(sample_batches(graph.model, data, num_batches, seed))
@@ -87,6 +87,16 @@ def channel_importance(
     if criterion == "activation":
         return _activation_scores(graph, batches, _mean_absolute).result()
     return _activation_scores(graph, batches, _mutual_information).result()
+
+
+def weight_norm_scores(graph: ChannelGraph, order: int = 1) -> Scores:
+    """The `"l1"` (order 1) or `"l2"` (order 2) criterion: norms of each producer's filters and each consumer's input
+    slices, for a caller that needs no other criterion.
+
+    Example:
+        >>> scores = weight_norm_scores(build_channel_graph(model), order=1)
+    """
+    return _weight_norm_scores(graph, order).result()
 
 
 def _weight_norm_scores(graph: ChannelGraph, order: int, weights_of: Callable | None = None) -> ScoreAccumulator:
@@ -140,7 +150,8 @@ def sample_batches(model: keras.Model, data: SegmentationDataset, num_batches: i
     """`num_batches` batches of 4 un-augmented 128x128 training patches (of its size for a model built for one),
     adapted to the model's input."""
     config = BatchConfig(batch_size=4, image_size=128, augment=False, samples_per_epoch=4 * num_batches, seed=seed)
-    batches = TrainingBatches(data, "train", input_channels(model), config, workers=1, patch=fixed_input_size(model))
+    channels, patch = input_channels(model), fixed_input_size(model)
+    batches = TrainingBatches(data, "train", channels, config, workers=1, patch=patch)
     for index in range(len(batches)):
         yield batches[index]
 

@@ -54,12 +54,30 @@ def prune_channels(
     """
     if graph is None:
         graph = build_channel_graph(model, ignore or (), input_shape=image_size if target else None)
+    return prune_graph(graph, ratio, importance, round_to, data, target, compensate)
+
+
+def prune_graph(
+    graph: ChannelGraph,
+    ratio: float | Mapping[str, float] | Strategy = 0.5,
+    importance: str = "l1",
+    round_to: int = 8,
+    data: SegmentationDataset | None = None,
+    target: str | None = None,
+    compensate: bool = False,
+) -> keras.Model:
+    """`prune_channels` on a channel graph built already (`ignore` applied, traced at the size a `target` is
+    measured at): a smaller copy of `graph.model`, which is untouched. `segprune.prune` builds one graph per call.
+
+    Example:
+        >>> smaller = prune_graph(build_channel_graph(model, input_shape=(256, 256)), target="flops=0.5")
+    """
     scores = channel_importance(graph, importance, data)
     strategy = ratio_for_target(graph, scores, target, round_to) if target else as_strategy(ratio)
     removed = strategy.select(graph, scores, round_to)
     pruned = remove_channels(graph, removed)
     if compensate:
-        batches = list(sample_batches(model, data, num_batches=4, seed=0)) if data is not None else None
+        batches = list(sample_batches(graph.model, data, num_batches=4, seed=0)) if data is not None else None
         compensate_removed_channels(graph, pruned, set(removed), batches)
     return pruned
 
