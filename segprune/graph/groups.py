@@ -62,6 +62,19 @@ class Group:
         """
         return math.lcm(round_to // math.gcd(round_to, self.width), self.multiple_of)
 
+    def allowed_widths(self, round_to: int) -> list[int]:
+        """The class counts the group may keep, smallest first: multiples of `step(round_to)` that keep its fixed
+        classes, then its full size; empty when it cannot shrink at all.
+
+        Example:
+            >>> Group(0, list(range(24)), np.ones(24, bool), ["conv"]).allowed_widths(8)
+            [8, 16, 24]
+        """
+        step = self.step(round_to)
+        fixed = self.size - self.num_prunable
+        widths = [width for width in range(step, self.size, step) if width >= max(fixed, 1)]
+        return widths + [self.size] if widths else []
+
 
 class Pin(NamedTuple):
     """A layer whose channels in and out are kept whole, and why: segprune cannot tell how it couples them.
@@ -222,16 +235,18 @@ def build_channel_graph(
         >>> [group.size for group in graph.prunable_groups()][:3]
         [16, 16, 32]
     """
+    # What Keras is asked (the check, the plain graph, the trace) comes first, then the coupling from the trace.
     require_graph_model(model, source=f"Model {model.name!r}")
+    register_known_layers()
     untraced: dict = {}
-    model = plain_graph(model, untraced)
-    ignore = set(ignore)
-    _check_ignore_names(model, ignore)
+    model = plain_functional(model, expand=_expansion, untraced=untraced)  # as `plain_graph`
     shapes = None
     if input_shape is not None:
         # A model built for a fixed size (keras-hub's resizes in its call are baked in) is traced at that size.
         shapes = [(1, *(given if known is None else known for known, given in zip(x.shape[1:3], input_shape[:2])), *tuple(x.shape[3:])) for x in model.inputs]
     trace = trace_graph(model, shapes)
+    ignore = set(ignore)
+    _check_ignore_names(model, ignore)
     builder = _Builder()
     tensors: dict[int, np.ndarray] = {}  # element arrays over the non-batch axes (handlers/base.py)
     for tensor_id, spec in zip(trace.input_ids, model.inputs):

@@ -8,9 +8,10 @@ import keras
 
 from segprune.cost.resources import BudgetUnreachable, Resource, counted_resource, parse_target
 from segprune.graph.groups import ChannelGraph, build_channel_graph
+from segprune.graph.surgery import remove_channels
 from segprune.runtime.latency import LatencyTable, time_models
 from segprune.search.kinds import network
-from segprune.search.space import ChannelSpace, Configuration, shrink
+from segprune.search.space import ChannelSpace, Configuration
 from segprune.sizes import format_size
 
 RUNTIME_NAMES = {"onnxruntime": "ONNX Runtime", "openvino": "OpenVINO"}
@@ -24,11 +25,10 @@ class Budget:
     """
 
     def __init__(self, model: keras.Model, settings, folder: Path, graph: ChannelGraph | None = None) -> None:
-        model = network(model)
         self.resource_name, self.fraction = parse_target(settings.target)
         self.resource: Resource
         if graph is None:
-            graph = build_channel_graph(model, input_shape=settings.image_size)
+            graph = build_channel_graph(network(model), input_shape=settings.image_size)
         self.space = ChannelSpace(graph, settings.round_to)
         self.latency_source = None
         if self.resource_name == "latency":
@@ -59,11 +59,13 @@ class Budget:
 
     def _calibrate(self, model: keras.Model, settings) -> None:
         """Times the dense and the narrowest model together: the first calibrates the table, the second says
-        whether the target can be met at all on this runtime (a width of 8 may cost what 16 costs)."""
+        whether the target can be met at all on this runtime (a width of 8 may cost what 16 costs). Which channels
+        the narrowest model lacks does not change its time, so they are not scored."""
         table = self.resource
         if table.rest_ms is None or table.timed_floor is None:
-            narrowest = shrink(model, self.space.dense(), self.narrowest(), graph=self.space.graph)
-            dense_ms, narrowest_ms = time_models([model, narrowest], settings.image_size, settings.threads, settings.runtime, settings.precision)
+            removed = self.space.removed(self.narrowest())
+            narrowest = remove_channels(self.space.graph, removed)
+            dense_ms, narrowest_ms = time_models([network(model), narrowest], settings.image_size, settings.threads, settings.runtime, settings.precision)
             table.timed_floor = narrowest_ms / dense_ms
             table.calibrate(self.space.graph, dense_ms)
         if table.timed_floor > self.fraction:

@@ -49,18 +49,15 @@ class ChannelSpace:
             key = group_key(group)
             if key in self.groups:
                 key = f"{key}#{group.index}"
-            if self.widths_of(group):
+            if group.allowed_widths(round_to):
                 self.groups[key] = group
 
     def widths_of(self, group: Group) -> list[int]:
-        """Allowed kept counts of a group, smallest first (only its full size if it cannot shrink)."""
-        step = group.step(self.round_to)
-        fixed = group.size - group.num_prunable
-        widths = [w for w in range(step, group.size, step) if w >= max(fixed, 1)]
-        return widths + [group.size] if widths else []
+        """Allowed kept counts of a group, smallest first (none if it cannot shrink: `Group.allowed_widths`)."""
+        return group.allowed_widths(self.round_to)
 
     def widths(self, key: str) -> list[int]:
-        return self.widths_of(self.groups[key])
+        return self.groups[key].allowed_widths(self.round_to)
 
     def dense(self) -> Configuration:
         return {key: group.size for key, group in self.groups.items()}
@@ -70,8 +67,9 @@ class ChannelSpace:
         removed = []
         for key, width in config.items():
             group = self.groups[key]
-            if width not in self.widths_of(group):
-                raise ValueError(f"Width {width} is not allowed for group {key!r}; allowed: {self.widths_of(group)}.")
+            allowed = group.allowed_widths(self.round_to)
+            if width not in allowed:
+                raise ValueError(f"Width {width} is not allowed for group {key!r}; allowed: {allowed}.")
             prunable = [c for c, ok in zip(group.classes, group.prunable) if ok]
             removed += prunable[len(prunable) - (group.size - width):] if width < group.size else []
         return removed
