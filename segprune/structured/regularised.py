@@ -21,14 +21,16 @@ from dataclasses import dataclass, field
 import keras
 import numpy as np
 
+from segprune.backend._keras_internals import leaf_layers
 from segprune.cost.resources import macs_after, parse_target, resource_after
 from segprune.data.dataset import SegmentationDataset
 from segprune.graph.groups import ChannelGraph, Group, build_channel_graph
+from segprune.graph.handlers import ChannelAxis
 from segprune.graph.surgery import remove_channels
 from segprune.models.loading import copy_model
 from segprune.sparse.gates import deterministic
 from segprune.sparse.model import HARD_CONCRETE, GateSpec, Site, SparseModel, strip
-from segprune.structured.importance import channel_importance
+from segprune.structured.importance import weight_norm_scores
 from segprune.structured.oneshot import COST_INPUT_SIZE, ratio_for_target
 from segprune.structured.selection import GlobalRanking
 from segprune.training import (
@@ -67,20 +69,15 @@ def _consumers(graph: ChannelGraph, tensor_id: int) -> list[int]:
     return [index for index, call in enumerate(graph.trace.calls) if tensor_id in call.input_ids]
 
 
-def _producer_sites(graph: ChannelGraph, call_index: int, gate: str) -> list[Site]:
-    """A producer's kernel and bias, unless a BatchNorm alone reads its output (that BatchNorm is gated)."""
+def _producer_sites(graph: ChannelGraph, call_index: int, gate: str, axes: Sequence[ChannelAxis]) -> list[Site]:
+    """A producer's kernel and bias (its output `axes`), unless a BatchNorm alone reads its output (that BatchNorm is gated)."""
     call = graph.trace.calls[call_index]
     consumers = _consumers(graph, call.output_ids[0])
     if len(consumers) == 1 and call.output_ids[0] not in graph.trace.output_ids:
         follower = graph.trace.calls[consumers[0]].layer
         if isinstance(follower, keras.layers.BatchNormalization) and follower.scale:
             return []
-    axes = graph.handler(call).channel_axes(call)
     return [Site(call.qualified_name, axis.weight, gate, axis.axis) for axis in axes if axis.side == "output"]
-
-
-def _writes_through_a_kernel(graph: ChannelGraph, call) -> bool:
-    return any(axis.side == "output" and axis.kind == "kernel" for axis in graph.handler(call).channel_axes(call))
 
 
 def _batch_norm_sites(graph: ChannelGraph, group: Group, gate: str) -> list[Site]:
@@ -102,28 +99,38 @@ def channel_gates(graph: ChannelGraph) -> tuple[list[GateSpec], list[Site], dict
 
     Returns (gates, sites, group of each gate, names of groups left without a gate and why).
     """
-    dense = macs_after(graph, [])
+    # The graph is asked first (each writing call's channel axes, the groups), the MACs last.
+    axes = {
+        index: graph.handler(call).channel_axes(call)
+        for index, (call, outputs) in enumerate(zip(graph.trace.calls, graph.call_outputs)) if outputs and outputs[0].size
+    }
     producers: dict[int, list[int]] = {}
-    for index, (call, outputs) in enumerate(zip(graph.trace.calls, graph.call_outputs)):
-        if outputs and outputs[0].size and _writes_through_a_kernel(graph, call):
-            group = graph.group_of_class(int(outputs[0][0]))
-            producers.setdefault(group.index, []).append(index)
-    gates, sites, group_of_gate, skipped = [], [], {}, []
-    seen: set[tuple[str, str]] = set()
+    for index, call_axes in axes.items():
+        if any(axis.side == "output" and axis.kind == "kernel" for axis in call_axes):
+            producers.setdefault(graph.group_of_class(int(graph.call_outputs[index][0][0])).index, []).append(index)
+    gated, skipped = [], []
     for group in graph.prunable_groups():
         calls = producers.get(group.index, [])
         in_order = all(np.array_equal(graph.call_outputs[i][0], group.classes) for i in calls)
         if not calls or not in_order:
             skipped.append(f"group {group.index} ({', '.join(group.producers)}): its producers' channels are not in one order")
             continue
+        gated.append((group, calls))
+    sites_of_group = []
+    seen: set[tuple[str, str]] = set()
+    for group, calls in gated:
         name = f"group{group.index}"
-        first_prunable = group.classes[int(np.flatnonzero(group.prunable)[0])]
-        per_channel = float(dense - macs_after(graph, [first_prunable]))
-        group_sites = [site for i in calls for site in _producer_sites(graph, i, name)]
+        group_sites = [site for i in calls for site in _producer_sites(graph, i, name, axes[i])]
         group_sites += _batch_norm_sites(graph, group, name)
         group_sites = [s for s in group_sites if (s.layer, s.weight) not in seen]
         seen.update((s.layer, s.weight) for s in group_sites)
-        gates.append(GateSpec(name, HARD_CONCRETE, (group.size,), tuple([max(per_channel, 1.0)] * group.size)))
+        sites_of_group.append(group_sites)
+    dense = macs_after(graph, [])
+    per_channel = [float(dense - macs_after(graph, [group.classes[int(np.flatnonzero(group.prunable)[0])]])) for group, _ in gated]
+    gates, sites, group_of_gate = [], [], {}
+    for (group, _), group_sites, cost in zip(gated, sites_of_group, per_channel):
+        name = f"group{group.index}"
+        gates.append(GateSpec(name, HARD_CONCRETE, (group.size,), tuple([max(cost, 1.0)] * group.size)))
         sites += group_sites
         group_of_gate[name] = group
     return gates, sites, group_of_gate, skipped
@@ -204,9 +211,9 @@ def l0_channel_prune(
     record = run.phase("l0-channel")
     if record is not None:
         return _finetune_pruned(run.model("l0-channel"), record, data, finetune_epochs, config, on_epoch, run)
+    if graph is None:  # the gates are placed by layer name: the dense model's graph places them on its copy
+        graph = build_channel_graph(model, ignore, input_shape=image_size)
     working = copy_model(model)
-    if graph is None:
-        graph = build_channel_graph(working, ignore, input_shape=image_size)
     gates, sites, group_of_gate, skipped = channel_gates(graph)
     if not gates:
         raise ValueError(f"Model {model.name!r} has no prunable channel group that a gate can drive; see segprune/graph.")
@@ -223,8 +230,8 @@ def l0_channel_prune(
     if [g.size for g in plain_graph.groups] != [g.size for g in graph.groups]:
         raise RuntimeError("The channel graph changed while the gates were folded in; please report this model.")
     removed = _select(plain_graph, scores, closed, target, round_to, result.notes)
-    pruned = remove_channels(plain_graph, removed)
     result.resource_fraction = 1.0 - _removed_share(plain_graph, removed, resource)
+    pruned = remove_channels(plain_graph, removed)
     record = run.finish("l0-channel", _phase_record(result), pruned)
     return _finetune_pruned(pruned, record, data, finetune_epochs, config, on_epoch, run)
 
@@ -259,7 +266,7 @@ def slimming_scores(graph: ChannelGraph) -> dict[int, float]:
             for class_id, value in zip(outputs[0].tolist(), gamma.tolist()):
                 scores[class_id] = max(scores.get(class_id, 0.0), value)
     median = float(np.median(list(scores.values()))) if scores else 1.0
-    for class_id, value in channel_importance(graph, "l1").items():
+    for class_id, value in weight_norm_scores(graph, order=1).items():
         scores.setdefault(class_id, value * median)
     return scores
 
@@ -292,7 +299,7 @@ def slimming_prune(
     if record is not None:
         return _finetune_pruned(run.model("slimming"), record, data, finetune_epochs, config, on_epoch, run)
     working = copy_model(model)
-    gammas = [layer.gamma for layer in _batch_norms(working)]
+    gammas = [layer.gamma for _, layer in leaf_layers(working) if isinstance(layer, keras.layers.BatchNormalization) and layer.scale]
     if not gammas:
         raise ValueError(f"Model {model.name!r} has no BatchNormalization with a scale; network slimming needs one.")
     for gamma in gammas:
@@ -311,13 +318,7 @@ def slimming_prune(
     scores = slimming_scores(graph)
     strategy = ratio_for_target(graph, scores, target, round_to, lambda r: GlobalRanking(r, normalize=False))
     removed = strategy.select(graph, scores, round_to)
-    pruned = remove_channels(graph, removed)
     result.resource_fraction = 1.0 - _removed_share(graph, removed, resource)
+    pruned = remove_channels(graph, removed)
     record = run.finish("slimming", _phase_record(result), pruned)
     return _finetune_pruned(pruned, record, data, finetune_epochs, config, on_epoch, run)
-
-
-def _batch_norms(model: keras.Model) -> list[keras.layers.BatchNormalization]:
-    from segprune.backend._keras_internals import leaf_layers
-
-    return [layer for _, layer in leaf_layers(model) if isinstance(layer, keras.layers.BatchNormalization) and layer.scale]
