@@ -44,9 +44,10 @@ class Budget:
             )
         else:
             self.resource = counted_resource(self.resource_name)
+        narrowest = self.space.narrowest()
         self.dense_cost = self.space.resource({}, self.resource)
         self.limit = self.fraction * self.dense_cost
-        floor = self.space.resource(self.narrowest(), self.resource)
+        floor = self.space.resource(narrowest, self.resource)
         if floor > self.limit:
             raise BudgetUnreachable(
                 f"Target {settings.target} cannot be met: the narrowest configuration (round_to={settings.round_to}) keeps "
@@ -55,7 +56,7 @@ class Budget:
             )
 
     def narrowest(self) -> Configuration:
-        return {key: self.space.widths(key)[0] for key in self.space.groups}
+        return self.space.narrowest()
 
     def _calibrate(self, model: keras.Model, settings) -> None:
         """Times the dense and the narrowest model together: the first calibrates the table, the second says
@@ -63,7 +64,7 @@ class Budget:
         the narrowest model lacks does not change its time, so they are not scored."""
         table = self.resource
         if table.rest_ms is None or table.timed_floor is None:
-            removed = self.space.removed(self.narrowest())
+            removed = self.space.removed(self.space.narrowest())
             narrowest = remove_channels(self.space.graph, removed)
             dense_ms, narrowest_ms = time_models([network(model), narrowest], settings.image_size, settings.threads, settings.runtime, settings.precision)
             table.timed_floor = narrowest_ms / dense_ms

@@ -45,29 +45,36 @@ class ChannelSpace:
         self.graph = graph
         self.round_to = round_to
         self.groups: dict[str, Group] = {}
+        self._widths: dict[str, list[int]] = {}  # read once: what a configuration may hold never changes
         for group in graph.prunable_groups():
             key = group_key(group)
             if key in self.groups:
                 key = f"{key}#{group.index}"
-            if group.allowed_widths(round_to):
+            allowed = group.allowed_widths(round_to)
+            if allowed:
                 self.groups[key] = group
+                self._widths[key] = allowed
 
     def widths_of(self, group: Group) -> list[int]:
         """Allowed kept counts of a group, smallest first (none if it cannot shrink: `Group.allowed_widths`)."""
         return group.allowed_widths(self.round_to)
 
     def widths(self, key: str) -> list[int]:
-        return self.groups[key].allowed_widths(self.round_to)
+        return list(self._widths[key])
 
     def dense(self) -> Configuration:
         return {key: group.size for key, group in self.groups.items()}
+
+    def narrowest(self) -> Configuration:
+        """Every group at its smallest allowed width."""
+        return {key: widths[0] for key, widths in self._widths.items()}
 
     def removed(self, config: Mapping[str, int]) -> list[int]:
         """Some channel classes whose removal gives these widths (for costing: which ones does not matter)."""
         removed = []
         for key, width in config.items():
             group = self.groups[key]
-            allowed = group.allowed_widths(self.round_to)
+            allowed = self._widths[key]
             if width not in allowed:
                 raise ValueError(f"Width {width} is not allowed for group {key!r}; allowed: {allowed}.")
             prunable = [c for c, ok in zip(group.classes, group.prunable) if ok]
