@@ -211,10 +211,11 @@ def separable_roi_align(features: Sequence, boxes, image_indices, config: MaskRC
         tf.concat([heights, widths], 0), output_size, sampling_ratio,
     )
     count, window_size = tf.shape(boxes)[0], tf.shape(weights)[2]
-    row_weights, column_weights = weights[:count], weights[count:]
+    row_weights, column_weights = tf.split(weights, 2)
+    first_row, first_column = tf.split(first, 2)
     offsets = tf.range(window_size)[None, :]
-    rows = tf.minimum(first[:count, None] + offsets, heights[:, None] - 1)
-    columns = tf.minimum(first[count:, None] + offsets, widths[:, None] - 1)
+    rows = tf.minimum(first_row[:, None] + offsets, heights[:, None] - 1)
+    columns = tf.minimum(first_column[:, None] + offsets, widths[:, None] - 1)
     base = tf.gather(level_starts, position) + image_indices * heights * widths
     cells = base[:, None, None] + rows[:, :, None] * widths[:, None, None] + columns[:, None, :]  # (N, K, K)
     window = tf.reshape(tf.gather(table, cells), tf.stack([count, window_size, window_size * channels]))
