@@ -179,7 +179,8 @@ def prune(
         True
     """
     _check_method(method, STRUCTURED_SETTINGS, method_settings)
-    family, kind, ignore = _FAMILIES[method], model_kind(model), tuple(ignore)
+    family, kind = _FAMILIES[method], model_kind(model)
+    ignore = (*ignore, *(name for name in kind.kept_whole(model) if name not in ignore))
     if target is not None:
         parse_target(target)  # a malformed target fails here, before any work
     family.check_amount(method, target, ratio, ignore)

@@ -27,11 +27,15 @@ def configure(parser: argparse.ArgumentParser) -> None:
 def run(arguments: argparse.Namespace) -> int:
     from segprune._io import check_output
     from segprune.models.mask_rcnn import is_mask_rcnn_file, load_mask_rcnn
+    from segprune.models.sam import image_encoder, is_sam
     from segprune.runtime.export import export_model
 
     check_output(arguments.out, arguments.model, suffix=None)
     mask_rcnn = is_mask_rcnn_file(arguments.model)
     model = load_mask_rcnn(arguments.model).trunk if mask_rcnn else read_model(arguments, arguments.model)
+    sam = is_sam(model)
+    if sam:  # the encoder runs once per image; the prompt encoder and mask decoder once per prompt, in Keras
+        model = image_encoder(model)
     samples = []
     if arguments.data:
         samples = _instance_samples(arguments, model) if mask_rcnn else _samples(arguments, model)
@@ -41,6 +45,11 @@ def run(arguments: argparse.Namespace) -> int:
         _console.output_console.print(
             f"Mask R-CNN: its trunk (encoder, FPN, shared RPN head; {len(model.outputs)} outputs, each verified) is exported; "
             "proposal decoding, NMS, RoIAlign, the RoI heads and mask pasting run in Python (MaskRCNN.detect)."
+        )
+    if sam:
+        _console.output_console.print(
+            "Segment Anything: its image encoder (images to embeddings) is exported; the prompt encoder and mask decoder "
+            "run per prompt in Keras."
         )
     _console.output_console.print(
         f"{arguments.format} model{shape} written to {arguments.out}; largest difference from Keras {difference:.3g} "

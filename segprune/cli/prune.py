@@ -124,6 +124,7 @@ def run(arguments: argparse.Namespace) -> int:
     from segprune.instance_metrics import evaluate_instances
     from segprune.metrics import evaluate
     from segprune.models.mask_rcnn import is_mask_rcnn_file, load_mask_rcnn
+    from segprune.search.kinds import SEGMENTATION, model_kind
     from segprune.training import TrainConfig
     from segprune.training.run_state import RunInterrupted
 
@@ -143,7 +144,9 @@ def run(arguments: argparse.Namespace) -> int:
         if detector:
             refuse_mask_options(arguments, "a Mask R-CNN")
         data = load_instance_data(arguments.data, val_fraction=0.15, seed=arguments.seed) if detector else read_data(arguments)
-    arguments.image_size = measurement_size(model.trunk if detector else model, arguments.image_size)
+    kind = model_kind(model)  # a Mask R-CNN's trunk or a SAM's image encoder is the network pruned and measured
+    arguments.image_size = measurement_size(kind.network(model), arguments.image_size)
+    trains_masks = kind is SEGMENTATION  # a detector fine-tunes on its ground truth only; a SAM is not fine-tuned
     is_search = arguments.method in SEARCH_METHODS
     folder = out.with_suffix(".search") if is_search else None
     _console.progress_console.print(_plan(arguments, folder, detector))
@@ -151,8 +154,7 @@ def run(arguments: argparse.Namespace) -> int:
         result = prune(
             model, arguments.method, target=arguments.target, ratio=arguments.ratio, data=data, finetune_epochs=arguments.finetune_epochs,
             round_to=arguments.round_to, ignore=layer_names(arguments.ignore), image_size=arguments.image_size, seed=arguments.seed,
-            distill=None if detector else distill_config(arguments),  # a detector fine-tunes on its ground truth only
-            train_config=None if detector else train_config,
+            distill=distill_config(arguments) if trains_masks else None, train_config=train_config if trains_masks else None,
             checkpoint_path=out, folder=folder, resume=arguments.resume,
             on_epoch=_console.print_detector_epoch if detector else _console.print_epoch, on_candidate=functools.partial(_print_candidate, metric="val mask AP" if detector else "val Dice"), on_search_start=_print_plan, **settings,
         )

@@ -1,10 +1,11 @@
-"""What pruning does differently for a Mask R-CNN than for a segmentation network, in one place.
+"""What pruning does differently for a Mask R-CNN or a Segment Anything model than for a segmentation network.
 
 `segprune.prune` and the searches narrow one functional graph. For a segmentation network that graph is the
 model; for a `MaskRCNN` it is the trunk (encoder, FPN, shared RPN head): budgets price the trunk's MACs, the
-timing times the trunk, and the RoI heads are carried along as copies. Everything else that differs between
-the two is a method of the model's kind (`model_kind`): which methods and options apply, what data they train
-on, how a candidate is scored (Dice or validation mask AP), how the result is fine-tuned and saved.
+timing times the trunk, and the RoI heads are carried along as copies; for a Segment Anything model it is the
+image encoder, and the prompt encoder and mask decoder are the copies. Everything else that differs between the
+kinds is a method of the model's kind (`model_kind`): which methods and options apply, what data they train on,
+how a candidate is scored (Dice or validation mask AP), how the result is fine-tuned and saved.
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ from segprune.metrics import check_fits_data, evaluate
 from segprune.models.loading import copy_model, load_model
 from segprune.models.mask_rcnn import MaskRCNN, fit_mask_rcnn, is_mask_rcnn_file, load_mask_rcnn, save_mask_rcnn
 from segprune.models.outputs import output_kind
+from segprune.models.sam import image_encoder, is_sam, neck_layers, save_sam, with_image_encoder
 from segprune.search.space import shrink
 from segprune.structured.context import RunContext
 from segprune.structured.importance import CRITERIA, DATA_CRITERIA
@@ -49,6 +51,10 @@ class ModelKind(ABC):
     @abstractmethod
     def with_network(self, model: keras.Model, network: keras.Model) -> keras.Model:
         """`model` with its network replaced by `network` (a pruned one); anything else is copied."""
+
+    def kept_whole(self, model: keras.Model) -> tuple[str, ...]:
+        """Layers of the network whose channels this kind always keeps, added to `prune`'s `ignore`."""
+        return ()
 
     @abstractmethod
     def copy(self, model: keras.Model) -> keras.Model:
@@ -256,6 +262,76 @@ class MaskRCNNKind(ModelKind):
             save_mask_rcnn(model, context.checkpoint_path)
 
 
+class SAMKind(ModelKind):
+    """A Segment Anything model (keras-hub's `SAMImageSegmenter`): its image encoder is the graph that is pruned,
+    priced and timed; its prompt encoder and mask decoder are copied whole. Pruned one-shot by a criterion that
+    needs no data; nothing fine-tunes (keras-hub cannot train a SAM: its `fit` raises)."""
+
+    detector = False
+
+    def network(self, model: keras.Model) -> keras.Model:
+        return image_encoder(model)
+
+    def with_network(self, model: keras.Model, network: keras.Model) -> keras.Model:
+        return with_image_encoder(model, network)
+
+    def kept_whole(self, model: keras.Model) -> tuple[str, ...]:
+        """The encoder's neck: LayerNormalization over its channels makes pruning them inexact, and nothing
+        fine-tunes a SAM afterwards to recover (heads and MLP units prune exactly)."""
+        return neck_layers(model)
+
+    def copy(self, model: keras.Model) -> keras.Model:
+        return with_image_encoder(model, copy_model(image_encoder(model)))
+
+    def save(self, model: keras.Model, path: str | Path) -> Path:
+        return save_sam(model, path)
+
+    def score(self, model: keras.Model, data, split: str) -> float:
+        raise ValueError("A Segment Anything model has no score segprune can compare candidates by; prune it one-shot (method='l1').")
+
+    def check_request(self, method: str, family: str, options: Mapping[str, object]) -> None:
+        """One-shot by a data-free criterion; no training settings (nothing trains)."""
+        if family != "oneshot" or method not in MASK_RCNN_METHODS:
+            raise ValueError(
+                f"A Segment Anything model is pruned one-shot by a criterion that needs no data ({', '.join(MASK_RCNN_METHODS)}); "
+                f"method {method!r} trains or scores it, which keras-hub's SAM does not support. Use method='l1' with target= or ratio=."
+            )
+        unsupported = {
+            "train_config": options["train_config"], "distill": options["distill"] if isinstance(options["distill"], DistillConfig) else None,
+            "folder": options["folder"], "resume": options["resume"] or None,
+        }
+        refused = [name for name, value in unsupported.items() if value is not None]
+        if refused:
+            raise ValueError(f"Pruning a Segment Anything model does not take {', '.join(refused)}: nothing trains. Leave them out.")
+
+    def default_finetune_epochs(self, family: str) -> int:
+        return 0
+
+    def distillation(self, distill) -> None:
+        return None
+
+    def training_data(self, model: keras.Model, data, context: RunContext, resuming: bool):
+        if context.finetune_epochs or data is not None:
+            raise ValueError(
+                "A Segment Anything model is pruned without data and not fine-tuned (keras-hub cannot train a SAM); "
+                "leave out data and finetune_epochs (--data, --finetune-epochs)."
+            )
+        return None
+
+    def criterion_data(self, data) -> None:
+        return None
+
+    def open_run(self, model: keras.Model, context: RunContext, settings: dict) -> RunState:
+        return RunState(None, {})  # nothing trains, so there is nothing to resume
+
+    def finetune(self, pruned: keras.Model, dense: keras.Model, context: RunContext, run: RunState) -> tuple[list[TrainResult], list[str]]:
+        return [], []
+
+    def complete(self, run: RunState, model: keras.Model, context: RunContext) -> None:
+        if context.checkpoint_path is not None:
+            save_sam(model, context.checkpoint_path)
+
+
 def segmentation_data(model: keras.Model, data, resuming: bool):
     """`data` as a dataset: Python data are read once with the classes `model` predicts; resuming refuses data it cannot identify."""
     if data is not None and not isinstance(data, (SegmentationDataset, InstanceDataset)):
@@ -267,11 +343,14 @@ def segmentation_data(model: keras.Model, data, resuming: bool):
 
 SEGMENTATION = SegmentationKind()
 MASK_RCNN = MaskRCNNKind()
+SAM = SAMKind()
 
 
 def model_kind(model: keras.Model) -> ModelKind:
-    """The kind of `model`: `MASK_RCNN` for a `MaskRCNN`, else `SEGMENTATION`."""
-    return MASK_RCNN if isinstance(model, MaskRCNN) else SEGMENTATION
+    """The kind of `model`: `MASK_RCNN` for a `MaskRCNN`, `SAM` for keras-hub's `SAMImageSegmenter`, else `SEGMENTATION`."""
+    if isinstance(model, MaskRCNN):
+        return MASK_RCNN
+    return SAM if is_sam(model) else SEGMENTATION
 
 
 # The searches' entry points, for either kind.

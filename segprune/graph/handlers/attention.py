@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import copy
 import math
+import weakref
 
 import numpy as np
 
@@ -35,10 +36,16 @@ class ReshapeHandler(ChannelHandler):
 
     def __init__(self, shape_key: str = "target_shape") -> None:
         self.shape_key = shape_key
+        self._regrouped: weakref.WeakSet = weakref.WeakSet()  # reshapes of the fourth kind below, for the surgery
 
     def couple_layout(self, call, inputs, builder):
         before, after, elements = call.input_shapes[0], call.output_shapes[0], inputs[0]
         kind = _reshape_kind(before, after, elements)
+        if kind == "other":
+            regrouped = _regrouped(call, elements, builder)
+            if regrouped is not None:
+                self._regrouped.add(call.layer)
+                return [regrouped]
         if kind == "keep":
             return [on_last_axis(elements.ravel(), len(after))]
         if kind == "split":
@@ -55,6 +62,8 @@ class ReshapeHandler(ChannelHandler):
         )
 
     def edit_call_config(self, call, config, kept_in, kept_out):
+        if call.layer in self._regrouped:
+            return config  # its one axis that carries channels is written -1
         config = copy.deepcopy(config)
         shape = list(config[self.shape_key])
         before, after = call.input_shapes[0], call.output_shapes[0]
@@ -65,6 +74,28 @@ class ReshapeHandler(ChannelHandler):
             shape[-1] = int(len(kept_out[0]))
         config[self.shape_key] = shape
         return config
+
+
+def _regrouped(call, elements: np.ndarray, builder: ChannelBuilder) -> np.ndarray | None:
+    """A reshape that moves channels among axes, written with -1 on the output axis that carries them (ViTDet's
+    attention: per-window heads to one axis of windows x heads, and scores back), and possibly a last axis it
+    leaves as it was (a head's size): each output entry holds the element of the input entry it came from, and an
+    axis along which the elements do not vary holds none. Every entry along that last axis goes with its index on
+    the -1 axis (one class, a head), so pruning only ever changes what -1 stands for. None where sizes are open
+    or channels land elsewhere: a surgery could not write that shape."""
+    before, after = call.input_shapes[0], call.output_shapes[0]
+    target = list(call.layer.target_shape if hasattr(call.layer, "target_shape") else call.layer.newshape[1:])
+    if None in before[1:] or None in after[1:] or len(target) != len(after) - 1 or target.count(-1) != 1:
+        return None
+    free, last = target.index(-1), len(target) - 1
+    moved = np.broadcast_to(elements, before[1:]).reshape(after[1:])
+    varying = {axis for axis in range(moved.ndim) if not (moved == moved.take([0], axis=axis)).all()}
+    if free not in varying or not varying <= {free, last} or (last in varying and (last == free or after[-1] != before[-1])):
+        return None
+    kept = moved[tuple(slice(None) if axis in varying else slice(0, 1) for axis in range(moved.ndim))]
+    if last in varying:
+        _outer_axis_classes(builder, kept, [free, last])
+    return np.ascontiguousarray(kept)
 
 
 def _reshape_kind(before: tuple, after: tuple, elements: np.ndarray | None) -> str:

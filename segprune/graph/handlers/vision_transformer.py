@@ -95,7 +95,7 @@ def keras_hub_traced_forms() -> dict[type, Callable]:
 def windowed_encoder_form(block: keras.layers.Layer, x):
     """keras-hub's `WindowedTransformerEncoder.call`: pre-norm attention (within windows of `window_size`, the
     grid padded to whole windows, where it is above 0) and a pre-norm MLP, each added to the stream. Windows lie
-    on two axes of their own, (batch, window rows, window columns, size, size, channels)."""
+    on an axis of their own, (batch, windows, size, size, channels)."""
     shortcut = x
     x = block.layer_norm1(x)
     size = block.window_size
@@ -104,10 +104,12 @@ def windowed_encoder_form(block: keras.layers.Layer, x):
         padded = (height + (-height) % size, width + (-width) % size)
         if padded != (height, width):
             x = ops.pad(x, ((0, 0), (0, padded[0] - height), (0, padded[1] - width), (0, 0)))
-        x = ops.reshape(x, (-1, padded[0] // size, size, padded[1] // size, size, channels))
-        x = ops.transpose(x, (0, 1, 3, 2, 4, 5))
+        grid = (padded[0] // size, padded[1] // size)
+        x = ops.reshape(x, (-1, grid[0], size, grid[1], size, channels))
+        x = ops.reshape(ops.transpose(x, (0, 1, 3, 2, 4, 5)), (-1, grid[0] * grid[1], size, size, channels))
     x = block.attention(x)
     if size > 0:
+        x = ops.reshape(x, (-1, grid[0], grid[1], size, size, channels))
         x = ops.reshape(ops.transpose(x, (0, 1, 3, 2, 4, 5)), (-1, *padded, channels))
         if padded != (height, width):
             x = x[:, :height, :width, :]
@@ -116,47 +118,56 @@ def windowed_encoder_form(block: keras.layers.Layer, x):
 
 
 def relative_attention_form(attention: keras.layers.Layer, x):
-    """keras-hub's `MultiHeadAttentionWithRelativePE.call` on (batch, [window rows, window columns,] height, width,
-    channels), with the heads on an axis of their own: queries, keys and values (batch, [windows,] heads, height,
-    width, head size), scores over (key height, key width).
-
-    The decomposed relative position terms (queries times a table row per query and key row, and per query and
-    key column) are EinsumDense layers whose kernels are the tables gathered at this grid's offsets, as
-    keras-hub's layer gathers them on every call: one kernel for every head, so a head pruned takes its terms
-    with it and the tables stay whole. (Gathered, they are untied: a table row appears once per pair of positions
-    at its offset, so fine-tuning may move the copies apart.)
-    """
+    """keras-hub's `MultiHeadAttentionWithRelativePE.call` on (batch, [windows,] height, width, channels), with the
+    heads on an axis of their own: queries, keys and values (batch, [windows,] heads, tokens, head size), scores
+    and attended values by batched matrix products (no many-letter einsums, which tf2onnx's einsum optimiser
+    decomposes by trying every permutation of their letters)."""
     windows = tuple(x.shape[1:-3])
     height, width = x.shape[-3:-1]
-    heads, size = attention.num_heads, attention.key_dim
-    lead = "pq"[: len(windows)]
-    axes = len(windows)
-    qkv = ops.reshape(attention.qkv(x), (-1, *windows, height, width, 3 * heads, size))
-    to_heads = (0, *range(1, axes + 1), axes + 3, axes + 1, axes + 2, axes + 4)  # heads before height and width
+    tokens, heads, size, lead = height * width, attention.num_heads, attention.key_dim, len(windows)
+    qkv = ops.reshape(attention.qkv(x), (-1, *windows, tokens, 3 * heads, size))
+    to_heads = (0, *range(1, lead + 1), lead + 2, lead + 1, lead + 3)  # (batch, [windows,] heads, tokens, size)
     queries, keys, values = (ops.transpose(part, to_heads) for part in ops.split(qkv, 3, axis=-2))
-    scores = ops.einsum(f"b{lead}nyxc,b{lead}nijc->b{lead}nyxij", queries * attention.scale, keys)
+    scores = ops.matmul(queries * attention.scale, ops.transpose(keys, (*range(lead + 2), lead + 3, lead + 2)))
     if attention.use_rel_pos:
-        relative = attention.add_decomposed_relative_pe
-        rows = _relative_term(relative, lead, "y", (height, width), relative.rel_pos_h, windows)(queries)
-        columns = _relative_term(relative, lead, "x", (height, width), relative.rel_pos_w, windows)(queries)
-        scores = scores + ops.expand_dims(rows, -1) + ops.expand_dims(columns, -2)
-    # the layer, not ops.softmax: Keras's softmax operation takes one axis when run, its layer several
-    probabilities = keras.layers.Softmax(axis=(axes + 4, axes + 5), name=f"{attention.name}_softmax")(scores)
-    attended = ops.einsum(f"b{lead}nyxij,b{lead}nijc->b{lead}nyxc", probabilities, values)
-    merged = ops.transpose(attended, (0, *range(1, axes + 1), axes + 2, axes + 3, axes + 1, axes + 4))
+        scores = scores + _relative_positions(attention.add_decomposed_relative_pe, queries, windows, (height, width))
+    attended = ops.matmul(ops.softmax(scores, axis=-1), values)
+    merged = ops.transpose(attended, (0, *range(1, lead + 1), lead + 2, lead + 1, lead + 3))
     return attention.projection(ops.reshape(merged, (-1, *windows, height, width, heads * size)))
 
 
-def _relative_term(relative: keras.layers.Layer, lead: str, letter: str, grid: tuple[int, int], table, windows: tuple) -> keras.layers.EinsumDense:
-    """queries (batch, [windows,] heads, height, width, head size) -> (batch, [windows,] heads, height, width, keys
-    along `letter`): the table gathered by keras-hub's own `_get_rel_pos` (resized where the grid differs from the
-    one the table was made for)."""
-    length = grid[0] if letter == "y" else grid[1]
+def _relative_positions(relative: keras.layers.Layer, queries, windows: tuple, grid: tuple[int, int]):
+    """keras-hub's decomposed relative positions for queries (batch, [windows,] heads, tokens, head size): per query,
+    its product with the table row of every key row's offset plus that of every key column's, as scores (batch,
+    [windows,] heads, tokens, tokens).
+
+    Each term is an EinsumDense whose kernel is the table gathered at this grid's offsets, as keras-hub's layer
+    gathers it on every call: one kernel for every head (and window), so a head pruned takes its terms with it and
+    the tables stay whole. Windows and heads share one axis there (-1 in each reshape, so pruned heads need no
+    edit). Gathered, the tables are untied: a row appears once per pair of positions at its offset, so
+    fine-tuning may move the copies apart.
+    """
+    height, width = grid
+    size = queries.shape[-1]
+    on_grid = keras.layers.Reshape((-1, height, width, size))(queries)  # (batch, windows x heads, height, width, size)
+    by_column = keras.layers.Reshape((-1, height, size))(ops.transpose(on_grid, (0, 1, 3, 2, 4)))
+    rows = _relative_term(relative, "y", height, relative.rel_pos_h)(by_column)  # (batch, ... x width, height, key rows)
+    rows = ops.transpose(keras.layers.Reshape((-1, width, height, height))(rows), (0, 1, 3, 2, 4))
+    by_row = keras.layers.Reshape((-1, width, size))(on_grid)
+    columns = keras.layers.Reshape((-1, height, width, width))(_relative_term(relative, "x", width, relative.rel_pos_w)(by_row))
+    terms = ops.expand_dims(rows, -1) + ops.expand_dims(columns, -2)  # (batch, ..., height, width, key rows, key columns)
+    return keras.layers.Reshape((*windows, -1, height * width, height * width))(terms)
+
+
+def _relative_term(relative: keras.layers.Layer, letter: str, length: int, table) -> keras.layers.EinsumDense:
+    """(batch, positions, `length`, head size) -> (batch, positions, `length`, `length` keys): per query position
+    along `letter` (y rows, x columns), the table gathered by keras-hub's own `_get_rel_pos` (resized where the grid
+    differs from the one the table was made for)."""
     gathered = keras.ops.convert_to_numpy(relative._get_rel_pos(length, length, table))  # (queries, keys, head size)
     term = keras.layers.EinsumDense(
-        f"b{lead}nyxc,{letter}ck->b{lead}nyxk", output_shape=(*windows, None, *grid, length),
+        f"bm{letter}c,{letter}ck->bm{letter}k", output_shape=(None, length, length),
         name=f"{relative.name}_{'height' if letter == 'y' else 'width'}", dtype=relative.dtype_policy,
     )
-    term.build((None, *windows, None, *grid, gathered.shape[-1]))
+    term.build((None, None, length, gathered.shape[-1]))
     term.kernel.assign(np.transpose(gathered, (0, 2, 1)))
     return term
