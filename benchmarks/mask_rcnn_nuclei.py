@@ -13,27 +13,29 @@ loss), and the end-to-end comparison: the whole detector exported as one graph (
 mask pasting; `segprune.runtime.detector_export`, verified against `detect` on the test tiles) next to the trunk alone,
 dense and pruned, on ONNX Runtime and OpenVINO in fp32, one tile per request.
 
-End to end, measured 2026-12-05 on the shared 2-core machine (nice'd, other jobs running: load about 4; seed 0,
-defaults), first and third commands: training reproduced the issue's figures (600 steps in 460 s; test AP 0.537,
-AP50 0.808, 7.75 detections per tile). Every whole-detector file matched detect (37-40 detections on a random tile
-and the 4 test tiles: boxes within 1.5e-5 px, scores within 1.4e-6, every mask IoU 1.0). Per 128x128 tile, median
-ms [quartiles] of 30 interleaved rounds, speed-up the median per-round ratio [quartiles]; AP50 with its 95% bootstrap
-interval over the 4 test tiles (300 resamples) and the paired loss:
+End to end, measured 2026-12-05 on the shared 2-core machine (load 4-7 from other jobs; the lock held), third
+command then `--dense dense.keras --pruned pruned.keras --rounds 60` and the same with the heads-pruned file, trained
+once (600 steps: test AP 0.537, AP50 0.808, 7.75 detections per tile) and reused. Each RoI is pooled on its own
+pyramid level only (`separable_roi_align`: one gather of the cells its samples touch, then two small products).
+Every whole-detector file matched detect (37-40 detections on a random tile and the 4 test tiles: boxes within
+1.5e-5 px, scores within 1.4e-6, every mask IoU 1.0). Per 128x128 tile, median ms of 60 interleaved rounds, speed-up
+the median per-round ratio [quartiles]; AP50 with its 95% bootstrap interval over the 4 test tiles (300 resamples)
+and the paired loss. Two runs each; the load moved between and within them, so compare ratios, not milliseconds:
 
     trunk to flops=0.5 (0.417 of its MACs), heads whole:   AP50 0.808 [0.720, 0.902] -> 0.827 [0.712, 0.927], loss -1.9 points [-8.0, 2.3]
-      onnxruntime trunk 3.32 -> 1.74 ms (1.90x [1.66, 2.01]);   whole detector 35.0 -> 33.4 ms (1.01x [0.96, 1.16])
-      openvino    trunk 5.68 -> 3.92 ms (1.45x [1.20, 1.78]);   whole detector 50.6 -> 47.7 ms (1.08x [1.01, 1.15])
+      onnxruntime trunk 1.80x [1.39, 2.43], 1.94x [1.77, 2.26];  whole detector 1.06x [0.90, 1.28] (31.6 -> 28.2 ms), 1.08x [0.78, 1.20] (22.6 -> 21.9)
+      openvino    trunk 1.64x [1.31, 2.19], 1.68x [1.61, 1.81];  whole detector 1.05x [0.79, 1.17] (52.6 -> 49.0 ms), 1.09x [0.97, 1.27] (20.3 -> 18.1)
     trunk to flops=0.5 and --prune-heads 0.5 (box head 0.48, mask head 0.31 of their MACs per RoI):
                                                            AP50 0.808 [0.720, 0.902] -> 0.869 [0.808, 0.927], loss -6.0 points [-10.3, 2.0]
-      onnxruntime trunk 3.58 -> 1.77 ms (1.98x [1.82, 2.31]);   whole detector 42.9 -> 30.7 ms (1.40x [1.26, 1.50])
-      openvino    trunk 5.68 -> 3.17 ms (1.72x [1.45, 2.06]);   whole detector 48.8 -> 39.3 ms (1.25x [1.12, 1.39])
+      onnxruntime trunk 2.00x [1.85, 2.33], 1.97x [1.51, 2.44];  whole detector 1.90x [1.66, 2.06] (21.6 -> 11.6 ms), 1.83x [1.26, 2.33] (26.2 -> 15.3)
+      openvino    trunk 1.69x [1.21, 2.21], 1.60x [1.41, 1.95];  whole detector 1.53x [1.19, 1.93] (85.6 -> 51.8 ms), 1.45x [1.29, 1.68] (49.9 -> 34.1)
 
-The dense whole detector took 35.0 ms in one run and 42.9 ms in the other: load from other jobs, which is why only the
-interleaved ratios are compared. Pruning the trunk alone buys nothing end to end: an ONNX Runtime profile of the dense
-whole detector on one test tile (48 ms) spends about 15 ms pooling RoIs (every proposal is pooled on all three levels,
-at the FPN's 64 channels, which stay whole), 7 ms in the box head's first dense layer (300 proposals) and about 8 ms in
-all convolutions (trunk and mask head together). The issue's 1.5x at half the trunk MACs is not reached; the heads
-pruned too give 1.40x on ONNX Runtime, the fastest runtime here.
+Pooling every proposal on all three levels (the form before) made the dense whole detector 35-43 ms on ONNX Runtime
+and left pruning 1.01x (trunk) and 1.40x (trunk and heads). Pruning the trunk alone still buys little end to end: an
+ONNX Runtime profile of the dense detector on the test tiles (2 threads) puts about 25% of its kernel time in the mask
+head (on each detection), 20% pooling the 300 proposals, 19% in the box head's dense layers (300 proposals, the first
+alone 17%), 16% in the trunk, and the rest in proposals and NMS, per-class selection, mask pooling and pasting. With
+the heads pruned too, pooling the box head's RoIs (the FPN's 64 channels stay whole) is the largest part (29%).
 
 Measured on the shared 2-core machine (2026-11-28, seed 0, defaults: 600 steps of batch 4, lr 3e-3), first command:
 trained in 736 s (1.2 s/step); test mask AP 0.594, AP50 0.835, AP75 0.751, DSB 0.523 (U-Net + watershed: AP 0.431,
