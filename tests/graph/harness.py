@@ -31,6 +31,16 @@ def randomize_weights(model: keras.Model, seed: int = 0) -> None:
         layer.set_weights(values)
 
 
+def randomize_position_tables(model: keras.Model, seed: int = 1) -> None:
+    """ViTDet's relative position tables and position embedding drawn at random (keras-hub starts them at zero, which
+    would hide a wrongly sliced or gathered table)."""
+    rng = np.random.default_rng(seed)
+    for layer in model._flatten_layers():
+        for variable in layer.weights:
+            if variable.path.rsplit("/", 1)[-1] in ("rel_pos_h", "rel_pos_w", "pos_embed"):
+                variable.assign(rng.normal(0.0, 0.5, variable.shape).astype(np.float32))
+
+
 def built_with_numpy_weights(build, seed: int = 0) -> keras.Model:
     """`build()` with its randomly initialised weights drawn by NumPy (Glorot uniform) instead of by Keras.
 

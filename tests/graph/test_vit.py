@@ -16,7 +16,7 @@ from segprune import prune_channels
 from segprune.cost import flops
 from segprune.cost.resources import macs_after
 from segprune.graph import build_channel_graph, remove_channels
-from tests.graph.harness import assert_prunes_exactly, infer, randomize_weights, zeroed_copy
+from tests.graph.harness import assert_prunes_exactly, infer, randomize_position_tables, randomize_weights, zeroed_copy
 
 TOKENS, WIDTH, HEADS, KEY_DIM, HIDDEN = 12, 8, 2, 4, 16
 
@@ -291,11 +291,7 @@ def vitdet(**options) -> keras.Model:
         "image_shape": (32, 32, 3), "patch_size": 8, "num_output_channels": 8, "window_size": 3, **options,
     })
     randomize_weights(model)
-    rng = np.random.default_rng(1)
-    for layer in model._flatten_layers():
-        for variable in layer.weights:
-            if variable.path.rsplit("/", 1)[-1] in ("rel_pos_h", "rel_pos_w", "pos_embed"):
-                variable.assign(rng.normal(0.0, 0.5, variable.shape).astype(np.float32))
+    randomize_position_tables(model)
     return model
 
 

@@ -10,7 +10,7 @@ import pytest
 from segprune.cli import main
 from segprune.cost import flops
 from segprune.graph import build_channel_graph, remove_channels
-from tests.graph.harness import choose_channels, infer, randomize_weights, zeroed_copy
+from tests.graph.harness import choose_channels, infer, randomize_position_tables, randomize_weights, zeroed_copy
 
 keras_hub = pytest.importorskip("keras_hub")
 from segprune.models.sam import image_encoder, is_sam, neck_layers, with_image_encoder  # noqa: E402  (after the skip)
@@ -37,11 +37,7 @@ def _sam() -> keras.Model:
     backbone = keras_hub.models.SAMBackbone(image_encoder=encoder, prompt_encoder=prompt_encoder, mask_decoder=mask_decoder)
     model = keras_hub.models.SAMImageSegmenter(backbone=backbone)
     randomize_weights(model)
-    rng = np.random.default_rng(1)
-    for layer in encoder._flatten_layers():
-        for variable in layer.weights:
-            if variable.path.rsplit("/", 1)[-1] in ("rel_pos_h", "rel_pos_w", "pos_embed"):
-                variable.assign(rng.normal(0.0, 0.5, variable.shape).astype(np.float32))
+    randomize_position_tables(encoder)
     return model
 
 
