@@ -3,7 +3,7 @@
 import pytest
 
 from segprune.models import unet
-from segprune.runtime.benchmark import achieved_gmacs, benchmark_models, file_latency
+from segprune.runtime.benchmark import achieved_gmacs, benchmark_models, file_latency, interleaved_timings
 from segprune.runtime.peak import detect_cpu
 
 
@@ -83,3 +83,20 @@ def test_file_latency_times_each_file_at_its_fixed_shape(tmp_path, monkeypatch):
     (bf16,) = file_latency([fixed], "openvino", rounds=1, warmup=0, precision="bf16")
     assert bf16.precision == ("bf16" if detect_cpu().supports("bf16") else "fp32")
     assert set(shapes) == {(1, 32, 48, 1), (1, 64, 64, 1)}
+
+
+def test_interleaved_timings_time_each_call_on_its_own_warm_caches():
+    """Every timed call follows an untimed call of the same runner when several share the rounds; one runner alone
+    is timed on every call (its previous call already warmed it)."""
+    calls = []
+
+    def runner(name):
+        return lambda x: calls.append((name, float(x)))
+
+    timings = interleaved_timings([runner("a"), runner("b")], [1.0, 2.0], rounds=2, warmup=1)
+    assert [len(times) for times in timings] == [2, 2]
+    assert [name for name, _ in calls] == ["a", "b"] + ["a", "a", "b", "b"] * 2
+    assert all(value == {"a": 1.0, "b": 2.0}[name] for name, value in calls)  # each runner on its own input
+    calls.clear()
+    interleaved_timings([runner("a")], [1.0], rounds=3, warmup=1)
+    assert [name for name, _ in calls] == ["a"] * 4
