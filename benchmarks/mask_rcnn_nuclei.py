@@ -30,6 +30,21 @@ and the paired loss. Two runs each; the load moved between and within them, so c
       onnxruntime trunk 2.00x [1.85, 2.33], 1.97x [1.51, 2.44];  whole detector 1.90x [1.66, 2.06] (21.6 -> 11.6 ms), 1.83x [1.26, 2.33] (26.2 -> 15.3)
       openvino    trunk 1.69x [1.21, 2.21], 1.60x [1.41, 1.95];  whole detector 1.53x [1.19, 1.93] (85.6 -> 51.8 ms), 1.45x [1.29, 1.68] (49.9 -> 34.1)
 
+On a different CPU (2026-12-05, an Intel Xeon with AMX, 2 cores; the first command with --prune flops=0.5
+--prune-heads 0.5 --rounds 40, nothing else timing) the same seed trains to AP 0.593, AP50 0.829 [0.717, 0.923]
+and the trunk-and-heads pruned detector scores AP50 0.793 [0.717, 0.877], loss 3.6 points [-2.0, 8.0]; its whole
+detector runs 7.99 -> 5.53 ms per tile on ONNX Runtime (1.45x [1.43, 1.47]) and 8.10 -> 5.86 on OpenVINO (1.38x
+[1.35, 1.41]), the trunk alone 1.43x and 1.51x. This CPU runs the trunk 3-5x faster than the AMD machine above, so
+the parts pruning does not touch (proposal decoding over 300 proposals, NMS, pooling the FPN's 64 whole channels)
+are a larger share and the end-to-end ratio is lower.
+
+Reproducibility: on one machine training is bitwise repeatable (two 50-step runs of the same command: all 78
+weight arrays equal; TensorFlow's CPU kernels here run in a fixed order for a fixed thread count, and the
+augmentation and sampling draw from the seeded generators). Across CPUs it is not: oneDNN picks its kernels by
+instruction set (AVX-512 on the AMD EPYC, AMX on the Xeon), their sums round differently, and 600 steps amplify
+that, so the same seed has given test AP50 0.835, 0.808 and 0.829 on three machines. Compare rows trained on the
+same machine; the intervals over the 4 test tiles (+-0.1 AP50) are wider than that spread.
+
 Pooling every proposal on all three levels (the form before) made the dense whole detector 35-43 ms on ONNX Runtime
 and left pruning 1.01x (trunk) and 1.40x (trunk and heads). Pruning the trunk alone still buys little end to end: an
 ONNX Runtime profile of the dense detector on the test tiles (2 threads) puts about 25% of its kernel time in the mask
