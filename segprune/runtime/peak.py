@@ -153,7 +153,9 @@ def _fma_units(vendor: str, family: int, model: int, name: str, flags: frozenset
     if vendor == "GenuineIntel" and family == 6:
         if avx512 and "xeon" not in name.lower():
             return "Intel client core with AVX-512 (ports 0+1 fused)", 1, 512
-        return ("Intel Xeon with AVX-512", 2, 512) if avx512 else ("Intel core without AVX-512", 2, widest)
+        if avx512:
+            return ("Intel Xeon with AVX-512 and AMX" if "amx_tile" in flags else "Intel Xeon with AVX-512"), 2, 512
+        return "Intel core without AVX-512", 2, widest
     return f"unknown ({vendor or 'no vendor'} family {family:#x}; assumed 2 FMA pipes of the widest vector)", 2, widest
 
 
