@@ -33,6 +33,7 @@ from segprune.sparse.magnitude import magnitude_prune
 from segprune.sparse.regularised import l0_sparsify, l1_sparsify
 from segprune.sparse.sparsity import SparsifyResult
 from segprune.structured.context import RunContext
+from segprune.structured.heads import HeadsSummary
 from segprune.structured.importance import CRITERIA
 from segprune.structured.oneshot import prune_graph
 from segprune.structured.regularised import l0_channel_prune, slimming_prune
@@ -78,6 +79,7 @@ class PruneResult:
         search: The search's own result (configuration, candidates, timing) for greedy / random search.
         search_folder: Where the search keeps its log and models (None when it ran in a temporary folder).
         seconds: Wall-clock time of the whole call.
+        heads: A Mask R-CNN pruned with `heads=`: its RoI heads' MACs and parameters per region before and after.
     """
 
     model: keras.Model
@@ -88,6 +90,7 @@ class PruneResult:
     search: SearchResult | None = None
     search_folder: Path | None = None
     seconds: float = 0.0
+    heads: HeadsSummary | None = None
 
     @property
     def finetune_seconds(self) -> float:
@@ -104,6 +107,7 @@ def prune(
     *,
     target: str | None = None,
     ratio: float | Mapping[str, float] | Strategy | None = None,
+    heads: float | None = None,
     data: DataLike | None = None,
     finetune_epochs: int | None = None,
     round_to: int = defaults.ROUND_TO,
@@ -124,7 +128,7 @@ def prune(
     """Removes channels from `model` by any structured method and returns a smaller plain model.
 
     Args:
-        model: A trained functional model, or a `MaskRCNN` (its trunk is pruned, its RoI heads kept; data-free
+        model: A trained functional model, or a `MaskRCNN` (its trunk is pruned, its RoI heads kept unless `heads` is given; data-free
             one-shot criteria or a search, whose candidates are scored by validation mask AP; trained on an
             `InstanceDataset`); it is never modified.
         method: A one-shot importance criterion (`"l1"`, `"l2"`, `"bn-scale"`, `"taylor"`, `"activation"`,
@@ -133,6 +137,11 @@ def prune(
         target: A budget such as `"flops=0.25"` or `"params=0.5"` (searches also take `"latency=F"`).
         ratio: One-shot only, instead of `target`: the share of channels to remove from every group (or a
             dict of layer name to ratio, or a selection strategy).
+        heads: A Mask R-CNN only: also remove this share of channels, in [0, 1), from every prunable group of its RoI
+            heads (the box head's dense layers, the mask head's convolutions), which run once per region and cost more
+            end to end than the trunk; ranked by `method`'s criterion (l1 for a search) and pruned before the trunk,
+            so a search scores its candidates with the heads that ship. `target` still prices the trunk alone;
+            `PruneResult.heads` gives the heads' MACs per region. None (the default) keeps them whole.
         data: The training data; needed by fine-tuning, the data-driven criteria and every trained method. A
             `SegmentationDataset`, or what `model.fit` takes: `(images, masks)` NumPy arrays, a `tf.data.Dataset` or
             `keras.utils.PyDataset` of `(images, masks)` batches, or a dict of them by split; those are read once
@@ -186,6 +195,7 @@ def prune(
     family.check_amount(method, target, ratio, ignore)
     kind.check_request(method, family.family, dict(train_config=train_config, distill=distill, folder=folder, resume=resume))
     check_finite_weights(model)
+    model, heads_summary = kind.prune_heads(model, heads, method, round_to)
     if progress:
         printed = LineReporters(detector=kind.detector)
         on_epoch, on_candidate, on_search_start = on_epoch or printed.epoch, on_candidate or printed.candidate, on_search_start or printed.plan
@@ -208,6 +218,7 @@ def prune(
     graph = build_channel_graph(network, ignore, input_shape=context.image_size)  # the one channel graph of the dense network
     result = family.prune(model, kind, graph, context)
     result.summary = pruning_summary(network, kind.network(result.model), context.image_size, pinned=graph.pinned)
+    result.heads = heads_summary
     result.seconds = time.perf_counter() - started
     return result
 

@@ -29,6 +29,7 @@ from segprune.sizes import format_size
 
 if TYPE_CHECKING:  # annotations only
     from segprune.api import PruneResult
+    from segprune.structured.heads import HeadsSummary
 
 DESCRIPTION = (
     "Structured pruning: one-shot by an importance criterion, regularised (l0-channel, slimming) or searched "
@@ -65,6 +66,12 @@ def configure(parser: argparse.ArgumentParser) -> None:
     amount = parser.add_mutually_exclusive_group(required=True)
     amount.add_argument("--ratio", type=float, help="one-shot: share of channels to remove from every prunable group")
     amount.add_argument("--target", help="budget instead of a ratio: flops=F or params=F (fraction of the dense model); searches also latency=F")
+    parser.add_argument(
+        "--prune-heads", type=float, default=None, metavar="R",
+        help="a Mask R-CNN only: also remove this share of channels (0 <= R < 1) from its RoI heads (box head's dense layers, mask "
+        "head's convolutions), which run per proposal and per detection and cost more end to end than the trunk; ranked by --method's "
+        "criterion (l1 for a search), before the trunk is pruned; --target still prices the trunk alone",
+    )
     parser.add_argument("--global-ranking", action="store_true", default=None, help="with --ratio: rank channels across all groups")
     parser.add_argument("--round-to", type=int, default=defaults.ROUND_TO, help=f"keep channel counts at multiples of this (default {defaults.ROUND_TO})")
     parser.add_argument("--ignore", default="", help="comma-separated layer names whose channels must stay")
@@ -136,6 +143,11 @@ def run(arguments: argparse.Namespace) -> int:
     if arguments.method in SEARCH_METHODS and arguments.data:
         settings["data_source"] = data_source(arguments)  # worker processes load the data themselves
     detector = is_mask_rcnn_file(arguments.model)  # a Mask R-CNN: its trunk is pruned, fine-tuned on DATA's instances
+    if arguments.prune_heads is not None and not detector:
+        raise ValueError(
+            f"--prune-heads prunes a Mask R-CNN's RoI heads; {arguments.model} is not a Mask R-CNN (saved by segprune train --model "
+            "mask-rcnn). Leave it out: --ratio or --target prune the whole model."
+        )
     if detector and arguments.learning_rate != defaults.LEARNING_RATE:
         raise ValueError(f"--learning-rate {arguments.learning_rate:g} was given for a Mask R-CNN, whose fine-tune has a rate of its own; leave it out.")
     model = load_mask_rcnn(arguments.model) if detector else read_model(arguments, arguments.model)
@@ -153,7 +165,8 @@ def run(arguments: argparse.Namespace) -> int:
     try:
         result = prune(
             model, arguments.method, target=arguments.target, ratio=arguments.ratio, data=data, finetune_epochs=arguments.finetune_epochs,
-            round_to=arguments.round_to, ignore=layer_names(arguments.ignore), image_size=arguments.image_size, seed=arguments.seed,
+            heads=arguments.prune_heads, round_to=arguments.round_to, ignore=layer_names(arguments.ignore), image_size=arguments.image_size,
+            seed=arguments.seed,
             distill=distill_config(arguments) if trains_masks else None, train_config=train_config if trains_masks else None,
             checkpoint_path=out, folder=folder, resume=arguments.resume,
             on_epoch=_console.print_detector_epoch if detector else _console.print_epoch, on_candidate=functools.partial(_print_candidate, metric="val mask AP" if detector else "val Dice"), on_search_start=_print_plan, **settings,
@@ -164,6 +177,8 @@ def run(arguments: argparse.Namespace) -> int:
     for note in result.notes:
         _console.progress_console.print(note)
     print_pruning_summary(result.summary, arguments.method)
+    if result.heads is not None:
+        _print_heads(result.heads)
     if result.search is not None:
         _print_search(result, arguments)
     if detector and data is not None and data.splits.get("test"):
@@ -176,6 +191,21 @@ def run(arguments: argparse.Namespace) -> int:
         print_test_scores(before, after, "pruned")
     _console.output_console.print(f"pruned model: {out}")
     return 0
+
+
+def _print_heads(heads: HeadsSummary) -> None:
+    """The RoI heads' pruned layers, priced per region (the box head runs on every proposal, the mask head on every detection)."""
+    rows = [
+        [change.name, change.class_name, f"{change.channels_before} -> {change.channels_after}",
+         f"{change.macs_before / 1e6:.3f} -> {change.macs_after / 1e6:.3f}", f"{change.params_before:,} -> {change.params_after:,}"]
+        for head in (heads.box, heads.mask)
+        for change in head.changed_layers()
+        if change.macs_before
+    ]
+    title = f"pruned RoI heads ({heads.importance}, ratio {heads.ratio:g})"
+    _console.output_console.print(_console.table(title, ["layer", "class", "channels", "MMACs per RoI", "params"], rows))
+    for line in heads.lines():
+        _console.output_console.print(line)
 
 
 def _method_settings(arguments: argparse.Namespace) -> dict:

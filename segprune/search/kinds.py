@@ -2,7 +2,8 @@
 
 `segprune.prune` and the searches narrow one functional graph. For a segmentation network that graph is the
 model; for a `MaskRCNN` it is the trunk (encoder, FPN, shared RPN head): budgets price the trunk's MACs, the
-timing times the trunk, and the RoI heads are carried along as copies; for a Segment Anything model it is the
+timing times the trunk, and the RoI heads are carried along as copies (or narrowed first by a ratio of their own,
+`prune`'s `heads`); for a Segment Anything model it is the
 image encoder, and the prompt encoder and mask decoder are the copies. Everything else that differs between the
 kinds is a method of the model's kind (`model_kind`): which methods and options apply, what data they train on,
 how a candidate is scored (Dice or validation mask AP), how the result is fine-tuned and saved.
@@ -11,7 +12,7 @@ how a candidate is scored (Dice or validation mask AP), how the result is fine-t
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 
 import keras
@@ -28,8 +29,11 @@ from segprune.models.loading import copy_model, load_model
 from segprune.models.mask_rcnn import MaskRCNN, fit_mask_rcnn, is_mask_rcnn_file, load_mask_rcnn, save_mask_rcnn
 from segprune.models.outputs import output_kind
 from segprune.models.sam import image_encoder, is_sam, neck_layers, save_sam, with_image_encoder
+from segprune.runtime.detector_latency import time_detectors
+from segprune.runtime.latency import time_models
 from segprune.search.space import shrink
 from segprune.structured.context import RunContext
+from segprune.structured.heads import HeadsSummary, prune_heads
 from segprune.structured.importance import CRITERIA, DATA_CRITERIA
 from segprune.training import DistillConfig, TrainResult, train_phase
 from segprune.training.run_state import RunState, run_identity
@@ -56,6 +60,16 @@ class ModelKind(ABC):
         """Layers of the network whose channels this kind always keeps, added to `prune`'s `ignore`."""
         return ()
 
+    def prune_heads(self, model: keras.Model, ratio: float | None, method: str, round_to: int) -> tuple[keras.Model, HeadsSummary | None]:
+        """`model` with its per-region heads narrowed by `ratio` (`prune`'s `heads`), ranked by `method`'s criterion,
+        and their cost per region before and after; unchanged with None. Only a detector has such heads."""
+        if ratio is not None:
+            raise ValueError(
+                f"heads={ratio!r} (--prune-heads) prunes a Mask R-CNN's RoI heads; this model ({type(model).__name__}) has none. "
+                "Leave it out: ratio= or target= prune the whole network."
+            )
+        return model, None
+
     @abstractmethod
     def copy(self, model: keras.Model) -> keras.Model:
         """A copy with the same weights."""
@@ -67,6 +81,11 @@ class ModelKind(ABC):
     @abstractmethod
     def score(self, model: keras.Model, data, split: str) -> float:
         """What candidates are compared by on `split` (higher is better)."""
+
+    def time(self, models: Sequence[keras.Model], settings) -> list[float]:
+        """Median ms of each model as it ships, interleaved in one run, at a search's `settings` (`image_size`, `threads`,
+        `runtime`, `precision`): its network, where whatever else it has is not timed."""
+        return time_models([self.network(model) for model in models], settings.image_size, settings.threads, settings.runtime, settings.precision)
 
     def shrink(
         self, model: keras.Model, current: Mapping[str, int], wanted: Mapping[str, int], importance: str = "l1", data=None,
@@ -192,6 +211,13 @@ class MaskRCNNKind(ModelKind):
     def with_network(self, model: MaskRCNN, network: keras.Model) -> MaskRCNN:
         return MaskRCNN(model.config, network, copy_model(model.box_head), copy_model(model.mask_head))
 
+    def prune_heads(self, model: MaskRCNN, ratio: float | None, method: str, round_to: int) -> tuple[MaskRCNN, HeadsSummary | None]:
+        """The box and mask heads narrowed first, so that a search scores its candidates with the heads that ship;
+        ranked by the one-shot criterion, or by l1 for a search (which ranks the trunk's channels by l1 too)."""
+        if ratio is None:
+            return model, None
+        return prune_heads(model, ratio, method if method in MASK_RCNN_METHODS else "l1", round_to)
+
     def copy(self, model: MaskRCNN) -> MaskRCNN:
         return self.with_network(model, copy_model(model.trunk))
 
@@ -200,6 +226,11 @@ class MaskRCNNKind(ModelKind):
 
     def score(self, model: MaskRCNN, data, split: str) -> float:
         return float(evaluate_instances(model, data, split)["ap"])
+
+    def time(self, models: Sequence[MaskRCNN], settings) -> list[float]:
+        """The whole detector exported as one graph (proposals, NMS, RoIAlign, both heads, mask pasting): what the user
+        runs, and where the heads, which run per region, cost more than the trunk."""
+        return time_detectors(models, settings.image_size, settings.threads, settings.runtime, settings.precision)
 
     def check_request(self, method: str, family: str, options: Mapping[str, object]) -> None:
         """A detector is pruned one-shot by a data-free criterion or searched; its fine-tune takes neither a
@@ -357,6 +388,18 @@ def model_kind(model: keras.Model) -> ModelKind:
 def network(model: keras.Model) -> keras.Model:
     """The functional graph a search narrows, prices and times: a Mask R-CNN's trunk, or the model itself."""
     return model_kind(model).network(model)
+
+
+def time_parents(models: Sequence[keras.Model], settings) -> list[float]:
+    """Median ms of each model (all of one kind) as it ships: a Mask R-CNN's whole detector, else its network."""
+    return model_kind(models[0]).time(models, settings)
+
+
+def network_timer(model: keras.Model, settings) -> Callable[[Sequence[keras.Model]], list[float]]:
+    """Times networks as `model` ships them, for a latency budget's calibration: each network (the dense one a search
+    narrows, its narrowest) in place of `model`'s, the rest of `model` around it (a Mask R-CNN's heads, NMS, ...)."""
+    kind = model_kind(model)
+    return lambda networks: kind.time([kind.with_network(model, network) for network in networks], settings)
 
 
 def load_parent(path: str | Path) -> keras.Model:

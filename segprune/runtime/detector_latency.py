@@ -1,0 +1,62 @@
+"""The whole Mask R-CNN timed as it ships: one exported graph (proposals, NMS, RoIAlign, both heads, mask pasting).
+
+A search to a latency target on a Mask R-CNN prices what the user runs, not the trunk alone: on the nuclei tiles the
+RoI heads cost about 3.5 times the trunk's MACs per tile, so the trunk's latency is a small part of the detector's
+(`benchmarks/mask_rcnn_nuclei.py`). The heads' time depends on how many proposals and detections an image gives, so
+every detector is timed on the same input.
+"""
+
+from __future__ import annotations
+
+import tempfile
+from collections.abc import Sequence
+from pathlib import Path
+
+from segprune.models.mask_rcnn.model import MaskRCNN
+from segprune.runtime.benchmark import file_latency
+from segprune.runtime.detector_export import DETECTOR_FORMATS, export_detector
+from segprune.runtime.latency import check_runtime
+from segprune.sizes import as_image_size
+
+DETECTOR_RUNTIME_FORMATS = {"onnxruntime": "onnx", "openvino": "openvino"}
+
+
+def time_detectors(
+    detectors: Sequence[MaskRCNN],
+    image_size: int | Sequence[int],
+    threads: int = 2,
+    runtime: str = "onnxruntime",
+    precision: str = "fp32",
+    rounds: int = 30,
+) -> list[float]:
+    """Median latency (ms, one image) of each whole detector exported as one graph, interleaved in one run.
+
+    Each detector is exported at 1 x height x width (`export_detector`, verified against `MaskRCNN.detect`) and
+    timed on the same uniform random image, as `segprune benchmark` times a detector's row.
+
+    Args:
+        detectors: The detectors (a dense one and pruned ones).
+        image_size: N or (height, width), multiples of the detectors' `config.size_multiple`.
+        threads: Intra-op threads.
+        runtime: "onnxruntime" or "openvino".
+        precision: "fp32", or "bf16" on OpenVINO; a whole detector has no int8 form here.
+        rounds: Timed rounds (each detector once per round).
+
+    Example:
+        >>> dense_ms, pruned_ms = time_detectors([dense, pruned], 128, threads=2)
+    """
+    check_runtime(runtime, precision)
+    if precision == "int8":
+        raise ValueError(
+            "A whole Mask R-CNN is timed in fp32 (or bf16 on openvino): its graph (NMS, RoIAlign, mask pasting) has no int8 "
+            "form in segprune. Search with precision fp32 (--precision fp32), or quantize the trunk after the search."
+        )
+    height, width = as_image_size(image_size)
+    format = DETECTOR_RUNTIME_FORMATS[runtime]
+    with tempfile.TemporaryDirectory(prefix="segprune-detectors-") as folder:
+        paths = []
+        for index, detector in enumerate(detectors):
+            paths.append(Path(folder) / f"detector{index}{DETECTOR_FORMATS[format]}")
+            export_detector(detector, paths[-1], format, input_shape=(1, height, width))
+        latencies = file_latency(paths, runtime, (height, width), threads=threads, rounds=rounds, precision="bf16" if precision == "bf16" else None)
+    return [float(latency.median_ms) for latency in latencies]
