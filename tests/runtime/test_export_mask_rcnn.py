@@ -1,18 +1,54 @@
-"""`segprune export` on a Mask R-CNN file: its trunk is exported, every one of its outputs verified."""
+"""`segprune export` on a Mask R-CNN file: the whole detector by default, verified against `MaskRCNN.detect`; with
+--trunk-only its trunk, every one of its outputs verified."""
 
 import numpy as np
 import onnxruntime
+import pytest
 
 from segprune.cli import main
 from segprune.models.mask_rcnn import mask_rcnn, save_mask_rcnn
 from tests.fixtures import TINY_MASK_RCNN
 
 
-def test_export_writes_the_trunk_of_a_mask_rcnn(tmp_path, capsys):
+def test_export_writes_the_whole_detector_of_a_mask_rcnn_verified_on_the_test_tiles(tmp_path, capsys):
+    from segprune.runtime.detector_export import DetectorRunner, compare_detections
+
+    model = mask_rcnn(detection_min_score=0.0, max_detections=6, **TINY_MASK_RCNN)
+    source, out = save_mask_rcnn(model, tmp_path / "detector.keras"), tmp_path / "detector.onnx"
+    assert main(["export", str(source), "--data", "nuclei", "--out", str(out)]) == 0
+    printed = " ".join(capsys.readouterr().out.split())
+    assert "the whole detector (proposals, NMS, RoIAlign" in printed and "padded to 6 per image" in printed
+    assert "input fixed to 1x128x128" in printed and "a random batch and 4 test image(s)" in printed  # the nuclei tiles' size
+    assert "detections on 5 image(s)" in printed and "smallest mask IoU" in printed
+    images = np.random.default_rng(1).random((1, 128, 128, 1)).astype(np.float32)
+    assert compare_detections(model.detect(images), DetectorRunner(out).detect(images)).mask_iou >= 0.99
+
+
+@pytest.mark.parametrize(
+    ("model_kind", "options", "message"),
+    [
+        ("mask-rcnn", ["--format", "litert"], "A whole Mask R-CNN exports to onnx or openvino"),
+        ("unet", ["--trunk-only"], "--trunk-only exports a Mask R-CNN's trunk; "),
+    ],
+)
+def test_what_the_detector_export_cannot_do_is_refused_before_writing(tmp_path, capsys, model_kind, options, message):
+    from segprune.models import unet
+
+    source = tmp_path / "model.keras"
+    if model_kind == "unet":
+        unet(num_classes=2, input_channels=1, base_filters=4, depth=1).save(source)
+    else:
+        save_mask_rcnn(mask_rcnn(**TINY_MASK_RCNN), source)
+    out = tmp_path / ("model.tflite" if "litert" in options else "model.onnx")
+    assert main(["export", str(source), *options, "--out", str(out)]) == 2
+    assert message in " ".join(capsys.readouterr().err.split()) and not out.exists()
+
+
+def test_export_trunk_only_writes_the_trunk_of_a_mask_rcnn(tmp_path, capsys):
     model = mask_rcnn(**TINY_MASK_RCNN)
     source, out = tmp_path / "detector.keras", tmp_path / "trunk.onnx"
     save_mask_rcnn(model, source)
-    assert main(["export", str(source), "--data", "nuclei", "--out", str(out)]) == 0
+    assert main(["export", str(source), "--trunk-only", "--data", "nuclei", "--out", str(out)]) == 0
     printed = " ".join(capsys.readouterr().out.split())
     assert f"its trunk (encoder, FPN, shared RPN head; {len(model.trunk.outputs)} outputs, each verified)" in printed
     assert "over 5 input(s)" in printed  # a random batch and the 4 nuclei test tiles
