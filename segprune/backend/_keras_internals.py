@@ -82,6 +82,14 @@ def leaf_layers(model: keras.Model, path: tuple[str, ...] = ()):
             yield path, layer
 
 
+def find_layer(model: keras.Model, path: tuple[str, ...], name: str) -> keras.layers.Layer:
+    """The layer `name` inside the nested models `path` of `model` (a path as `leaf_layers` and `LayerCall` give it)."""
+    container = model
+    for nested in path:
+        container = container.get_layer(nested)
+    return container.get_layer(name)
+
+
 def producing_layer(tensor: keras.KerasTensor) -> keras.layers.Layer:
     """The layer whose call produced a symbolic tensor of a functional model."""
     return tensor._keras_history.operation

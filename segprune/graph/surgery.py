@@ -8,7 +8,7 @@ from collections.abc import Iterable
 import keras
 import numpy as np
 
-from segprune.backend._keras_internals import all_sublayers, leaf_layers, rebuild_from_config
+from segprune.backend._keras_internals import all_sublayers, find_layer, leaf_layers, rebuild_from_config
 from segprune.graph.groups import ChannelGraph
 from segprune.graph.handlers import UnsupportedLayerError, layer_weights
 
@@ -184,11 +184,3 @@ def _layer_entry(model_config: dict, name: str) -> dict:
         f"Layer {name!r} is not in the config of model {model_config.get('name')!r}: a model whose get_config() "
         "does not list its layers cannot be rebuilt smaller. Build it functionally with keras.Model(inputs, outputs)."
     )
-
-
-def find_layer(model: keras.Model, path: tuple[str, ...], name: str) -> keras.layers.Layer:
-    """The layer `name` inside the nested models `path` of `model`."""
-    container = model
-    for nested in path:
-        container = container.get_layer(nested)
-    return container.get_layer(name)

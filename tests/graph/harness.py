@@ -9,10 +9,10 @@ from __future__ import annotations
 import keras
 import numpy as np
 
-from segprune.backend._keras_internals import placeholder_initial_values, rebuilt_copy
+from segprune.backend._keras_internals import find_layer, placeholder_initial_values, rebuilt_copy
 from segprune.graph.groups import ChannelGraph, build_channel_graph
 from segprune.graph.handlers import weight_name
-from segprune.graph.surgery import find_layer, remove_channels
+from segprune.graph.surgery import remove_channels
 
 
 def randomize_weights(model: keras.Model, seed: int = 0) -> None:
