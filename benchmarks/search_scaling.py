@@ -26,6 +26,7 @@ from pathlib import Path
 
 import segprune  # noqa: F401  (first: it quiets TensorFlow's start-up logging)
 from segprune import load_data, load_model
+from segprune.graph import build_channel_graph
 from segprune.models import unet
 from segprune.search.budget import Budget
 from segprune.search.evaluation import Candidate, CandidatePool, CandidateSettings
@@ -49,7 +50,8 @@ def main() -> None:
     folder = Path(tempfile.mkdtemp(prefix="segprune-scaling-"))
     parent = folder / "dense.keras"
     dense.save(parent)
-    budget = Budget(dense, SearchSettings(target=arguments.target), folder)
+    target = SearchSettings(target=arguments.target)
+    budget = Budget(build_channel_graph(dense, input_shape=target.image_size), target, folder)
     settings = CandidateSettings()
     draws = sample_configurations(budget, seed=0)
     configs = [next(draws) for _ in range(arguments.candidates + 2)]

@@ -6,8 +6,8 @@ from pathlib import Path
 
 import keras
 
-from segprune.cost.resources import BudgetUnreachable, Resource, counted_resource, parse_target
-from segprune.graph.groups import ChannelGraph, build_channel_graph
+from segprune.cost.resources import BudgetUnreachable, Resource, counted_resource, parse_target, resource_after
+from segprune.graph.groups import ChannelGraph
 from segprune.graph.surgery import remove_channels
 from segprune.runtime.latency import LatencyTable, time_models
 from segprune.search.kinds import network
@@ -18,25 +18,24 @@ RUNTIME_NAMES = {"onnxruntime": "ONNX Runtime", "openvino": "OpenVINO"}
 
 
 class Budget:
-    """The dense model's channel space, the resource a target names, and how far a configuration is from it.
+    """The dense network's channel space, the resource a target names, and how far a configuration is from it.
 
-    A Mask R-CNN's budget is its trunk's (the network a search narrows; its RoI heads are kept whole).
-    `graph` is that network's channel graph at `settings.image_size` when the caller has built it already.
+    `graph` is the channel graph of the network a search narrows (a Mask R-CNN's trunk, SAM's image encoder: the
+    rest is kept whole), traced at `settings.image_size`; a latency budget times `graph.model`.
     """
 
-    def __init__(self, model: keras.Model, settings, folder: Path, graph: ChannelGraph | None = None) -> None:
+    def __init__(self, graph: ChannelGraph, settings, folder: Path) -> None:
         self.resource_name, self.fraction = parse_target(settings.target)
-        self.resource: Resource
-        if graph is None:
-            graph = build_channel_graph(network(model), input_shape=settings.image_size)
         self.space = ChannelSpace(graph, settings.round_to)
+        narrowest = self.space.removed(self.space.narrowest())  # which channels go does not change what it costs
+        self.resource: Resource
         self.latency_source = None
         if self.resource_name == "latency":
             self.resource = LatencyTable(
                 settings.threads, path=folder / "latency_table.json", runtime=settings.runtime, precision=settings.precision,
                 image_size=settings.image_size,
             )
-            self._calibrate(model, settings)
+            self._calibrate(narrowest, settings)
             self.latency_source = (
                 f"per-layer {RUNTIME_NAMES[settings.runtime]} {settings.precision} latency table ({settings.threads} threads, "
                 f"1x{format_size(settings.image_size)}), "
@@ -44,10 +43,9 @@ class Budget:
             )
         else:
             self.resource = counted_resource(self.resource_name)
-        narrowest = self.space.narrowest()
-        self.dense_cost = self.space.resource({}, self.resource)
+        self.dense_cost = float(resource_after(graph, [], self.resource))
         self.limit = self.fraction * self.dense_cost
-        floor = self.space.resource(narrowest, self.resource)
+        floor = float(resource_after(graph, narrowest, self.resource))
         if floor > self.limit:
             raise BudgetUnreachable(
                 f"Target {settings.target} cannot be met: the narrowest configuration (round_to={settings.round_to}) keeps "
@@ -58,17 +56,18 @@ class Budget:
     def narrowest(self) -> Configuration:
         return self.space.narrowest()
 
-    def _calibrate(self, model: keras.Model, settings) -> None:
-        """Times the dense and the narrowest model together: the first calibrates the table, the second says
-        whether the target can be met at all on this runtime (a width of 8 may cost what 16 costs). Which channels
-        the narrowest model lacks does not change its time, so they are not scored."""
+    def _calibrate(self, narrowest: list[int], settings) -> None:
+        """Times the dense and the narrowest model (without the channel classes `narrowest`) together: the first
+        calibrates the table, the second says whether the target can be met at all on this runtime (a width of 8 may
+        cost what 16 costs)."""
         table = self.resource
         if table.rest_ms is None or table.timed_floor is None:
-            removed = self.space.removed(self.space.narrowest())
-            narrowest = remove_channels(self.space.graph, removed)
-            dense_ms, narrowest_ms = time_models([network(model), narrowest], settings.image_size, settings.threads, settings.runtime, settings.precision)
+            graph = self.space.graph
+            dense_ms, narrowest_ms = time_models(
+                [graph.model, remove_channels(graph, narrowest)], settings.image_size, settings.threads, settings.runtime, settings.precision
+            )
             table.timed_floor = narrowest_ms / dense_ms
-            table.calibrate(self.space.graph, dense_ms)
+            table.calibrate(graph, dense_ms)
         if table.timed_floor > self.fraction:
             raise BudgetUnreachable(
                 f"Target {settings.target} cannot be met on this runtime: even the narrowest configuration "

@@ -8,10 +8,10 @@ from pathlib import Path
 
 import keras
 
-from segprune.graph.groups import ChannelGraph
+from segprune.graph.groups import ChannelGraph, build_channel_graph
 from segprune.search.budget import Budget
 from segprune.search.evaluation import CandidateSettings
-from segprune.search.kinds import save_parent
+from segprune.search.kinds import network, save_parent
 from segprune.search.log import SearchLog
 from segprune.search.settings import RUN_SETTINGS, SearchSettings
 
@@ -24,8 +24,11 @@ def open_search(
 
     `method` holds the method's own settings for the log header; `RUN_SETTINGS` (workers, executor, time
     limit, timing the result) are left out of the header, since they do not change what a search chooses.
-    `graph` is the channel graph of the network the search narrows, when the caller has built it (`Budget`).
+    `graph` is the channel graph of the network the search narrows, traced at `settings.image_size` (`Budget`), when
+    the caller has built it; built here otherwise.
     """
+    if graph is None:
+        graph = build_channel_graph(network(model), input_shape=settings.image_size)
     folder = Path(folder)
     existing = set(folder.iterdir()) if folder.is_dir() else None
     folder.mkdir(parents=True, exist_ok=True)
@@ -36,7 +39,7 @@ def open_search(
         header.pop(name)
     try:
         log = SearchLog(folder / "search.jsonl", header, resume)
-        budget = Budget(model, settings, folder, graph)  # refuses a target the narrowest configuration cannot meet
+        budget = Budget(graph, settings, folder)  # refuses a target the narrowest configuration cannot meet
     except BaseException:  # a search refused before its first candidate leaves nothing of its own behind
         _remove_new(folder, existing)
         raise

@@ -6,6 +6,7 @@ import pytest
 
 from segprune import flops
 from segprune.data import BatchConfig
+from segprune.graph.groups import build_channel_graph
 from segprune.search import progress
 from segprune.search.evaluation import CandidateSettings
 from segprune.search.greedy import greedy_search
@@ -94,7 +95,7 @@ def test_the_last_step_is_narrowed_to_the_budget_and_no_further(data4, model, tm
     from segprune.search.budget import Budget
     from segprune.search.greedy import uniformly_narrowed
 
-    budget = Budget(model, SETTINGS, tmp_path)
+    budget = Budget(build_channel_graph(model, input_shape=SETTINGS.image_size), SETTINGS, tmp_path)
     narrowed = uniformly_narrowed(budget, budget.space.dense())
     assert budget.share(narrowed) <= 0.5
     wider = {key: next((w for w in budget.space.widths(key) if w > width), width) for key, width in narrowed.items()}
@@ -109,7 +110,7 @@ def test_greedy_plans_its_steps_from_widths_and_costs_and_counts_what_is_left_fr
     from segprune.search.budget import Budget
     from segprune.search.greedy import candidates_after, planned_steps, proposals, step_ratio
 
-    budget = Budget(model, SETTINGS, tmp_path)
+    budget = Budget(build_channel_graph(model, input_shape=SETTINGS.image_size), SETTINGS, tmp_path)
     ratio = step_ratio(budget, 3)
     path = planned_steps(budget, budget.space.dense(), ratio)
     assert path[0] == (1.0, len(proposals(budget, budget.space.dense(), budget.dense_cost * ratio)))
