@@ -19,6 +19,7 @@ import keras
 
 import segprune  # noqa: F401  (first: it quiets TensorFlow's start-up logging)
 from segprune import TrainConfig, evaluate, flops, load_data, load_model, save_model, train
+from segprune.graph import build_channel_graph
 from segprune.models import unet
 from segprune.sparse import l0_sparsify, l1_sparsify, magnitude_prune, sparsity_summary
 from segprune.structured.regularised import l0_channel_prune, slimming_prune
@@ -89,7 +90,8 @@ def main() -> None:
         else:
             prune = l0_channel_prune if method == "l0-channel" else slimming_prune
             strength = arguments.l0_channel_strength if method == "l0-channel" else arguments.slimming_strength
-            result = prune(dense, data, "flops=0.25", arguments.epochs, strength, arguments.finetune_epochs, config=config)
+            dense_graph = {"graph": build_channel_graph(dense, input_shape=(256, 256))} if method == "l0-channel" else {}  # where the gates go
+            result = prune(dense, data, "flops=0.25", arguments.epochs, strength, arguments.finetune_epochs, config=config, **dense_graph)
             summary = sparsity_summary(result.model)
             rows.append(dict(method=method, target="flops=0.25", sparsity=summary.sparsity,
                              dice=evaluate(result.model, data, "test").dice, zipped_mb=summary.zipped_bytes / 1e6,

@@ -369,10 +369,10 @@ class _Regularised(_Family):
             epochs=context.setting("regularise_epochs", defaults.REGULARISE_EPOCHS), finetune_epochs=0, round_to=context.round_to,
             ignore=context.ignore, config=context.train_config, on_epoch=context.on_epoch, run=run, image_size=context.image_size, **options,
         )
-        if context.method == "l0-channel":  # the gates are placed by layer name: the dense graph places them on the trained copy
-            outcome = l0_channel_prune(model, context.data, context.target, graph=graph, **common)
-        else:
+        if context.method == "slimming":  # the graph of the trained copy ranks its |gamma|
             outcome = slimming_prune(model, context.data, context.target, **common)
+        else:  # the gates are placed by layer name: the dense graph places them on the trained copy
+            outcome = l0_channel_prune(model, context.data, context.target, graph=graph, **common)
         return PruneResult(model=outcome.model, method=context.method, notes=list(outcome.notes), training=list(outcome.training))
 
 

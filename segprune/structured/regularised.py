@@ -69,28 +69,28 @@ def _consumers(graph: ChannelGraph, tensor_id: int) -> list[int]:
     return [index for index, call in enumerate(graph.trace.calls) if tensor_id in call.input_ids]
 
 
-def _producer_sites(graph: ChannelGraph, call_index: int, gate: str, axes: Sequence[ChannelAxis]) -> list[Site]:
-    """A producer's kernel and bias (its output `axes`), unless a BatchNorm alone reads its output (that BatchNorm is gated)."""
+def _producer_sites(graph: ChannelGraph, call_index: int, axes: Sequence[ChannelAxis]) -> list[tuple[str, str, int]]:
+    """(layer, weight, axis) of a producer's kernel and bias on its output `axes`, unless a BatchNorm alone reads its
+    output (that BatchNorm is gated instead)."""
     call = graph.trace.calls[call_index]
     consumers = _consumers(graph, call.output_ids[0])
     if len(consumers) == 1 and call.output_ids[0] not in graph.trace.output_ids:
         follower = graph.trace.calls[consumers[0]].layer
         if isinstance(follower, keras.layers.BatchNormalization) and follower.scale:
             return []
-    return [Site(call.qualified_name, axis.weight, gate, axis.axis) for axis in axes if axis.side == "output"]
+    return [(call.qualified_name, axis.weight, axis.axis) for axis in axes if axis.side == "output"]
 
 
-def _batch_norm_sites(graph: ChannelGraph, group: Group, gate: str) -> list[Site]:
-    """Every BatchNorm that carries exactly this group's channels: gating each of them keeps a closed channel
-    at zero along the whole group (a depthwise conv's BatchNorm would otherwise add its beta back)."""
+def _batch_norm_sites(graph: ChannelGraph) -> list[tuple[np.ndarray, str, str]]:
+    """(channel classes, layer, weight) of every BatchNorm's gamma and beta: gating every BatchNorm that carries
+    exactly a group's channels keeps a closed channel at zero along the whole group (a depthwise conv's BatchNorm
+    would otherwise add its beta back)."""
     sites = []
     for call, outputs in zip(graph.trace.calls, graph.call_outputs):
         layer = call.layer
-        if isinstance(layer, keras.layers.BatchNormalization) and outputs and np.array_equal(outputs[0], group.classes):
-            if layer.scale:
-                sites.append(Site(call.qualified_name, "gamma", gate, -1))
-            if layer.center:
-                sites.append(Site(call.qualified_name, "beta", gate, -1))
+        if isinstance(layer, keras.layers.BatchNormalization) and outputs:
+            weights = (["gamma"] if layer.scale else []) + (["beta"] if layer.center else [])
+            sites += [(outputs[0], call.qualified_name, weight) for weight in weights]
     return sites
 
 
@@ -99,15 +99,20 @@ def channel_gates(graph: ChannelGraph) -> tuple[list[GateSpec], list[Site], dict
 
     Returns (gates, sites, group of each gate, names of groups left without a gate and why).
     """
-    # The graph is asked first (each writing call's channel axes, the groups), the MACs last.
+    # The trace is read first (each writing call's channel axes and the weights a gate multiplies there, the
+    # BatchNorms), then the groups are asked, the MACs last.
     axes = {
         index: graph.handler(call).channel_axes(call)
         for index, (call, outputs) in enumerate(zip(graph.trace.calls, graph.call_outputs)) if outputs and outputs[0].size
     }
+    producer_sites = {
+        index: _producer_sites(graph, index, call_axes)
+        for index, call_axes in axes.items() if any(axis.side == "output" and axis.kind == "kernel" for axis in call_axes)
+    }
+    norm_sites = _batch_norm_sites(graph)
     producers: dict[int, list[int]] = {}
-    for index, call_axes in axes.items():
-        if any(axis.side == "output" and axis.kind == "kernel" for axis in call_axes):
-            producers.setdefault(graph.group_of_class(int(graph.call_outputs[index][0][0])).index, []).append(index)
+    for index in producer_sites:
+        producers.setdefault(graph.group_of_class(int(graph.call_outputs[index][0][0])).index, []).append(index)
     gated, skipped = [], []
     for group in graph.prunable_groups():
         calls = producers.get(group.index, [])
@@ -120,8 +125,8 @@ def channel_gates(graph: ChannelGraph) -> tuple[list[GateSpec], list[Site], dict
     seen: set[tuple[str, str]] = set()
     for group, calls in gated:
         name = f"group{group.index}"
-        group_sites = [site for i in calls for site in _producer_sites(graph, i, name, axes[i])]
-        group_sites += _batch_norm_sites(graph, group, name)
+        group_sites = [Site(layer, weight, name, axis) for i in calls for layer, weight, axis in producer_sites[i]]
+        group_sites += [Site(layer, weight, name, -1) for classes, layer, weight in norm_sites if np.array_equal(classes, group.classes)]
         group_sites = [s for s in group_sites if (s.layer, s.weight) not in seen]
         seen.update((s.layer, s.weight) for s in group_sites)
         sites_of_group.append(group_sites)
@@ -147,10 +152,6 @@ def _gate_scores(sparse: SparseModel, group_of_gate: dict[str, Group]) -> tuple[
             if z == 0:
                 closed.add(int(class_id))
     return scores, closed
-
-
-def _removed_share(graph: ChannelGraph, removed: Sequence[int], resource: str) -> float:
-    return 1.0 - resource_after(graph, removed, resource) / resource_after(graph, [], resource)
 
 
 def _select(graph: ChannelGraph, scores: dict[int, float], closed: set[int], target: str, round_to: int, notes: list[str]) -> list[int]:
@@ -183,7 +184,8 @@ def l0_channel_prune(
     on_epoch: EpochReporter | None = None,
     run: RunState | None = None,
     image_size: tuple[int, int] = COST_INPUT_SIZE,
-    graph: ChannelGraph | None = None,
+    *,
+    graph: ChannelGraph,
 ) -> ChannelPruneResult:
     """Learns which channels to drop with MACs-weighted L0 channel gates, then removes them.
 
@@ -198,11 +200,11 @@ def l0_channel_prune(
         config, on_epoch: As in `train`.
         run: The resumable run this is (`segprune.prune(..., checkpoint_path=, resume=)` opens it).
         image_size: (height, width) at which the budget's MACs are counted.
-        graph: `model`'s channel graph with `ignore` applied, traced at `image_size`, when the caller has built it
-            already (the gates are placed by layer name, so the dense model's graph places them on its copy).
+        graph: `model`'s channel graph with `ignore` applied, traced at `image_size` (`segprune.prune` builds one per
+            call): the gates are placed by layer name, so the dense model's graph places them on its copy.
 
     Example:
-        >>> result = l0_channel_prune(model, data, target="flops=0.25")
+        >>> result = l0_channel_prune(model, data, target="flops=0.25", graph=build_channel_graph(model, input_shape=(256, 256)))
         >>> result.resource_fraction <= 0.25
         True
     """
@@ -211,17 +213,15 @@ def l0_channel_prune(
     record = run.phase("l0-channel")
     if record is not None:
         return _finetune_pruned(run.model("l0-channel"), record, data, finetune_epochs, config, on_epoch, run)
-    if graph is None:  # the gates are placed by layer name: the dense model's graph places them on its copy
-        graph = build_channel_graph(model, ignore, input_shape=image_size)
-    working = copy_model(model)
     gates, sites, group_of_gate, skipped = channel_gates(graph)
     if not gates:
         raise ValueError(f"Model {model.name!r} has no prunable channel group that a gate can drive; see segprune/graph.")
+    working = copy_model(model)
     sparse = SparseModel(working, gates, sites, l0_strength=strength)
     result = ChannelPruneResult(working, 1.0, notes=[f"no gate for {entry}" for entry in skipped])
 
     def closed_share() -> float:
-        return _removed_share(graph, sorted(_gate_scores(sparse, group_of_gate)[1]), resource)
+        return 1.0 - resource_after(graph, sorted(_gate_scores(sparse, group_of_gate)[1]), resource) / resource_after(graph, [], resource)
 
     result.training.append(train_phase_with_trajectory(sparse, data, epochs, config, closed_share, result.trajectory, on_epoch, run=run, phase="l0-channel"))
     scores, closed = _gate_scores(sparse, group_of_gate)
@@ -230,7 +230,7 @@ def l0_channel_prune(
     if [g.size for g in plain_graph.groups] != [g.size for g in graph.groups]:
         raise RuntimeError("The channel graph changed while the gates were folded in; please report this model.")
     removed = _select(plain_graph, scores, closed, target, round_to, result.notes)
-    result.resource_fraction = 1.0 - _removed_share(plain_graph, removed, resource)
+    result.resource_fraction = resource_after(plain_graph, removed, resource) / resource_after(plain_graph, [], resource)
     pruned = remove_channels(plain_graph, removed)
     record = run.finish("l0-channel", _phase_record(result), pruned)
     return _finetune_pruned(pruned, record, data, finetune_epochs, config, on_epoch, run)
@@ -318,7 +318,7 @@ def slimming_prune(
     scores = slimming_scores(graph)
     strategy = ratio_for_target(graph, scores, target, round_to, lambda r: GlobalRanking(r, normalize=False))
     removed = strategy.select(graph, scores, round_to)
-    result.resource_fraction = 1.0 - _removed_share(graph, removed, resource)
+    result.resource_fraction = resource_after(graph, removed, resource) / resource_after(graph, [], resource)
     pruned = remove_channels(graph, removed)
     record = run.finish("slimming", _phase_record(result), pruned)
     return _finetune_pruned(pruned, record, data, finetune_epochs, config, on_epoch, run)
