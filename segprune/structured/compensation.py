@@ -18,9 +18,8 @@ import keras
 import numpy as np
 from scipy.stats import norm
 
-from segprune.backend._keras_internals import LayerCall, run_with_hook
+from segprune.backend._keras_internals import LayerCall, find_layer, run_with_hook
 from segprune.graph.groups import ChannelGraph
-from segprune.graph.surgery import find_layer
 
 
 def compensate_removed_channels(graph: ChannelGraph, pruned: keras.Model, removed: set[int], batches=None) -> int:
@@ -32,46 +31,57 @@ def compensate_removed_channels(graph: ChannelGraph, pruned: keras.Model, remove
         removed: The removed channel classes.
         batches: Optional iterable of (images, masks) to measure channel means on.
     """
+    # The graph is read first (which consumer reads removed channels, from which producer, and where its shift goes),
+    # then the producers' means are found and each consumer's response asked; the pruned model is edited last.
     producer_of = {tensor_id: index for index, call in enumerate(graph.trace.calls) for tensor_id in call.output_ids}
-    means = _data_means(graph, batches) if batches is not None else _batchnorm_means(graph, producer_of)
+    removed_array = np.array(sorted(removed), dtype=np.int64)
+    readers = _readers(graph, producer_of, removed_array)
+    means = _batchnorm_means(graph, producer_of) if batches is None else _data_means(graph, batches)
+    compensated = 0
+    for index, dropped, source, (path, name, weight, sign) in readers:
+        call = graph.trace.calls[index]
+        response = graph.handler(call).mean_response(call) if source in means else None
+        if response is None:
+            continue
+        shift = means[source][dropped] @ response[dropped]
+        kept_shift = shift[~np.isin(graph.call_outputs[index][0], removed_array)]  # the consumer may have lost outputs too
+        variable = getattr(find_layer(pruned, path, name), weight)
+        variable.assign(keras.ops.convert_to_numpy(variable) + sign * kept_shift)
+        compensated += 1
+    return compensated
+
+
+def _readers(graph: ChannelGraph, producer_of: dict[int, int], removed: np.ndarray) -> list[tuple[int, np.ndarray, int, tuple]]:
+    """Every single-input consumer (first call of its layer) that reads removed channels and has somewhere to put the
+    shift: (its call index, the input positions removed, its producer's call index, `_shift_target`)."""
     consumers_of: dict[int, list[int]] = {}
     for index, call in enumerate(graph.trace.calls):
         for tensor_id in call.input_ids:
             consumers_of.setdefault(tensor_id, []).append(index)
-    removed_array = np.array(sorted(removed), dtype=np.int64)
-    seen, compensated = set(), 0
+    readers, seen = [], set()
     for index, (call, inputs) in enumerate(zip(graph.trace.calls, graph.call_inputs)):
         if id(call.layer) in seen or len(call.input_ids) != 1:
             continue
         seen.add(id(call.layer))
-        dropped = np.flatnonzero(np.isin(inputs[0], removed_array))
+        dropped = np.flatnonzero(np.isin(inputs[0], removed))
         source = producer_of.get(call.input_ids[0])
-        if dropped.size == 0 or source is None or source not in means:
-            continue
-        response = graph.handler(call).mean_response(call)
-        if response is None:
-            continue
-        shift = means[source][dropped] @ response[dropped]
-        if _apply(pruned, graph, index, shift, consumers_of, removed_array):
-            compensated += 1
-    return compensated
+        target = _shift_target(graph, index, consumers_of)
+        if dropped.size and source is not None and target is not None:
+            readers.append((index, dropped, source, target))
+    return readers
 
 
-def _apply(pruned: keras.Model, graph: ChannelGraph, index: int, shift: np.ndarray, consumers_of, removed: np.ndarray) -> bool:
-    """Adds the shift to the pruned consumer's bias, or takes it off the BatchNorm right after it."""
+def _shift_target(graph: ChannelGraph, index: int, consumers_of: dict[int, list[int]]) -> tuple[tuple[str, ...], str, str, float] | None:
+    """Where a consumer's shift goes: (path, layer name, weight, sign): its own bias, or else the moving mean of the
+    BatchNorm right after it (taken off); None if neither exists."""
     call = graph.trace.calls[index]
-    kept_shift = shift[~np.isin(graph.call_outputs[index][0], removed)]  # the consumer may have lost outputs too
-    layer = find_layer(pruned, call.path, call.layer.name)
-    if getattr(layer, "use_bias", False):
-        layer.bias.assign(keras.ops.convert_to_numpy(layer.bias) + kept_shift)
-        return True
+    if getattr(call.layer, "use_bias", False):
+        return call.path, call.layer.name, "bias", 1.0
     for consumer in consumers_of.get(call.output_ids[0], []):
         following = graph.trace.calls[consumer]
         if isinstance(following.layer, keras.layers.BatchNormalization):
-            norm_layer = find_layer(pruned, following.path, following.layer.name)
-            norm_layer.moving_mean.assign(keras.ops.convert_to_numpy(norm_layer.moving_mean) - kept_shift)
-            return True
-    return False
+            return following.path, following.layer.name, "moving_mean", -1.0
+    return None
 
 
 def _batchnorm_means(graph: ChannelGraph, producer_of: dict[int, int]) -> dict[int, np.ndarray]:
