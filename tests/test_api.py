@@ -188,11 +188,11 @@ def test_python_data_are_read_with_the_model_s_classes_and_bad_arrays_refused_be
 def test_one_channel_graph_of_the_dense_network_per_call_and_the_same_pruned_model_as_prune_channels(model, data4, monkeypatch):
     """`prune` traces the dense network once and hands that graph to the method, the budget and the summary;
     the one-shot result is the one `prune_channels` gives when it traces the model itself."""
-    from segprune.search import budget, space
+    from segprune.search import folder, space
     from segprune.structured import oneshot, summary
 
     traced = []
-    for module in (oneshot, summary, budget, space):
+    for module in (oneshot, summary, folder, space):
         build = module.build_channel_graph
         monkeypatch.setattr(module, "build_channel_graph", lambda m, *a, _build=build, **k: traced.append(m) or _build(m, *a, **k))
     result = segprune.prune(model, "l1", ratio=0.5, round_to=4, image_size=32, progress=False)
