@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
 import keras
@@ -10,7 +11,7 @@ from segprune.cost.resources import BudgetUnreachable, Resource, counted_resourc
 from segprune.graph.groups import ChannelGraph
 from segprune.graph.surgery import remove_channels
 from segprune.runtime.latency import LatencyTable, time_models
-from segprune.search.kinds import network
+from segprune.search.kinds import time_parents
 from segprune.search.space import ChannelSpace, Configuration
 from segprune.sizes import format_size
 
@@ -21,10 +22,13 @@ class Budget:
     """The dense network's channel space, the resource a target names, and how far a configuration is from it.
 
     `graph` is the channel graph of the network a search narrows (a Mask R-CNN's trunk, SAM's image encoder: the
-    rest is kept whole), traced at `settings.image_size`; a latency budget times `graph.model`.
+    rest is kept whole), traced at `settings.image_size`; a latency budget times `graph.model` by `timer` (networks to
+    their ms as they ship: `kinds.network_timer`, which times a Mask R-CNN's trunk inside its whole exported detector,
+    so the table's untimed constant holds the heads, NMS and pasting); by default each network alone.
     """
 
-    def __init__(self, graph: ChannelGraph, settings, folder: Path) -> None:
+    def __init__(self, graph: ChannelGraph, settings, folder: Path, timer: Callable[[list[keras.Model]], list[float]] | None = None) -> None:
+        self.timer = timer or (lambda networks: time_models(networks, settings.image_size, settings.threads, settings.runtime, settings.precision))
         self.resource_name, self.fraction = parse_target(settings.target)
         self.space = ChannelSpace(graph, settings.round_to)
         narrowest = self.space.removed(self.space.narrowest())  # which channels go does not change what it costs
@@ -63,9 +67,7 @@ class Budget:
         table = self.resource
         if table.rest_ms is None or table.timed_floor is None:
             graph = self.space.graph
-            dense_ms, narrowest_ms = time_models(
-                [graph.model, remove_channels(graph, narrowest)], settings.image_size, settings.threads, settings.runtime, settings.precision
-            )
+            dense_ms, narrowest_ms = self.timer([graph.model, remove_channels(graph, narrowest)])
             table.timed_floor = narrowest_ms / dense_ms
             table.calibrate(graph, dense_ms)
         if table.timed_floor > self.fraction:
@@ -84,6 +86,7 @@ class Budget:
 
 
 def measure(dense: keras.Model, pruned: keras.Model, settings) -> dict:
-    """The dense and the pruned model (a Mask R-CNN's trunks) timed together at the search's image size and threads."""
-    dense_ms, pruned_ms = time_models([network(dense), network(pruned)], settings.image_size, settings.threads, settings.runtime, settings.precision)
+    """The dense and the pruned model as they ship (a Mask R-CNN's whole exported detectors) timed together at the search's
+    image size and threads."""
+    dense_ms, pruned_ms = time_parents([dense, pruned], settings)
     return {"dense_ms": dense_ms, "pruned_ms": pruned_ms, "speedup": dense_ms / pruned_ms, "latency_fraction": pruned_ms / dense_ms}

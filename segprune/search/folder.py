@@ -11,7 +11,7 @@ import keras
 from segprune.graph.groups import ChannelGraph, build_channel_graph
 from segprune.search.budget import Budget
 from segprune.search.evaluation import CandidateSettings
-from segprune.search.kinds import network, save_parent
+from segprune.search.kinds import network, network_timer, save_parent
 from segprune.search.log import SearchLog
 from segprune.search.settings import RUN_SETTINGS, SearchSettings
 
@@ -39,7 +39,7 @@ def open_search(
         header.pop(name)
     try:
         log = SearchLog(folder / "search.jsonl", header, resume)
-        budget = Budget(graph, settings, folder)  # refuses a target the narrowest configuration cannot meet
+        budget = Budget(graph, settings, folder, network_timer(model, settings))  # refuses a target the narrowest configuration cannot meet
     except BaseException:  # a search refused before its first candidate leaves nothing of its own behind
         _remove_new(folder, existing)
         raise
