@@ -98,7 +98,7 @@ def test_greedy_meets_a_latency_target_from_a_table_timed_at_height_by_width_on_
         # calibration first: a dense time below the layers' sum leaves no untimed remainder, the estimate is the table's alone
         return [1e-6, 1e-7] if len(timed_at) == 1 else [10.0, 6.0]
 
-    monkeypatch.setattr("segprune.search.budget.time_models", whole_models)
+    monkeypatch.setattr("segprune.search.kinds.time_models", whole_models)
     result = segprune.prune(
         model, "greedy", target="latency=0.7", data=data4, image_size="32x64", folder=tmp_path, iterations=1, candidate_steps=0,
         threads=1, finetune_epochs=0, round_to=4, progress=False,

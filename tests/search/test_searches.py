@@ -110,7 +110,7 @@ def test_a_latency_search_that_times_over_budget_searches_on(data16, model, tmp_
 
     monkeypatch.setattr("segprune.search.greedy.measure", fake_measure)
     # A dense time below the layers' sum leaves no untimed remainder: the estimate is the table alone.
-    monkeypatch.setattr("segprune.search.budget.time_models", lambda models, image_size, threads, *runtime_settings: [1e-6, 1e-7])
+    monkeypatch.setattr("segprune.search.kinds.time_models", lambda models, image_size, threads, *runtime_settings: [1e-6, 1e-7])
     settings = SearchSettings(target="latency=0.85", image_size=64, final_epochs=0)
     result = greedy_search(model, data16, tmp_path, settings, CANDIDATES, iterations=2)
     rechecks = [r for r in _log(tmp_path) if r["type"] == "recheck"]
@@ -120,7 +120,7 @@ def test_a_latency_search_that_times_over_budget_searches_on(data16, model, tmp_
 
 
 def test_a_latency_target_below_what_the_narrowest_model_times_is_refused_up_front(data16, model, tmp_path, monkeypatch):
-    monkeypatch.setattr("segprune.search.budget.time_models", lambda models, image_size, threads, *runtime_settings: [10.0, 4.0])  # floor 0.4
+    monkeypatch.setattr("segprune.search.kinds.time_models", lambda models, image_size, threads, *runtime_settings: [10.0, 4.0])  # floor 0.4
     settings = SearchSettings(target="latency=0.3", image_size=64, final_epochs=0)
     with pytest.raises(ValueError, match="narrowest configuration .* times at 0.400"):
         greedy_search(model, data16, tmp_path, settings, CANDIDATES)
@@ -133,7 +133,7 @@ def test_measure_times_both_models_together_and_reports_the_ratios(model, monkey
         calls.append((list(models), image_size, threads))
         return [10.0, 4.0]
 
-    monkeypatch.setattr("segprune.search.budget.time_models", fake_time_models)
+    monkeypatch.setattr("segprune.search.kinds.time_models", fake_time_models)
     pruned = keras.models.clone_model(model)
     measured = measure(model, pruned, SearchSettings(image_size=48, threads=3))
     assert calls == [([model, pruned], (48, 48), 3)]
