@@ -6,7 +6,9 @@ x-fastest), merges the 116 AAL regions into `segprune.data.brain.CLASS_NAMES` by
 keeps the axial slices that carry labels, crops them to the labels' bounding box (centred, 192x160) with
 anterior at the top, and prints what it wrote.
 
-    .venv/bin/python benchmarks/build_brain_data.py [--source ../shared/datasets/brain-aal-colin27]
+    .venv/bin/python benchmarks/build_brain_data.py [--source FOLDER]
+
+FOLDER holds the Colin27 T1 and AAL files (default: the team's dataset copy in `shared/` beside the checkout).
 """
 
 from __future__ import annotations
