@@ -95,3 +95,47 @@ def test_epochs_before_keep_best_from_epoch_are_never_kept_or_stop_the_run(tiny_
     config = TrainConfig(learning_rate=3e-3, patience=1, batches=FAST.batches)
     result = train(model, tiny_data, epochs=3, config=config, keep_best_from_epoch=3)
     assert len(result.history) == 3 and result.best_epoch == 3 and not result.stopped_early
+
+
+class _Weights:
+    """Stands in for the model the callback watches: weights are the epoch they were taken at."""
+
+    def __init__(self) -> None:
+        self.epoch = 0
+        self.stop_training = False
+
+    def get_weights(self):
+        return [self.epoch]
+
+
+def _run_epochs(monkeypatch, dices, losses, patience):
+    from types import SimpleNamespace
+
+    from segprune.training import loop
+
+    scores = iter(dices)
+    monkeypatch.setattr(loop, "evaluate", lambda *args, **kwargs: SimpleNamespace(dice=next(scores)))
+    tracker = loop._BestWeights(None, TrainConfig(patience=patience), None, None, len(losses), 1)
+    model = _Weights()
+    tracker.set_model(model)
+    for epoch, loss in enumerate(losses):
+        model.epoch = epoch + 1
+        tracker.on_epoch_end(epoch, {"loss": loss})
+        if model.stop_training:
+            break
+    return tracker, model
+
+
+def test_patience_waits_while_no_pixel_is_predicted_yet_but_the_loss_still_falls(monkeypatch):
+    # a narrow pruned model often predicts nothing for its first epochs: Dice 0 cannot tell them apart
+    tracker, model = _run_epochs(monkeypatch, [0.0] * 6 + [0.4, 0.3, 0.3], [0.9, 0.8, 0.85, 0.7, 0.6, 0.55, 0.5, 0.5, 0.5], patience=2)
+    assert [r.epoch for r in tracker.result.history] == [1, 2, 3, 4, 5, 6, 7, 8, 9]
+    assert model.stop_training and tracker.result.stopped_early  # Dice then stalls for 2 epochs after epoch 7
+    assert tracker.result.best_epoch == 7 and tracker.best_weights == [7]
+
+
+def test_a_zero_dice_run_keeps_its_lowest_loss_epoch_and_stops_when_the_loss_stalls(monkeypatch):
+    tracker, model = _run_epochs(monkeypatch, [0.0] * 8, [0.9, 0.7, 0.8, 0.75, 0.72, 0.71, 0.6, 0.6], patience=3)
+    assert tracker.result.stopped_early and len(tracker.result.history) == 5  # epochs 3-5 do not beat 0.7
+    assert tracker.result.best_epoch == 2 and tracker.best_weights == [2]
+    assert tracker.result.best_val_dice == 0.0

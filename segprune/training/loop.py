@@ -32,7 +32,8 @@ class TrainConfig:
     Attributes:
         learning_rate: Peak Adam learning rate; cosine-decayed to `final_learning_rate_fraction` of it.
         final_learning_rate_fraction: Where the cosine schedule ends, as a fraction of the peak.
-        patience: Epochs without a better validation Dice before stopping (None never stops early).
+        patience: Epochs without a better validation Dice before stopping (None never stops early); while every
+            validation Dice so far is 0, an epoch with a new lowest training loss counts as better.
         dice_weight: Weight of the soft Dice term next to cross-entropy.
         batches: How training batches are cut (size, patches, augmentation, seed).
         validation_split: Split scored after every epoch; the best-scoring weights are kept.
@@ -300,7 +301,7 @@ class _BestWeights(keras.callbacks.Callback):
         result.history.append(record)
         result.images_seen += self.images_per_epoch
         eligible = epoch + 1 >= self.keep_best_from_epoch
-        if eligible and (val_dice > result.best_val_dice or self.best_weights is None):
+        if eligible and (val_dice > result.best_val_dice or self.best_weights is None or self._learning_blind(record)):
             result.best_val_dice, result.best_epoch = val_dice, epoch + 1
             self.best_weights = self.model.get_weights()
             if self.checkpoint_path is not None:
@@ -312,6 +313,15 @@ class _BestWeights(keras.callbacks.Callback):
             save_state(state_path(self.checkpoint_path), self.model, self.best_weights, training_record(result))
         if self.on_epoch is not None:
             self.on_epoch(record, result, self.epochs)
+
+    def _learning_blind(self, record: EpochRecord) -> bool:
+        """Whether this epoch reached the lowest training loss while no epoch yet has put a pixel in the right
+        class (validation Dice 0 throughout, as a narrow pruned model often starts): Dice cannot tell such
+        epochs apart, so the falling loss counts as progress, for the best weights and for patience alike."""
+        if record.val_dice > 0 or self.result.best_val_dice > 0:
+            return False
+        earlier = [old.loss for old in self.result.history[:-1] if old.epoch >= self.keep_best_from_epoch]
+        return bool(earlier) and record.loss < min(earlier)
 
     def restore_best(self) -> None:
         if self.best_weights is not None:
