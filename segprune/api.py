@@ -16,7 +16,7 @@ from pathlib import Path
 import keras
 
 from segprune import defaults
-from segprune.cost.resources import parse_target
+from segprune.cost.resources import parse_target, resource_after
 from segprune.data.python import DataLike, in_memory
 from segprune.graph.groups import ChannelGraph, build_channel_graph
 from segprune.inference import measurement_size
@@ -73,7 +73,8 @@ class PruneResult:
     Attributes:
         model: The smaller plain Keras model (fine-tuned when `finetune_epochs` > 0).
         method: The method that pruned it.
-        summary: Channels, MACs and parameters per layer before and after, at `image_size`.
+        summary: Channels, MACs and parameters per layer before and after, at `image_size` (a Mask R-CNN's trunk,
+            before its heads step and after).
         notes: What the method wants the user to know (gates that closed, targets tightened, ...).
         training: The fine-tuning runs (regularised methods train twice).
         search: The search's own result (configuration, candidates, timing) for greedy / random search.
@@ -139,8 +140,10 @@ def prune(
             dict of layer name to ratio, or a selection strategy).
         heads: A Mask R-CNN only: also remove this share of channels, in [0, 1), from every prunable group of its RoI
             heads (the box head's dense layers, the mask head's convolutions), which run once per region and cost more
-            end to end than the trunk; ranked by `method`'s criterion (l1 for a search) and pruned before the trunk,
-            so a search scores its candidates with the heads that ship. `target` still prices the trunk alone;
+            end to end than the trunk, and from the FPN pyramid they pool (each level's convolution, the shared RPN
+            convolution's input, the heads' first layers); ranked by `method`'s criterion (l1 for a search) and pruned
+            before the trunk, so a search scores its candidates with the heads that ship. `target` still prices the
+            trunk alone, as a share of the dense trunk (the pyramid channels removed here count toward it);
             `PruneResult.heads` gives the heads' MACs per region. None (the default) keeps them whole.
         data: The training data; needed by fine-tuning, the data-driven criteria and every trained method. A
             `SegmentationDataset`, or what `model.fit` takes: `(images, masks)` NumPy arrays, a `tf.data.Dataset` or
@@ -195,7 +198,8 @@ def prune(
     family.check_amount(method, target, ratio, ignore)
     kind.check_request(method, family.family, dict(train_config=train_config, distill=distill, folder=folder, resume=resume))
     check_finite_weights(model)
-    model, heads_summary = kind.prune_heads(model, heads, method, round_to)
+    dense_network = kind.network(model)
+    model, heads_summary = kind.prune_heads(model, heads, method, round_to, ignore)
     if progress:
         printed = LineReporters(detector=kind.detector)
         on_epoch, on_candidate, on_search_start = on_epoch or printed.epoch, on_candidate or printed.candidate, on_search_start or printed.plan
@@ -216,11 +220,27 @@ def prune(
     started = time.perf_counter()
     network = kind.network(model)
     graph = build_channel_graph(network, ignore, input_shape=context.image_size)  # the one channel graph of the dense network
+    if network is not dense_network and context.target is not None:  # the heads step narrowed the pyramid
+        context = replace(context, target=_share_of_dense(context.target, dense_network, graph, ignore, context.image_size))
     result = family.prune(model, kind, graph, context)
-    result.summary = pruning_summary(network, kind.network(result.model), context.image_size, pinned=graph.pinned)
+    result.summary = pruning_summary(dense_network, kind.network(result.model), context.image_size, pinned=graph.pinned)
     result.heads = heads_summary
     result.seconds = time.perf_counter() - started
     return result
+
+
+def _share_of_dense(target: str, dense_network: keras.Model, graph: ChannelGraph, ignore: Iterable[str], image_size: tuple[int, int]) -> str:
+    """A MACs or parameter target for `graph`'s network that keeps the share of `dense_network`'s that `target` names.
+
+    `heads=` narrows a detector's pyramid before its trunk is pruned, and `flops=0.5` still means half the dense
+    trunk's MACs: the part the heads step removed counts toward it. A latency target is left as it is (a search
+    times the detector with its heads pruned as its dense reference).
+    """
+    resource, fraction = parse_target(target)
+    if resource == "latency":
+        return target
+    dense = resource_after(build_channel_graph(dense_network, ignore, input_shape=image_size), [], resource)
+    return f"{resource}={min(1.0, fraction * dense / resource_after(graph, [], resource))!r}"
 
 
 def sparsify(

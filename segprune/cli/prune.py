@@ -69,8 +69,9 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--prune-heads", type=float, default=None, metavar="R",
         help="a Mask R-CNN only: also remove this share of channels (0 <= R < 1) from its RoI heads (box head's dense layers, mask "
-        "head's convolutions), which run per proposal and per detection and cost more end to end than the trunk; ranked by --method's "
-        "criterion (l1 for a search), before the trunk is pruned; --target still prices the trunk alone",
+        "head's convolutions), which run per proposal and per detection and cost more end to end than the trunk, and from the FPN "
+        "pyramid they pool (each level's convolution, the RPN convolution's input, the heads' first layers); ranked by --method's "
+        "criterion (l1 for a search), before the trunk is pruned; --target still prices the trunk alone, as a share of the dense trunk",
     )
     parser.add_argument("--global-ranking", action="store_true", default=None, help="with --ratio: rank channels across all groups")
     parser.add_argument("--round-to", type=int, default=defaults.ROUND_TO, help=f"keep channel counts at multiples of this (default {defaults.ROUND_TO})")

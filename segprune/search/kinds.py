@@ -3,7 +3,7 @@
 `segprune.prune` and the searches narrow one functional graph. For a segmentation network that graph is the
 model; for a `MaskRCNN` it is the trunk (encoder, FPN, shared RPN head): budgets price the trunk's MACs, the
 timing times the trunk, and the RoI heads are carried along as copies (or narrowed first by a ratio of their own,
-`prune`'s `heads`); for a Segment Anything model it is the
+`prune`'s `heads`, with the pyramid they pool); for a Segment Anything model it is the
 image encoder, and the prompt encoder and mask decoder are the copies. Everything else that differs between the
 kinds is a method of the model's kind (`model_kind`): which methods and options apply, what data they train on,
 how a candidate is scored (Dice or validation mask AP), how the result is fine-tuned and saved.
@@ -12,7 +12,7 @@ how a candidate is scored (Dice or validation mask AP), how the result is fine-t
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
 
 import keras
@@ -60,9 +60,12 @@ class ModelKind(ABC):
         """Layers of the network whose channels this kind always keeps, added to `prune`'s `ignore`."""
         return ()
 
-    def prune_heads(self, model: keras.Model, ratio: float | None, method: str, round_to: int) -> tuple[keras.Model, HeadsSummary | None]:
-        """`model` with its per-region heads narrowed by `ratio` (`prune`'s `heads`), ranked by `method`'s criterion,
-        and their cost per region before and after; unchanged with None. Only a detector has such heads."""
+    def prune_heads(
+        self, model: keras.Model, ratio: float | None, method: str, round_to: int, ignore: Iterable[str] = ()
+    ) -> tuple[keras.Model, HeadsSummary | None]:
+        """`model` with its per-region heads, and the features they read, narrowed by `ratio` (`prune`'s `heads`), ranked
+        by `method`'s criterion, `ignore`'s layers kept whole, and their cost per region before and after; unchanged with
+        None. Only a detector has such heads."""
         if ratio is not None:
             raise ValueError(
                 f"heads={ratio!r} (--prune-heads) prunes a Mask R-CNN's RoI heads; this model ({type(model).__name__}) has none. "
@@ -200,7 +203,7 @@ class SegmentationKind(ModelKind):
 
 
 class MaskRCNNKind(ModelKind):
-    """A `MaskRCNN`: its trunk is the graph that is pruned, its RoI heads are copied; scored by validation mask AP;
+    """A `MaskRCNN`: its trunk is the graph that is pruned, its RoI heads are copied (or narrowed first, `prune_heads`); scored by validation mask AP;
     fine-tuned by `fit_mask_rcnn`, which keeps the epoch with the best validation mask AP."""
 
     detector = True
@@ -211,12 +214,15 @@ class MaskRCNNKind(ModelKind):
     def with_network(self, model: MaskRCNN, network: keras.Model) -> MaskRCNN:
         return MaskRCNN(model.config, network, copy_model(model.box_head), copy_model(model.mask_head))
 
-    def prune_heads(self, model: MaskRCNN, ratio: float | None, method: str, round_to: int) -> tuple[MaskRCNN, HeadsSummary | None]:
-        """The box and mask heads narrowed first, so that a search scores its candidates with the heads that ship;
-        ranked by the one-shot criterion, or by l1 for a search (which ranks the trunk's channels by l1 too)."""
+    def prune_heads(
+        self, model: MaskRCNN, ratio: float | None, method: str, round_to: int, ignore: Iterable[str] = ()
+    ) -> tuple[MaskRCNN, HeadsSummary | None]:
+        """The box and mask heads and the pyramid they pool narrowed first, so that a search scores its candidates with
+        the heads that ship and the trunk is pruned at the pyramid's new width; ranked by the one-shot criterion, or by
+        l1 for a search (which ranks the trunk's channels by l1 too)."""
         if ratio is None:
             return model, None
-        return prune_heads(model, ratio, method if method in MASK_RCNN_METHODS else "l1", round_to)
+        return prune_heads(model, ratio, method if method in MASK_RCNN_METHODS else "l1", round_to, ignore)
 
     def copy(self, model: MaskRCNN) -> MaskRCNN:
         return self.with_network(model, copy_model(model.trunk))

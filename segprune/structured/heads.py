@@ -1,84 +1,121 @@
-"""Pruning a Mask R-CNN's RoI heads, which run once per region rather than once per image.
+"""Pruning a Mask R-CNN's RoI heads, which run once per region rather than once per image, and the pyramid they read.
 
 End to end the heads cost more than the trunk: the box head runs on every proposal (300 per image by default)
 and the mask head on every detection, so on the nuclei tiles they take about 560 MMACs per tile where the trunk
 takes 158, and pruning the trunk alone bought 1.06-1.09x on the whole exported detector (trunk and heads halved:
-1.83-1.90x, `benchmarks/mask_rcnn_nuclei.py`). Each head is a plain functional model; it is narrowed like any
-other by one criterion and a uniform ratio (its input, the pyramid's channels, and its outputs, the classes, stay).
+1.83-1.90x, `benchmarks/mask_rcnn_nuclei.py`). What the heads read is pooled from the FPN's pyramid, channel by
+channel: its width sets what RoIAlign moves for every proposal, the heads' first layers, and the trunk's last
+convolutions (each level's 3x3 convolution and the shared RPN convolution that reads every level). The trunk's own
+graph keeps the pyramid whole (its levels are outputs), so the heads step prunes it: one channel graph of the
+trunk and both heads joined where they read the pyramid (`pyramid_coupling`), narrowed in the heads' groups and the
+pyramid's by one criterion and one ratio (the heads' outputs, the classes, stay), then the trunk is pruned after.
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 import keras
 
-from segprune.graph.groups import build_channel_graph
+from segprune.graph.groups import ChannelGraph, build_channel_graph
 from segprune.models.loading import copy_model
 from segprune.models.mask_rcnn import MaskRCNN
+from segprune.models.mask_rcnn.networks import POOLED_NAMES, pyramid_coupling
 from segprune.structured.oneshot import prune_graph
+from segprune.structured.selection import LayerRatios
 from segprune.structured.summary import PruningSummary, pruning_summary
 
 
 @dataclass(frozen=True)
 class HeadsSummary:
-    """The RoI heads before and after pruning, each priced for one region at the size it pools.
+    """The RoI heads before and after pruning, each priced for one region at the size it pools, and the pyramid's width.
 
     Attributes:
-        ratio: The share of channels removed from every prunable group of each head.
+        ratio: The share of channels removed from every prunable group of each head and from the pyramid.
         importance: The criterion that ranked them.
         box: The box head at `pool_size` x `pool_size` (it runs on every proposal).
         mask: The mask head at `mask_pool_size` (it runs on every detection).
+        pyramid_channels: Channels of every pyramid level (P2-P4) before and after: what RoIAlign pools for each
+            region and the shared RPN convolution reads (the trunk's MACs are in `PruneResult.summary`).
     """
 
     ratio: float
     importance: str
     box: PruningSummary
     mask: PruningSummary
+    pyramid_channels: tuple[int, int]
 
     def lines(self) -> list[str]:
-        """One line per head: MACs per region before -> after (their ratio), and parameters.
+        """One line per head: MACs per region before -> after (their ratio), and parameters; then the pyramid's width.
 
         Example:
             >>> print("\\n".join(summary.lines()))
             box head: 0.273 -> 0.131 MMACs per RoI (0.480); parameters 272,466 -> 131,330
             mask head: 1.410 -> 0.438 MMACs per RoI (0.311); parameters 129,282 -> 40,018
+            pyramid P2-P4 (pooled for every RoI, read by the RPN): 64 -> 32 channels
         """
+        before, after = self.pyramid_channels
         return [
-            f"{name}: {head.macs_before / 1e6:.3f} -> {head.macs_after / 1e6:.3f} MMACs per RoI ({head.macs_ratio:.3f}); "
-            f"parameters {head.params_before:,} -> {head.params_after:,}"
-            for name, head in (("box head", self.box), ("mask head", self.mask))
+            *(
+                f"{name}: {head.macs_before / 1e6:.3f} -> {head.macs_after / 1e6:.3f} MMACs per RoI ({head.macs_ratio:.3f}); "
+                f"parameters {head.params_before:,} -> {head.params_after:,}"
+                for name, head in (("box head", self.box), ("mask head", self.mask))
+            ),
+            f"pyramid P2-P4 (pooled for every RoI, read by the RPN): {before} -> {after} channels",
         ]
 
 
-def prune_heads(model: MaskRCNN, ratio: float, importance: str = "l1", round_to: int = 8) -> tuple[MaskRCNN, HeadsSummary]:
-    """A copy of `model` whose box and mask heads each lost `ratio` of every prunable group's channels; `model` is untouched.
+def prune_heads(
+    model: MaskRCNN, ratio: float, importance: str = "l1", round_to: int = 8, ignore: Iterable[str] = ()
+) -> tuple[MaskRCNN, HeadsSummary]:
+    """A copy of `model` whose box and mask heads each lost `ratio` of every prunable group's channels, and whose pyramid
+    lost `ratio` of its channels everywhere they are read; `model` is untouched.
 
     Args:
         model: The detector.
-        ratio: Share of channels to remove from every prunable group of each head, in [0, 1): the box head's dense
-            layers, the mask head's convolutions and its upsampling.
-        importance: A criterion that needs no data (`"l1"`, `"l2"`, `"bn-scale"`, `"random"`).
+        ratio: Share of channels to remove, in [0, 1), from every prunable group of each head (the box head's dense
+            layers, the mask head's convolutions and its upsampling) and from the pyramid (the output channels of every
+            level's convolution, the shared RPN convolution's input channels, both heads' first layers' inputs).
+        importance: A criterion that needs no data (`"l1"`, `"l2"`, `"bn-scale"`, `"random"`); a pyramid channel is
+            scored over every kernel that writes or reads it, the heads' included.
         round_to: Every pruned group keeps a multiple of this many channels.
+        ignore: Layer names whose channels stay (`prune`'s `ignore`): ignoring a layer that writes or reads the
+            pyramid (such as `rpn_conv`) keeps the pyramid whole.
 
     Returns:
-        The detector (its trunk copied) and the heads' cost per region before and after.
+        The detector (the trunk narrowed where it writes and reads the pyramid, nowhere else) and the heads' cost per
+        region before and after.
 
     Example:
         >>> smaller, summary = prune_heads(model, 0.5)
-        >>> summary.mask.macs_ratio < 0.6
-        True
+        >>> summary.mask.macs_ratio < 0.6, summary.pyramid_channels
+        (True, (64, 32))
     """
     if isinstance(ratio, bool) or not isinstance(ratio, (int, float)) or not 0.0 <= ratio < 1.0:
         raise ValueError(f"The heads' ratio is the share of their channels to remove, a number in [0, 1) such as 0.5; got {ratio!r}.")
     config = model.config
-    box, box_summary = _pruned_head(model.box_head, config.pool_size, ratio, importance, round_to)
-    mask, mask_summary = _pruned_head(model.mask_head, config.mask_pool_size, ratio, importance, round_to)
-    return MaskRCNN(config, copy_model(model.trunk), box, mask), HeadsSummary(float(ratio), importance, box_summary, mask_summary)
+    networks = (model.trunk, model.box_head, model.mask_head)
+    side = config.size_multiple  # the smallest image the trunk takes: the graph is traced, its size is not priced here
+    graph = build_channel_graph(pyramid_coupling(*networks, config), ignore, input_shape=(side, side))
+    ratios = dict.fromkeys(_narrowed_producers(graph, model), float(ratio))
+    coupled = prune_graph(graph, ratio=LayerRatios(ratios), importance=importance, round_to=round_to)
+    trunk, box, mask = (copy_model(coupled.get_layer(network.name)) for network in networks)
+    widths = (int(model.trunk.outputs[0].shape[-1]), int(trunk.outputs[0].shape[-1]))  # P2, whose width every level shares
+    summary = HeadsSummary(
+        float(ratio), importance, _head_summary(model.box_head, box, config.pool_size), _head_summary(model.mask_head, mask, config.mask_pool_size), widths
+    )
+    return MaskRCNN(config, trunk, box, mask), summary
 
 
-def _pruned_head(head: keras.Model, pool_size: int, ratio: float, importance: str, round_to: int) -> tuple[keras.Model, PruningSummary]:
-    size = (pool_size, pool_size)
-    graph = build_channel_graph(head, input_shape=size)
-    pruned = prune_graph(graph, ratio=float(ratio), importance=importance, round_to=round_to)
-    return pruned, pruning_summary(head, pruned, size, pinned=graph.pinned)
+def _narrowed_producers(graph: ChannelGraph, model: MaskRCNN) -> list[str]:
+    """One producing layer per group the heads step narrows: the pyramid the heads pool, and every group made inside a
+    head. Groups kept whole (ignored, or the classes the heads output) are left out."""
+    head_layers = {layer.name for head in (model.box_head, model.mask_head) for layer in head.layers}
+    pyramid = graph.group_of_layer(POOLED_NAMES[0])
+    groups = [pyramid, *(group for group in graph.groups if group is not pyramid and set(group.producers) <= head_layers)]
+    return [group.producers[0] for group in groups if group.num_prunable]
+
+
+def _head_summary(head: keras.Model, pruned: keras.Model, pool_size: int) -> PruningSummary:
+    return pruning_summary(head, pruned, (pool_size, pool_size))

@@ -2,7 +2,8 @@
 
 The trunk is one functional model whose outputs are the pyramid levels and, per level, the RPN's objectness
 logits and box deltas: the channel graph sees it whole (a head shared across levels, lateral convolutions
-coupled by the top-down additions), so it prunes like any other segprune model.
+coupled by the top-down additions), so it prunes like any other segprune model. Its pyramid levels are outputs,
+kept whole there; `pyramid_coupling` joins the trunk to the heads that read them, so their width prunes too.
 """
 
 from __future__ import annotations
@@ -70,3 +71,35 @@ def build_mask_head(config: MaskRCNNConfig) -> keras.Model:
     x = layers.Conv2DTranspose(config.mask_head_filters, 2, strides=2, activation="relu", name="mask_up")(x)
     logits = layers.Conv2D(config.num_classes, 1, name="mask_logits")(x)
     return keras.Model(inputs, logits, name="mask_rcnn_mask_head")
+
+
+POOLED_NAMES = ("box_pooled", "mask_pooled")  # the layers of `pyramid_coupling` whose outputs each head reads
+
+
+def pyramid_coupling(trunk: keras.Model, box_head: keras.Model, mask_head: keras.Model, config: MaskRCNNConfig) -> keras.Model:
+    """The trunk and both RoI heads in one functional model, joined where the heads read the pyramid.
+
+    RoIAlign pools channel c of a region's pyramid level into channel c of a head's input, so each pyramid channel,
+    the shared RPN convolution's input channel and both heads' first input channels are one group of coupled
+    channels. RoIAlign is no Keras layer; here it is stood for by what it does to channels: every level resized to
+    the head's pool size (per channel) and the levels summed (a region may be pooled from any level). The model is
+    for the channel graph, never run for its outputs: the pyramid is not among them, so its width may be pruned, and
+    a pruned copy's layers named as `trunk`, `box_head` and `mask_head` are the detector's networks.
+
+    Outputs: the trunk's outputs after the pyramid (objectness logits, box deltas), then the box head's and the
+    mask head's.
+
+    Example:
+        >>> coupled = pyramid_coupling(model.trunk, model.box_head, model.mask_head, model.config)
+        >>> build_channel_graph(coupled).group_of_layer("box_pooled").producers
+        ['fpn_p2', 'fpn_p3', 'fpn_p4']
+    """
+    images = keras.Input(trunk.inputs[0].shape[1:], name="images")
+    outputs = trunk(images)
+    pyramid = outputs[: len(config.levels)]
+    heads = []
+    for name, head, size in zip(POOLED_NAMES, (box_head, mask_head), (config.pool_size, config.mask_pool_size)):
+        resized = [layers.Resizing(size, size, name=f"{name}_p{level}")(level_features) for level, level_features in zip(config.levels, pyramid)]
+        heads.append(head(layers.Add(name=name)(resized)))
+    box_outputs, mask_outputs = (keras.tree.flatten(head_outputs) for head_outputs in heads)
+    return keras.Model(images, [*outputs[len(config.levels) :], *box_outputs, *mask_outputs], name="mask_rcnn_pyramid_coupling")
