@@ -142,8 +142,9 @@ def prune(
             heads (the box head's dense layers, the mask head's convolutions), which run once per region and cost more
             end to end than the trunk, and from the FPN pyramid they pool (each level's convolution, the shared RPN
             convolution's input, the heads' first layers); ranked by `method`'s criterion (l1 for a search) and pruned
-            before the trunk, so a search scores its candidates with the heads that ship. `target` still prices the
-            trunk alone, as a share of the dense trunk (the pyramid channels removed here count toward it);
+            before the trunk, so a search scores its candidates with the heads that ship. A MACs or parameter `target`
+            is still a share of the dense trunk (the pyramid channels removed here count toward it); a latency target
+            is a share of the whole exported detector's latency with its heads pruned (what the search times);
             `PruneResult.heads` gives the heads' MACs per region. None (the default) keeps them whole.
         data: The training data; needed by fine-tuning, the data-driven criteria and every trained method. A
             `SegmentationDataset`, or what `model.fit` takes: `(images, masks)` NumPy arrays, a `tf.data.Dataset` or
@@ -196,7 +197,7 @@ def prune(
     if target is not None:
         parse_target(target)  # a malformed target fails here, before any work
     family.check_amount(method, target, ratio, ignore)
-    kind.check_request(method, family.family, dict(train_config=train_config, distill=distill, folder=folder, resume=resume))
+    kind.check_request(method, family.family, dict(train_config=train_config, distill=distill, folder=folder, resume=resume, target=target, **method_settings))
     check_finite_weights(model)
     dense_network = kind.network(model)
     model, heads_summary = kind.prune_heads(model, heads, method, round_to, ignore)

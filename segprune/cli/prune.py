@@ -71,7 +71,8 @@ def configure(parser: argparse.ArgumentParser) -> None:
         help="a Mask R-CNN only: also remove this share of channels (0 <= R < 1) from its RoI heads (box head's dense layers, mask "
         "head's convolutions), which run per proposal and per detection and cost more end to end than the trunk, and from the FPN "
         "pyramid they pool (each level's convolution, the RPN convolution's input, the heads' first layers); ranked by --method's "
-        "criterion (l1 for a search), before the trunk is pruned; --target still prices the trunk alone, as a share of the dense trunk",
+        "criterion (l1 for a search), before the trunk is pruned; --target flops=F or params=F is still a share of the dense trunk, "
+        "latency=F a share of the whole exported detector's latency with its heads pruned",
     )
     parser.add_argument("--global-ranking", action="store_true", default=None, help="with --ratio: rank channels across all groups")
     parser.add_argument("--round-to", type=int, default=defaults.ROUND_TO, help=f"keep channel counts at multiples of this (default {defaults.ROUND_TO})")

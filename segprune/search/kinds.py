@@ -29,7 +29,7 @@ from segprune.models.loading import copy_model, load_model
 from segprune.models.mask_rcnn import MaskRCNN, fit_mask_rcnn, is_mask_rcnn_file, load_mask_rcnn, save_mask_rcnn
 from segprune.models.outputs import output_kind
 from segprune.models.sam import image_encoder, is_sam, neck_layers, save_sam, with_image_encoder
-from segprune.runtime.detector_latency import time_detectors
+from segprune.runtime.detector_latency import check_detector_timing, time_detectors
 from segprune.runtime.latency import time_models
 from segprune.search.space import shrink
 from segprune.structured.context import RunContext
@@ -102,7 +102,7 @@ class ModelKind(ABC):
     @abstractmethod
     def check_request(self, method: str, family: str, options: Mapping[str, object]) -> None:
         """Refuses a method (of a family: `"oneshot"`, `"regularised"`, `"search"`) or an option of `prune`
-        (`train_config`, `distill`, `folder`, `resume` as given) this kind cannot take."""
+        (`train_config`, `distill`, `folder`, `resume` as given, and the method's settings given) this kind cannot take."""
 
     @abstractmethod
     def default_finetune_epochs(self, family: str) -> int:
@@ -254,6 +254,9 @@ class MaskRCNNKind(ModelKind):
         refused = [name for name, value in unsupported.items() if value is not None]
         if refused:
             raise ValueError(f"Pruning a Mask R-CNN does not take {', '.join(refused)}; leave them out.")
+        timed = family == "search" and (options.get("time_result", True) or str(options.get("target", "")).startswith("latency"))
+        if timed:  # refused now, not after the search has run: a search times the whole exported detector
+            check_detector_timing(str(options.get("runtime", "onnxruntime")), str(options.get("precision", "fp32")))
 
     def default_finetune_epochs(self, family: str) -> int:
         return 0

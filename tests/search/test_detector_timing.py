@@ -37,15 +37,16 @@ def test_a_budget_times_each_trunk_inside_the_detector_with_its_heads(monkeypatc
     narrow = segprune.prune(model, "l1", ratio=0.5, round_to=1, image_size=64, progress=False).model.trunk
     exported = []
 
-    def recorded(detector, path, format, input_shape):
-        exported.append((detector, format, input_shape))
+    def recorded(detector, path, shape, min_score):
+        exported.append((detector, path.suffix, shape.as_tuple(), min_score))
         path.write_text("")
 
-    monkeypatch.setattr(detector_latency, "export_detector", recorded)
+    monkeypatch.setattr(detector_latency, "write_detector", recorded)
     monkeypatch.setattr(detector_latency, "file_latency", lambda paths, *a, **o: [Latency(str(p), 2.0 + i, 3.0, 2, "fp32") for i, p in enumerate(paths)])
     assert network_timer(model, SETTINGS)([model.trunk, narrow]) == [2.0, 3.0]
-    assert [(format, shape) for _, format, shape in exported] == [("onnx", (1, 64, 64))] * 2
-    for (detector, _, _), trunk in zip(exported, [model.trunk, narrow]):
+    # every score kept: each detector's heads run on max_detections regions, whatever it finds
+    assert [written[1:] for written in exported] == [(".onnx", (1, 64, 64, 1), 0.0)] * 2
+    for (detector, *_), trunk in zip(exported, [model.trunk, narrow]):
         assert isinstance(detector, MaskRCNN) and detector.trunk is trunk
         for head, dense_head in ((detector.box_head, model.box_head), (detector.mask_head, model.mask_head)):
             assert all(np.array_equal(a, b) for a, b in zip(head.get_weights(), dense_head.get_weights(), strict=True))
@@ -54,3 +55,15 @@ def test_a_budget_times_each_trunk_inside_the_detector_with_its_heads(monkeypatc
 def test_a_whole_detector_has_no_int8_timing():
     with pytest.raises(ValueError, match="timed in fp32 .* no int8 form"):
         time_parents([mask_rcnn(**TINY_MASK_RCNN)], SearchSettings(target="latency=0.5", image_size=(64, 64), precision="int8"))
+
+
+@pytest.mark.parametrize(("runtime", "precision", "refusal"), [("onnxruntime", "int8", "no int8 form"), ("litert", "fp32", "got runtime 'litert'")])
+def test_a_search_that_cannot_time_its_detector_is_refused_before_it_starts(monkeypatch, runtime, precision, refusal):
+    from segprune import api
+
+    # refused before the first step of any work (it used to surface after the whole search, its result lost)
+    monkeypatch.setattr(api, "check_finite_weights", lambda *args: pytest.fail("the request was not refused up front"))
+    with pytest.raises(ValueError, match=refusal):
+        segprune.prune(
+            mask_rcnn(**TINY_MASK_RCNN), "greedy", target="flops=0.6", runtime=runtime, precision=precision, image_size=64, progress=False
+        )
