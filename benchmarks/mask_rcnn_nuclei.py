@@ -77,7 +77,7 @@ import numpy as np
 from scipy import ndimage
 from skimage import feature, segmentation
 
-import segprune  # noqa: F401  (first: it quiets TensorFlow's start-up logging)
+import segprune  # first: it quiets TensorFlow's start-up logging
 from segprune.classical import watershed_segment
 from segprune.cost import flops
 from segprune.data.instances import instance_dataset, instances_from_labels
@@ -86,7 +86,6 @@ from segprune.models.mask_rcnn import MaskRCNN, load_mask_rcnn, mask_rcnn, save_
 from segprune.runtime.benchmark import interleaved_timings
 from segprune.runtime.detector_export import DETECTOR_FORMATS, export_detector
 from segprune.runtime.export import FORMATS, export_model, export_onnx, open_runner
-from segprune.structured.oneshot import prune_channels
 
 NUCLEI = Path(__file__).resolve().parents[1].parent / "shared" / "datasets" / "nuclei-dsb2018"
 UNET = Path(__file__).resolve().parents[1].parent / "notes" / "models" / "unet-nuclei.keras"
@@ -144,7 +143,8 @@ def main() -> None:
     parser.add_argument("--prune", default=None, help="prune the trunk to a budget such as flops=0.5 (l1), then fine-tune")
     parser.add_argument(
         "--prune-heads", type=float, default=0.0,
-        help="also remove this share of the RoI heads' channels (l1; the box head's dense layers, the mask head's convolutions): "
+        help="also remove this share of the RoI heads' channels and of the FPN pyramid they pool (l1; the box head's dense layers, "
+        "the mask head's convolutions, the pyramid's levels where the RPN and both heads read them; segprune.prune's heads=): "
         "end to end, the box head runs on every proposal and the mask head on every detection, so the trunk is a small part",
     )
     parser.add_argument("--finetune-steps", type=int, default=200)
@@ -180,9 +180,10 @@ def main() -> None:
         pruned = load_mask_rcnn(arguments.pruned)
         print(f"loaded {arguments.pruned}")
     else:
-        pruned_trunk = prune_channels(model.trunk, importance="l1", target=arguments.prune)
-        heads = [prune_channels(head, ratio=arguments.prune_heads, importance="l1") if arguments.prune_heads else copy_of(head) for head in (model.box_head, model.mask_head)]
-        pruned = MaskRCNN(model.config, pruned_trunk, *heads)
+        result = segprune.prune(model, "l1", target=arguments.prune, heads=arguments.prune_heads or None, progress=False)
+        pruned = result.model
+        for line in result.heads.lines() if result.heads else ():
+            print(line)
         print("pruned, before fine-tuning: " + "  ".join(f"{k} {v:.3f}" for k, v in evaluate(pruned, data, "test").items()))
         train(pruned, data, arguments, arguments.finetune_steps, arguments.learning_rate / 3)
         if arguments.save_pruned:
@@ -304,12 +305,6 @@ def onnx_trunk_latency(dense: MaskRCNN, pruned: MaskRCNN, images: np.ndarray, th
         f"pruned {pruned_median:.2f} ms ({dense_median / pruned_median:.2f}x faster); quartiles dense "
         f"{np.percentile(dense_ms, 25):.2f}-{np.percentile(dense_ms, 75):.2f}, pruned {np.percentile(pruned_ms, 25):.2f}-{np.percentile(pruned_ms, 75):.2f}"
     )
-
-
-def copy_of(network: keras.Model) -> keras.Model:
-    copy = keras.models.clone_model(network)
-    copy.set_weights(network.get_weights())
-    return copy
 
 
 def train(model: MaskRCNN, data, arguments, steps: int, learning_rate: float) -> None:
