@@ -30,6 +30,7 @@ from segprune.graph import build_channel_graph
 from segprune.models import unet
 from segprune.search.budget import Budget
 from segprune.search.evaluation import Candidate, CandidatePool, CandidateSettings
+from segprune.search.kinds import network_timer
 from segprune.search.pools import RayPool
 from segprune.search.random_search import sample_configurations
 from segprune.search.settings import SearchSettings
@@ -51,7 +52,7 @@ def main() -> None:
     parent = folder / "dense.keras"
     dense.save(parent)
     target = SearchSettings(target=arguments.target)
-    budget = Budget(build_channel_graph(dense, input_shape=target.image_size), target, folder)
+    budget = Budget(build_channel_graph(dense, input_shape=target.image_size), target, folder, network_timer(dense, target))
     settings = CandidateSettings()
     draws = sample_configurations(budget, seed=0)
     configs = [next(draws) for _ in range(arguments.candidates + 2)]

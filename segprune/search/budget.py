@@ -10,7 +10,7 @@ import keras
 from segprune.cost.resources import BudgetUnreachable, Resource, counted_resource, parse_target, resource_after
 from segprune.graph.groups import ChannelGraph
 from segprune.graph.surgery import remove_channels
-from segprune.runtime.latency import LatencyTable, time_models
+from segprune.runtime.latency import LatencyTable
 from segprune.search.kinds import time_parents
 from segprune.search.space import ChannelSpace, Configuration
 from segprune.sizes import format_size
@@ -22,13 +22,13 @@ class Budget:
     """The dense network's channel space, the resource a target names, and how far a configuration is from it.
 
     `graph` is the channel graph of the network a search narrows (a Mask R-CNN's trunk, SAM's image encoder: the
-    rest is kept whole), traced at `settings.image_size`; a latency budget times `graph.model` by `timer` (networks to
-    their ms as they ship: `kinds.network_timer`, which times a Mask R-CNN's trunk inside its whole exported detector,
-    so the table's untimed constant holds the heads, NMS and pasting); by default each network alone.
+    rest is kept whole), traced at `settings.image_size`. `timer` turns networks into their ms as they ship
+    (`kinds.network_timer`: a segmentation network alone, a Mask R-CNN's trunk inside its whole exported detector, so
+    the table's untimed constant holds the heads, NMS and pasting); only a latency budget calls it.
     """
 
-    def __init__(self, graph: ChannelGraph, settings, folder: Path, timer: Callable[[list[keras.Model]], list[float]] | None = None) -> None:
-        self.timer = timer or (lambda networks: time_models(networks, settings.image_size, settings.threads, settings.runtime, settings.precision))
+    def __init__(self, graph: ChannelGraph, settings, folder: Path, timer: Callable[[list[keras.Model]], list[float]]) -> None:
+        self.timer = timer
         self.resource_name, self.fraction = parse_target(settings.target)
         self.space = ChannelSpace(graph, settings.round_to)
         narrowest = self.space.removed(self.space.narrowest())  # which channels go does not change what it costs

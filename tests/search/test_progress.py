@@ -10,6 +10,7 @@ from segprune.graph.groups import build_channel_graph
 from segprune.search import progress
 from segprune.search.evaluation import CandidateSettings
 from segprune.search.greedy import greedy_search
+from segprune.search.kinds import network_timer
 from segprune.search.progress import SearchClock, SearchTimeLimit
 from segprune.search.random_search import random_search
 from segprune.search.settings import SearchSettings
@@ -95,7 +96,7 @@ def test_the_last_step_is_narrowed_to_the_budget_and_no_further(data4, model, tm
     from segprune.search.budget import Budget
     from segprune.search.greedy import uniformly_narrowed
 
-    budget = Budget(build_channel_graph(model, input_shape=SETTINGS.image_size), SETTINGS, tmp_path)
+    budget = Budget(build_channel_graph(model, input_shape=SETTINGS.image_size), SETTINGS, tmp_path, network_timer(model, SETTINGS))
     narrowed = uniformly_narrowed(budget, budget.space.dense())
     assert budget.share(narrowed) <= 0.5
     wider = {key: next((w for w in budget.space.widths(key) if w > width), width) for key, width in narrowed.items()}
@@ -110,7 +111,7 @@ def test_greedy_plans_its_steps_from_widths_and_costs_and_counts_what_is_left_fr
     from segprune.search.budget import Budget
     from segprune.search.greedy import candidates_after, planned_steps, proposals, step_ratio
 
-    budget = Budget(build_channel_graph(model, input_shape=SETTINGS.image_size), SETTINGS, tmp_path)
+    budget = Budget(build_channel_graph(model, input_shape=SETTINGS.image_size), SETTINGS, tmp_path, network_timer(model, SETTINGS))
     ratio = step_ratio(budget, 3)
     path = planned_steps(budget, budget.space.dense(), ratio)
     assert path[0] == (1.0, len(proposals(budget, budget.space.dense(), budget.dense_cost * ratio)))

@@ -12,6 +12,7 @@ from segprune.models import unet
 from segprune.search.budget import Budget, measure
 from segprune.search.evaluation import CandidateSettings
 from segprune.search.greedy import FALLBACK_PROPOSALS, family, greedy_search, proposals
+from segprune.search.kinds import network_timer
 from segprune.search.random_search import random_search
 from segprune.search.settings import SearchSettings
 
@@ -49,7 +50,7 @@ def test_greedy_meets_the_budget_step_by_step_and_times_the_result_it_returns(da
 
 
 def test_steps_keep_half_of_each_group_and_a_step_no_group_can_make_shrinks_instead_of_collapsing_groups(model, tmp_path):
-    budget = Budget(build_channel_graph(model, input_shape=SETTINGS.image_size), SETTINGS, tmp_path)
+    budget = Budget(build_channel_graph(model, input_shape=SETTINGS.image_size), SETTINGS, tmp_path, network_timer(model, SETTINGS))
     dense = budget.space.dense()
     reachable = proposals(budget, dense, 0.8 * budget.dense_cost)
     assert reachable and all(budget.cost(p) <= 0.8 * budget.dense_cost for p in reachable.values())
