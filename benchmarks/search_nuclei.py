@@ -21,6 +21,7 @@ import keras
 
 import segprune  # noqa: F401  (first: it quiets TensorFlow's start-up logging)
 from segprune import TrainConfig, evaluate, flops, load_data, load_model, train
+from segprune.graph import build_channel_graph
 from segprune.models import unet
 from segprune.runtime.latency import time_models
 from segprune.search.evaluation import CandidateSettings
@@ -60,6 +61,7 @@ def main() -> None:
     candidates = CandidateSettings() if arguments.candidate_steps is None else CandidateSettings(finetune_steps=arguments.candidate_steps)
     methods = set(arguments.methods.split(","))
     finetune = TrainConfig(patience=None)
+    graph = build_channel_graph(dense, input_shape=SearchSettings().image_size)  # every search measures at the default size
     results = []  # (method, target, model, search seconds)
 
     def settings(target: str) -> SearchSettings:
@@ -73,7 +75,7 @@ def main() -> None:
     started = time.perf_counter()
     if "greedy" in methods:
         greedy_search(dense, data, folder / f"greedy-flops={smallest}", settings(f"flops={smallest}"), candidates,
-                      iterations=arguments.iterations, resume=True, data_source=arguments.data, on_candidate=_progress)
+                      iterations=arguments.iterations, resume=True, data_source=arguments.data, on_candidate=_progress, graph=graph)
     greedy_seconds = time.perf_counter() - started
     steps = family(folder / f"greedy-flops={smallest}") if "greedy" in methods else []
     for budget in budgets if steps else ():
@@ -83,13 +85,14 @@ def main() -> None:
     for budget in budgets if "random" in methods else ():
         started = time.perf_counter()
         found = random_search(dense, data, folder / f"random-flops={budget}", settings(f"flops={budget}"), candidates,
-                              arguments.candidates, resume=True, data_source=arguments.data, on_candidate=_progress)
+                              arguments.candidates, resume=True, data_source=arguments.data, on_candidate=_progress, graph=graph)
         results.append(("random search", f"flops={budget}", found.model, time.perf_counter() - started))
     latency_note = None
     if arguments.latency:
         started = time.perf_counter()
         found = greedy_search(dense, data, folder / f"greedy-latency={arguments.latency}", settings(f"latency={arguments.latency}"),
-                              candidates, iterations=arguments.iterations, resume=True, data_source=arguments.data, on_candidate=_progress)
+                              candidates, iterations=arguments.iterations, resume=True, data_source=arguments.data, on_candidate=_progress,
+                              graph=graph)
         results.append(("greedy", f"latency={arguments.latency}", found.model, time.perf_counter() - started))
         latency_note = f"latency search estimated {found.resource_fraction:.3f} of dense ({found.latency_source})"
 

@@ -18,6 +18,7 @@ import pytest
 from PIL import Image
 
 from segprune.data import synthetic_dataset
+from segprune.graph import build_channel_graph
 from segprune.models import unet
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -57,6 +58,12 @@ def data16():
 def model(data):
     """A one-level U-Net of 16 base filters for `data`'s classes; one per module, since tests may train it."""
     return unet(num_classes=data.num_classes, input_channels=1, base_filters=16, depth=1)
+
+
+@pytest.fixture(scope="module")
+def model_graph(model):
+    """`model`'s channel graph at 64x64, the size the search tests measure at: what `segprune.prune` hands a search."""
+    return build_channel_graph(model, input_shape=(64, 64))
 
 
 @pytest.fixture

@@ -1,5 +1,6 @@
 """`segprune.prune` and `segprune.sparsify`: one entry point for every method, one result type, early errors."""
 
+import sys
 from types import SimpleNamespace
 
 import keras
@@ -186,21 +187,28 @@ def test_python_data_are_read_with_the_model_s_classes_and_bad_arrays_refused_be
 
 
 def test_one_channel_graph_of_the_dense_network_per_call_and_the_same_pruned_model_as_prune_channels(model, data4, monkeypatch):
-    """`prune` traces the dense network once and hands that graph to the method, the budget and the summary;
-    the one-shot result is the one `prune_channels` gives when it traces the model itself."""
-    from segprune.search import folder, space
-    from segprune.structured import oneshot, summary
+    """`prune` traces the dense network once, whatever the method's family, and hands that graph to the method, the
+    budget and the summary; the one-shot result is the one `prune_channels` gives when it traces the model itself."""
+    from segprune.graph import groups
 
     traced = []
-    for module in (oneshot, summary, folder, space):
-        build = module.build_channel_graph
-        monkeypatch.setattr(module, "build_channel_graph", lambda m, *a, _build=build, **k: traced.append(m) or _build(m, *a, **k))
-    result = segprune.prune(model, "l1", ratio=0.5, round_to=4, image_size=32, progress=False)
-    searched = segprune.prune(model, "random-search", target="flops=0.5", data=data4, image_size=32, candidates=1, candidate_steps=0,
-                              time_result=False, finetune_epochs=0, progress=False)
-    assert searched.summary.macs_ratio <= 0.5
-    assert not any(m is model for m in traced), "the dense model was traced again after prune's own graph"
+    build = groups.build_channel_graph
+    # every module that holds the builder, however it imported it (the package's face, api, the searches, ...)
+    for module in [m for name, m in list(sys.modules.items()) if name.startswith("segprune") and getattr(m, "build_channel_graph", None) is build]:
+        monkeypatch.setattr(module, "build_channel_graph", lambda m, *a, **k: traced.append(m) or build(m, *a, **k))
+    search = dict(target="flops=0.5", data=data4, image_size=32, candidate_steps=0, time_result=False, finetune_epochs=0, progress=False)
+    runs = {
+        "l1": lambda: segprune.prune(model, "l1", ratio=0.5, round_to=4, image_size=32, progress=False),
+        "random-search": lambda: segprune.prune(model, "random-search", candidates=1, **search),
+        "greedy": lambda: segprune.prune(model, "greedy", iterations=1, **search),
+    }
+    results = {}
+    for method, run in runs.items():
+        traced.clear()
+        results[method] = run()
+        assert sum(m is model for m in traced) == 1, f"{method}: the dense model was traced {sum(m is model for m in traced)} times"
+    assert results["random-search"].summary.macs_ratio <= 0.5 and results["greedy"].summary.macs_ratio <= 0.5
     monkeypatch.undo()
     direct = segprune.prune_channels(model, ratio=0.5, importance="l1", round_to=4)
-    assert [w.shape for w in result.model.weights] == [w.shape for w in direct.weights]
-    assert all(np.array_equal(a, b) for a, b in zip(result.model.get_weights(), direct.get_weights(), strict=True))
+    assert [w.shape for w in results["l1"].model.weights] == [w.shape for w in direct.weights]
+    assert all(np.array_equal(a, b) for a, b in zip(results["l1"].model.get_weights(), direct.get_weights(), strict=True))

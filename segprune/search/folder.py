@@ -8,27 +8,25 @@ from pathlib import Path
 
 import keras
 
-from segprune.graph.groups import ChannelGraph, build_channel_graph
+from segprune.graph.groups import ChannelGraph
 from segprune.search.budget import Budget
 from segprune.search.evaluation import CandidateSettings
-from segprune.search.kinds import network, network_timer, save_parent
+from segprune.search.kinds import network_timer, save_parent
 from segprune.search.log import SearchLog
 from segprune.search.settings import RUN_SETTINGS, SearchSettings
 
 
 def open_search(
-    model: keras.Model, folder: str | Path, method: dict, settings: SearchSettings, candidate_settings: CandidateSettings, resume: bool,
-    graph: ChannelGraph | None = None,
+    model: keras.Model, graph: ChannelGraph, folder: str | Path, method: dict, settings: SearchSettings, candidate_settings: CandidateSettings,
+    resume: bool,
 ) -> tuple[SearchLog, Budget, Path]:
     """Creates (or reopens, to resume) a search folder: its log, its budget, and the dense model saved in it.
 
     `method` holds the method's own settings for the log header; `RUN_SETTINGS` (workers, executor, time
     limit, timing the result) are left out of the header, since they do not change what a search chooses.
-    `graph` is the channel graph of the network the search narrows, traced at `settings.image_size` (`Budget`), when
-    the caller has built it; built here otherwise.
+    `graph` is the channel graph of `model`'s network (the one the search narrows), traced at `settings.image_size`
+    (`Budget`): the caller's, so that `segprune.prune` traces the dense network once.
     """
-    if graph is None:
-        graph = build_channel_graph(network(model), input_shape=settings.image_size)
     folder = Path(folder)
     existing = set(folder.iterdir()) if folder.is_dir() else None
     folder.mkdir(parents=True, exist_ok=True)

@@ -165,7 +165,8 @@ def greedy_search(
     on_candidate: Progress | None = None,
     on_epoch: EpochReporter | None = None,
     on_start: StartReporter | None = None,
-    graph: ChannelGraph | None = None,
+    *,
+    graph: ChannelGraph,
 ) -> SearchResult:
     """Prunes `model` greedily to `settings.target`, keeping everything needed to resume in `folder`.
 
@@ -182,14 +183,17 @@ def greedy_search(
         on_epoch: Progress callback of the final fine-tune.
         on_start: Called once before the first candidate with the plan: the candidates expected, counted by a dry
             run of the steps on the widths and costs alone (`planned_steps`).
-        graph: The channel graph of the network searched (a Mask R-CNN's trunk) at `settings.image_size`, when the
-            caller has built it already (`segprune.prune` has); built here otherwise.
+        graph: The channel graph of the network searched (a Mask R-CNN's trunk, else `model`) traced at
+            `settings.image_size`: `segprune.prune` hands over the one it traced, and a direct caller builds it,
+            `build_channel_graph(search.kinds.network(model), input_shape=settings.image_size)`.
 
     Raises:
         SearchTimeLimit: `settings.max_minutes` ran out before the first step finished.
 
     Example:
-        >>> result = greedy_search(model, data, "runs/greedy", SearchSettings(target="flops=0.25"))
+        >>> settings = SearchSettings(target="flops=0.25")
+        >>> graph = build_channel_graph(model, input_shape=settings.image_size)
+        >>> result = greedy_search(model, data, "runs/greedy", settings, graph=graph)
         >>> result.resource_fraction <= 0.25
         True
     """
@@ -200,7 +204,7 @@ def greedy_search(
     started = time.perf_counter()
     folder = Path(folder)
     method = {"method": "greedy", "iterations": iterations}
-    log, budget, dense_path = open_search(model, folder, method, settings, candidate_settings, resume, graph)
+    log, budget, dense_path = open_search(model, graph, folder, method, settings, candidate_settings, resume)
     ratio = step_ratio(budget, iterations)
 
     baseline = log.of_type("baseline")

@@ -101,7 +101,8 @@ def random_search(
     on_candidate: Progress | None = None,
     on_epoch: EpochReporter | None = None,
     on_start: StartReporter | None = None,
-    graph: ChannelGraph | None = None,
+    *,
+    graph: ChannelGraph,
 ) -> SearchResult:
     """Samples `num_candidates` configurations that meet `settings.target`, keeps the best, fine-tunes it.
 
@@ -118,7 +119,9 @@ def random_search(
         SearchTimeLimit: `settings.max_minutes` ran out before any candidate finished.
 
     Example:
-        >>> result = random_search(model, data, "runs/random", SearchSettings(target="flops=0.25"), num_candidates=20)
+        >>> settings = SearchSettings(target="flops=0.25")
+        >>> graph = build_channel_graph(model, input_shape=settings.image_size)
+        >>> result = random_search(model, data, "runs/random", settings, num_candidates=20, graph=graph)
     """
     settings = settings or SearchSettings()
     candidate_settings = candidate_settings or CandidateSettings()
@@ -126,7 +129,7 @@ def random_search(
         raise ValueError(f"num_candidates must be >= 1, got {num_candidates}.")
     started = time.perf_counter()
     method = {"method": "random-search", "candidates": num_candidates, "accuracy_floor": accuracy_floor}
-    log, budget, dense_path = open_search(model, folder, method, settings, candidate_settings, resume, graph)
+    log, budget, dense_path = open_search(model, graph, folder, method, settings, candidate_settings, resume)
     dense_config = budget.space.dense()
     evaluated = {r["index"]: r for r in log.of_type("candidate")}
     best: dict = {"score": float("-inf"), "index": None}

@@ -6,7 +6,6 @@ import pytest
 
 from segprune import flops
 from segprune.data import BatchConfig
-from segprune.graph.groups import build_channel_graph
 from segprune.search import progress
 from segprune.search.evaluation import CandidateSettings
 from segprune.search.greedy import greedy_search
@@ -53,10 +52,11 @@ def test_the_clock_estimates_the_time_left_after_a_few_candidates(monkeypatch):
         SearchClock(expected=1, max_minutes=0)
 
 
-def test_greedy_announces_its_candidates_reports_progress_and_resumes_after_its_time_limit(data4, model, tmp_path, monkeypatch):
+def test_greedy_announces_its_candidates_reports_progress_and_resumes_after_its_time_limit(data4, model, model_graph, tmp_path, monkeypatch):
     plans, seen = [], []
     reference = greedy_search(
-        model, data4, tmp_path / "reference", SETTINGS, CANDIDATES, iterations=3, on_start=plans.append, on_candidate=lambda r, b: seen.append(r)
+        model, data4, tmp_path / "reference", SETTINGS, CANDIDATES, iterations=3, on_start=plans.append, on_candidate=lambda r, b: seen.append(r),
+        graph=model_graph,
     )
     assert len(plans) == 1 and plans[0]["evaluated"] == 0
     evaluated = len(_records(tmp_path / "reference", "candidate"))
@@ -67,36 +67,36 @@ def test_greedy_announces_its_candidates_reports_progress_and_resumes_after_its_
     steps = len(_records(tmp_path / "reference", "step"))
     first_step = sum(r["iteration"] == 0 for r in _records(tmp_path / "reference", "candidate"))
     _limit_after(monkeypatch, first_step + 1)  # in the middle of step 2
-    result = greedy_search(model, data4, tmp_path / "limited", LIMITED, CANDIDATES, iterations=3)
+    result = greedy_search(model, data4, tmp_path / "limited", LIMITED, CANDIDATES, iterations=3, graph=model_graph)
     monkeypatch.undo()
     assert steps > 1 and len(_records(tmp_path / "limited", "step")) < steps
     assert result.resource_fraction <= 0.5
     assert flops(result.model, (64, 64)).macs / flops(model, (64, 64)).macs == pytest.approx(result.resource_fraction)
     assert "time limit" in result.notes[-1] and _records(tmp_path / "limited", "stopped")
-    resumed = greedy_search(model, data4, tmp_path / "limited", SETTINGS, CANDIDATES, iterations=3, resume=True)
+    resumed = greedy_search(model, data4, tmp_path / "limited", SETTINGS, CANDIDATES, iterations=3, resume=True, graph=model_graph)
     assert resumed.config == reference.config
     assert len(_records(tmp_path / "limited", "candidate")) == len(_records(tmp_path / "reference", "candidate"))
 
 
-def test_a_time_limit_before_the_first_step_is_a_clear_error(data4, model, tmp_path, monkeypatch):
+def test_a_time_limit_before_the_first_step_is_a_clear_error(data4, model, model_graph, tmp_path, monkeypatch):
     _limit_after(monkeypatch, 1)
     with pytest.raises(SearchTimeLimit, match="before the first greedy step finished.*--resume"):
-        greedy_search(model, data4, tmp_path, LIMITED, CANDIDATES, iterations=2)
+        greedy_search(model, data4, tmp_path, LIMITED, CANDIDATES, iterations=2, graph=model_graph)
     assert len(_records(tmp_path, "candidate")) >= 1
 
 
 @pytest.mark.exhaustive  # greedy's time-limit test covers the limit; make test-all runs random search's too
-def test_random_search_stops_at_the_time_limit_with_its_best_so_far(data4, model, tmp_path, monkeypatch):
+def test_random_search_stops_at_the_time_limit_with_its_best_so_far(data4, model, model_graph, tmp_path, monkeypatch):
     _limit_after(monkeypatch, 2)
-    result = random_search(model, data4, tmp_path, LIMITED, CANDIDATES, num_candidates=5)
+    result = random_search(model, data4, tmp_path, LIMITED, CANDIDATES, num_candidates=5, graph=model_graph)
     assert result.candidates == 2 and "time limit" in result.notes[-1] and result.resource_fraction <= 0.5
 
 
-def test_the_last_step_is_narrowed_to_the_budget_and_no_further(data4, model, tmp_path):
+def test_the_last_step_is_narrowed_to_the_budget_and_no_further(model, model_graph, tmp_path):
     from segprune.search.budget import Budget
     from segprune.search.greedy import uniformly_narrowed
 
-    budget = Budget(build_channel_graph(model, input_shape=SETTINGS.image_size), SETTINGS, tmp_path, network_timer(model, SETTINGS))
+    budget = Budget(model_graph, SETTINGS, tmp_path, network_timer(model, SETTINGS))
     narrowed = uniformly_narrowed(budget, budget.space.dense())
     assert budget.share(narrowed) <= 0.5
     wider = {key: next((w for w in budget.space.widths(key) if w > width), width) for key, width in narrowed.items()}
@@ -107,11 +107,11 @@ def test_the_last_step_is_narrowed_to_the_budget_and_no_further(data4, model, tm
     assert budget.share(again) <= 0.5 and sum(again[key] != just_over[key] for key in again) == 1
 
 
-def test_greedy_plans_its_steps_from_widths_and_costs_and_counts_what_is_left_from_the_nearest_step(model, tmp_path):
+def test_greedy_plans_its_steps_from_widths_and_costs_and_counts_what_is_left_from_the_nearest_step(model, model_graph, tmp_path):
     from segprune.search.budget import Budget
     from segprune.search.greedy import candidates_after, planned_steps, proposals, step_ratio
 
-    budget = Budget(build_channel_graph(model, input_shape=SETTINGS.image_size), SETTINGS, tmp_path, network_timer(model, SETTINGS))
+    budget = Budget(model_graph, SETTINGS, tmp_path, network_timer(model, SETTINGS))
     ratio = step_ratio(budget, 3)
     path = planned_steps(budget, budget.space.dense(), ratio)
     assert path[0] == (1.0, len(proposals(budget, budget.space.dense(), budget.dense_cost * ratio)))

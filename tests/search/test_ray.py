@@ -46,13 +46,13 @@ def _candidates(folder: Path) -> list[dict]:
     return [record for record in map(json.loads, lines) if record["type"] == "candidate"]
 
 
-def test_random_and_greedy_search_choose_on_ray_what_one_process_chooses(cluster, data, model, tmp_path):
-    here = random_search(model, data, tmp_path / "here", LOCAL, CANDIDATES, num_candidates=4)
-    there = random_search(model, data, tmp_path / "there", RAY, CANDIDATES, num_candidates=4)
+def test_random_and_greedy_search_choose_on_ray_what_one_process_chooses(cluster, data, model, model_graph, tmp_path):
+    here = random_search(model, data, tmp_path / "here", LOCAL, CANDIDATES, num_candidates=4, graph=model_graph)
+    there = random_search(model, data, tmp_path / "there", RAY, CANDIDATES, num_candidates=4, graph=model_graph)
     assert there.config == here.config
     assert [r["score"] for r in _candidates(tmp_path / "there")] == pytest.approx([r["score"] for r in _candidates(tmp_path / "here")], abs=1e-6)
-    here = greedy_search(model, data, tmp_path / "greedy-here", LOCAL, CANDIDATES, iterations=2)
-    there = greedy_search(model, data, tmp_path / "greedy-there", RAY, CANDIDATES, iterations=2)
+    here = greedy_search(model, data, tmp_path / "greedy-here", LOCAL, CANDIDATES, iterations=2, graph=model_graph)
+    there = greedy_search(model, data, tmp_path / "greedy-there", RAY, CANDIDATES, iterations=2, graph=model_graph)
     assert there.config == here.config
     assert len(_candidates(tmp_path / "greedy-there")) == len(_candidates(tmp_path / "greedy-here"))
 
@@ -69,11 +69,11 @@ def _ray_workers_running_a_candidate() -> list[psutil.Process]:
     return found
 
 
-def test_a_worker_killed_mid_candidate_has_it_retried_and_counted_once(cluster, data, model, tmp_path):
-    reference = random_search(model, data, tmp_path / "reference", LOCAL, CANDIDATES, num_candidates=4)
+def test_a_worker_killed_mid_candidate_has_it_retried_and_counted_once(cluster, data, model, model_graph, tmp_path):
+    reference = random_search(model, data, tmp_path / "reference", LOCAL, CANDIDATES, num_candidates=4, graph=model_graph)
     outcome = {}
     search = threading.Thread(
-        target=lambda: outcome.update(result=random_search(model, data, tmp_path / "killed", RAY, CANDIDATES, num_candidates=4))
+        target=lambda: outcome.update(result=random_search(model, data, tmp_path / "killed", RAY, CANDIDATES, num_candidates=4, graph=model_graph))
     )
     search.start()
     deadline, killed = time.monotonic() + 120, None

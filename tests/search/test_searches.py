@@ -26,7 +26,7 @@ def _log(folder):
 
 
 @pytest.mark.slow
-def test_greedy_meets_the_budget_step_by_step_and_times_the_result_it_returns(data16, model, tmp_path, monkeypatch):
+def test_greedy_meets_the_budget_step_by_step_and_times_the_result_it_returns(data16, model, model_graph, tmp_path, monkeypatch):
     timed = []
 
     def fake_measure(dense, pruned, settings):
@@ -36,7 +36,7 @@ def test_greedy_meets_the_budget_step_by_step_and_times_the_result_it_returns(da
     monkeypatch.setattr("segprune.search.greedy.measure", fake_measure)
     seen = []
     settings = SearchSettings(**{**SETTINGS.__dict__, "time_result": True})
-    result = greedy_search(model, data16, tmp_path, settings, CANDIDATES, iterations=2, on_candidate=lambda r, b: seen.append(r))
+    result = greedy_search(model, data16, tmp_path, settings, CANDIDATES, iterations=2, on_candidate=lambda r, b: seen.append(r), graph=model_graph)
     measured = flops(result.model, (64, 64)).macs / flops(model, (64, 64)).macs
     assert measured == pytest.approx(result.resource_fraction) and measured <= 0.5
     records = _log(tmp_path)
@@ -49,8 +49,8 @@ def test_greedy_meets_the_budget_step_by_step_and_times_the_result_it_returns(da
     assert kept == sorted(step["model"] for step in family(tmp_path)), "the chosen model of every step is kept, no other"
 
 
-def test_steps_keep_half_of_each_group_and_a_step_no_group_can_make_shrinks_instead_of_collapsing_groups(model, tmp_path):
-    budget = Budget(build_channel_graph(model, input_shape=SETTINGS.image_size), SETTINGS, tmp_path, network_timer(model, SETTINGS))
+def test_steps_keep_half_of_each_group_and_a_step_no_group_can_make_shrinks_instead_of_collapsing_groups(model, model_graph, tmp_path):
+    budget = Budget(model_graph, SETTINGS, tmp_path, network_timer(model, SETTINGS))
     dense = budget.space.dense()
     reachable = proposals(budget, dense, 0.8 * budget.dense_cost)
     assert reachable and all(budget.cost(p) <= 0.8 * budget.dense_cost for p in reachable.values())
@@ -67,24 +67,24 @@ def test_steps_keep_half_of_each_group_and_a_step_no_group_can_make_shrinks_inst
 
 @pytest.mark.slow
 @pytest.mark.exhaustive  # make test-all: random search also runs killed-and-resumed (test_resume) and from the CLI
-def test_random_search_is_deterministic_meets_the_budget_and_stops_at_the_floor(data16, model, tmp_path):
-    first = random_search(model, data16, tmp_path / "a", SETTINGS, TRAINED, num_candidates=2)
-    second = random_search(model, data16, tmp_path / "b", SETTINGS, TRAINED, num_candidates=2)
+def test_random_search_is_deterministic_meets_the_budget_and_stops_at_the_floor(data16, model, model_graph, tmp_path):
+    first = random_search(model, data16, tmp_path / "a", SETTINGS, TRAINED, num_candidates=2, graph=model_graph)
+    second = random_search(model, data16, tmp_path / "b", SETTINGS, TRAINED, num_candidates=2, graph=model_graph)
     assert first.config == second.config
     assert [r["score"] for r in _log(tmp_path / "a")[1:3]] == [r["score"] for r in _log(tmp_path / "b")[1:3]]
     for record in _log(tmp_path / "a")[1:3]:
         assert 0.85 * 0.5 <= record["share"] <= 0.5
     assert _log(tmp_path / "a")[-1]["measured"] == first.measured == {}, "time_result=False times nothing"
-    floor = random_search(model, data16, tmp_path / "c", SETTINGS, CANDIDATES, num_candidates=2, accuracy_floor=0.0)
+    floor = random_search(model, data16, tmp_path / "c", SETTINGS, CANDIDATES, num_candidates=2, accuracy_floor=0.0, graph=model_graph)
     assert floor.candidates == 1 and "accuracy floor" in floor.notes[0]
 
 
-def test_an_existing_log_is_never_overwritten(data16, model, tmp_path):
-    random_search(model, data16, tmp_path, SETTINGS, CANDIDATES, num_candidates=1)
+def test_an_existing_log_is_never_overwritten(data16, model, model_graph, tmp_path):
+    random_search(model, data16, tmp_path, SETTINGS, CANDIDATES, num_candidates=1, graph=model_graph)
     with pytest.raises(ValueError, match="--resume"):
-        random_search(model, data16, tmp_path, SETTINGS, CANDIDATES, num_candidates=1)
+        random_search(model, data16, tmp_path, SETTINGS, CANDIDATES, num_candidates=1, graph=model_graph)
     with pytest.raises(ValueError, match="other settings"):
-        random_search(model, data16, tmp_path, SETTINGS, CANDIDATES, num_candidates=2, resume=True)
+        random_search(model, data16, tmp_path, SETTINGS, CANDIDATES, num_candidates=2, resume=True, graph=model_graph)
 
 
 @pytest.mark.slow
@@ -93,16 +93,17 @@ def test_two_workers_find_what_one_finds(make_folder_dataset, tmp_path):
     root = make_folder_dataset(count=8)
     folder_data = load_data(str(root))
     model = unet(num_classes=2, input_channels=1, base_filters=16, depth=1)
-    one = random_search(model, folder_data, tmp_path / "one", SETTINGS, TRAINED, num_candidates=2)
+    graph = build_channel_graph(model, input_shape=SETTINGS.image_size)
+    one = random_search(model, folder_data, tmp_path / "one", SETTINGS, TRAINED, num_candidates=2, graph=graph)
     two = random_search(model, folder_data, tmp_path / "two", SearchSettings(**{**SETTINGS.__dict__, "workers": 2}), TRAINED,
-                        num_candidates=2, data_source=str(root))  # one candidate per worker
+                        num_candidates=2, data_source=str(root), graph=graph)  # one candidate per worker
     assert one.config == two.config
     scores = lambda folder: [r["score"] for r in _log(folder) if r["type"] == "candidate"]  # noqa: E731
     assert scores(tmp_path / "one") == pytest.approx(scores(tmp_path / "two"), abs=1e-6)
 
 
 @pytest.mark.slow
-def test_a_latency_search_that_times_over_budget_searches_on(data16, model, tmp_path, monkeypatch):
+def test_a_latency_search_that_times_over_budget_searches_on(data16, model, model_graph, tmp_path, monkeypatch):
     timings = iter([0.9, 0.5, 0.5])  # timed fractions: over the 0.85 budget at first, then under
 
     def fake_measure(dense, pruned, settings):
@@ -113,18 +114,18 @@ def test_a_latency_search_that_times_over_budget_searches_on(data16, model, tmp_
     # A dense time below the layers' sum leaves no untimed remainder: the estimate is the table alone.
     monkeypatch.setattr("segprune.search.kinds.time_models", lambda models, image_size, threads, *runtime_settings: [1e-6, 1e-7])
     settings = SearchSettings(target="latency=0.85", image_size=64, final_epochs=0)
-    result = greedy_search(model, data16, tmp_path, settings, CANDIDATES, iterations=2)
+    result = greedy_search(model, data16, tmp_path, settings, CANDIDATES, iterations=2, graph=model_graph)
     rechecks = [r for r in _log(tmp_path) if r["type"] == "recheck"]
     assert len(rechecks) == 1 and rechecks[0]["timed"] == 0.9
     assert result.resource_fraction <= 0.85 * 0.85 / 0.9 + 1e-9, "the table limit was tightened by the miss"
     assert "timed at 0.900" in result.notes[0] and result.latency_source.startswith("per-layer ONNX Runtime")
 
 
-def test_a_latency_target_below_what_the_narrowest_model_times_is_refused_up_front(data16, model, tmp_path, monkeypatch):
+def test_a_latency_target_below_what_the_narrowest_model_times_is_refused_up_front(data16, model, model_graph, tmp_path, monkeypatch):
     monkeypatch.setattr("segprune.search.kinds.time_models", lambda models, image_size, threads, *runtime_settings: [10.0, 4.0])  # floor 0.4
     settings = SearchSettings(target="latency=0.3", image_size=64, final_epochs=0)
     with pytest.raises(ValueError, match="narrowest configuration .* times at 0.400"):
-        greedy_search(model, data16, tmp_path, settings, CANDIDATES)
+        greedy_search(model, data16, tmp_path, settings, CANDIDATES, graph=model_graph)
 
 
 def test_measure_times_both_models_together_and_reports_the_ratios(model, monkeypatch):
@@ -142,14 +143,14 @@ def test_measure_times_both_models_together_and_reports_the_ratios(model, monkey
 
 
 @pytest.mark.parametrize("search", [greedy_search, random_search])
-def test_a_target_the_narrowest_model_cannot_meet_is_refused_and_leaves_no_folder(data16, model, tmp_path, search):
+def test_a_target_the_narrowest_model_cannot_meet_is_refused_and_leaves_no_folder(data16, model, model_graph, tmp_path, search):
     folder = tmp_path / "out.search"
     settings = SearchSettings(**{**SETTINGS.__dict__, "target": "flops=0.001"})
     with pytest.raises(ValueError, match="cannot be met: the narrowest configuration"):
-        search(model, data16, folder, settings, CANDIDATES)
+        search(model, data16, folder, settings, CANDIDATES, graph=model_graph)
     assert not folder.exists()
     folder.mkdir()  # a folder that was there is kept, with what it held and without the refused search's log
     (folder / "notes.txt").write_text("mine")
     with pytest.raises(ValueError, match="cannot be met"):
-        search(model, data16, folder, settings, CANDIDATES)
+        search(model, data16, folder, settings, CANDIDATES, graph=model_graph)
     assert [path.name for path in folder.iterdir()] == ["notes.txt"]
