@@ -213,6 +213,7 @@ def prune(
         # what every phase trains with when none is given, named so a resume compares rates
         train_config=train_config or TrainConfig(patience=None), distill=kind.distillation(distill), checkpoint_path=checkpoint_path,
         folder=folder, resume=resume, on_epoch=on_epoch, on_candidate=on_candidate, on_search_start=on_search_start, settings=method_settings,
+        heads=heads,
     )
     resuming = resume and (_state_exists(checkpoint_path) or (folder is not None and Path(folder).exists()))
     context = replace(context, data=kind.training_data(model, data, context, resuming))
@@ -466,7 +467,7 @@ def _search_settings(context: RunContext) -> tuple[SearchSettings, CandidateSett
         target=context.target, image_size=context.image_size, threads=context.setting("threads", defaults.THREADS), round_to=context.round_to,
         final_epochs=0, workers=context.setting("workers", 1), time_result=context.setting("time_result", True),
         max_minutes=context.setting("max_minutes"), executor=context.setting("executor", "local"), ray_address=context.setting("ray_address"),
-        runtime=context.setting("runtime", "onnxruntime"), precision=context.setting("precision", "fp32"),
+        runtime=context.setting("runtime", "onnxruntime"), precision=context.setting("precision", "fp32"), heads=context.heads,
     )
     candidate_settings = CandidateSettings(
         finetune_steps=context.setting("candidate_steps", defaults.CANDIDATE_STEPS), importance="l1", seed=0 if context.seed is None else context.seed

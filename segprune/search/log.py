@@ -38,17 +38,30 @@ class SearchLog:
                 )
             self.records = self.lines.read()
             saved = self.records[0] if self.records and self.records[0].get("type") == "header" else None
-            if check and (saved is None or saved["settings"] != json.loads(json.dumps(header))):  # as written: tuples read back as lists
-                raise ValueError(
-                    f"The search log at {str(self.path)!r} was written with other settings ({saved and saved['settings']}); "
-                    "resume with the same options, or choose another --out."
-                )
+            if check:
+                self._check_header(saved, header)
             self.records = self.records[1:]
             if check:
                 self.lines.repair()
         else:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             self.write({"type": "header", "settings": header})
+
+    def _check_header(self, saved: dict | None, header: dict) -> None:
+        """Refuses to resume a log written with other settings, naming each one that differs, as saved and as asked.
+
+        A setting the saved header lacks reads as None, so a log from before that setting was recorded resumes when
+        it is left at None."""
+        if saved is None:
+            raise ValueError(f"{str(self.path)!r} has no search header (it is not a search log, or its first line was lost); choose another --out.")
+        saved_settings, settings = saved["settings"], json.loads(json.dumps(header))  # as written: tuples read back as lists
+        differing = sorted(key for key in {*saved_settings, *settings} if saved_settings.get(key) != settings.get(key))
+        if differing:
+            listed = "; ".join(f"{key}: saved {saved_settings.get(key)!r}, now {settings.get(key)!r}" for key in differing)
+            raise ValueError(
+                f"The search log at {str(self.path)!r} was written with other settings ({listed}); resume with the saved values, "
+                "or choose another --out."
+            )
 
     def write(self, record: dict) -> None:
         if record.get("type") != "header":

@@ -33,6 +33,9 @@ class SearchSettings:
         runtime: The runtime latency is tabled and timed on (`"onnxruntime"`, `"openvino"`): the one the
             model will ship on.
         precision: `"fp32"`, `"bf16"` (OpenVINO) or `"int8"` (QDQ), the precision the model will ship in.
+        heads: Recorded, not applied: the share of a Mask R-CNN's RoI heads' channels that `segprune.prune(...,
+            heads=R)` removed before the search, so what the dense model the search starts from (saved in its
+            folder) was cut to. The log's header keeps it, so a resume with another ratio is refused.
     """
 
     target: str = "flops=0.25"
@@ -47,6 +50,7 @@ class SearchSettings:
     ray_address: str | None = None
     runtime: str = "onnxruntime"
     precision: str = "fp32"
+    heads: float | None = None
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "image_size", as_image_size(self.image_size))  # frozen: N or "HxW" read once, here

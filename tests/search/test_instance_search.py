@@ -83,3 +83,25 @@ def test_greedy_stopped_by_its_time_limit_narrows_the_last_step_of_a_detector_to
     result = segprune.prune(model, "greedy", data=instance_tiles(), iterations=1, max_minutes=100, folder=tmp_path / "search", **SEARCH)
     assert isinstance(result.model, MaskRCNN) and _trunk_share(model, result.model) <= 0.6
     assert result.search.candidates == 2 and "stopped at the time limit" in result.notes[0]
+
+
+def test_a_search_resumed_with_another_heads_ratio_is_refused_naming_both(tmp_path, monkeypatch):
+    """`heads=` cuts the dense detector a search starts from (kept in its folder), so the log's header keeps the ratio:
+    a resume with another would go on from the other detector's candidates."""
+
+    class Killed(Exception):
+        pass
+
+    def killed(*args):
+        raise Killed
+
+    monkeypatch.setattr("segprune.search.greedy.parent_score", killed)  # killed after the header is written, before the baseline
+    model, data = mask_rcnn(**TINY_DETECTOR), instance_tiles()
+    options = dict(data=data, folder=tmp_path / "search", iterations=1, finetune_epochs=0, progress=False, **SEARCH)
+    with pytest.raises(Killed):
+        segprune.prune(model, "greedy", heads=0.25, **options)
+    # (the MACs target, rescaled to the narrowed trunk's, differs too: it is listed after)
+    with pytest.raises(ValueError, match=r"other settings \(heads: saved 0\.25, now 0\.5[;)].*resume with the saved values, or choose another --out"):
+        segprune.prune(model, "greedy", heads=0.5, resume=True, **options)
+    with pytest.raises(Killed):  # the same ratio resumes
+        segprune.prune(model, "greedy", heads=0.25, resume=True, **options)
