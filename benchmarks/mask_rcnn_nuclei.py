@@ -38,6 +38,20 @@ detector runs 7.99 -> 5.53 ms per tile on ONNX Runtime (1.45x [1.43, 1.47]) and 
 the parts pruning does not touch (proposal decoding over 300 proposals, NMS, pooling the FPN's 64 whole channels)
 are a larger share and the end-to-end ratio is lower.
 
+With the pyramid pruned too (`--prune-heads 0.5` now also halves the FPN's 64 channels where the RPN and both heads
+read them; the same Xeon, 2026-12-05, the first command, then `--dense dense.keras --prune flops=0.5 --prune-heads
+0.5 --finetune-steps 400 --rounds 40`): the trunk keeps 0.492 of its MACs (the pyramid's part counted toward
+flops=0.5), each head 0.251 per RoI. This training gave the dense detector AP 0.575, AP50 0.906 [0.778, 0.996].
+The whole detector runs 8.56 -> 5.03 ms per tile on ONNX Runtime (1.71x [1.68, 1.74]) and 8.67 -> 5.23 on OpenVINO
+(1.67x [1.63, 1.69]); with 400 fine-tuning steps 1.70x and 1.65x; the trunk alone 1.42-1.46x and 1.55x. Accuracy
+falls short of the issue's 3 points: fine-tuned 200 steps AP 0.532, AP50 0.800 [0.646, 0.927], paired loss 10.6
+points [5.7, 15.1]; 400 steps AP 0.565, AP50 0.803, loss 10.3 [5.8, 14.4]; fine-tune seed 1 (200 steps) AP 0.570,
+AP50 0.824, loss 8.2 [3.9, 12.8]. The same dense detector pruned with the pyramid whole (trunk 0.417, heads 0.5)
+loses 0.5 points [-16.4, 20.9] (AP50 0.901, AP 0.532) and, seed 1, 2.9 [-10.6, 19.8] (AP50 0.877, AP 0.560). A
+quarter of the pyramid (48 channels, heads 0.5, trunk 0.454; a script, not an option) gave AP50 0.811, loss 9.6
+[3.6, 20.0], 1.87x on ONNX Runtime and 1.63x on OpenVINO (the machine was busier for that run). Mask AP holds (0.53-0.57
+against 0.575) while AP50 drops: on 4 test tiles a few objects found at IoU 0.5 or not move AP50 by 5-10 points.
+
 Reproducibility: on one machine training is bitwise repeatable (two 50-step runs of the same command: all 78
 weight arrays equal; TensorFlow's CPU kernels here run in a fixed order for a fixed thread count, and the
 augmentation and sampling draw from the seeded generators). Across CPUs it is not: oneDNN picks its kernels by
