@@ -38,9 +38,9 @@ detector runs 7.99 -> 5.53 ms per tile on ONNX Runtime (1.45x [1.43, 1.47]) and 
 the parts pruning does not touch (proposal decoding over 300 proposals, NMS, pooling the FPN's 64 whole channels)
 are a larger share and the end-to-end ratio is lower.
 
-With the pyramid pruned too (`--prune-heads 0.5` now also halves the FPN's 64 channels where the RPN and both heads
-read them; the same Xeon, 2026-12-05, the first command, then `--dense dense.keras --prune flops=0.5 --prune-heads
-0.5 --finetune-steps 400 --rounds 40`): the trunk keeps 0.492 of its MACs (the pyramid's part counted toward
+With the pyramid pruned too (`--prune-pyramid 0.5` halves the FPN's 64 channels where the RPN and both heads read
+them; the same Xeon, 2026-12-05, the first command with `--prune-pyramid 0.5` added, then `--dense dense.keras --prune
+flops=0.5 --prune-heads 0.5 --prune-pyramid 0.5 --finetune-steps 400 --rounds 40`): the trunk keeps 0.492 of its MACs (the pyramid's part counted toward
 flops=0.5), each head 0.251 per RoI. This training gave the dense detector AP 0.575, AP50 0.906 [0.778, 0.996].
 The whole detector runs 8.56 -> 5.03 ms per tile on ONNX Runtime (1.71x [1.68, 1.74]) and 8.67 -> 5.23 on OpenVINO
 (1.67x [1.63, 1.69]); with 400 fine-tuning steps 1.70x and 1.65x; the trunk alone 1.42-1.46x and 1.55x. Accuracy
@@ -157,9 +157,14 @@ def main() -> None:
     parser.add_argument("--prune", default=None, help="prune the trunk to a budget such as flops=0.5 (l1), then fine-tune")
     parser.add_argument(
         "--prune-heads", type=float, default=0.0,
-        help="also remove this share of the RoI heads' channels and of the FPN pyramid they pool (l1; the box head's dense layers, "
-        "the mask head's convolutions, the pyramid's levels where the RPN and both heads read them; segprune.prune's heads=): "
-        "end to end, the box head runs on every proposal and the mask head on every detection, so the trunk is a small part",
+        help="also remove this share of the RoI heads' channels (l1; the box head's dense layers, the mask head's convolutions; "
+        "segprune.prune's heads=): end to end, the box head runs on every proposal and the mask head on every detection, so the "
+        "trunk is a small part",
+    )
+    parser.add_argument(
+        "--prune-pyramid", type=float, default=0.0,
+        help="also remove this share of the FPN pyramid's channels (each level's convolution where the RPN and both heads read "
+        "it; segprune.prune's pyramid=): what RoIAlign pools for every proposal",
     )
     parser.add_argument("--finetune-steps", type=int, default=200)
     parser.add_argument("--save-pruned", default=None, help="save the pruned, fine-tuned detector here (.keras)")
@@ -194,7 +199,9 @@ def main() -> None:
         pruned = load_mask_rcnn(arguments.pruned)
         print(f"loaded {arguments.pruned}")
     else:
-        result = segprune.prune(model, "l1", target=arguments.prune, heads=arguments.prune_heads or None, progress=False)
+        result = segprune.prune(
+            model, "l1", target=arguments.prune, heads=arguments.prune_heads or None, pyramid=arguments.prune_pyramid or None, progress=False
+        )
         pruned = result.model
         for line in result.heads.lines() if result.heads else ():
             print(line)

@@ -80,7 +80,8 @@ class PruneResult:
         search: The search's own result (configuration, candidates, timing) for greedy / random search.
         search_folder: Where the search keeps its log and models (None when it ran in a temporary folder).
         seconds: Wall-clock time of the whole call.
-        heads: A Mask R-CNN pruned with `heads=`: its RoI heads' MACs and parameters per region before and after.
+        heads: A Mask R-CNN pruned with `heads=` or `pyramid=`: its RoI heads' MACs and parameters per region before
+            and after, and the pyramid's width.
     """
 
     model: keras.Model
@@ -109,6 +110,7 @@ def prune(
     target: str | None = None,
     ratio: float | Mapping[str, float] | Strategy | None = None,
     heads: float | None = None,
+    pyramid: float | None = None,
     data: DataLike | None = None,
     finetune_epochs: int | None = None,
     round_to: int = defaults.ROUND_TO,
@@ -140,12 +142,15 @@ def prune(
             dict of layer name to ratio, or a selection strategy).
         heads: A Mask R-CNN only: also remove this share of channels, in [0, 1), from every prunable group of its RoI
             heads (the box head's dense layers, the mask head's convolutions), which run once per region and cost more
-            end to end than the trunk, and from the FPN pyramid they pool (each level's convolution, the shared RPN
-            convolution's input, the heads' first layers); ranked by `method`'s criterion (l1 for a search) and pruned
-            before the trunk, so a search scores its candidates with the heads that ship. A MACs or parameter `target`
-            is still a share of the dense trunk (the pyramid channels removed here count toward it); a latency target
-            is a share of the whole exported detector's latency with its heads pruned (what the search times);
-            `PruneResult.heads` gives the heads' MACs per region. None (the default) keeps them whole.
+            end to end than the trunk; ranked by `method`'s criterion (l1 for a search) and pruned before the trunk, so
+            a search scores its candidates with the heads that ship. A latency target is a share of the whole exported
+            detector's latency with its heads pruned (what the search times); `PruneResult.heads` gives the heads' MACs
+            per region. None (the default) keeps them whole.
+        pyramid: A Mask R-CNN only: remove this share, in [0, 1), of the FPN pyramid's channels that the heads pool (each
+            level's convolution, the shared RPN convolution's input, the heads' first layers), with the heads' step. It
+            speeds the whole detector most (RoIAlign moves every channel for every proposal) and costs the most AP (on
+            the nuclei, halved: 8-11 points of AP50). A MACs or parameter `target` stays a share of the dense trunk
+            (the pyramid channels removed count toward it). None (the default) keeps it whole.
         data: The training data; needed by fine-tuning, the data-driven criteria and every trained method. A
             `SegmentationDataset`, or what `model.fit` takes: `(images, masks)` NumPy arrays, a `tf.data.Dataset` or
             `keras.utils.PyDataset` of `(images, masks)` batches, or a dict of them by split; those are read once
@@ -200,7 +205,7 @@ def prune(
     kind.check_request(method, family.family, dict(train_config=train_config, distill=distill, folder=folder, resume=resume, target=target, **method_settings))
     check_finite_weights(model)
     dense_network = kind.network(model)
-    model, heads_summary = kind.prune_heads(model, heads, method, round_to, ignore)
+    model, heads_summary = kind.prune_heads(model, heads, method, round_to, ignore, pyramid)
     if progress:
         printed = LineReporters(detector=kind.detector)
         on_epoch, on_candidate, on_search_start = on_epoch or printed.epoch, on_candidate or printed.candidate, on_search_start or printed.plan
@@ -213,7 +218,7 @@ def prune(
         # what every phase trains with when none is given, named so a resume compares rates
         train_config=train_config or TrainConfig(patience=None), distill=kind.distillation(distill), checkpoint_path=checkpoint_path,
         folder=folder, resume=resume, on_epoch=on_epoch, on_candidate=on_candidate, on_search_start=on_search_start, settings=method_settings,
-        heads=heads,
+        heads=heads, pyramid=pyramid,
     )
     resuming = resume and (_state_exists(checkpoint_path) or (folder is not None and Path(folder).exists()))
     context = replace(context, data=kind.training_data(model, data, context, resuming))
@@ -222,7 +227,7 @@ def prune(
     started = time.perf_counter()
     network = kind.network(model)
     graph = build_channel_graph(network, ignore, input_shape=context.image_size)  # the one channel graph of the dense network
-    if network is not dense_network and context.target is not None:  # the heads step narrowed the pyramid
+    if pyramid and context.target is not None:  # the heads step narrowed the pyramid, part of the trunk
         context = replace(context, target=_share_of_dense(context.target, dense_network, graph, ignore, context.image_size))
     result = family.prune(model, kind, graph, context)
     result.summary = pruning_summary(dense_network, kind.network(result.model), context.image_size, pinned=graph.pinned)
@@ -234,7 +239,7 @@ def prune(
 def _share_of_dense(target: str, dense_network: keras.Model, graph: ChannelGraph, ignore: Iterable[str], image_size: tuple[int, int]) -> str:
     """A MACs or parameter target for `graph`'s network that keeps the share of `dense_network`'s that `target` names.
 
-    `heads=` narrows a detector's pyramid before its trunk is pruned, and `flops=0.5` still means half the dense
+    `pyramid=` narrows a detector's pyramid before its trunk is pruned, and `flops=0.5` still means half the dense
     trunk's MACs: the part the heads step removed counts toward it. A latency target is left as it is (a search
     times the detector with its heads pruned as its dense reference).
     """
@@ -468,6 +473,7 @@ def _search_settings(context: RunContext) -> tuple[SearchSettings, CandidateSett
         final_epochs=0, workers=context.setting("workers", 1), time_result=context.setting("time_result", True),
         max_minutes=context.setting("max_minutes"), executor=context.setting("executor", "local"), ray_address=context.setting("ray_address"),
         runtime=context.setting("runtime", "onnxruntime"), precision=context.setting("precision", "fp32"), heads=context.heads,
+        pyramid=context.pyramid,
     )
     candidate_settings = CandidateSettings(
         finetune_steps=context.setting("candidate_steps", defaults.CANDIDATE_STEPS), importance="l1", seed=0 if context.seed is None else context.seed

@@ -91,7 +91,7 @@ def test_prune_takes_a_mask_rcnn_file_and_a_search_needs_its_instances(tmp_path,
     assert main(["prune", str(dense), "--ratio", "0.5", "--prune-heads", "0.5", "--round-to", "1", "--image-size", "64", "--out", str(out)]) == 0
     printed = capsys.readouterr()
     assert "MACs at 64x64" in printed.out
-    assert "pruned RoI heads (l1, ratio 0.5)" in printed.out and "box_fc1" in printed.out and "MMACs per RoI" in printed.out
+    assert "pruned RoI heads (l1, heads 0.5)" in printed.out and "box_fc1" in printed.out and "MMACs per RoI" in printed.out
     assert ".resume" not in printed.err, "a Mask R-CNN prune keeps no resume state, so it names none"
     pruned = load_mask_rcnn(out)
     assert isinstance(pruned, MaskRCNN) and pruned.box_head.get_layer("box_fc1").units == TINY_MASK_RCNN["box_head_units"] // 2
@@ -101,15 +101,16 @@ def test_prune_takes_a_mask_rcnn_file_and_a_search_needs_its_instances(tmp_path,
     assert "trains on instances" in error and "--data DATA" in error and not searched.exists()
 
 
-def test_prune_heads_is_refused_for_a_model_without_roi_heads(tmp_path, capsys):
+@pytest.mark.parametrize("option", ["--prune-heads", "--prune-pyramid"])
+def test_prune_heads_or_pyramid_is_refused_for_a_model_without_roi_heads(tmp_path, capsys, option):
     from segprune.models import unet
 
     path = tmp_path / "unet.keras"
     unet(num_classes=2, input_channels=1, base_filters=4, depth=2).save(path)
     out = tmp_path / "pruned.keras"
-    assert main(["prune", str(path), "--ratio", "0.5", "--prune-heads", "0.5", "--out", str(out)]) == 2
+    assert main(["prune", str(path), "--ratio", "0.5", option, "0.5", "--out", str(out)]) == 2
     error = one_error(capsys.readouterr().err)
-    assert "--prune-heads prunes a Mask R-CNN's RoI heads" in error and "unet.keras is not a Mask R-CNN" in error and not out.exists()
+    assert f"{option} prunes a Mask R-CNN's RoI heads" in error and "unet.keras is not a Mask R-CNN" in error and not out.exists()
 
 
 @pytest.mark.exhaustive  # make test-all: the instance search itself is tested in tests/search/test_instance_search.py

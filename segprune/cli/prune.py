@@ -69,10 +69,15 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--prune-heads", type=float, default=None, metavar="R",
         help="a Mask R-CNN only: also remove this share of channels (0 <= R < 1) from its RoI heads (box head's dense layers, mask "
-        "head's convolutions), which run per proposal and per detection and cost more end to end than the trunk, and from the FPN "
-        "pyramid they pool (each level's convolution, the RPN convolution's input, the heads' first layers); ranked by --method's "
-        "criterion (l1 for a search), before the trunk is pruned; --target flops=F or params=F is still a share of the dense trunk, "
-        "latency=F a share of the whole exported detector's latency with its heads pruned",
+        "head's convolutions), which run per proposal and per detection and cost more end to end than the trunk; ranked by --method's "
+        "criterion (l1 for a search), before the trunk is pruned; --target latency=F is then a share of the whole exported "
+        "detector's latency with its heads pruned",
+    )
+    parser.add_argument(
+        "--prune-pyramid", type=float, default=None, metavar="P",
+        help="a Mask R-CNN only: remove this share (0 <= P < 1) of the FPN pyramid's channels the heads pool (each level's "
+        "convolution, the RPN convolution's input, the heads' first layers): the largest end-to-end gain and the largest AP cost "
+        "(nuclei, halved: 8-11 points of AP50); --target flops=F or params=F stays a share of the dense trunk",
     )
     parser.add_argument("--global-ranking", action="store_true", default=None, help="with --ratio: rank channels across all groups")
     parser.add_argument("--round-to", type=int, default=defaults.ROUND_TO, help=f"keep channel counts at multiples of this (default {defaults.ROUND_TO})")
@@ -145,11 +150,12 @@ def run(arguments: argparse.Namespace) -> int:
     if arguments.method in SEARCH_METHODS and arguments.data:
         settings["data_source"] = data_source(arguments)  # worker processes load the data themselves
     detector = is_mask_rcnn_file(arguments.model)  # a Mask R-CNN: its trunk is pruned, fine-tuned on DATA's instances
-    if arguments.prune_heads is not None and not detector:
-        raise ValueError(
-            f"--prune-heads prunes a Mask R-CNN's RoI heads; {arguments.model} is not a Mask R-CNN (saved by segprune train --model "
-            "mask-rcnn). Leave it out: --ratio or --target prune the whole model."
-        )
+    for option, value in (("--prune-heads", arguments.prune_heads), ("--prune-pyramid", arguments.prune_pyramid)):
+        if value is not None and not detector:
+            raise ValueError(
+                f"{option} prunes a Mask R-CNN's RoI heads or the pyramid they pool; {arguments.model} is not a Mask R-CNN (saved by "
+                "segprune train --model mask-rcnn). Leave it out: --ratio or --target prune the whole model."
+            )
     if detector and arguments.learning_rate != defaults.LEARNING_RATE:
         raise ValueError(f"--learning-rate {arguments.learning_rate:g} was given for a Mask R-CNN, whose fine-tune has a rate of its own; leave it out.")
     model = load_mask_rcnn(arguments.model) if detector else read_model(arguments, arguments.model)
@@ -167,7 +173,7 @@ def run(arguments: argparse.Namespace) -> int:
     try:
         result = prune(
             model, arguments.method, target=arguments.target, ratio=arguments.ratio, data=data, finetune_epochs=arguments.finetune_epochs,
-            heads=arguments.prune_heads, round_to=arguments.round_to, ignore=layer_names(arguments.ignore), image_size=arguments.image_size,
+            heads=arguments.prune_heads, pyramid=arguments.prune_pyramid, round_to=arguments.round_to, ignore=layer_names(arguments.ignore), image_size=arguments.image_size,
             seed=arguments.seed,
             distill=distill_config(arguments) if trains_masks else None, train_config=train_config if trains_masks else None,
             checkpoint_path=out, folder=folder, resume=arguments.resume,
@@ -204,7 +210,8 @@ def _print_heads(heads: HeadsSummary) -> None:
         for change in head.changed_layers()
         if change.macs_before
     ]
-    title = f"pruned RoI heads ({heads.importance}, ratio {heads.ratio:g})"
+    ratios = [f"{name} {value:g}" for name, value in (("heads", heads.ratio), ("pyramid", heads.pyramid_ratio)) if value is not None]
+    title = f"pruned RoI heads ({heads.importance}, {', '.join(ratios)})"
     _console.output_console.print(_console.table(title, ["layer", "class", "channels", "MMACs per RoI", "params"], rows))
     for line in heads.lines():
         _console.output_console.print(line)

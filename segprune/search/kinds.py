@@ -61,16 +61,17 @@ class ModelKind(ABC):
         return ()
 
     def prune_heads(
-        self, model: keras.Model, ratio: float | None, method: str, round_to: int, ignore: Iterable[str] = ()
+        self, model: keras.Model, ratio: float | None, method: str, round_to: int, ignore: Iterable[str] = (), pyramid: float | None = None
     ) -> tuple[keras.Model, HeadsSummary | None]:
-        """`model` with its per-region heads, and the features they read, narrowed by `ratio` (`prune`'s `heads`), ranked
-        by `method`'s criterion, `ignore`'s layers kept whole, and their cost per region before and after; unchanged with
-        None. Only a detector has such heads."""
-        if ratio is not None:
-            raise ValueError(
-                f"heads={ratio!r} (--prune-heads) prunes a Mask R-CNN's RoI heads; this model ({type(model).__name__}) has none. "
-                "Leave it out: ratio= or target= prune the whole network."
-            )
+        """`model` with its per-region heads narrowed by `ratio` (`prune`'s `heads`) and the features they read by
+        `pyramid`, ranked by `method`'s criterion, `ignore`'s layers kept whole, and their cost per region before and
+        after; unchanged when both are None. Only a detector has such heads."""
+        for name, option, value in (("heads", "--prune-heads", ratio), ("pyramid", "--prune-pyramid", pyramid)):
+            if value is not None:
+                raise ValueError(
+                    f"{name}={value!r} ({option}) prunes a Mask R-CNN's RoI heads or the pyramid they pool; this model "
+                    f"({type(model).__name__}) has none. Leave it out: ratio= or target= prune the whole network."
+                )
         return model, None
 
     @abstractmethod
@@ -215,14 +216,14 @@ class MaskRCNNKind(ModelKind):
         return MaskRCNN(model.config, network, copy_model(model.box_head), copy_model(model.mask_head))
 
     def prune_heads(
-        self, model: MaskRCNN, ratio: float | None, method: str, round_to: int, ignore: Iterable[str] = ()
+        self, model: MaskRCNN, ratio: float | None, method: str, round_to: int, ignore: Iterable[str] = (), pyramid: float | None = None
     ) -> tuple[MaskRCNN, HeadsSummary | None]:
-        """The box and mask heads and the pyramid they pool narrowed first, so that a search scores its candidates with
-        the heads that ship and the trunk is pruned at the pyramid's new width; ranked by the one-shot criterion, or by
-        l1 for a search (which ranks the trunk's channels by l1 too)."""
-        if ratio is None:
+        """The box and mask heads (`ratio`) and the pyramid they pool (`pyramid`) narrowed first, so that a search scores
+        its candidates with the heads that ship and the trunk is pruned at the pyramid's new width; ranked by the one-shot
+        criterion, or by l1 for a search (which ranks the trunk's channels by l1 too)."""
+        if ratio is None and pyramid is None:
             return model, None
-        return prune_heads(model, ratio, method if method in MASK_RCNN_METHODS else "l1", round_to, ignore)
+        return prune_heads(model, ratio, method if method in MASK_RCNN_METHODS else "l1", round_to, ignore, pyramid)
 
     def copy(self, model: MaskRCNN) -> MaskRCNN:
         return self.with_network(model, copy_model(model.trunk))

@@ -36,6 +36,7 @@ class SearchSettings:
         heads: Recorded, not applied: the share of a Mask R-CNN's RoI heads' channels that `segprune.prune(...,
             heads=R)` removed before the search, so what the dense model the search starts from (saved in its
             folder) was cut to. The log's header keeps it, so a resume with another ratio is refused.
+        pyramid: Recorded like `heads`: the share of the pyramid's channels `prune(..., pyramid=P)` removed.
     """
 
     target: str = "flops=0.25"
@@ -51,6 +52,7 @@ class SearchSettings:
     runtime: str = "onnxruntime"
     precision: str = "fp32"
     heads: float | None = None
+    pyramid: float | None = None
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "image_size", as_image_size(self.image_size))  # frozen: N or "HxW" read once, here

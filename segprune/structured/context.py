@@ -40,8 +40,9 @@ class RunContext:
         resume: Continue the interrupted run.
         on_epoch, on_candidate, on_search_start: Progress callbacks (None: silent).
         settings: The method's own settings (`segprune.api.STRUCTURED_SETTINGS[method]` names them).
-        heads: A Mask R-CNN's `heads` ratio: the share of its RoI heads' channels (and the pyramid they pool) removed
-            before the method ran, or None (kept whole).
+        heads: A Mask R-CNN's `heads` ratio: the share of its RoI heads' channels removed before the method ran, or
+            None (kept whole).
+        pyramid: Its `pyramid` ratio: the share of the FPN pyramid's channels removed with the heads, or None.
 
     Example:
         >>> context = RunContext("l1", "oneshot", target="flops=0.5")
@@ -69,6 +70,7 @@ class RunContext:
     on_search_start: Callable[[dict], None] | None = None
     settings: Mapping[str, Any] = field(default_factory=dict)
     heads: float | None = None
+    pyramid: float | None = None
 
     def __post_init__(self) -> None:
         if self.family not in FAMILIES:

@@ -6,9 +6,12 @@ takes 158, and pruning the trunk alone bought 1.06-1.09x on the whole exported d
 1.83-1.90x, `benchmarks/mask_rcnn_nuclei.py`). What the heads read is pooled from the FPN's pyramid, channel by
 channel: its width sets what RoIAlign moves for every proposal, the heads' first layers, and the trunk's last
 convolutions (each level's 3x3 convolution and the shared RPN convolution that reads every level). The trunk's own
-graph keeps the pyramid whole (its levels are outputs), so the heads step prunes it: one channel graph of the
-trunk and both heads joined where they read the pyramid (`pyramid_coupling`), narrowed in the heads' groups and the
-pyramid's by one criterion and one ratio (the heads' outputs, the classes, stay), then the trunk is pruned after.
+graph keeps the pyramid whole (its levels are outputs), so the heads step prunes it when asked: one channel graph
+of the trunk and both heads joined where they read the pyramid (`pyramid_coupling`), narrowed in the heads' groups
+by one ratio and in the pyramid's by another, under one criterion (the heads' outputs, the classes, stay); the trunk
+is pruned after. The pyramid is a ratio of its own because it costs accuracy where the heads did not: on the nuclei
+(`benchmarks/mask_rcnn_nuclei.py`, 4 test tiles) halving it with the heads and trunk lost 8-11 points of AP50 over
+three fine-tunes (paired intervals above 3 points), while the heads alone lost no measurable AP50.
 """
 
 from __future__ import annotations
@@ -32,7 +35,8 @@ class HeadsSummary:
     """The RoI heads before and after pruning, each priced for one region at the size it pools, and the pyramid's width.
 
     Attributes:
-        ratio: The share of channels removed from every prunable group of each head and from the pyramid.
+        ratio: The share of channels removed from every prunable group of each head (None: the heads kept whole).
+        pyramid_ratio: The share removed from the pyramid (None: kept whole).
         importance: The criterion that ranked them.
         box: The box head at `pool_size` x `pool_size` (it runs on every proposal).
         mask: The mask head at `mask_pool_size` (it runs on every detection).
@@ -40,7 +44,8 @@ class HeadsSummary:
             region and the shared RPN convolution reads (the trunk's MACs are in `PruneResult.summary`).
     """
 
-    ratio: float
+    ratio: float | None
+    pyramid_ratio: float | None
     importance: str
     box: PruningSummary
     mask: PruningSummary
@@ -67,16 +72,17 @@ class HeadsSummary:
 
 
 def prune_heads(
-    model: MaskRCNN, ratio: float, importance: str = "l1", round_to: int = 8, ignore: Iterable[str] = ()
+    model: MaskRCNN, ratio: float | None, importance: str = "l1", round_to: int = 8, ignore: Iterable[str] = (), pyramid: float | None = None
 ) -> tuple[MaskRCNN, HeadsSummary]:
     """A copy of `model` whose box and mask heads each lost `ratio` of every prunable group's channels, and whose pyramid
-    lost `ratio` of its channels everywhere they are read; `model` is untouched.
+    lost `pyramid` of its channels everywhere they are read; `model` is untouched.
 
     Args:
         model: The detector.
         ratio: Share of channels to remove, in [0, 1), from every prunable group of each head (the box head's dense
-            layers, the mask head's convolutions and its upsampling) and from the pyramid (the output channels of every
-            level's convolution, the shared RPN convolution's input channels, both heads' first layers' inputs).
+            layers, the mask head's convolutions and its upsampling); None keeps the heads whole.
+        pyramid: Share of the pyramid's channels to remove, in [0, 1) (the output channels of every level's
+            convolution, the shared RPN convolution's input channels, both heads' first layers' inputs); None keeps it.
         importance: A criterion that needs no data (`"l1"`, `"l2"`, `"bn-scale"`, `"random"`); a pyramid channel is
             scored over every kernel that writes or reads it, the heads' included.
         round_to: Every pruned group keeps a multiple of this many channels.
@@ -88,33 +94,35 @@ def prune_heads(
         region before and after.
 
     Example:
-        >>> smaller, summary = prune_heads(model, 0.5)
+        >>> smaller, summary = prune_heads(model, 0.5, pyramid=0.5)
         >>> summary.mask.macs_ratio < 0.6, summary.pyramid_channels
         (True, (64, 32))
     """
-    if isinstance(ratio, bool) or not isinstance(ratio, (int, float)) or not 0.0 <= ratio < 1.0:
-        raise ValueError(f"The heads' ratio is the share of their channels to remove, a number in [0, 1) such as 0.5; got {ratio!r}.")
+    for name, value in (("heads", ratio), ("pyramid", pyramid)):
+        if value is not None and (isinstance(value, bool) or not isinstance(value, (int, float)) or not 0.0 <= value < 1.0):
+            raise ValueError(f"The {name} ratio is the share of channels to remove, a number in [0, 1) such as 0.5; got {value!r}.")
     config = model.config
     networks = (model.trunk, model.box_head, model.mask_head)
     side = config.size_multiple  # the smallest image the trunk takes: the graph is traced, its size is not priced here
     graph = build_channel_graph(pyramid_coupling(*networks, config), ignore, input_shape=(side, side))
-    ratios = dict.fromkeys(_narrowed_producers(graph, model), float(ratio))
+    heads, pyramid_group = _narrowed_producers(graph, model)
+    ratios = {**dict.fromkeys(heads if ratio else (), float(ratio or 0.0)), **dict.fromkeys(pyramid_group if pyramid else (), float(pyramid or 0.0))}
     coupled = prune_graph(graph, ratio=LayerRatios(ratios), importance=importance, round_to=round_to)
     trunk, box, mask = (copy_model(coupled.get_layer(network.name)) for network in networks)
     widths = (int(model.trunk.outputs[0].shape[-1]), int(trunk.outputs[0].shape[-1]))  # P2, whose width every level shares
     summary = HeadsSummary(
-        float(ratio), importance, _head_summary(model.box_head, box, config.pool_size), _head_summary(model.mask_head, mask, config.mask_pool_size), widths
+        None if ratio is None else float(ratio), None if pyramid is None else float(pyramid), importance, _head_summary(model.box_head, box, config.pool_size), _head_summary(model.mask_head, mask, config.mask_pool_size), widths
     )
     return MaskRCNN(config, trunk, box, mask), summary
 
 
-def _narrowed_producers(graph: ChannelGraph, model: MaskRCNN) -> list[str]:
-    """One producing layer per group the heads step narrows: the pyramid the heads pool, and every group made inside a
-    head. Groups kept whole (ignored, or the classes the heads output) are left out."""
+def _narrowed_producers(graph: ChannelGraph, model: MaskRCNN) -> tuple[list[str], list[str]]:
+    """One producing layer per group the heads step may narrow: every group made inside a head, and the pyramid the heads
+    pool. Groups kept whole (ignored, or the classes the heads output) are left out."""
     head_layers = {layer.name for head in (model.box_head, model.mask_head) for layer in head.layers}
     pyramid = graph.group_of_layer(POOLED_NAMES[0])
-    groups = [pyramid, *(group for group in graph.groups if group is not pyramid and set(group.producers) <= head_layers)]
-    return [group.producers[0] for group in groups if group.num_prunable]
+    heads = [group for group in graph.groups if group is not pyramid and set(group.producers) <= head_layers]
+    return [group.producers[0] for group in heads if group.num_prunable], [pyramid.producers[0]] if pyramid.num_prunable else []
 
 
 def _head_summary(head: keras.Model, pruned: keras.Model, pool_size: int) -> PruningSummary:

@@ -33,7 +33,7 @@ def test_a_detector_pruned_with_its_heads_and_pyramid_exports_whole_and_matches_
     model = mask_rcnn(detection_min_score=0.0, max_detections=6, **TINY_MASK_RCNN)
     for network in (model.trunk, model.box_head, model.mask_head):
         randomize_weights(network, seed=1)  # mask logits away from the threshold: a zero bias leaves whole masks at exactly 0.5
-    pruned = segprune.prune(model, "l1", ratio=0.5, heads=0.5, round_to=1, image_size=64, progress=False).model
+    pruned = segprune.prune(model, "l1", ratio=0.5, heads=0.5, pyramid=0.5, round_to=1, image_size=64, progress=False).model
     assert pruned.trunk.outputs[0].shape[-1] == 4 and pruned.mask_head.input.shape[-1] == 4
     images = list(np.random.default_rng(2).random((2, 64, 64, 1)).astype(np.float32))
     agreement = export_detector(pruned, tmp_path / "pruned.onnx", "onnx", input_shape=(1, 64, 64), samples=images)  # raises unless it matches

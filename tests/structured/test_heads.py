@@ -1,5 +1,5 @@
-"""`segprune.prune(..., heads=R)` on a Mask R-CNN: the RoI heads and the pyramid they pool lose R of their channels
-exactly, the heads priced per region, the trunk pruned after at the pyramid's new width."""
+"""`segprune.prune(..., heads=R, pyramid=P)` on a Mask R-CNN: the RoI heads lose R of their channels and the pyramid
+they pool P, exactly, the heads priced per region, the trunk pruned after at the pyramid's new width."""
 
 import keras
 import numpy as np
@@ -29,15 +29,16 @@ def _detector() -> MaskRCNN:
     return model
 
 
-def _zeroed(model: MaskRCNN, ratio: float) -> tuple[MaskRCNN, np.ndarray]:
-    """`model` with the channels l1 at `ratio` removes (round_to 1) zeroed in every consumer instead, and the pyramid
-    channels among them: those are zeroed where the RPN convolution and both heads' first layers read them."""
+def _zeroed(model: MaskRCNN, ratio: float, narrowed=NARROWED) -> tuple[MaskRCNN, np.ndarray]:
+    """`model` with the channels l1 at `ratio` removes (round_to 1) from the groups of `narrowed` zeroed in every consumer
+    instead, and the pyramid channels among them: those are zeroed where the RPN convolution and both heads' first
+    layers read them."""
     config = model.config
     graph = build_channel_graph(pyramid_coupling(model.trunk, model.box_head, model.mask_head, config), input_shape=(64, 64))
-    removed = LayerRatios(dict.fromkeys(NARROWED, ratio)).select(graph, channel_importance(graph, "l1"), 1)
+    removed = LayerRatios(dict.fromkeys(narrowed, ratio)).select(graph, channel_importance(graph, "l1"), 1)
     pyramid_classes = np.asarray(graph.group_of_layer("fpn_p2").classes)
     removed_pyramid = np.flatnonzero(np.isin(pyramid_classes, removed))
-    assert 0 < len(removed_pyramid) < config.fpn_filters, "the heads' ratio removes pyramid channels"
+    assert len(removed_pyramid) < config.fpn_filters
     zeroed = zeroed_copy(graph, removed)
     return MaskRCNN(config, *(zeroed.get_layer(network.name) for network in (model.trunk, model.box_head, model.mask_head))), removed_pyramid
 
@@ -52,8 +53,9 @@ def _assert_equal_detections(got, expected) -> None:
 def test_pruned_heads_and_pyramid_equal_the_original_with_those_channels_zeroed(tmp_path):
     model = _detector()
     dense_weights = [weight.copy() for weight in model.trunk.get_weights()]
-    pruned, summary = prune_heads(model, 0.5, "l1", round_to=1)
+    pruned, summary = prune_heads(model, 0.5, "l1", round_to=1, pyramid=0.5)
     zeroed, removed = _zeroed(model, 0.5)
+    assert len(removed) == 4
     config = model.config
     kept = np.setdiff1d(np.arange(config.fpn_filters), removed)
 
@@ -99,17 +101,29 @@ def test_pruned_heads_and_pyramid_equal_the_original_with_those_channels_zeroed(
     assert all(np.array_equal(a, b) for a, b in zip(dense_weights, model.trunk.get_weights(), strict=True)), "the dense model is untouched"
 
 
+def test_heads_alone_keep_the_pyramid_and_equal_the_original_with_their_channels_zeroed():
+    model = _detector()
+    pruned, summary = prune_heads(model, 0.5, "l1", round_to=1)
+    zeroed, removed = _zeroed(model, 0.5, narrowed=[name for name in NARROWED if name != "fpn_p2"])
+    assert len(removed) == 0 and summary.pyramid_channels == (8, 8) and summary.pyramid_ratio is None
+    assert all(np.array_equal(a, b) for a, b in zip(pruned.trunk.get_weights(), model.trunk.get_weights(), strict=True)), "the trunk is untouched"
+    assert pruned.box_head.get_layer("box_fc1").units == 8 and pruned.mask_head.get_layer("mask_conv1").filters == 4
+    images = np.random.default_rng(0).random((1, 64, 64, 1)).astype(np.float32)
+    (got,), (expected,) = pruned.detect(images), zeroed.detect(images)
+    _assert_equal_detections(got, expected)
+
+
 def test_prune_narrows_the_heads_and_pyramid_then_the_trunk_to_a_share_of_the_dense_trunk(tmp_path):
     model = _detector()
     out = tmp_path / "pruned.keras"
-    result = segprune.prune(model, "l1", target="flops=0.5", heads=0.5, round_to=1, image_size=64, checkpoint_path=out, progress=False)
+    result = segprune.prune(model, "l1", target="flops=0.5", heads=0.5, pyramid=0.5, round_to=1, image_size=64, checkpoint_path=out, progress=False)
     pruned, dense_macs = result.model, flops(model.trunk, (64, 64)).macs
     assert pruned.trunk.get_layer("fpn_p2").filters == 4 and pruned.box_head.input.shape[-1] == 4
     # The summary and the target count from the dense trunk, the pyramid's share included.
     assert result.summary.macs_before == dense_macs and result.summary.macs_after == flops(pruned.trunk, (64, 64)).macs
-    heads_only = flops(prune_heads(model, 0.5, "l1", round_to=1)[0].trunk, (64, 64)).macs / dense_macs
-    assert result.summary.macs_ratio <= 0.5 < heads_only and result.summary.macs_ratio > 0.5 * heads_only  # not half of the narrowed trunk
-    assert result.heads.ratio == 0.5 and result.heads.importance == "l1" and result.heads.pyramid_channels == (8, 4)
+    pyramid_only = flops(prune_heads(model, None, "l1", round_to=1, pyramid=0.5)[0].trunk, (64, 64)).macs / dense_macs
+    assert result.summary.macs_ratio <= 0.5 < pyramid_only and result.summary.macs_ratio > 0.5 * pyramid_only  # not half of the narrowed trunk
+    assert result.heads.ratio == result.heads.pyramid_ratio == 0.5 and result.heads.importance == "l1" and result.heads.pyramid_channels == (8, 4)
     assert 0.2 < result.heads.box.macs_ratio < 0.6 and 0.2 < result.heads.mask.macs_ratio < 0.6  # per region, at the pooled sizes
     assert result.heads.box.macs_before == sum(layer.macs_before for layer in result.heads.box.layers) > 0
     assert "MMACs per RoI" in result.heads.lines()[0] and result.heads.lines()[1].startswith("mask head:")
@@ -120,18 +134,20 @@ def test_prune_narrows_the_heads_and_pyramid_then_the_trunk_to_a_share_of_the_de
 
 def test_ignoring_a_layer_that_reads_the_pyramid_keeps_it_whole():
     model = _detector()
-    pruned = segprune.prune(model, "l1", ratio=0.5, heads=0.5, round_to=1, ignore=["rpn_conv"], image_size=64, progress=False).model
+    pruned = segprune.prune(model, "l1", ratio=0.5, heads=0.5, pyramid=0.5, round_to=1, ignore=["rpn_conv"], image_size=64, progress=False).model
     assert pruned.trunk.get_layer("fpn_p2").filters == 8 and pruned.box_head.input.shape[-1] == 8
     assert pruned.box_head.get_layer("box_fc1").units == 8  # the heads' own groups still narrow
 
 
-@pytest.mark.parametrize("heads", [1.0, -0.1, "0.5", True])
-def test_a_heads_ratio_outside_0_1_is_refused(heads):
-    with pytest.raises(ValueError, match=r"share of their channels to remove, a number in \[0, 1\)"):
-        segprune.prune(mask_rcnn(**TINY_MASK_RCNN), "l1", ratio=0.5, heads=heads, round_to=1, image_size=64)
+@pytest.mark.parametrize("option", ["heads", "pyramid"])
+@pytest.mark.parametrize("value", [1.0, -0.1, "0.5", True])
+def test_a_heads_or_pyramid_ratio_outside_0_1_is_refused(option, value):
+    with pytest.raises(ValueError, match=rf"The {option} ratio is the share of channels to remove, a number in \[0, 1\)"):
+        segprune.prune(mask_rcnn(**TINY_MASK_RCNN), "l1", ratio=0.5, round_to=1, image_size=64, **{option: value})
 
 
-def test_heads_on_a_model_without_them_are_refused():
+@pytest.mark.parametrize("option", ["heads", "pyramid"])
+def test_heads_or_pyramid_on_a_model_without_them_are_refused(option):
     model = segprune.models.unet(num_classes=2, input_channels=1, base_filters=4, depth=2)
-    with pytest.raises(ValueError, match="prunes a Mask R-CNN's RoI heads; this model .* has none"):
-        segprune.prune(model, "l1", ratio=0.5, heads=0.5)
+    with pytest.raises(ValueError, match=rf"{option}=0.5 .* prunes a Mask R-CNN's RoI heads or the pyramid they pool; this model .* has none"):
+        segprune.prune(model, "l1", ratio=0.5, **{option: 0.5})
