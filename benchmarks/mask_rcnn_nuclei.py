@@ -52,6 +52,15 @@ quarter of the pyramid (48 channels, heads 0.5, trunk 0.454; a script, not an op
 [3.6, 20.0], 1.87x on ONNX Runtime and 1.63x on OpenVINO (the machine was busier for that run). Mask AP holds (0.53-0.57
 against 0.575) while AP50 drops: on 4 test tiles a few objects found at IoU 0.5 or not move AP50 by 5-10 points.
 
+The pyramid whole and the heads pruned harder instead (`--dense dense.keras --prune flops=0.5 --prune-heads 0.75
+--rounds 40`, then the same with `--seed 1` for another fine-tune; same Xeon and dense detector, 2026-12-06): box
+head 0.236 and mask head 0.105 of their MACs per RoI, trunk 0.417. Whole detector on ONNX Runtime 8.75 -> 4.97 ms
+(**1.76x** [1.73, 1.80]) and 8.19 -> 4.57 (**1.77x** [1.74, 1.80]); OpenVINO 1.62x and 1.57x; trunk alone 1.46x.
+AP50 0.929 [0.870, 0.989] and 0.870 [0.789, 0.950] against dense 0.906 [0.778, 0.996]: paired loss -2.3 points
+[-18.8, 12.5] and 3.6 [-8.9, 20.2] (mean of the two 0.65 points; no measurable difference, and 4 test tiles cannot
+bound it to 3 points); mask AP 0.554 and 0.541 against 0.575. With heads 0.5 (pyramid whole): 1.46x on ONNX Runtime,
+1.41x on OpenVINO, AP50 0.901, loss 0.5 [-16.4, 20.9].
+
 Reproducibility: on one machine training is bitwise repeatable (two 50-step runs of the same command: all 78
 weight arrays equal; TensorFlow's CPU kernels here run in a fixed order for a fixed thread count, and the
 augmentation and sampling draw from the seeded generators). Across CPUs it is not: oneDNN picks its kernels by
