@@ -111,7 +111,12 @@ def prune_heads(
     trunk, box, mask = (copy_model(coupled.get_layer(network.name)) for network in networks)
     widths = (int(model.trunk.outputs[0].shape[-1]), int(trunk.outputs[0].shape[-1]))  # P2, whose width every level shares
     summary = HeadsSummary(
-        None if ratio is None else float(ratio), None if pyramid is None else float(pyramid), importance, _head_summary(model.box_head, box, config.pool_size), _head_summary(model.mask_head, mask, config.mask_pool_size), widths
+        None if ratio is None else float(ratio),
+        None if pyramid is None else float(pyramid),
+        _ranked_by(importance, model),
+        _head_summary(model.box_head, box, config.pool_size),
+        _head_summary(model.mask_head, mask, config.mask_pool_size),
+        widths,
     )
     return MaskRCNN(config, trunk, box, mask), summary
 
@@ -123,6 +128,13 @@ def _narrowed_producers(graph: ChannelGraph, model: MaskRCNN) -> tuple[list[str]
     pyramid = graph.group_of_layer(POOLED_NAMES[0])
     heads = [group for group in graph.groups if group is not pyramid and set(group.producers) <= head_layers]
     return [group.producers[0] for group in heads if group.num_prunable], [pyramid.producers[0]] if pyramid.num_prunable else []
+
+
+def _ranked_by(importance: str, model: MaskRCNN) -> str:
+    """The criterion as it ranked: bn-scale falls back to the l1 norm for a group without a BatchNorm, as the heads are."""
+    if importance == "bn-scale" and not any(isinstance(layer, keras.layers.BatchNormalization) for head in (model.box_head, model.mask_head) for layer in head.layers):
+        return "l1 (bn-scale without a BatchNorm in the heads)"
+    return importance
 
 
 def _head_summary(head: keras.Model, pruned: keras.Model, pool_size: int) -> PruningSummary:

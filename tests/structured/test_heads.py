@@ -151,3 +151,8 @@ def test_heads_or_pyramid_on_a_model_without_them_are_refused(option):
     model = segprune.models.unet(num_classes=2, input_channels=1, base_filters=4, depth=2)
     with pytest.raises(ValueError, match=rf"{option}=0.5 .* prunes a Mask R-CNN's RoI heads or the pyramid they pool; this model .* has none"):
         segprune.prune(model, "l1", ratio=0.5, **{option: 0.5})
+
+
+def test_bn_scale_on_heads_without_batchnorm_says_it_ranked_by_l1():
+    _, summary = prune_heads(_detector(), 0.5, "bn-scale", round_to=1)
+    assert summary.importance == "l1 (bn-scale without a BatchNorm in the heads)"
