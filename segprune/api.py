@@ -143,7 +143,8 @@ def prune(
         heads: A Mask R-CNN only: also remove this share of channels, in [0, 1), from every prunable group of its RoI
             heads (the box head's dense layers, the mask head's convolutions), which run once per region and cost more
             end to end than the trunk; ranked by `method`'s criterion (l1 for a search) and pruned before the trunk, so
-            a search scores its candidates with the heads that ship. A latency target is a share of the whole exported
+            a search scores its candidates with the heads that ship. A MACs or parameter `target` still prices the trunk
+            alone (a share of the dense trunk); a latency target is a share of the whole exported
             detector's latency with its heads pruned (what the search times); `PruneResult.heads` gives the heads' MACs
             per region. None (the default) keeps them whole.
         pyramid: A Mask R-CNN only: remove this share, in [0, 1), of the FPN pyramid's channels that the heads pool (each
@@ -247,7 +248,13 @@ def _share_of_dense(target: str, dense_network: keras.Model, graph: ChannelGraph
     if resource == "latency":
         return target
     dense = resource_after(build_channel_graph(dense_network, ignore, input_shape=image_size), [], resource)
-    return f"{resource}={min(1.0, fraction * dense / resource_after(graph, [], resource))!r}"
+    narrowed = resource_after(graph, [], resource)
+    if fraction * dense >= narrowed:  # the pyramid step alone went past the target: nothing left for the trunk to do
+        raise ValueError(
+            f"pyramid= alone leaves the trunk at {narrowed / dense:.3f} of its dense {resource}, already within {target}; "
+            "lower the pyramid ratio (--prune-pyramid) or ask for a smaller target."
+        )
+    return f"{resource}={fraction * dense / narrowed!r}"
 
 
 def sparsify(

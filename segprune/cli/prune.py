@@ -70,7 +70,8 @@ def configure(parser: argparse.ArgumentParser) -> None:
         "--prune-heads", type=float, default=None, metavar="R",
         help="a Mask R-CNN only: also remove this share of channels (0 <= R < 1) from its RoI heads (box head's dense layers, mask "
         "head's convolutions), which run per proposal and per detection and cost more end to end than the trunk; ranked by --method's "
-        "criterion (l1 for a search), before the trunk is pruned; --target latency=F is then a share of the whole exported "
+        "criterion (l1 for a search), before the trunk is pruned; --target flops=F or params=F still prices the trunk alone, "
+        "latency=F is a share of the whole exported "
         "detector's latency with its heads pruned",
     )
     parser.add_argument(

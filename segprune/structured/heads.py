@@ -36,7 +36,7 @@ class HeadsSummary:
 
     Attributes:
         ratio: The share of channels removed from every prunable group of each head (None: the heads kept whole).
-        pyramid_ratio: The share removed from the pyramid (None: kept whole).
+        pyramid_ratio: The share removed from the pyramid (None: kept whole, asked or not).
         importance: The criterion that ranked them.
         box: The box head at `pool_size` x `pool_size` (it runs on every proposal).
         mask: The mask head at `mask_pool_size` (it runs on every detection).
@@ -112,7 +112,7 @@ def prune_heads(
     widths = (int(model.trunk.outputs[0].shape[-1]), int(trunk.outputs[0].shape[-1]))  # P2, whose width every level shares
     summary = HeadsSummary(
         None if ratio is None else float(ratio),
-        None if pyramid is None else float(pyramid),
+        None if pyramid is None or widths[0] == widths[1] else float(pyramid),  # None too where ignore= kept it whole
         _ranked_by(importance, model),
         _head_summary(model.box_head, box, config.pool_size),
         _head_summary(model.mask_head, mask, config.mask_pool_size),

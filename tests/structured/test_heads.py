@@ -134,7 +134,9 @@ def test_prune_narrows_the_heads_and_pyramid_then_the_trunk_to_a_share_of_the_de
 
 def test_ignoring_a_layer_that_reads_the_pyramid_keeps_it_whole():
     model = _detector()
-    pruned = segprune.prune(model, "l1", ratio=0.5, heads=0.5, pyramid=0.5, round_to=1, ignore=["rpn_conv"], image_size=64, progress=False).model
+    result = segprune.prune(model, "l1", ratio=0.5, heads=0.5, pyramid=0.5, round_to=1, ignore=["rpn_conv"], image_size=64, progress=False)
+    pruned = result.model
+    assert result.heads.pyramid_ratio is None, "the summary does not claim a pyramid cut that ignore= prevented"
     assert pruned.trunk.get_layer("fpn_p2").filters == 8 and pruned.box_head.input.shape[-1] == 8
     assert pruned.box_head.get_layer("box_fc1").units == 8  # the heads' own groups still narrow
 
@@ -156,3 +158,8 @@ def test_heads_or_pyramid_on_a_model_without_them_are_refused(option):
 def test_bn_scale_on_heads_without_batchnorm_says_it_ranked_by_l1():
     _, summary = prune_heads(_detector(), 0.5, "bn-scale", round_to=1)
     assert summary.importance == "l1 (bn-scale without a BatchNorm in the heads)"
+
+
+def test_a_pyramid_ratio_that_alone_passes_the_target_is_refused():
+    with pytest.raises(ValueError, match=r"pyramid= alone leaves the trunk at .* already within flops=0.99"):
+        segprune.prune(_detector(), "l1", target="flops=0.99", pyramid=0.9, round_to=1, image_size=64, progress=False)
