@@ -106,7 +106,7 @@ def prune_heads(
     side = config.size_multiple  # the smallest image the trunk takes: the graph is traced, its size is not priced here
     graph = build_channel_graph(pyramid_coupling(*networks, config), ignore, input_shape=(side, side))
     heads, pyramid_group = _narrowed_producers(graph, model)
-    ratios = {**dict.fromkeys(heads if ratio else (), float(ratio or 0.0)), **dict.fromkeys(pyramid_group if pyramid else (), float(pyramid or 0.0))}
+    ratios = {**{name: float(ratio) for name in heads if ratio}, **{name: float(pyramid) for name in pyramid_group if pyramid}}
     coupled = prune_graph(graph, ratio=LayerRatios(ratios), importance=importance, round_to=round_to)
     trunk, box, mask = (copy_model(coupled.get_layer(network.name)) for network in networks)
     widths = (int(model.trunk.outputs[0].shape[-1]), int(trunk.outputs[0].shape[-1]))  # P2, whose width every level shares
